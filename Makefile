@@ -1,0 +1,20 @@
+# Convenience targets; the real work is in the scripts they call.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: build image demo demo-stop test
+
+build: ## release binary: target/release/hostlet
+	cargo build --release
+
+image: ## busybox test image as an OCI layout: target/demo-image/layout
+	rootfs/build.sh target/demo-image
+
+demo: ## registry on 127.0.0.1:5055 + hostlet running testdata/demo/*.yaml (root)
+	rootfs/demo.sh
+
+demo-stop:
+	rootfs/demo.sh stop
+
+test: ## what CI runs: apt packages, fmt, clippy, all tests (root)
+	.ci/run

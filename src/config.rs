@@ -1,0 +1,90 @@
+//! Agent configuration, with the kubelet's flag names and defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::worker::backoff::BackoffPolicy;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub pod_manifest_path: PathBuf,
+    pub root_dir: PathBuf,
+    pub pod_logs_dir: PathBuf,
+    /// The node name: `--hostname-override` or the host name, lowercased.
+    pub node_name: String,
+    pub insecure_registries: Vec<String>,
+    pub file_check_frequency: Duration,
+    pub crash_backoff: BackoffPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid duration {input:?}: expected a number with a unit, like 500ms, 2s, 1m or 1h30m")]
+    Duration { input: String },
+}
+
+/// Parses Go-style durations as the kubelet's flags accept them: `500ms`, `2s`, `1m30s`.
+pub fn parse_duration(input: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration {
+        input: input.to_string(),
+    };
+    let s = input.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| err())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(value * scale).map_err(|_| err())?;
+    }
+    Ok(total)
+}
+
+/// The host name, lowercased, as the kubelet names its node.
+pub fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "5", "s", "2x", "-1s", "1s2"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The registry side: resolving a reference to this host's image manifest and streaming blobs
+//! into the blob store (verified while written, never held whole in memory).
+
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use super::store::{BlobWriter, Blobs};
+use super::ImageError;
+
+const MANIFEST_TYPES: &[&str] = &[
+    OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+];
+
+/// A platform image manifest, with the raw bytes of everything that led to it.
+pub struct Resolved {
+    /// `sha256:` of `manifest_bytes`.
+    pub digest: String,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest: OciImageManifest,
+    /// The image index / manifest list the reference named, if any: (digest, bytes).
+    pub index: Option<(String, Vec<u8>)>,
+}
+
+pub struct Registry {
+    client: Client,
+}
+
+impl Registry {
+    pub fn new(insecure: Vec<String>) -> Self {
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(insecure),
+            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
+            ..Default::default()
+        };
+        Self {
+            client: Client::new(config),
+        }
+    }
+
+    /// Fetches the manifest `reference` names, descending through an index to this host's
+    /// platform. Errors are messages for `ImageError::Pull`.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, String> {
+        let (bytes, digest) = self.manifest(reference, reference.digest()).await?;
+        match parse_manifest(&bytes)? {
+            Parsed::Image(manifest) => Ok(Resolved {
+                digest,
+                manifest_bytes: bytes,
+                manifest,
+                index: None,
+            }),
+            Parsed::Index(index) => {
+                let entry = select_platform(&index.manifests).ok_or_else(|| {
+                    let have: Vec<String> =
+                        index.manifests.iter().filter_map(platform_string).collect();
+                    format!(
+                        "no manifest for linux/{} in image index (has {})",
+                        host_arch(),
+                        have.join(", ")
+                    )
+                })?;
+                let by_digest = reference.clone_with_digest(entry.digest.clone());
+                let (mbytes, mdigest) = self.manifest(&by_digest, Some(&entry.digest)).await?;
+                match parse_manifest(&mbytes)? {
+                    Parsed::Image(manifest) => Ok(Resolved {
+                        digest: mdigest,
+                        manifest_bytes: mbytes,
+                        manifest,
+                        index: Some((digest, bytes)),
+                    }),
+                    Parsed::Index(_) => Err("image index entry is itself an index".into()),
+                }
+            }
+        }
+    }
+
+    /// One manifest; its sha256 is computed here and must equal `expected` if given.
+    async fn manifest(
+        &self,
+        reference: &Reference,
+        expected: Option<&str>,
+    ) -> Result<(Vec<u8>, String), String> {
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(reference, &RegistryAuth::Anonymous, MANIFEST_TYPES)
+            .await
+            .map_err(|e| format!("fetch manifest: {}", chain(&e)))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(format!(
+                    "manifest digest mismatch: expected {expected}, got {digest}"
+                ));
+            }
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Streams the blob `desc` into the store unless it is already there; returns bytes fetched.
+    pub async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        desc: &OciDescriptor,
+        blobs: &Blobs,
+    ) -> Result<u64, ImageError> {
+        if blobs.contains(&desc.digest) {
+            return Ok(0);
+        }
+        let err = |message: String| ImageError::Pull {
+            reference: reference.whole(),
+            message: format!("blob {}: {message}", desc.digest),
+        };
+        let writer = blobs.writer(&desc.digest).map_err(|e| match e {
+            ImageError::Digest { .. } => err(format!("{e}")),
+            other => other,
+        })?;
+        let mut stream = self
+            .client
+            .pull_blob_stream(reference, desc)
+            .await
+            .map_err(|e| err(chain(&e)))?;
+        let limit = u64::try_from(desc.size).unwrap_or(0);
+
+        // The file is written, hashed and fsynced on a blocking thread fed through a small channel.
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let sink = tokio::task::spawn_blocking(move || write_chunks(rx, writer));
+        let mut total = 0u64;
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    total += chunk.len() as u64;
+                    if total > limit {
+                        failure = Some(format!(
+                            "registry sent more than the {limit} bytes declared"
+                        ));
+                        break;
+                    }
+                    if tx.send(Some(chunk)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!("download: {e}"));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            let _ = tx.send(None).await; // None = complete: verify and rename
+        }
+        drop(tx); // closed without None = abort: the temp file is removed
+        let written = sink.await.map_err(|e| err(format!("writer task: {e}")))?;
+        if let Some(message) = failure {
+            return Err(err(message));
+        }
+        match written {
+            Ok(_) => Ok(total),
+            Err(ImageError::Digest { expected, actual }) => Err(err(format!(
+                "digest mismatch: expected {expected}, got {actual}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated (reqwest hides "connection refused" in a source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        next = cause.source();
+    }
+    s
+}
+
+/// Writes chunks until `None` (then finishes the blob) or until the channel closes (abort).
+fn write_chunks<B: AsRef<[u8]>>(
+    mut rx: tokio::sync::mpsc::Receiver<Option<B>>,
+    mut writer: BlobWriter,
+) -> Result<Option<std::path::PathBuf>, ImageError> {
+    use std::io::Write;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Some(chunk) => writer
+                .write_all(chunk.as_ref())
+                .map_err(|source| ImageError::Io {
+                    path: std::path::PathBuf::from("<blob temp file>"),
+                    source,
+                })?,
+            None => return writer.finish().map(Some),
+        }
+    }
+    Ok(None)
+}
+
+#[allow(clippy::large_enum_variant)] // short-lived
+enum Parsed {
+    Image(OciImageManifest),
+    Index(OciImageIndex),
+}
+
+fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u32>,
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
+    if probe.schema_version != Some(2) {
+        return Err(format!(
+            "unsupported manifest schema version {:?}",
+            probe.schema_version
+        ));
+    }
+    let is_index = match probe.media_type.as_deref() {
+        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => true,
+        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => false,
+        Some(other) => return Err(format!("unsupported manifest media type {other}")),
+        None => probe.manifests.is_some(),
+    };
+    if is_index {
+        serde_json::from_slice(bytes)
+            .map(Parsed::Index)
+            .map_err(|e| format!("invalid image index: {e}"))
+    } else {
+        serde_json::from_slice(bytes)
+            .map(Parsed::Image)
+            .map_err(|e| format!("invalid image manifest: {e}"))
+    }
+}
+
+/// The running architecture under its OCI (GOARCH) name.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+fn platform_string(e: &ImageIndexEntry) -> Option<String> {
+    e.platform
+        .as_ref()
+        .map(|p| format!("{}/{}", p.os, p.architecture))
+}
+
+/// First `linux/<host arch>` entry; for arm64 a `v8` or absent variant is preferred.
+fn select_platform(entries: &[ImageIndexEntry]) -> Option<&ImageIndexEntry> {
+    let arch = host_arch();
+    let matching = entries.iter().filter(|e| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
+    });
+    let mut first = None;
+    for e in matching {
+        let variant = e.platform.as_ref().and_then(|p| p.variant.as_deref());
+        if arch != "arm64" || matches!(variant, None | Some("v8")) {
+            return Some(e);
+        }
+        first.get_or_insert(e);
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_host_platform_from_index() {
+        let arch = host_arch();
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_INDEX_MEDIA_TYPE}","manifests":[
+              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{a}","size":1,"platform":{{"os":"windows","architecture":"{arch}"}}}},
+              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{b}","size":1,"platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+        );
+        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
+            panic!("not an index")
+        };
+        assert_eq!(
+            select_platform(&index.manifests).unwrap().digest,
+            format!("sha256:{}", "b".repeat(64))
+        );
+    }
+
+    #[test]
+    fn parses_docker_schema2_manifest() {
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{IMAGE_MANIFEST_MEDIA_TYPE}",
+              "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:{c}","size":2}},
+              "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{c}","size":3}}]}}"#,
+            c = "c".repeat(64)
+        );
+        let Parsed::Image(m) = parse_manifest(m.as_bytes()).unwrap() else {
+            panic!("not an image")
+        };
+        assert_eq!(m.layers.len(), 1);
+        assert!(parse_manifest(br#"{"schemaVersion":1}"#).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! hostlet: a daemonless node agent for Kubernetes static pods.
+//!
+//! Data flows one way: `source` → `manager` → `worker` → (`image`, `bundle`, `runtime`).
+//! See ARCHITECTURE.md in the shared docs for the picture; each module's doc says what it owns.
+
+pub mod bundle;
+pub mod cli;
+pub mod config;
+pub mod image;
+pub mod logs;
+pub mod manager;
+pub mod manifest;
+pub mod runtime;
+pub mod source;
+pub mod state;
+pub mod worker;

@@ -1,0 +1,129 @@
+//! Turns successive snapshots into pod workers: a new UID starts a worker, a UID that
+//! disappears is told to stop. A pod that replaces another of the same namespace/name
+//! (an edited manifest is a new UID) starts only once the old one is fully gone, as the
+//! kubelet's pod workers do for static pods.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::runtime::Adopted;
+use crate::manifest::StaticPod;
+use crate::source::Snapshot;
+use crate::worker::{self, Deps};
+
+struct Entry {
+    full_name: String,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+pub struct Manager {
+    deps: Arc<Deps>,
+    workers: HashMap<String, Entry>,
+    /// Containers found at start, by pod UID, until the first snapshot claims them.
+    adopted: Option<HashMap<String, Vec<Adopted>>>,
+    tasks: JoinSet<String>,
+    /// The pods the latest snapshot declares, to restart one whose worker was still
+    /// stopping when it came back (the same file removed and restored quickly).
+    desired: HashMap<String, StaticPod>,
+}
+
+impl Manager {
+    pub fn new(deps: Arc<Deps>, adopted: Vec<Adopted>) -> Self {
+        let mut by_pod: HashMap<String, Vec<Adopted>> = HashMap::new();
+        for a in adopted {
+            by_pod.entry(a.config.pod_uid.clone()).or_default().push(a);
+        }
+        Self {
+            deps,
+            workers: HashMap::new(),
+            adopted: Some(by_pod),
+            tasks: JoinSet::new(),
+            desired: HashMap::new(),
+        }
+    }
+
+    /// Applies snapshots until the source ends.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Snapshot>) {
+        loop {
+            tokio::select! {
+                snap = rx.recv() => match snap {
+                    Some(s) => self.apply(s),
+                    None => break,
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok(uid) = done {
+                        self.workers.remove(&uid);
+                        if let Some(pod) = self.desired.get(&uid).cloned() {
+                            self.start_pod(pod, Vec::new());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn apply(&mut self, snap: Snapshot) {
+        let desired: HashMap<&str, _> = snap.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
+        for (uid, e) in &self.workers {
+            if !desired.contains_key(uid.as_str()) && !*e.stop.borrow() {
+                tracing::info!(pod = %e.full_name, uid = %uid, "pod removed from its source; stopping");
+                let _ = e.stop.send(true);
+            }
+        }
+        // The first snapshot decides what happens to what an earlier agent left running.
+        let mut adopted = self.adopted.take().unwrap_or_default();
+        for pod in &snap.pods {
+            if self.workers.contains_key(&pod.uid) {
+                continue;
+            }
+            let mine = adopted.remove(&pod.uid).unwrap_or_default();
+            self.start_pod(pod.clone(), mine);
+        }
+        self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
+        for (uid, containers) in adopted {
+            tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");
+            self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| worker::stop_orphan(uid, containers, deps));
+        }
+    }
+
+    fn start_pod(&mut self, pod: StaticPod, adopted: Vec<Adopted>) {
+        let full_name = pod.full_name();
+        let predecessors: Vec<_> = self
+            .workers
+            .values()
+            .filter(|e| e.full_name == full_name)
+            .map(|e| e.done.clone())
+            .collect();
+        self.spawn(pod.uid.clone(), full_name, move |deps, stop| {
+            worker::run_pod(pod, adopted, deps, stop, predecessors)
+        });
+    }
+
+    fn spawn<F, Fut>(&mut self, uid: String, full_name: String, f: F)
+    where
+        F: FnOnce(Arc<Deps>, watch::Receiver<bool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
+        let fut = f(self.deps.clone(), stop_rx);
+        let key = uid.clone();
+        self.tasks.spawn(async move {
+            fut.await;
+            let _ = done_tx.send(true);
+            key
+        });
+        self.workers.insert(
+            uid,
+            Entry {
+                full_name,
+                stop: stop_tx,
+                done: done_rx,
+            },
+        );
+    }
+}

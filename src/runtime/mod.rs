@@ -1,0 +1,120 @@
+//! The only user of `libcontainer`. The agent never calls it: each container gets a
+//! monitor process (this binary re-executed, single-threaded, see [`monitor`]) that
+//! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
+//! files in the container directory and signals sent through a pidfd.
+
+pub mod monitor;
+pub mod proc;
+mod supervise;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use supervise::{Adopted, Handle, Runtime};
+
+/// Signal from the agent to a monitor: stop the container with its stop signal.
+pub const SIG_STOP: i32 = libc::SIGTERM;
+/// Signal from the agent to a monitor: kill every process of the container now.
+pub const SIG_KILL: i32 = libc::SIGUSR2;
+
+/// Written by the agent before it starts a monitor: everything the monitor needs, and
+/// what a restarted agent needs to recognise the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MonitorConfig {
+    pub id: String,
+    pub pod_uid: String,
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub container: String,
+    pub restart_count: u32,
+    /// Bundle directory holding `config.json`; its `rootfs/` is the overlay mount point.
+    pub bundle: PathBuf,
+    /// Read-only image rootfs, the overlay's lower layer.
+    pub lower: PathBuf,
+    pub log_path: PathBuf,
+    pub stop_signal: i32,
+    /// Give the container its own network namespace with `lo` up (not hostNetwork).
+    pub new_netns: bool,
+    /// The cgroup path in the spec, to read OOM kills before the cgroup is removed.
+    pub cgroups_path: String,
+}
+
+/// Written by the monitor once the container's process runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MonitorState {
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+    pub init_pid: i32,
+    pub started_at: String,
+}
+
+/// Written by the monitor when the container is gone (or could not start).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitRecord {
+    /// Exit status as a shell reports it: the code, or 128 + signal.
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    pub started_at: Option<String>,
+    pub finished_at: String,
+    /// Set when the container never ran: the error, for the `StartError` reason.
+    pub start_error: Option<String>,
+}
+
+impl ExitRecord {
+    /// The kubelet's terminated reason.
+    pub fn reason(&self) -> &'static str {
+        if self.start_error.is_some() {
+            "StartError"
+        } else if self.oom_killed {
+            "OOMKilled"
+        } else if self.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container {id}: {message}")]
+    Start { id: String, message: String },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) const CONFIG_FILE: &str = "monitor.json";
+pub(crate) const STATE_FILE: &str = "state.json";
+pub(crate) const EXIT_FILE: &str = "exit.json";
+pub(crate) const MONITOR_LOG: &str = "monitor.log";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(code: i32, oom: bool, err: Option<&str>) -> ExitRecord {
+        ExitRecord {
+            exit_code: code,
+            signal: None,
+            oom_killed: oom,
+            started_at: None,
+            finished_at: String::new(),
+            start_error: err.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn reasons_match_the_kubelet() {
+        assert_eq!(rec(0, false, None).reason(), "Completed");
+        assert_eq!(rec(3, false, None).reason(), "Error");
+        assert_eq!(rec(137, true, None).reason(), "OOMKilled");
+        assert_eq!(rec(128, false, Some("x")).reason(), "StartError");
+    }
+}

@@ -1,0 +1,453 @@
+//! The per-container monitor: `hostlet monitor DIR`, started by the agent, single-threaded
+//! and without tokio because libcontainer clones from its caller (LIBCONTAINER.md). It
+//! survives agent restarts: it runs in its own session, is the parent and subreaper of the
+//! container's init, holds the container's stdout/stderr and writes the CRI log, and when
+//! the init exits it records the status, deletes the container and exits itself.
+//!
+//! Protocol with the agent, all in DIR: the agent writes `monitor.json`; the monitor
+//! writes `state.json` (first its own identity, then the init pid), prints `ok` or
+//! `error: <why>` on stdout once, and writes `exit.json` last. SIGTERM means "send the
+//! container its stop signal", SIGUSR2 means "kill all of it".
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::{proc, ExitRecord, MonitorConfig, MonitorState};
+use super::{CONFIG_FILE, EXIT_FILE, STATE_FILE};
+use crate::logs::{rfc3339_nano, CriWriter, Stream};
+use crate::state::{self, Layout};
+
+/// After the init exits, how long to keep draining output still buffered in the pipes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("{what}: {source}")]
+    Sys { what: String, source: nix::Error },
+    #[error("libcontainer: {0}")]
+    Container(#[from] libcontainer::error::LibcontainerError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MonitorError {
+    let what = what.into();
+    move |source| MonitorError::Sys { what, source }
+}
+
+fn now() -> String {
+    rfc3339_nano(jiff::Timestamp::now())
+}
+
+/// Entry point of `hostlet monitor DIR`; returns the process exit code.
+pub fn main(dir: &Path) -> i32 {
+    let cfg = match state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => return handshake_error(&format!("{}: missing", dir.join(CONFIG_FILE).display())),
+        Err(e) => return handshake_error(&e.to_string()),
+    };
+    let layout = Layout::new(dir.parent().and_then(Path::parent).unwrap_or(Path::new("/")));
+    match Monitor::start(dir, &cfg, &layout) {
+        Ok(mut m) => {
+            println!("ok");
+            let _ = std::io::stdout().flush();
+            // The agent may be gone later; a write to its closed pipe must not kill us.
+            redirect_stdout_to_null();
+            m.supervise();
+            0
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!(container_id = %cfg.id, error = %message, "start failed");
+            teardown(&cfg, &layout);
+            let _ = state::write_json(
+                &dir.join(EXIT_FILE),
+                &ExitRecord {
+                    exit_code: 128,
+                    signal: None,
+                    oom_killed: false,
+                    started_at: None,
+                    finished_at: now(),
+                    start_error: Some(message.clone()),
+                },
+            );
+            handshake_error(&message)
+        }
+    }
+}
+
+/// Entry point of `hostlet monitor --cleanup DIR`: the monitor of DIR is gone; kill and
+/// delete whatever is left of its container and record an exit if none was recorded.
+pub fn cleanup(dir: &Path) -> i32 {
+    let Ok(Some(cfg)) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) else {
+        return 0;
+    };
+    let layout = Layout::new(dir.parent().and_then(Path::parent).unwrap_or(Path::new("/")));
+    let oom = oom_kills(&cfg.cgroups_path) > 0;
+    teardown(&cfg, &layout);
+    if !dir.join(EXIT_FILE).exists() {
+        let started_at = state::read_json::<MonitorState>(&dir.join(STATE_FILE))
+            .ok()
+            .flatten()
+            .map(|s| s.started_at);
+        let rec = ExitRecord {
+            exit_code: 128 + libc::SIGKILL,
+            signal: Some(libc::SIGKILL),
+            oom_killed: oom,
+            started_at,
+            finished_at: now(),
+            start_error: None,
+        };
+        if let Err(e) = state::write_json(&dir.join(EXIT_FILE), &rec) {
+            tracing::error!(error = %e, "writing exit record");
+            return 1;
+        }
+    }
+    0
+}
+
+fn handshake_error(message: &str) -> i32 {
+    println!("error: {}", message.replace('\n', " "));
+    1
+}
+
+fn redirect_stdout_to_null() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
+/// Kills and deletes the container (cgroups, libcontainer state) and unmounts its rootfs.
+fn teardown(cfg: &MonitorConfig, layout: &Layout) {
+    let root = layout.runtime().join(&cfg.id);
+    if root.exists() {
+        match Container::load(root) {
+            Ok(mut c) => {
+                let _ = c.kill(Signal::SIGKILL, true);
+                if let Err(e) = c.delete(true) {
+                    tracing::warn!(container_id = %cfg.id, error = %e, "deleting container");
+                }
+            }
+            Err(e) => tracing::warn!(container_id = %cfg.id, error = %e, "loading container"),
+        }
+    }
+    let _ = umount2(&cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
+}
+
+struct Monitor {
+    dir: PathBuf,
+    cfg: MonitorConfig,
+    layout: Layout,
+    container: Container,
+    init: Pid,
+    started_at: String,
+    sigfd: SignalFd,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    log: CriWriter,
+}
+
+impl Monitor {
+    fn start(dir: &Path, cfg: &MonitorConfig, layout: &Layout) -> Result<Self, MonitorError> {
+        // Own session: a Ctrl-C or SIGHUP aimed at the agent's terminal never reaches us.
+        nix::unistd::setsid().map_err(sys("setsid"))?;
+        // SAFETY: prctl with an integer option and argument; no pointers involved.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Err(sys("prctl(PR_SET_CHILD_SUBREAPER)")(nix::Error::last()));
+        }
+        let me = std::process::id() as i32;
+        let mut st = MonitorState {
+            monitor_pid: me,
+            monitor_start: proc::start_time(me).unwrap_or(0),
+            init_pid: 0,
+            started_at: String::new(),
+        };
+        state::write_json(&dir.join(STATE_FILE), &st)?;
+
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGUSR2, Signal::SIGINT, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        mask.thread_block().map_err(sys("blocking signals"))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
+
+        if cfg.new_netns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(sys("unshare(CLONE_NEWNET)"))?;
+            loopback_up().map_err(sys("bringing lo up"))?;
+        }
+        mount_rootfs(dir, cfg)?;
+
+        let log = CriWriter::open(&cfg.log_path).map_err(|source| MonitorError::Io {
+            path: cfg.log_path.clone(),
+            source,
+        })?;
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let null = std::fs::File::open("/dev/null").map_err(|source| MonitorError::Io {
+            path: "/dev/null".into(),
+            source,
+        })?;
+        let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+            .with_root_path(layout.runtime())?
+            .with_executor(ResetSignalsExecutor)
+            .with_stdin(OwnedFd::from(null))
+            .with_stdout(out_w)
+            .with_stderr(err_w)
+            .validate_id()?
+            .as_init(&cfg.bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()?;
+        container.start()?;
+        let init = container
+            .pid()
+            .ok_or_else(|| MonitorError::Other("container has no init pid after start".into()))?;
+        st.init_pid = init.as_raw();
+        st.started_at = now();
+        state::write_json(&dir.join(STATE_FILE), &st)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cfg: cfg.clone(),
+            layout: layout.clone(),
+            container,
+            init,
+            started_at: st.started_at,
+            sigfd,
+            out: Some(out_r),
+            err: Some(err_r),
+            log,
+        })
+    }
+
+    /// Copies output to the log and handles signals until the init exits, then records
+    /// the exit and removes the container.
+    fn supervise(&mut self) {
+        let mut status: Option<(i32, Option<i32>)> = None;
+        let mut drain_until: Option<Instant> = None;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if status.is_some() && self.out.is_none() && self.err.is_none() {
+                break;
+            }
+            let timeout = match drain_until {
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::ZERO)
+                }
+                None => PollTimeout::NONE,
+            };
+            let (sig_ready, ready) = {
+                let streams = [(Stream::Stdout, self.out.as_ref()), (Stream::Stderr, self.err.as_ref())];
+                let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+                let mut which = Vec::new();
+                for (s, f) in streams {
+                    if let Some(f) = f {
+                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                        which.push(s);
+                    }
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "poll");
+                        break;
+                    }
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                let streams: Vec<Stream> =
+                    which.into_iter().zip(&fds[1..]).filter(|(_, f)| ready(f)).map(|(s, _)| s).collect();
+                (ready(&fds[0]), streams)
+            };
+            for stream in ready {
+                let slot = match stream {
+                    Stream::Stdout => &mut self.out,
+                    Stream::Stderr => &mut self.err,
+                };
+                let Some(fd) = slot.as_ref() else { continue };
+                match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                    Ok(0) => *slot = None,
+                    Ok(n) => {
+                        if let Err(e) = self.log.write(stream, &buf[..n]) {
+                            tracing::warn!(error = %e, "writing container log");
+                        }
+                    }
+                    Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => {}
+                    Err(_) => *slot = None,
+                }
+            }
+            if sig_ready {
+                if let Some(s) = self.handle_signals() {
+                    status = Some(s);
+                    drain_until = Some(Instant::now() + DRAIN_LIMIT);
+                }
+            }
+        }
+        let _ = self.log.finish();
+        let (exit_code, signal) = status.unwrap_or((128 + libc::SIGKILL, Some(libc::SIGKILL)));
+        let oom_killed = signal == Some(libc::SIGKILL) && oom_kills(&self.cfg.cgroups_path) > 0;
+        let rec = ExitRecord {
+            exit_code,
+            signal,
+            oom_killed,
+            started_at: Some(self.started_at.clone()),
+            finished_at: now(),
+            start_error: None,
+        };
+        if let Err(e) = self.container.delete(true) {
+            tracing::warn!(container_id = %self.cfg.id, error = %e, "deleting container");
+            teardown(&self.cfg, &self.layout);
+        }
+        let _ = umount2(&self.cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
+        if let Err(e) = state::write_json(&self.dir.join(EXIT_FILE), &rec) {
+            tracing::error!(error = %e, "writing exit record");
+        }
+    }
+
+    /// Handles pending signals; returns the init's exit status once it has been reaped.
+    fn handle_signals(&mut self) -> Option<(i32, Option<i32>)> {
+        let mut exited = None;
+        while let Ok(Some(info)) = self.sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => loop {
+                    match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(pid, code)) if pid == self.init => exited = Some((code, None)),
+                        Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.init => {
+                            exited = Some((128 + sig as i32, Some(sig as i32)))
+                        }
+                        Ok(WaitStatus::StillAlive) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                },
+                Ok(Signal::SIGTERM) => {
+                    let sig = Signal::try_from(self.cfg.stop_signal).unwrap_or(Signal::SIGTERM);
+                    let _ = kill(self.init, sig);
+                }
+                Ok(Signal::SIGUSR2) => {
+                    if let Err(e) = self.container.kill(Signal::SIGKILL, true) {
+                        tracing::warn!(error = %e, "killing container; killing its init");
+                        let _ = kill(self.init, Signal::SIGKILL);
+                    }
+                }
+                _ => {}
+            }
+        }
+        exited
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))
+}
+
+/// The container's rootfs: an overlay of the shared read-only image rootfs and this
+/// container's own upper dir, so starting a container copies nothing.
+fn mount_rootfs(dir: &Path, cfg: &MonitorConfig) -> Result<(), MonitorError> {
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    let target = cfg.bundle.join("rootfs");
+    for d in [&upper, &work, &target] {
+        state::create_dir_all(d)?;
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        cfg.lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(sys(format!("mounting overlay on {}", target.display())))
+}
+
+/// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
+fn loopback_up() -> Result<(), nix::Error> {
+    // SAFETY: plain socket(2) call; the fd is owned by `sock` right after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass and own.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(nix::Error::last());
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(nix::Error::last());
+        }
+    }
+    Ok(())
+}
+
+/// How many times the kernel OOM-killed in this cgroup (v1 `memory.oom_control`, v2
+/// `memory.events`); 0 when unknown.
+pub fn oom_kills(cgroups_path: &str) -> u64 {
+    let rel = cgroups_path.trim_start_matches('/');
+    let candidates = [
+        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+    ];
+    for (path, key) in candidates {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// The monitor blocks signals it reads from a signalfd, and Rust ignores SIGPIPE; both
+/// would be inherited across exec by the container's process. Reset them right before
+/// the exec so the workload starts with the dispositions any init expects.
+#[derive(Clone)]
+struct ResetSignalsExecutor;
+
+impl Executor for ResetSignalsExecutor {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        let _ = SigSet::empty().thread_set_mask();
+        // SAFETY: restoring the default disposition of SIGPIPE; no handler involved.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}

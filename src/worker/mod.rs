@@ -1,0 +1,169 @@
+//! Pod workers: one task per pod UID. A worker waits for the pod it replaces to be gone,
+//! prepares volumes, runs one supervisor per container and, when told to stop,
+//! terminates them gracefully and removes everything the pod had on the host.
+
+pub mod backoff;
+mod container;
+pub mod volumes;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::image::ImageStore;
+use crate::manifest::StaticPod;
+use crate::runtime::{Adopted, Runtime};
+use crate::state::{self, Layout};
+use backoff::BackoffPolicy;
+
+/// What every worker shares.
+pub struct Deps {
+    pub images: ImageStore,
+    pub runtime: Runtime,
+    pub layout: Layout,
+    pub pod_logs_dir: PathBuf,
+    pub crash_backoff: BackoffPolicy,
+    pub pull_backoff: BackoffPolicy,
+}
+
+/// The record of a pod kept in its directory, so an agent that restarts after the
+/// manifest is gone still knows how to terminate it (grace period, stop order).
+const POD_RECORD: &str = "pod.json";
+
+/// Per-pod facts shared by its container supervisors.
+struct PodCtx {
+    pod: StaticPod,
+    deps: Arc<Deps>,
+    volumes: BTreeMap<String, PathBuf>,
+    log_dir: PathBuf,
+    grace: Duration,
+    restart_policy: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Never") => Self::Never,
+            Some("OnFailure") => Self::OnFailure,
+            _ => Self::Always,
+        }
+    }
+
+    pub fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OnFailure => exit_code != 0,
+            Self::Never => false,
+        }
+    }
+}
+
+/// The kubelet never gives a container less than this to stop (kuberuntime).
+const MIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the pod until `stop` turns true, then terminates it; `predecessors` are the
+/// "done" flags of earlier pods with the same name, which must be fully gone first.
+pub async fn run_pod(
+    pod: StaticPod,
+    adopted: Vec<Adopted>,
+    deps: Arc<Deps>,
+    mut stop: watch::Receiver<bool>,
+    predecessors: Vec<watch::Receiver<bool>>,
+) {
+    let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
+    async move {
+        for mut p in predecessors {
+            tokio::select! {
+                _ = stopped(&mut p) => {}
+                _ = stopped(&mut stop) => {}
+            }
+        }
+        let pod_dir = deps.layout.pod(&pod.uid);
+        let stopping = *stop.borrow_and_update();
+        let prepared = if stopping {
+            // Nothing will start: don't create hostPath directories for a pod on its way out.
+            Ok(BTreeMap::new())
+        } else {
+            state::create_dir_all(&pod_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string()))
+            .and_then(|_| volumes::prepare(&pod.pod, &pod_dir).map_err(|e| e.to_string()))
+        };
+        let spec = pod.pod.spec.clone().unwrap_or_default();
+        let volumes = match prepared {
+            Ok(v) => v,
+            Err(e) => {
+                // Adopted containers still get supervised and stopped; nothing new starts.
+                tracing::error!(error = %e, reason = "CreateContainerConfigError", "preparing pod");
+                BTreeMap::new()
+            }
+        };
+        let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let ctx = Arc::new(PodCtx {
+            log_dir: crate::logs::pod_log_dir(&deps.pod_logs_dir, pod.namespace(), pod.name(), &pod.uid),
+            pod: pod.clone(),
+            deps: deps.clone(),
+            volumes,
+            grace: grace.max(MIN_GRACE),
+            restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
+        });
+        if !stopping {
+            tracing::info!("pod started");
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut adopted = adopted;
+        for c in spec.containers {
+            let mine: Vec<Adopted> = {
+                let (m, rest) = adopted.into_iter().partition(|a| a.config.container == c.name);
+                adopted = rest;
+                m
+            };
+            tasks.spawn(container::supervise(ctx.clone(), c, mine, stop.clone()));
+        }
+        // Containers left over from an earlier version of this pod's spec.
+        for a in adopted {
+            tasks.spawn(container::stop_adopted(ctx.clone(), a));
+        }
+        while tasks.join_next().await.is_some() {}
+        if let Err(e) = state::remove_dir_all(&pod_dir) {
+            tracing::warn!(error = %e, "removing pod directory");
+        }
+        tracing::info!("pod terminated");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Resolves once the flag turns true (or its sender is gone). Returns nothing, so no
+/// lock guard of the watch lives across an await in callers.
+pub(crate) async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
+}
+
+/// Terminates a pod an earlier agent started and no source declares any more.
+pub async fn stop_orphan(uid: String, adopted: Vec<Adopted>, deps: Arc<Deps>) {
+    let record = deps.layout.pod(&uid).join(POD_RECORD);
+    let pod = match state::read_json::<k8s_openapi::api::core::v1::Pod>(&record) {
+        Ok(Some(pod)) => pod,
+        _ => Default::default(),
+    };
+    let pod = StaticPod {
+        pod,
+        uid,
+        source: PathBuf::new(),
+    };
+    let (tx, rx) = watch::channel(true);
+    run_pod(pod, adopted, deps, rx, Vec::new()).await;
+    drop(tx);
+}

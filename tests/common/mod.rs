@@ -1,0 +1,680 @@
+//! Shared helpers for hostlet's integration tests (`mod common;` in each `tests/*.rs`).
+//!
+//! Integration tests run real containers: they need root and a few Debian packages
+//! (`apt-get install busybox-static umoci skopeo docker-registry`). When either is
+//! missing they FAIL with a message saying what to do; they never skip silently.
+//!
+//! Typical use:
+//! ```ignore
+//! let reg = Registry::start();
+//! let dirs = AgentDirs::new();
+//! let agent = Agent::start(&dirs, &reg);
+//! write_manifest(&dirs, "hello.yaml", &format!("... image: {} ...", reg.image("test")));
+//! agent.wait_until(Duration::from_secs(20), "hello logs", || {
+//!     let lines = cri_log_messages(&dirs.logs, "hello", "hello");
+//!     lines.iter().any(|l| l.contains("hi")).then_some(())
+//! });
+//! remove_manifest(&dirs, "hello.yaml");
+//! ```
+//!
+//! Set `HOSTLET_TEST_KEEP=1` to keep the temporary directories (their paths are printed).
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Tags `rootfs/build.sh` creates and [`Registry::start`] pushes.
+pub const IMAGE_TAGS: &[&str] = &["test", "entry"];
+/// Repository the test image is pushed to.
+pub const IMAGE_REPO: &str = "library/busybox";
+/// `--hostname-override` given to the agent: static pod names end in `-testnode`.
+pub const NODE_NAME: &str = "testnode";
+
+const APT_HINT: &str = "apt-get install busybox-static umoci skopeo docker-registry";
+
+// ---------------------------------------------------------------------------
+// Preconditions
+
+/// Panics (the test fails, it does not skip) unless running as root with every tool
+/// the integration tests need.
+pub fn require_root_and_tools() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "integration tests must run as root (euid is {euid}): they create real containers; \
+         run `sudo -E cargo test` or .ci/run as root"
+    );
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/busybox").is_file() {
+        missing.push("/usr/bin/busybox (package busybox-static)".to_string());
+    }
+    for (tool, pkg) in [
+        ("umoci", "umoci"),
+        ("skopeo", "skopeo"),
+        ("docker-registry", "docker-registry"),
+        ("flock", "util-linux"),
+    ] {
+        if which(tool).is_none() {
+            missing.push(format!("{tool} (package {pkg})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "integration tests need tools that are missing: {}; install them with `{APT_HINT}`",
+        missing.join(", ")
+    );
+}
+
+/// First executable named `tool` on `$PATH`.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------
+// Test image
+
+/// Builds the busybox test image once per test process (and, thanks to the flock
+/// in `rootfs/build.sh`, once across concurrently running test binaries).
+/// Returns the OCI layout directory.
+pub fn test_image_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        require_root_and_tools();
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-image");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs/build.sh");
+        let output = Command::new(&script)
+            .arg(&out)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            output.status.success(),
+            "{} {} failed ({}):\n{}{}",
+            script.display(),
+            out.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out.join("layout")
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Registry
+
+/// A private `docker-registry` on 127.0.0.1 holding the test image under
+/// `library/busybox:{test,entry}`. Killed on drop.
+pub struct Registry {
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    child: Child,
+    dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a registry on a free port and pushes every tag of the test image.
+    pub fn start() -> Registry {
+        require_root_and_tools();
+        let layout = test_image_layout();
+        let mut last_log = String::new();
+        // The port is free when we pick it but could be taken before the registry
+        // binds it: retry a few times.
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new()
+                .prefix("hostlet-registry-")
+                .tempdir()
+                .expect("create registry temp dir");
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let config = dir.path().join("config.yml");
+            fs::write(
+                &config,
+                format!(
+                    "version: 0.1\n\
+                     log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                     storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                     http:\n  addr: {addr}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .expect("write registry config");
+            let log_path = dir.path().join("registry.log");
+            let log = fs::File::create(&log_path).expect("create registry log");
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup log fd"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot spawn docker-registry ({APT_HINT}): {e}"));
+            let mut reg = Registry { addr, child, dir };
+            if reg.wait_ready(Duration::from_secs(10)) {
+                reg.push(layout);
+                return reg;
+            }
+            last_log = fs::read_to_string(&log_path).unwrap_or_default();
+            drop(reg);
+        }
+        panic!("docker-registry did not answer GET /v2/ within 10 s; its log:\n{last_log}");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if http_get_status(&self.addr, "/v2/") == Some(200) {
+                return true;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn push(&self, layout: &Path) {
+        for tag in IMAGE_TAGS {
+            let src = format!("oci:{}:{tag}", layout.display());
+            let dst = format!("docker://{}", self.image(tag));
+            let out = Command::new("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false", &src, &dst])
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run skopeo ({APT_HINT}): {e}"));
+            assert!(
+                out.status.success(),
+                "skopeo copy {src} {dst} failed ({}):\n{}{}\nregistry log:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+        }
+    }
+
+    /// `"<addr>/library/busybox:<tag>"`
+    pub fn image(&self, tag: &str) -> String {
+        format!("{}/{IMAGE_REPO}:{tag}", self.addr)
+    }
+
+    /// PID of the registry process.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The registry's own log (warnings and errors; a HEAD 404 "blob unknown" per
+    /// pushed blob is normal).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Status code of a plain HTTP/1.0 `GET path` to `addr`, or None if unreachable.
+pub fn http_get_status(addr: &str, path: &str) -> Option<u16> {
+    let (status, _) = http_get(addr, path)?;
+    Some(status)
+}
+
+/// Plain HTTP/1.0 `GET path` to `addr` (`host:port`): status code and body.
+/// Std only; 2 s timeouts.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+// ---------------------------------------------------------------------------
+// Agent
+
+/// Directories one agent (or several successive agents) run on. Owns a temp dir:
+/// `manifests/`, `root/`, `logs/`, and `agent.log`. Restarting an agent on the same
+/// `AgentDirs` is how the restart/adoption tests work.
+///
+/// On drop, mounts left under the directory are detached (so removal cannot walk into
+/// a container rootfs) before the tree is removed. Containers are NOT killed: remove
+/// their manifests and let an agent stop them.
+pub struct AgentDirs {
+    pub base: PathBuf,
+    pub manifests: PathBuf,
+    pub root: PathBuf,
+    pub logs: PathBuf,
+    pub agent_log: PathBuf,
+    tmp: Option<TempDir>,
+}
+
+impl AgentDirs {
+    pub fn new() -> AgentDirs {
+        let tmp = tempfile::Builder::new()
+            .prefix("hostlet-test-")
+            .tempdir()
+            .expect("create agent temp dir");
+        let base = tmp.path().to_path_buf();
+        let dirs = AgentDirs {
+            manifests: base.join("manifests"),
+            root: base.join("root"),
+            logs: base.join("logs"),
+            agent_log: base.join("agent.log"),
+            base,
+            tmp: Some(tmp),
+        };
+        for d in [&dirs.manifests, &dirs.root, &dirs.logs] {
+            fs::create_dir_all(d).expect("create agent dir");
+        }
+        eprintln!("test dirs: {}", dirs.base.display());
+        dirs
+    }
+
+    /// Everything the agent wrote to stdout/stderr so far (all agents on these dirs).
+    pub fn agent_log(&self) -> String {
+        fs::read_to_string(&self.agent_log).unwrap_or_default()
+    }
+}
+
+impl Default for AgentDirs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for AgentDirs {
+    fn drop(&mut self) {
+        if std::env::var_os("HOSTLET_TEST_KEEP").is_some() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("HOSTLET_TEST_KEEP: keeping {}", tmp.keep().display());
+            }
+            return;
+        }
+        detach_mounts_under(&self.base);
+    }
+}
+
+/// Lazily unmounts (MNT_DETACH) every mount point at or under `dir`, deepest first.
+pub fn detach_mounts_under(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: c is a valid NUL-terminated path; umount2 does not retain it.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let digits = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(digits, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes `yaml` to `<manifests>/<name>` atomically (temp file + rename, so the
+/// agent never reads half a manifest). The temp name starts with a dot, which the
+/// kubelet's file source ignores.
+pub fn write_manifest(dirs: &AgentDirs, name: &str, yaml: &str) {
+    let tmp = dirs.manifests.join(format!(".{name}.tmp"));
+    fs::write(&tmp, yaml).expect("write manifest");
+    fs::rename(&tmp, dirs.manifests.join(name)).expect("rename manifest");
+}
+
+/// Removes `<manifests>/<name>` (no error if absent).
+pub fn remove_manifest(dirs: &AgentDirs, name: &str) {
+    match fs::remove_file(dirs.manifests.join(name)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("remove manifest {name}: {e}"),
+    }
+}
+
+/// The real `hostlet` binary running `hostlet run` on an [`AgentDirs`].
+/// Drop sends SIGTERM, waits up to 10 s, then SIGKILLs.
+pub struct Agent {
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Agent {
+    /// `hostlet run` on `dirs`, trusting `registry` over plain HTTP, checking the
+    /// manifest dir every second.
+    pub fn start(dirs: &AgentDirs, registry: &Registry) -> Agent {
+        Agent::start_with(dirs, Some(registry), &[])
+    }
+
+    /// Like [`Agent::start`], with an optional registry and extra arguments appended
+    /// to `hostlet run ...`.
+    pub fn start_with(dirs: &AgentDirs, registry: Option<&Registry>, extra: &[&str]) -> Agent {
+        require_root_and_tools();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostlet"));
+        cmd.arg("run")
+            .arg("--pod-manifest-path")
+            .arg(&dirs.manifests)
+            .arg("--root-dir")
+            .arg(&dirs.root)
+            .arg("--pod-logs-dir")
+            .arg(&dirs.logs)
+            .args(["--hostname-override", NODE_NAME])
+            .args(["--file-check-frequency", "1s"]);
+        if let Some(r) = registry {
+            cmd.args(["--insecure-registry", &r.addr]);
+        }
+        cmd.args(extra);
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&dirs.agent_log)
+            .expect("open agent.log");
+        let _ = writeln!(log, "===== test harness: starting {cmd:?}");
+        cmd.env("RUST_LOG", "info,hostlet=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup agent.log fd"))
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", env!("CARGO_BIN_EXE_hostlet")));
+        Agent {
+            child: Some(child),
+            log_path: dirs.agent_log.clone(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("agent already stopped").id() as i32
+    }
+
+    /// Everything in `agent.log` (this and earlier agents on the same dirs).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// True while the agent process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, then wait (no timeout beyond the harness's: panics after 30 s).
+    /// Returns the exit status.
+    pub fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent already stopped");
+        signal(child.id() as i32, libc::SIGTERM);
+        match wait_child(&mut child, Duration::from_secs(30)) {
+            Some(st) => st,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "agent did not exit within 30 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// SIGKILL and reap: simulates an agent crash.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("agent already stopped");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// [`wait_until`] with this agent's log in the panic message.
+    pub fn wait_until<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_until(timeout, what, || self.log(), f)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id() as i32, libc::SIGTERM);
+            if wait_child(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to `pid` (errors ignored).
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) };
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with
+/// `what` and `log()` (typically the agent log).
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {:?} waiting for: {what}\n----- log -----\n{}\n----- end of log -----",
+                timeout,
+                log()
+            );
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CRI logs
+
+/// Log files of `container` in pods whose name starts with `pod_name_prefix`:
+/// `<logs>/<ns>_<pod>_<uid>/<container>/<restart>.log`, oldest pod directory first
+/// (by mtime), lowest restart count first (so the newest file is last).
+pub fn cri_log_files(logs_dir: &Path, pod_name_prefix: &str, container: &str) -> Vec<PathBuf> {
+    let mut pods: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    if let Ok(rd) = fs::read_dir(logs_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut parts = name.splitn(3, '_');
+            let (Some(_ns), Some(pod), Some(_uid)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if pod.starts_with(pod_name_prefix) && e.path().is_dir() {
+                let mtime = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                pods.push((mtime, e.path()));
+            }
+        }
+    }
+    pods.sort();
+    let mut files = Vec::new();
+    for (_, pod_dir) in pods {
+        let mut logs: Vec<(u64, PathBuf)> = Vec::new();
+        if let Ok(rd) = fs::read_dir(pod_dir.join(container)) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(n) = name.strip_suffix(".log").and_then(|n| n.parse().ok()) {
+                    logs.push((n, e.path()));
+                }
+            }
+        }
+        logs.sort();
+        files.extend(logs.into_iter().map(|(_, p)| p));
+    }
+    files
+}
+
+/// Raw CRI log lines (`<RFC3339Nano> <stdout|stderr> <F|P> <content>`) of every file
+/// [`cri_log_files`] finds, in that order.
+pub fn cri_log_lines(logs_dir: &Path, pod_name_prefix: &str, container: &str) -> Vec<String> {
+    cri_log_files(logs_dir, pod_name_prefix, container)
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .flat_map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Just the content part of [`cri_log_lines`] (fourth field onward).
+pub fn cri_log_messages(logs_dir: &Path, pod_name_prefix: &str, container: &str) -> Vec<String> {
+    cri_log_lines(logs_dir, pod_name_prefix, container)
+        .iter()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or("").to_string())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+
+/// PIDs whose parent is `pid` (scans /proc/*/stat).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| ppid_of(p) == Some(pid))
+        .collect()
+}
+
+/// Parent PID of `pid`, from /proc/<pid>/stat.
+pub fn ppid_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The comm field may contain spaces and parentheses: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
+/// Process state letter (R, S, D, Z, ...) of `pid`.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// `readlink /proc/<pid>/ns/<ns>`, e.g. `net:[4026531840]`.
+pub fn ns_link(pid: i32, ns: &str) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Command line of `pid` with NULs replaced by spaces (None if gone; empty for kernel
+/// threads and zombies).
+pub fn cmdline(pid: i32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let s = String::from_utf8_lossy(&raw);
+    Some(
+        s.trim_end_matches('\0')
+            .split('\0')
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn process_exists(pid: i32) -> bool {
+    matches!(proc_state(pid), Some(s) if s != 'Z')
+}
+
+/// Live (non-zombie) PIDs, other than this process, whose command line contains `substr`.
+pub fn find_pids_by_cmdline(substr: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|&p| cmdline(p).is_some_and(|c| c.contains(substr)))
+        .filter(|&p| process_exists(p))
+        .collect()
+}
+
+/// Every PID in /proc.
+pub fn all_pids() -> Vec<i32> {
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
