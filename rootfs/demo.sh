@@ -23,8 +23,6 @@ ROOT="$DEMO_DIR/root"
 LOGS="$DEMO_DIR/logs"
 AGENT_PID="$DEMO_DIR/agent.pid"
 AGENT_LOG="$DEMO_DIR/agent.log"
-# Command lines of the demo containers (testdata/demo/*.yaml), used to see them stop.
-CONTAINER_PATTERNS=('echo hello from' 'httpd -f -vv -p 8080')
 
 say() { echo "demo: $*"; }
 die() {
@@ -34,11 +32,11 @@ die() {
 
 alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# PIDs belonging to the demo: processes mentioning the demo root dir (monitors), the
-# demo containers' own commands, and all their descendants; with "agent", also the
-# agent and its descendants.
+# PIDs belonging to the demo: processes mentioning the demo root dir (hostlet's
+# per-container monitors) and their descendants (the containers); with "agent", also
+# the agent and its descendants.
 demo_pids() {
-	local seeds=() agent="none" pid cmd p
+	local seeds=() agent="none" pid cmd
 	alive "$AGENT_PID" && agent="$(cat "$AGENT_PID")"
 	[[ "${1:-}" == agent && "$agent" != none ]] && seeds+=("$agent")
 	for pid in /proc/[0-9]*; do
@@ -46,13 +44,7 @@ demo_pids() {
 		[[ "$pid" == "$$" || "$pid" == "$BASHPID" || "$pid" == "$agent" ]] && continue
 		cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" || continue
 		[[ -n "$cmd" && "$cmd" != *demo.sh* ]] || continue
-		if [[ "$cmd" == *"$ROOT"* ]]; then
-			seeds+=("$pid")
-			continue
-		fi
-		for p in "${CONTAINER_PATTERNS[@]}"; do
-			[[ "$cmd" == *"$p"* ]] && seeds+=("$pid")
-		done
+		[[ "$cmd" == *"$ROOT"* ]] && seeds+=("$pid")
 	done
 	[[ ${#seeds[@]} -gt 0 ]] || return 0
 	# Close over descendants.
@@ -71,6 +63,20 @@ demo_pids() {
 # Monitors and containers (not the agent).
 container_pids() { demo_pids; }
 
+# GET / from busybox httpd of the web pod, inside the pod's network namespace
+# (the 404 is expected: nothing to serve; the request shows up in the web pod's log).
+probe_web() {
+	local monitor httpd
+	monitor="$(pgrep -f -- "monitor $ROOT/containers/.*-web-" | head -n1 || true)"
+	[[ -n "$monitor" ]] || return 0
+	httpd="$(pgrep -P "$monitor" | head -n1 || true)"
+	[[ -n "$httpd" ]] || return 0
+	echo
+	say "GET http://127.0.0.1:8080/ in the web pod's network namespace (pid $httpd):"
+	nsenter --target "$httpd" --net busybox wget -S -q -O /dev/null http://127.0.0.1:8080/ 2>&1 | head -n1 || true
+	sleep 0.2
+}
+
 show() {
 	local pids
 	pids="$(demo_pids agent | paste -sd, -)"
@@ -81,6 +87,7 @@ show() {
 	else
 		echo "  (none)"
 	fi
+	probe_web
 	echo
 	say "CRI logs under $LOGS:"
 	local f found=0

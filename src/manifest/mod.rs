@@ -63,7 +63,10 @@ pub enum ManifestError {
     ApiVersion { path: PathBuf, api_version: String },
     /// The pod is well-formed but breaks a validation rule; every broken rule is listed.
     #[error("{}: {}", path.display(), join(errors))]
-    Invalid { path: PathBuf, errors: Vec<FieldError> },
+    Invalid {
+        path: PathBuf,
+        errors: Vec<FieldError>,
+    },
 }
 
 impl ManifestError {
@@ -100,7 +103,11 @@ impl fmt::Display for Location {
 }
 
 fn join(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Decodes one manifest file's bytes (YAML or JSON) into a defaulted static pod for `node`.
@@ -109,14 +116,21 @@ pub fn decode(path: &Path, bytes: &[u8], node: &str) -> Result<StaticPod, Manife
     let pod = parse(path, bytes)?;
     let errors = validate(&pod, &node);
     if !errors.is_empty() {
-        return Err(ManifestError::Invalid { path: path.to_path_buf(), errors });
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            errors,
+        });
     }
     let uid = match pod.metadata.uid.as_deref() {
         Some(uid) if !uid.is_empty() => uid.to_string(),
         _ => content_uid(&pod, &node, path),
     };
     let pod = apply_defaults(pod, &uid, &node);
-    Ok(StaticPod { pod, uid, source: path.to_path_buf() })
+    Ok(StaticPod {
+        pod,
+        uid,
+        source: path.to_path_buf(),
+    })
 }
 
 /// Syntax, kind and typed decoding; no semantic checks.
@@ -141,7 +155,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
     match obj.get("kind") {
         Some(serde_json::Value::String(k)) if k == "Pod" => {}
         Some(serde_json::Value::String(k)) => {
-            return Err(ManifestError::Kind { path: path.to_path_buf(), kind: k.clone() })
+            return Err(ManifestError::Kind {
+                path: path.to_path_buf(),
+                kind: k.clone(),
+            })
         }
         Some(_) => return Err(invalid("kind", "must be a string")),
         None => return Err(invalid("kind", "required (expected Pod)")),
@@ -167,12 +184,19 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
 
 fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ManifestError {
     let loc = e.location();
-    let (line, column) = (loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()));
+    let (line, column) = (
+        loc.as_ref().map(|l| l.line()),
+        loc.as_ref().map(|l| l.column()),
+    );
     syntax_error(path, e.to_string(), line, column)
 }
 
 fn json_error(path: &Path, e: &serde_json::Error) -> ManifestError {
-    let (line, column) = if e.line() == 0 { (None, None) } else { (Some(e.line()), Some(e.column())) };
+    let (line, column) = if e.line() == 0 {
+        (None, None)
+    } else {
+        (Some(e.line()), Some(e.column()))
+    };
     syntax_error(path, e.to_string(), line, column)
 }
 
@@ -190,12 +214,20 @@ fn syntax_error(
     let mut field = None;
     if let Some((prefix, _)) = message.split_once(": ") {
         let looks_like_path = !prefix.is_empty()
-            && prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c));
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c));
         if looks_like_path {
             field = Some(prefix.to_string());
         }
     }
-    ManifestError::Syntax { path: path.to_path_buf(), line, column, field, message }
+    ManifestError::Syntax {
+        path: path.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
 }
 
 /// The kubelet's static pod UID: a hash of the pod as written plus where it came from, so any
@@ -213,7 +245,10 @@ fn content_uid(pod: &Pod, node: &str, path: &Path) -> String {
 
 fn apply_defaults(mut pod: Pod, uid: &str, node: &str) -> Pod {
     let meta = &mut pod.metadata;
-    meta.name = Some(format!("{}-{node}", meta.name.as_deref().unwrap_or_default()));
+    meta.name = Some(format!(
+        "{}-{node}",
+        meta.name.as_deref().unwrap_or_default()
+    ));
     if meta.namespace.as_deref().unwrap_or_default().is_empty() {
         meta.namespace = Some("default".into());
     }

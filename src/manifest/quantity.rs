@@ -9,7 +9,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
-    #[error("invalid quantity {0:?}: expected a number with an optional suffix (m, k, Mi, Gi, e3, ...)")]
+    #[error(
+        "invalid quantity {0:?}: expected a number with an optional suffix (m, k, Mi, Gi, e3, ...)"
+    )]
     Syntax(String),
     #[error("invalid quantity {0:?}: must not be negative")]
     Negative(String),
@@ -36,7 +38,9 @@ fn parse_scaled(s: &str, extra_exp10: i32) -> Result<i64, QuantityError> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, suffix) = t.split_at(num_end);
     let (int_part, frac_part) = match number.split_once('.') {
         Some((i, f)) => (i, f),
@@ -92,7 +96,9 @@ fn parse_scaled(s: &str, extra_exp10: i32) -> Result<i64, QuantityError> {
     if negative && mantissa != 0 {
         return Err(QuantityError::Negative(s.to_string()));
     }
-    mantissa = mantissa.checked_mul(1024u128.pow(pow1024)).ok_or_else(overflow)?;
+    mantissa = mantissa
+        .checked_mul(1024u128.pow(pow1024))
+        .ok_or_else(overflow)?;
     let frac_len = i32::try_from(frac_part.len()).map_err(|_| syntax())?;
     let scale = exp10 + extra_exp10 - frac_len;
 
@@ -179,9 +185,17 @@ mod tests {
                 parse_memory_bytes(&q(s))
             );
         }
-        assert!(matches!(parse_cpu_millis(&q("-1")), Err(QuantityError::Negative(_))));
+        assert!(matches!(
+            parse_cpu_millis(&q("-1")),
+            Err(QuantityError::Negative(_))
+        ));
         assert_eq!(parse_cpu_millis(&q("-0")), Ok(0));
-        for s in ["16Ei", "1e19", "1e999999999999", "99999999999999999999999999999999999999999999"] {
+        for s in [
+            "16Ei",
+            "1e19",
+            "1e999999999999",
+            "99999999999999999999999999999999999999999999",
+        ] {
             assert!(
                 matches!(parse_memory_bytes(&q(s)), Err(QuantityError::Overflow(_))),
                 "{s:?}: {:?}",

@@ -79,8 +79,11 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("terminationMessagePolicy", Implemented),
 ];
 
-pub const ENV_VAR: &[(&str, Support)] =
-    &[("name", Implemented), ("value", Implemented), ("valueFrom", Implemented)];
+pub const ENV_VAR: &[(&str, Support)] = &[
+    ("name", Implemented),
+    ("value", Implemented),
+    ("valueFrom", Implemented),
+];
 
 pub const ENV_VAR_SOURCE: &[(&str, Support)] = &[
     ("fieldRef", Implemented),

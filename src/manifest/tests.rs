@@ -5,7 +5,9 @@ use super::*;
 const NODE: &str = "node1";
 
 fn fixture(rel: &str) -> (PathBuf, Vec<u8>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/manifests").join(rel);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/manifests")
+        .join(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path, bytes)
 }
@@ -18,7 +20,9 @@ fn decode_str(yaml: &str) -> Result<StaticPod, ManifestError> {
 /// spliced in.
 fn pod(spec: &str, container: &str) -> String {
     let indent = |s: &str, n: usize| {
-        s.lines().map(|l| format!("{}{l}\n", " ".repeat(n))).collect::<String>()
+        s.lines()
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect::<String>()
     };
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: test\nspec:\n{}  containers:\n  - name: main\n    image: busybox:1.36\n{}",
@@ -36,7 +40,10 @@ fn err(yaml: &str) -> String {
 
 fn assert_err(yaml: &str, want: &str) {
     let got = err(yaml);
-    assert!(got.contains(want), "error {got:?} does not contain {want:?}");
+    assert!(
+        got.contains(want),
+        "error {got:?} does not contain {want:?}"
+    );
 }
 
 #[test]
@@ -65,7 +72,10 @@ fn etcd_defaults_and_identity() {
     assert_eq!(ann[CONFIG_HASH_ANNOTATION], sp.uid);
     assert_eq!(ann[CONFIG_SOURCE_ANNOTATION], "file");
     assert!(ann.contains_key("kubeadm.kubernetes.io/etcd.advertise-client-urls"));
-    assert!(!ann.contains_key(CONFIG_SEEN_ANNOTATION), "decode must stay pure");
+    assert!(
+        !ann.contains_key(CONFIG_SEEN_ANNOTATION),
+        "decode must stay pure"
+    );
     let spec = sp.pod.spec.as_ref().unwrap();
     assert_eq!(spec.node_name.as_deref(), Some("node1"));
     assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
@@ -74,7 +84,10 @@ fn etcd_defaults_and_identity() {
     assert_eq!(spec.host_network, Some(true));
     let c = &spec.containers[0];
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
-    assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
+    assert_eq!(
+        c.termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
     assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
 }
 
@@ -85,9 +98,20 @@ fn json_and_defaults() {
     assert_eq!(sp.full_name(), "default/web-node1");
     let spec = sp.pod.spec.as_ref().unwrap();
     assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
-    assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Always"));
-    assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("IfNotPresent"));
-    assert_eq!(spec.containers[0].ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        spec.containers[0].image_pull_policy.as_deref(),
+        Some("Always")
+    );
+    assert_eq!(
+        spec.containers[1].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+    assert_eq!(
+        spec.containers[0].ports.as_ref().unwrap()[0]
+            .protocol
+            .as_deref(),
+        Some("TCP")
+    );
 }
 
 #[test]
@@ -104,7 +128,12 @@ fn pull_policy_defaults() {
         assert_eq!(default_pull_policy(image), want, "{image}");
     }
     let sp = decode_str(&pod("", "imagePullPolicy: Never")).unwrap();
-    assert_eq!(sp.pod.spec.unwrap().containers[0].image_pull_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        sp.pod.spec.unwrap().containers[0]
+            .image_pull_policy
+            .as_deref(),
+        Some("Never")
+    );
 }
 
 #[test]
@@ -112,13 +141,26 @@ fn uid_is_content_hash() {
     let yaml = pod("", "");
     let a = decode_str(&yaml).unwrap();
     // Formatting and comments are not content.
-    let reformatted = format!("# a comment\n{}", yaml.replace("busybox:1.36", "\"busybox:1.36\""));
+    let reformatted = format!(
+        "# a comment\n{}",
+        yaml.replace("busybox:1.36", "\"busybox:1.36\"")
+    );
     assert_eq!(decode_str(&reformatted).unwrap().uid, a.uid);
     assert_eq!(decode_str(&yaml).unwrap(), a, "decode is deterministic");
     assert_ne!(decode_str(&pod("", "args: [x]")).unwrap().uid, a.uid);
-    let other_node = decode(Path::new("/etc/manifests/test.yaml"), yaml.as_bytes(), "node2").unwrap();
+    let other_node = decode(
+        Path::new("/etc/manifests/test.yaml"),
+        yaml.as_bytes(),
+        "node2",
+    )
+    .unwrap();
     assert_ne!(other_node.uid, a.uid);
-    let other_file = decode(Path::new("/etc/manifests/other.yaml"), yaml.as_bytes(), NODE).unwrap();
+    let other_file = decode(
+        Path::new("/etc/manifests/other.yaml"),
+        yaml.as_bytes(),
+        NODE,
+    )
+    .unwrap();
     assert_ne!(other_file.uid, a.uid);
 }
 
@@ -127,39 +169,80 @@ fn explicit_uid_is_kept() {
     let yaml = pod("", "").replace("  name: test\n", "  name: test\n  uid: 1234-abcd\n");
     let sp = decode_str(&yaml).unwrap();
     assert_eq!(sp.uid, "1234-abcd");
-    assert_eq!(sp.pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION], "1234-abcd");
+    assert_eq!(
+        sp.pod.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION],
+        "1234-abcd"
+    );
 }
 
 #[test]
 fn volume_without_source_becomes_empty_dir() {
-    let sp = decode_str(&pod("volumes:\n- name: scratch", "volumeMounts:\n- {name: scratch, mountPath: /tmp}")).unwrap();
+    let sp = decode_str(&pod(
+        "volumes:\n- name: scratch",
+        "volumeMounts:\n- {name: scratch, mountPath: /tmp}",
+    ))
+    .unwrap();
     assert!(sp.pod.spec.unwrap().volumes.unwrap()[0].empty_dir.is_some());
 }
 
 #[test]
 fn bad_fixtures() {
     for (name, want_field, want) in [
-        ("bad/list.yaml", Some("kind"), "kind \"List\" is not supported"),
-        ("bad/deployment.yaml", Some("kind"), "kind \"Deployment\" is not supported"),
-        ("bad/syntax.yaml", None, "syntax.yaml:9:4: did not find expected key"),
+        (
+            "bad/list.yaml",
+            Some("kind"),
+            "kind \"List\" is not supported",
+        ),
+        (
+            "bad/deployment.yaml",
+            Some("kind"),
+            "kind \"Deployment\" is not supported",
+        ),
+        (
+            "bad/syntax.yaml",
+            None,
+            "syntax.yaml:9:4: did not find expected key",
+        ),
         ("bad/syntax.json", None, "syntax.json:3:"),
-        ("bad/wrong-type.yaml", Some("spec.containers[0].ports[0].containerPort"), "wrong-type.yaml:10:"),
-        ("bad/no-name.yaml", Some("metadata.name"), "metadata.name: required"),
+        (
+            "bad/wrong-type.yaml",
+            Some("spec.containers[0].ports[0].containerPort"),
+            "wrong-type.yaml:10:",
+        ),
+        (
+            "bad/no-name.yaml",
+            Some("metadata.name"),
+            "metadata.name: required",
+        ),
         (
             "bad/secret-env.yaml",
             Some("spec.containers[0].env[0].valueFrom.secretKeyRef"),
             "static pods may not reference secrets",
         ),
-        ("bad/probe.yaml", Some("spec.containers[0].livenessProbe"), "livenessProbe: not supported by hostlet yet"),
-        ("bad/bad-quantity.yaml", Some("spec.containers[0].resources.limits[memory]"), "\"12Gx\""),
+        (
+            "bad/probe.yaml",
+            Some("spec.containers[0].livenessProbe"),
+            "livenessProbe: not supported by hostlet yet",
+        ),
+        (
+            "bad/bad-quantity.yaml",
+            Some("spec.containers[0].resources.limits[memory]"),
+            "\"12Gx\"",
+        ),
         ("bad/multi-doc.yaml", None, "more than one document"),
     ] {
         let (path, bytes) = fixture(name);
         let e = decode(&path, &bytes, NODE).expect_err(name);
         assert_eq!(e.path(), path, "{name}");
         let msg = e.to_string();
-        assert!(msg.starts_with(&path.display().to_string()), "{name}: {msg}");
-        assert!(msg.contains(want), "{name}: {msg:?} does not contain {want:?}");
+        assert!(
+            msg.starts_with(&path.display().to_string()),
+            "{name}: {msg}"
+        );
+        assert!(
+            msg.contains(want),
+            "{name}: {msg:?} does not contain {want:?}"
+        );
         if want_field.is_some() {
             assert_eq!(e.field(), want_field, "{name}: {msg}");
         }
@@ -169,10 +252,19 @@ fn bad_fixtures() {
 
 #[test]
 fn kind_and_api_version() {
-    assert_err(&pod("", "").replace("kind: Pod", "kind: PodList"), "kind \"PodList\" is not supported");
-    assert_err(&pod("", "").replace("apiVersion: v1", "apiVersion: v2"), "apiVersion \"v2\" is not supported");
+    assert_err(
+        &pod("", "").replace("kind: Pod", "kind: PodList"),
+        "kind \"PodList\" is not supported",
+    );
+    assert_err(
+        &pod("", "").replace("apiVersion: v1", "apiVersion: v2"),
+        "apiVersion \"v2\" is not supported",
+    );
     assert_err(&pod("", "").replace("kind: Pod\n", ""), "kind: required");
-    assert_err(&pod("", "").replace("apiVersion: v1\n", ""), "apiVersion: required");
+    assert_err(
+        &pod("", "").replace("apiVersion: v1\n", ""),
+        "apiVersion: required",
+    );
     assert_err("", "manifest is empty");
     assert_err("   \n# only a comment\n", "manifest is empty");
     assert_err("- a\n- b\n", "must be a mapping");
@@ -196,25 +288,59 @@ fn never_panics_on_garbage() {
         b"\t\t",
     ];
     for input in inputs {
-        assert!(decode(Path::new("x.yaml"), input, NODE).is_err(), "{:?}", String::from_utf8_lossy(input));
+        assert!(
+            decode(Path::new("x.yaml"), input, NODE).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
     }
-    assert_err("kind: Pod\napiVersion: v1\nmetadata: {name: x}\n", "spec: required");
+    assert_err(
+        "kind: Pod\napiVersion: v1\nmetadata: {name: x}\n",
+        "spec: required",
+    );
 }
 
 #[test]
 fn names() {
-    assert_err(&pod("", "").replace("name: test", "name: Test"), "metadata.name: \"Test\" must be a lowercase");
-    assert_err(&pod("", "").replace("name: test", "name: \"\""), "metadata.name: required");
+    assert_err(
+        &pod("", "").replace("name: test", "name: Test"),
+        "metadata.name: \"Test\" must be a lowercase",
+    );
+    assert_err(
+        &pod("", "").replace("name: test", "name: \"\""),
+        "metadata.name: required",
+    );
     let long = "a".repeat(250);
-    assert_err(&pod("", "").replace("name: test", &format!("name: {long}")), "(name and node name)");
+    assert_err(
+        &pod("", "").replace("name: test", &format!("name: {long}")),
+        "(name and node name)",
+    );
     assert!(decode_str(&pod("", "").replace("name: test", "name: kube.apiserver")).is_ok());
-    assert_err(&pod("", "").replace("  name: test", "  name: test\n  namespace: Kube_System"), "metadata.namespace");
-    assert_err(&pod("", "").replace("name: main", "name: Main"), "spec.containers[0].name: \"Main\" must be a lowercase");
-    assert_err(&pod("", "").replace("name: main", &format!("name: {}", "c".repeat(64))), "spec.containers[0].name");
+    assert_err(
+        &pod("", "").replace("  name: test", "  name: test\n  namespace: Kube_System"),
+        "metadata.namespace",
+    );
+    assert_err(
+        &pod("", "").replace("name: main", "name: Main"),
+        "spec.containers[0].name: \"Main\" must be a lowercase",
+    );
+    assert_err(
+        &pod("", "").replace("name: main", &format!("name: {}", "c".repeat(64))),
+        "spec.containers[0].name",
+    );
     let two = format!("{}  - name: main\n    image: busybox\n", pod("", ""));
-    assert_err(&two, "spec.containers[1].name: duplicate container name \"main\"");
-    assert_err(&pod("", "").replace("    image: busybox:1.36\n", ""), "spec.containers[0].image: required");
-    assert_err(&pod("", "").replace("image: busybox:1.36", "image: \" \""), "spec.containers[0].image: required");
+    assert_err(
+        &two,
+        "spec.containers[1].name: duplicate container name \"main\"",
+    );
+    assert_err(
+        &pod("", "").replace("    image: busybox:1.36\n", ""),
+        "spec.containers[0].image: required",
+    );
+    assert_err(
+        &pod("", "").replace("image: busybox:1.36", "image: \" \""),
+        "spec.containers[0].image: required",
+    );
     let none = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: []}\n";
     assert_err(none, "spec.containers: at least one container is required");
     assert_err(&pod("hostname: Not_Valid", ""), "spec.hostname");
@@ -222,13 +348,32 @@ fn names() {
 
 #[test]
 fn enums() {
-    assert_err(&pod("restartPolicy: Sometimes", ""), "spec.restartPolicy: unsupported value \"Sometimes\"");
-    assert_err(&pod("", "imagePullPolicy: Maybe"), "spec.containers[0].imagePullPolicy: unsupported value");
+    assert_err(
+        &pod("restartPolicy: Sometimes", ""),
+        "spec.restartPolicy: unsupported value \"Sometimes\"",
+    );
+    assert_err(
+        &pod("", "imagePullPolicy: Maybe"),
+        "spec.containers[0].imagePullPolicy: unsupported value",
+    );
     assert_err(&pod("dnsPolicy: Bogus", ""), "spec.dnsPolicy");
-    assert_err(&pod("dnsPolicy: None", ""), "spec.dnsPolicy: None is not supported by hostlet yet");
-    assert!(decode_str(&pod("dnsPolicy: ClusterFirstWithHostNet\nhostNetwork: true", "")).is_ok());
-    assert_err(&pod("", "terminationMessagePolicy: Sometimes"), "terminationMessagePolicy");
-    assert_err(&pod("terminationGracePeriodSeconds: -1", ""), "must be greater than or equal to 0");
+    assert_err(
+        &pod("dnsPolicy: None", ""),
+        "spec.dnsPolicy: None is not supported by hostlet yet",
+    );
+    assert!(decode_str(&pod(
+        "dnsPolicy: ClusterFirstWithHostNet\nhostNetwork: true",
+        ""
+    ))
+    .is_ok());
+    assert_err(
+        &pod("", "terminationMessagePolicy: Sometimes"),
+        "terminationMessagePolicy",
+    );
+    assert_err(
+        &pod("terminationGracePeriodSeconds: -1", ""),
+        "must be greater than or equal to 0",
+    );
     for policy in ["Always", "OnFailure", "Never"] {
         assert!(decode_str(&pod(&format!("restartPolicy: {policy}"), "")).is_ok());
     }
@@ -236,27 +381,81 @@ fn enums() {
 
 #[test]
 fn ports() {
-    assert!(decode_str(&pod("", "ports:\n- {containerPort: 8080, protocol: UDP, name: metrics}")).is_ok());
-    assert_err(&pod("", "ports:\n- containerPort: 0"), "spec.containers[0].ports[0].containerPort: must be between 1 and 65535");
-    assert_err(&pod("", "ports:\n- containerPort: 70000"), "containerPort: must be between");
-    assert_err(&pod("", "ports:\n- {containerPort: 80, protocol: HTTP}"), "ports[0].protocol");
-    assert_err(&pod("", "ports:\n- {containerPort: 80, name: HTTP}"), "ports[0].name");
-    assert_err(&pod("", "ports:\n- {containerPort: 80, hostPort: 80}"), "ports[0].hostPort: not supported by hostlet yet");
-    assert!(decode_str(&pod("hostNetwork: true", "ports:\n- {containerPort: 80, hostPort: 80}")).is_ok());
-    assert_err(&pod("hostNetwork: true", "ports:\n- {containerPort: 80, hostPort: 81}"), "must match containerPort");
-    assert_err(&pod("", "ports:\n- {containerPort: 80, hostIP: 127.0.0.1}"), "ports[0].hostIP: not supported");
+    assert!(decode_str(&pod(
+        "",
+        "ports:\n- {containerPort: 8080, protocol: UDP, name: metrics}"
+    ))
+    .is_ok());
+    assert_err(
+        &pod("", "ports:\n- containerPort: 0"),
+        "spec.containers[0].ports[0].containerPort: must be between 1 and 65535",
+    );
+    assert_err(
+        &pod("", "ports:\n- containerPort: 70000"),
+        "containerPort: must be between",
+    );
+    assert_err(
+        &pod("", "ports:\n- {containerPort: 80, protocol: HTTP}"),
+        "ports[0].protocol",
+    );
+    assert_err(
+        &pod("", "ports:\n- {containerPort: 80, name: HTTP}"),
+        "ports[0].name",
+    );
+    assert_err(
+        &pod("", "ports:\n- {containerPort: 80, hostPort: 80}"),
+        "ports[0].hostPort: not supported by hostlet yet",
+    );
+    assert!(decode_str(&pod(
+        "hostNetwork: true",
+        "ports:\n- {containerPort: 80, hostPort: 80}"
+    ))
+    .is_ok());
+    assert_err(
+        &pod(
+            "hostNetwork: true",
+            "ports:\n- {containerPort: 80, hostPort: 81}",
+        ),
+        "must match containerPort",
+    );
+    assert_err(
+        &pod("", "ports:\n- {containerPort: 80, hostIP: 127.0.0.1}"),
+        "ports[0].hostIP: not supported",
+    );
 }
 
 #[test]
 fn resources() {
-    let ok = "resources:\n  requests: {cpu: 100m, memory: 1.5Gi}\n  limits: {cpu: \"2\", memory: 2e9}";
+    let ok =
+        "resources:\n  requests: {cpu: 100m, memory: 1.5Gi}\n  limits: {cpu: \"2\", memory: 2e9}";
     assert!(decode_str(&pod("", ok)).is_ok());
-    assert_err(&pod("", "resources:\n  requests: {cpu: lots}"), "spec.containers[0].resources.requests[cpu]: invalid quantity \"lots\"");
-    assert_err(&pod("", "resources:\n  limits: {hugepages-2Mi: 1Gi}"), "resources.limits[hugepages-2Mi]: not supported by hostlet yet");
-    assert_err(&pod("", "resources:\n  limits: {nvidia.com/gpu: 1}"), "resources.limits[nvidia.com/gpu]: not supported");
-    assert_err(&pod("", "resources:\n  requests: {cpu: \"2\"}\n  limits: {cpu: \"1\"}"), "requests[cpu]: must be less than or equal to cpu limit");
-    assert_err(&pod("", "resources:\n  requests: {memory: -1Mi}"), "must not be negative");
-    assert_err(&pod("", "resources:\n  claims: [{name: gpu}]"), "resources.claims: not supported by hostlet yet");
+    assert_err(
+        &pod("", "resources:\n  requests: {cpu: lots}"),
+        "spec.containers[0].resources.requests[cpu]: invalid quantity \"lots\"",
+    );
+    assert_err(
+        &pod("", "resources:\n  limits: {hugepages-2Mi: 1Gi}"),
+        "resources.limits[hugepages-2Mi]: not supported by hostlet yet",
+    );
+    assert_err(
+        &pod("", "resources:\n  limits: {nvidia.com/gpu: 1}"),
+        "resources.limits[nvidia.com/gpu]: not supported",
+    );
+    assert_err(
+        &pod(
+            "",
+            "resources:\n  requests: {cpu: \"2\"}\n  limits: {cpu: \"1\"}",
+        ),
+        "requests[cpu]: must be less than or equal to cpu limit",
+    );
+    assert_err(
+        &pod("", "resources:\n  requests: {memory: -1Mi}"),
+        "must not be negative",
+    );
+    assert_err(
+        &pod("", "resources:\n  claims: [{name: gpu}]"),
+        "resources.claims: not supported by hostlet yet",
+    );
 }
 
 #[test]
@@ -288,33 +487,121 @@ fn api_references() {
 #[test]
 fn unsupported_fields() {
     for (spec, container, want) in [
-        ("initContainers:\n- {name: init, image: busybox}", "", "spec.initContainers: not supported by hostlet yet"),
-        ("", "readinessProbe: {tcpSocket: {port: 80}}", "spec.containers[0].readinessProbe: not supported"),
-        ("", "startupProbe: {tcpSocket: {port: 80}}", "spec.containers[0].startupProbe: not supported"),
-        ("", "lifecycle: {preStop: {sleep: {seconds: 1}}}", "spec.containers[0].lifecycle: not supported"),
-        ("", "securityContext: {privileged: true}", "spec.containers[0].securityContext: not supported"),
-        ("securityContext: {runAsUser: 1000}", "", "spec.securityContext: not supported"),
+        (
+            "initContainers:\n- {name: init, image: busybox}",
+            "",
+            "spec.initContainers: not supported by hostlet yet",
+        ),
+        (
+            "",
+            "readinessProbe: {tcpSocket: {port: 80}}",
+            "spec.containers[0].readinessProbe: not supported",
+        ),
+        (
+            "",
+            "startupProbe: {tcpSocket: {port: 80}}",
+            "spec.containers[0].startupProbe: not supported",
+        ),
+        (
+            "",
+            "lifecycle: {preStop: {sleep: {seconds: 1}}}",
+            "spec.containers[0].lifecycle: not supported",
+        ),
+        (
+            "",
+            "securityContext: {privileged: true}",
+            "spec.containers[0].securityContext: not supported",
+        ),
+        (
+            "securityContext: {runAsUser: 1000}",
+            "",
+            "spec.securityContext: not supported",
+        ),
         ("", "stdin: true", "spec.containers[0].stdin: not supported"),
         ("", "tty: true", "spec.containers[0].tty: not supported"),
-        ("shareProcessNamespace: true", "", "spec.shareProcessNamespace: not supported"),
-        ("hostAliases: [{ip: 1.2.3.4, hostnames: [a]}]", "", "spec.hostAliases: not supported"),
-        ("dnsConfig: {nameservers: [1.1.1.1]}", "", "spec.dnsConfig: not supported"),
-        ("runtimeClassName: gvisor", "", "spec.runtimeClassName: not supported"),
+        (
+            "shareProcessNamespace: true",
+            "",
+            "spec.shareProcessNamespace: not supported",
+        ),
+        (
+            "hostAliases: [{ip: 1.2.3.4, hostnames: [a]}]",
+            "",
+            "spec.hostAliases: not supported",
+        ),
+        (
+            "dnsConfig: {nameservers: [1.1.1.1]}",
+            "",
+            "spec.dnsConfig: not supported",
+        ),
+        (
+            "runtimeClassName: gvisor",
+            "",
+            "spec.runtimeClassName: not supported",
+        ),
         ("overhead: {cpu: 1}", "", "spec.overhead: not supported"),
-        ("activeDeadlineSeconds: 5", "", "spec.activeDeadlineSeconds: not supported"),
+        (
+            "activeDeadlineSeconds: 5",
+            "",
+            "spec.activeDeadlineSeconds: not supported",
+        ),
         ("hostUsers: false", "", "spec.hostUsers: not supported"),
-        ("automountServiceAccountToken: true", "", "spec.automountServiceAccountToken: not supported"),
+        (
+            "automountServiceAccountToken: true",
+            "",
+            "spec.automountServiceAccountToken: not supported",
+        ),
         ("os: {name: windows}", "", "spec.os: not supported"),
-        ("volumes:\n- {name: d, downwardAPI: {}}", "", "spec.volumes[0].downwardAPI: not supported by hostlet yet"),
-        ("volumes:\n- {name: n, nfs: {server: s, path: /}}", "", "spec.volumes[0].nfs: not supported"),
-        ("volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}", "", "spec.volumes[0].projected: not supported"),
-        ("volumes:\n- {name: m, emptyDir: {medium: HugePages}}", "", "spec.volumes[0].emptyDir.medium: not supported"),
-        ("volumes:\n- {name: d, hostPath: {path: /d}, emptyDir: {}}", "", "spec.volumes[0]: may not specify more than one volume type"),
-        ("volumes:\n- {name: d, hostPath: {path: /d}}", "volumeMounts:\n- {name: d, mountPath: /d, subPath: x}", "volumeMounts[0].subPath: not supported"),
-        ("volumes:\n- {name: d, hostPath: {path: /d}}", "volumeMounts:\n- {name: d, mountPath: /d, mountPropagation: Bidirectional}", "volumeMounts[0].mountPropagation: not supported"),
-        ("", "env:\n- name: A\n  valueFrom: {resourceFieldRef: {resource: limits.cpu}}", "env[0].valueFrom.resourceFieldRef: not supported by hostlet yet"),
-        ("", "volumeDevices: [{name: v, devicePath: /dev/x}]", "spec.containers[0].volumeDevices: not supported"),
-        ("", "restartPolicy: Always", "spec.containers[0].restartPolicy: not supported"),
+        (
+            "volumes:\n- {name: d, downwardAPI: {}}",
+            "",
+            "spec.volumes[0].downwardAPI: not supported by hostlet yet",
+        ),
+        (
+            "volumes:\n- {name: n, nfs: {server: s, path: /}}",
+            "",
+            "spec.volumes[0].nfs: not supported",
+        ),
+        (
+            "volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}",
+            "",
+            "spec.volumes[0].projected: not supported",
+        ),
+        (
+            "volumes:\n- {name: m, emptyDir: {medium: HugePages}}",
+            "",
+            "spec.volumes[0].emptyDir.medium: not supported",
+        ),
+        (
+            "volumes:\n- {name: d, hostPath: {path: /d}, emptyDir: {}}",
+            "",
+            "spec.volumes[0]: may not specify more than one volume type",
+        ),
+        (
+            "volumes:\n- {name: d, hostPath: {path: /d}}",
+            "volumeMounts:\n- {name: d, mountPath: /d, subPath: x}",
+            "volumeMounts[0].subPath: not supported",
+        ),
+        (
+            "volumes:\n- {name: d, hostPath: {path: /d}}",
+            "volumeMounts:\n- {name: d, mountPath: /d, mountPropagation: Bidirectional}",
+            "volumeMounts[0].mountPropagation: not supported",
+        ),
+        (
+            "",
+            "env:\n- name: A\n  valueFrom: {resourceFieldRef: {resource: limits.cpu}}",
+            "env[0].valueFrom.resourceFieldRef: not supported by hostlet yet",
+        ),
+        (
+            "",
+            "volumeDevices: [{name: v, devicePath: /dev/x}]",
+            "spec.containers[0].volumeDevices: not supported",
+        ),
+        (
+            "",
+            "restartPolicy: Always",
+            "spec.containers[0].restartPolicy: not supported",
+        ),
     ] {
         assert_err(&pod(spec, container), want);
     }
@@ -369,31 +656,88 @@ terminationMessagePolicy: FallbackToLogsOnError";
 #[test]
 fn volume_checks() {
     let mount = "volumeMounts:\n- {name: a, mountPath: /a}";
-    assert_err(&pod("", mount), "volumeMounts[0].name: volume \"a\" not found");
-    assert_err(&pod("volumes:\n- {name: a, hostPath: {path: rel}}", mount), "spec.volumes[0].hostPath.path: must be an absolute path");
-    assert_err(&pod("volumes:\n- {name: a, hostPath: {path: /a, type: Pipe}}", mount), "hostPath.type: unsupported value \"Pipe\"");
-    assert_err(&pod("volumes:\n- {name: a, emptyDir: {sizeLimit: big}}", mount), "emptyDir.sizeLimit: invalid quantity \"big\"");
-    assert_err(&pod("volumes:\n- {name: a, emptyDir: {}}\n- {name: a, emptyDir: {}}", mount), "spec.volumes[1].name: duplicate volume name");
-    assert_err(&pod("volumes:\n- {name: A_b, emptyDir: {}}", ""), "spec.volumes[0].name");
-    assert_err(&pod("volumes:\n- {name: a, emptyDir: {}}", "volumeMounts:\n- {name: a, mountPath: rel}"), "mountPath: must be an absolute path");
     assert_err(
-        &pod("volumes:\n- {name: a, emptyDir: {}}", "volumeMounts:\n- {name: a, mountPath: /x}\n- {name: a, mountPath: /x/}"),
+        &pod("", mount),
+        "volumeMounts[0].name: volume \"a\" not found",
+    );
+    assert_err(
+        &pod("volumes:\n- {name: a, hostPath: {path: rel}}", mount),
+        "spec.volumes[0].hostPath.path: must be an absolute path",
+    );
+    assert_err(
+        &pod(
+            "volumes:\n- {name: a, hostPath: {path: /a, type: Pipe}}",
+            mount,
+        ),
+        "hostPath.type: unsupported value \"Pipe\"",
+    );
+    assert_err(
+        &pod("volumes:\n- {name: a, emptyDir: {sizeLimit: big}}", mount),
+        "emptyDir.sizeLimit: invalid quantity \"big\"",
+    );
+    assert_err(
+        &pod(
+            "volumes:\n- {name: a, emptyDir: {}}\n- {name: a, emptyDir: {}}",
+            mount,
+        ),
+        "spec.volumes[1].name: duplicate volume name",
+    );
+    assert_err(
+        &pod("volumes:\n- {name: A_b, emptyDir: {}}", ""),
+        "spec.volumes[0].name",
+    );
+    assert_err(
+        &pod(
+            "volumes:\n- {name: a, emptyDir: {}}",
+            "volumeMounts:\n- {name: a, mountPath: rel}",
+        ),
+        "mountPath: must be an absolute path",
+    );
+    assert_err(
+        &pod(
+            "volumes:\n- {name: a, emptyDir: {}}",
+            "volumeMounts:\n- {name: a, mountPath: /x}\n- {name: a, mountPath: /x/}",
+        ),
         "volumeMounts[1].mountPath: \"/x/\" is mounted twice",
     );
 }
 
 #[test]
 fn env_checks() {
-    assert_err(&pod("", "env:\n- {value: x, name: \"\"}"), "env[0].name: required");
-    assert_err(&pod("", "env:\n- name: A\n  value: x\n  valueFrom: {fieldRef: {fieldPath: metadata.name}}"), "env[0].valueFrom: may not be specified");
-    assert_err(&pod("", "env:\n- name: A\n  valueFrom: {fieldRef: {fieldPath: spec.bogus}}"), "fieldRef.fieldPath: \"spec.bogus\" is not a supported field path");
-    assert_err(&pod("", "env:\n- name: A\n  valueFrom: {}"), "env[0].valueFrom: must specify a source");
+    assert_err(
+        &pod("", "env:\n- {value: x, name: \"\"}"),
+        "env[0].name: required",
+    );
+    assert_err(
+        &pod(
+            "",
+            "env:\n- name: A\n  value: x\n  valueFrom: {fieldRef: {fieldPath: metadata.name}}",
+        ),
+        "env[0].valueFrom: may not be specified",
+    );
+    assert_err(
+        &pod(
+            "",
+            "env:\n- name: A\n  valueFrom: {fieldRef: {fieldPath: spec.bogus}}",
+        ),
+        "fieldRef.fieldPath: \"spec.bogus\" is not a supported field path",
+    );
+    assert_err(
+        &pod("", "env:\n- name: A\n  valueFrom: {}"),
+        "env[0].valueFrom: must specify a source",
+    );
 }
 
 #[test]
 fn all_errors_are_reported() {
-    let e = decode_str(&pod("restartPolicy: Sometimes", "livenessProbe: {tcpSocket: {port: 80}}")).unwrap_err();
-    let ManifestError::Invalid { errors, .. } = &e else { panic!("{e}") };
+    let e = decode_str(&pod(
+        "restartPolicy: Sometimes",
+        "livenessProbe: {tcpSocket: {port: 80}}",
+    ))
+    .unwrap_err();
+    let ManifestError::Invalid { errors, .. } = &e else {
+        panic!("{e}")
+    };
     assert_eq!(errors.len(), 2, "{e}");
     assert!(e.to_string().contains("; "), "{e}");
 }

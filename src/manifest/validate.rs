@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
-use super::quantity::{parse_cpu_millis, parse_memory_bytes};
+use super::quantity::parse_memory_bytes;
 use super::support::{self, check_fields};
+
+mod container;
+use container::{quantity, validate_container};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -20,7 +22,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
     pub fn unsupported(field: impl Into<String>) -> Self {
         Self::new(field, "not supported by hostlet yet")
@@ -41,10 +46,7 @@ impl fmt::Display for FieldError {
 }
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
-const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default"];
-const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP"];
-const TERMINATION_MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"];
 const HOST_PATH_TYPES: &[&str] = &[
     "",
     "DirectoryOrCreate",
@@ -55,21 +57,6 @@ const HOST_PATH_TYPES: &[&str] = &[
     "CharDevice",
     "BlockDevice",
 ];
-/// `fieldRef.fieldPath` values the kubelet resolves (pkg/kubelet/kubelet_pods.go podFieldSelectorRuntimeValue).
-const FIELD_PATHS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.annotations",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.hostIP",
-    "status.hostIPs",
-    "status.podIP",
-    "status.podIPs",
-];
-
 /// Checks `pod` as written (before defaulting) for running on `node`; empty means valid.
 pub fn validate(pod: &Pod, node: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -111,7 +98,11 @@ fn validate_metadata(pod: &Pod, node: &str, errors: &mut Vec<FieldError>) {
 fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     let value = serde_json::to_value(spec).unwrap_or(Value::Null);
     api_references(spec, errors);
-    if spec.ephemeral_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
         errors.push(FieldError::new(
             "spec.ephemeralContainers",
             "static pods may not have ephemeral containers",
@@ -119,7 +110,12 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     }
     check_fields(&value, "spec", support::POD_SPEC, errors);
 
-    one_of(spec.restart_policy.as_deref(), "spec.restartPolicy", RESTART_POLICIES, errors);
+    one_of(
+        spec.restart_policy.as_deref(),
+        "spec.restartPolicy",
+        RESTART_POLICIES,
+        errors,
+    );
     match spec.dns_policy.as_deref() {
         Some("None") => errors.push(FieldError::new(
             "spec.dnsPolicy",
@@ -129,22 +125,38 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     }
     if let Some(h) = spec.hostname.as_deref().filter(|h| !h.is_empty()) {
         if !is_dns1123_label(h) {
-            errors.push(FieldError::new("spec.hostname", format!("{h:?} must be a lowercase RFC 1123 label")));
+            errors.push(FieldError::new(
+                "spec.hostname",
+                format!("{h:?} must be a lowercase RFC 1123 label"),
+            ));
         }
     }
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
-        errors.push(FieldError::new("spec.terminationGracePeriodSeconds", "must be greater than or equal to 0"));
+        errors.push(FieldError::new(
+            "spec.terminationGracePeriodSeconds",
+            "must be greater than or equal to 0",
+        ));
     }
 
     let volumes = validate_volumes(spec, &value, errors);
     if spec.containers.is_empty() {
-        errors.push(FieldError::new("spec.containers", "at least one container is required"));
+        errors.push(FieldError::new(
+            "spec.containers",
+            "at least one container is required",
+        ));
     }
     let mut names = HashSet::new();
     let host_network = spec.host_network.unwrap_or(false);
     for (i, c) in spec.containers.iter().enumerate() {
         let path = format!("spec.containers[{i}]");
-        validate_container(c, &path, &value["containers"][i], &volumes, host_network, errors);
+        validate_container(
+            c,
+            &path,
+            &value["containers"][i],
+            &volumes,
+            host_network,
+            errors,
+        );
         unique_name(c, &path, &mut names, errors);
     }
     // Init containers are not supported yet (check_fields says so) but share the name space.
@@ -153,54 +165,100 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     }
 }
 
-fn unique_name(c: &Container, path: &str, names: &mut HashSet<String>, errors: &mut Vec<FieldError>) {
+fn unique_name(
+    c: &Container,
+    path: &str,
+    names: &mut HashSet<String>,
+    errors: &mut Vec<FieldError>,
+) {
     if c.name.is_empty() {
         errors.push(FieldError::new(format!("{path}.name"), "required"));
     } else if !is_dns1123_label(&c.name) {
         errors.push(FieldError::new(
             format!("{path}.name"),
-            format!("{:?} must be a lowercase RFC 1123 label (a-z, 0-9, '-'; at most 63 characters)", c.name),
+            format!(
+                "{:?} must be a lowercase RFC 1123 label (a-z, 0-9, '-'; at most 63 characters)",
+                c.name
+            ),
         ));
     } else if !names.insert(c.name.clone()) {
-        errors.push(FieldError::new(format!("{path}.name"), format!("duplicate container name {:?}", c.name)));
+        errors.push(FieldError::new(
+            format!("{path}.name"),
+            format!("duplicate container name {:?}", c.name),
+        ));
     }
 }
 
 /// The kubelet's HasAPIObjectReference (pkg/api/pod/util.go), minus volumes (see validate_volumes).
 fn api_references(spec: &PodSpec, errors: &mut Vec<FieldError>) {
-    if spec.service_account_name.as_ref().is_some_and(|s| !s.is_empty()) {
-        errors.push(FieldError::api_reference("spec.serviceAccountName", "serviceaccounts"));
+    if spec
+        .service_account_name
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        errors.push(FieldError::api_reference(
+            "spec.serviceAccountName",
+            "serviceaccounts",
+        ));
     }
     if spec.service_account.as_ref().is_some_and(|s| !s.is_empty()) {
-        errors.push(FieldError::api_reference("spec.serviceAccount", "serviceaccounts"));
+        errors.push(FieldError::api_reference(
+            "spec.serviceAccount",
+            "serviceaccounts",
+        ));
     }
-    if spec.image_pull_secrets.as_ref().is_some_and(|s| !s.is_empty()) {
-        errors.push(FieldError::api_reference("spec.imagePullSecrets", "secrets"));
+    if spec
+        .image_pull_secrets
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        errors.push(FieldError::api_reference(
+            "spec.imagePullSecrets",
+            "secrets",
+        ));
     }
     if spec.resource_claims.as_ref().is_some_and(|s| !s.is_empty()) {
-        errors.push(FieldError::api_reference("spec.resourceClaims", "resourceclaims"));
+        errors.push(FieldError::api_reference(
+            "spec.resourceClaims",
+            "resourceclaims",
+        ));
     }
-    let all = [("containers", Some(&spec.containers)), ("initContainers", spec.init_containers.as_ref())];
+    let all = [
+        ("containers", Some(&spec.containers)),
+        ("initContainers", spec.init_containers.as_ref()),
+    ];
     for (kind, containers) in all {
         for (i, c) in containers.into_iter().flatten().enumerate() {
             for (j, env) in c.env.iter().flatten().enumerate() {
                 let path = format!("spec.{kind}[{i}].env[{j}].valueFrom");
                 if let Some(from) = &env.value_from {
                     if from.secret_key_ref.is_some() {
-                        errors.push(FieldError::api_reference(format!("{path}.secretKeyRef"), "secrets"));
+                        errors.push(FieldError::api_reference(
+                            format!("{path}.secretKeyRef"),
+                            "secrets",
+                        ));
                     }
                     if from.config_map_key_ref.is_some() {
-                        errors.push(FieldError::api_reference(format!("{path}.configMapKeyRef"), "configmaps"));
+                        errors.push(FieldError::api_reference(
+                            format!("{path}.configMapKeyRef"),
+                            "configmaps",
+                        ));
                     }
                 }
             }
             for (j, from) in c.env_from.iter().flatten().enumerate() {
                 let path = format!("spec.{kind}[{i}].envFrom[{j}]");
                 if from.secret_ref.is_some() {
-                    errors.push(FieldError::api_reference(format!("{path}.secretRef"), "secrets"));
+                    errors.push(FieldError::api_reference(
+                        format!("{path}.secretRef"),
+                        "secrets",
+                    ));
                 }
                 if from.config_map_ref.is_some() {
-                    errors.push(FieldError::api_reference(format!("{path}.configMapRef"), "configmaps"));
+                    errors.push(FieldError::api_reference(
+                        format!("{path}.configMapRef"),
+                        "configmaps",
+                    ));
                 }
                 if from.secret_ref.is_none() && from.config_map_ref.is_none() {
                     errors.push(FieldError::unsupported(path));
@@ -227,7 +285,11 @@ const API_PROJECTIONS: &[(&str, &str)] = &[
 ];
 
 /// Checks `spec.volumes` and returns the volume names.
-fn validate_volumes(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) -> HashSet<String> {
+fn validate_volumes(
+    spec: &PodSpec,
+    value: &Value,
+    errors: &mut Vec<FieldError>,
+) -> HashSet<String> {
     let mut names = HashSet::new();
     for (i, volume) in spec.volumes.iter().flatten().enumerate() {
         let path = format!("spec.volumes[{i}]");
@@ -239,14 +301,24 @@ fn validate_volumes(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>)
                 format!("{:?} must be a lowercase RFC 1123 label", volume.name),
             ));
         } else if !names.insert(volume.name.clone()) {
-            errors.push(FieldError::new(format!("{path}.name"), format!("duplicate volume name {:?}", volume.name)));
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("duplicate volume name {:?}", volume.name),
+            ));
         }
 
-        let Some(obj) = value["volumes"][i].as_object() else { continue };
-        let sources: Vec<(&String, &Value)> =
-            obj.iter().filter(|(k, v)| *k != "name" && !v.is_null()).collect();
+        let Some(obj) = value["volumes"][i].as_object() else {
+            continue;
+        };
+        let sources: Vec<(&String, &Value)> = obj
+            .iter()
+            .filter(|(k, v)| *k != "name" && !v.is_null())
+            .collect();
         if sources.len() > 1 {
-            errors.push(FieldError::new(path.clone(), "may not specify more than one volume type"));
+            errors.push(FieldError::new(
+                path.clone(),
+                "may not specify more than one volume type",
+            ));
         }
         for (kind, source) in sources {
             let spath = format!("{path}.{kind}");
@@ -254,10 +326,18 @@ fn validate_volumes(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>)
                 errors.push(FieldError::api_reference(spath, resource));
             } else if kind == "projected" {
                 let before = errors.len();
-                for (k, projection) in source["sources"].as_array().into_iter().flatten().enumerate() {
+                for (k, projection) in source["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
                     for (pkind, resource) in API_PROJECTIONS {
                         if projection.get(*pkind).is_some_and(|v| !v.is_null()) {
-                            errors.push(FieldError::api_reference(format!("{spath}.sources[{k}].{pkind}"), resource));
+                            errors.push(FieldError::api_reference(
+                                format!("{spath}.sources[{k}].{pkind}"),
+                                resource,
+                            ));
                         }
                     }
                 }
@@ -269,9 +349,17 @@ fn validate_volumes(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>)
                 let hp = volume.host_path.as_ref();
                 let p = hp.map(|h| h.path.as_str()).unwrap_or_default();
                 if !p.starts_with('/') {
-                    errors.push(FieldError::new(format!("{spath}.path"), "must be an absolute path"));
+                    errors.push(FieldError::new(
+                        format!("{spath}.path"),
+                        "must be an absolute path",
+                    ));
                 }
-                one_of(hp.and_then(|h| h.type_.as_deref()), &format!("{spath}.type"), HOST_PATH_TYPES, errors);
+                one_of(
+                    hp.and_then(|h| h.type_.as_deref()),
+                    &format!("{spath}.type"),
+                    HOST_PATH_TYPES,
+                    errors,
+                );
             } else if kind == "emptyDir" {
                 check_fields(source, &spath, support::EMPTY_DIR, errors);
                 let ed = volume.empty_dir.as_ref();
@@ -291,150 +379,20 @@ fn validate_volumes(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>)
     names
 }
 
-fn validate_container(
-    c: &Container,
-    path: &str,
-    value: &Value,
-    volumes: &HashSet<String>,
-    host_network: bool,
-    errors: &mut Vec<FieldError>,
-) {
-    check_fields(value, path, support::CONTAINER, errors);
-    if c.image.as_deref().unwrap_or_default().trim().is_empty() {
-        errors.push(FieldError::new(format!("{path}.image"), "required"));
-    }
-    one_of(c.image_pull_policy.as_deref(), &format!("{path}.imagePullPolicy"), PULL_POLICIES, errors);
-    one_of(
-        c.termination_message_policy.as_deref(),
-        &format!("{path}.terminationMessagePolicy"),
-        TERMINATION_MESSAGE_POLICIES,
-        errors,
-    );
-
-    for (j, env) in c.env.iter().flatten().enumerate() {
-        let epath = format!("{path}.env[{j}]");
-        check_fields(&value["env"][j], &epath, support::ENV_VAR, errors);
-        if env.name.is_empty() {
-            errors.push(FieldError::new(format!("{epath}.name"), "required"));
-        }
-        let Some(from) = &env.value_from else { continue };
-        let fpath = format!("{epath}.valueFrom");
-        if env.value.as_ref().is_some_and(|v| !v.is_empty()) {
-            errors.push(FieldError::new(fpath.clone(), "may not be specified when value is not empty"));
-        }
-        check_fields(&value["env"][j]["valueFrom"], &fpath, support::ENV_VAR_SOURCE, errors);
-        if let Some(field_ref) = &from.field_ref {
-            let fp = field_ref.field_path.as_str();
-            let known = FIELD_PATHS.contains(&fp)
-                || ["metadata.labels['", "metadata.annotations['"]
-                    .iter()
-                    .any(|p| fp.starts_with(p) && fp.ends_with("']"));
-            if !known {
-                errors.push(FieldError::new(
-                    format!("{fpath}.fieldRef.fieldPath"),
-                    format!("{fp:?} is not a supported field path"),
-                ));
-            }
-            if field_ref.api_version.as_deref().is_some_and(|v| !v.is_empty() && v != "v1") {
-                errors.push(FieldError::new(format!("{fpath}.fieldRef.apiVersion"), "must be v1"));
-            }
-        }
-        if value["env"][j]["valueFrom"].as_object().is_some_and(|o| o.is_empty()) {
-            errors.push(FieldError::new(fpath, "must specify a source (fieldRef)"));
-        }
-    }
-
-    if let Some(res) = &c.resources {
-        let rpath = format!("{path}.resources");
-        check_fields(&value["resources"], &rpath, support::RESOURCES, errors);
-        let mut parsed = [[None; 2]; 2]; // [requests, limits] × [cpu, memory]
-        for (k, (kind, list)) in [("requests", &res.requests), ("limits", &res.limits)].into_iter().enumerate() {
-            for (name, q) in list.iter().flatten() {
-                let field = format!("{rpath}.{kind}[{name}]");
-                match name.as_str() {
-                    "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
-                    "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
-                    _ => errors.push(FieldError::unsupported(field)),
-                }
-            }
-        }
-        for (r, name) in support::RESOURCE_NAMES.iter().enumerate() {
-            if let (Some(req), Some(lim)) = (parsed[0][r], parsed[1][r]) {
-                if req > lim {
-                    errors.push(FieldError::new(
-                        format!("{rpath}.requests[{name}]"),
-                        format!("must be less than or equal to {name} limit"),
-                    ));
-                }
-            }
-        }
-    }
-
-    let mut mount_paths = HashSet::new();
-    for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
-        let mpath = format!("{path}.volumeMounts[{j}]");
-        check_fields(&value["volumeMounts"][j], &mpath, support::VOLUME_MOUNT, errors);
-        if m.name.is_empty() {
-            errors.push(FieldError::new(format!("{mpath}.name"), "required"));
-        } else if !volumes.contains(&m.name) {
-            errors.push(FieldError::new(format!("{mpath}.name"), format!("volume {:?} not found in spec.volumes", m.name)));
-        }
-        if !m.mount_path.starts_with('/') {
-            errors.push(FieldError::new(format!("{mpath}.mountPath"), "must be an absolute path"));
-        } else if !mount_paths.insert(m.mount_path.trim_end_matches('/').to_string()) {
-            errors.push(FieldError::new(format!("{mpath}.mountPath"), format!("{:?} is mounted twice", m.mount_path)));
-        }
-    }
-
-    for (j, p) in c.ports.iter().flatten().enumerate() {
-        let ppath = format!("{path}.ports[{j}]");
-        check_fields(&value["ports"][j], &ppath, support::CONTAINER_PORT, errors);
-        if !(1..=65535).contains(&p.container_port) {
-            errors.push(FieldError::new(format!("{ppath}.containerPort"), "must be between 1 and 65535, inclusive"));
-        }
-        match p.host_port {
-            None | Some(0) => {}
-            Some(_) if !host_network => errors.push(FieldError::new(
-                format!("{ppath}.hostPort"),
-                "not supported by hostlet yet (only with hostNetwork: true)",
-            )),
-            Some(hp) if !(1..=65535).contains(&hp) => errors.push(FieldError::new(
-                format!("{ppath}.hostPort"),
-                "must be between 1 and 65535, inclusive",
-            )),
-            Some(hp) if hp != p.container_port => errors.push(FieldError::new(
-                format!("{ppath}.hostPort"),
-                "must match containerPort when hostNetwork is true",
-            )),
-            Some(_) => {}
-        }
-        one_of(p.protocol.as_deref(), &format!("{ppath}.protocol"), PROTOCOLS, errors);
-        if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
-            if !is_port_name(name) {
-                errors.push(FieldError::new(
-                    format!("{ppath}.name"),
-                    format!("{name:?} must be at most 15 characters of a-z, 0-9 and '-', with at least one letter"),
-                ));
-            }
-        }
-    }
-}
-
-fn quantity(
-    q: &Quantity,
-    field: &str,
-    parse: fn(&Quantity) -> Result<i64, super::quantity::QuantityError>,
-    errors: &mut Vec<FieldError>,
-) -> Option<i64> {
-    parse(q).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
-}
-
 /// An absent or empty value is fine (a default applies); anything else must be in `allowed`.
 fn one_of(value: Option<&str>, field: &str, allowed: &[&str], errors: &mut Vec<FieldError>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         if !allowed.contains(&v) {
-            let list = allowed.iter().filter(|a| !a.is_empty()).copied().collect::<Vec<_>>().join(", ");
-            errors.push(FieldError::new(field, format!("unsupported value {v:?}: must be one of {list}")));
+            let list = allowed
+                .iter()
+                .filter(|a| !a.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            errors.push(FieldError::new(
+                field,
+                format!("unsupported value {v:?}: must be one of {list}"),
+            ));
         }
     }
 }
@@ -451,17 +409,8 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 fn is_label_chars(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
-}
-
-/// IANA service name, as Kubernetes requires for port names.
-fn is_port_name(s: &str) -> bool {
-    s.len() <= 15
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        && s.bytes().any(|c| c.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
 }

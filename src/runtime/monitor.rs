@@ -190,7 +190,7 @@ impl Monitor {
             mask.add(s);
         }
         mask.thread_block().map_err(sys("blocking signals"))?;
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd"))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(sys("signalfd"))?;
 
         if cfg.new_netns {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)

@@ -1,6 +1,9 @@
 //! Manifest sources: they emit complete snapshots of the pods they see and decide nothing.
 
 pub mod file;
+mod list;
+
+pub use list::MAX_MANIFEST_SIZE;
 
 use crate::manifest::StaticPod;
 

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::{stopped, PodCtx};
 use crate::bundle::{self, BundleInputs};
-use crate::image::{Image, ImageError, PullPolicy};
+use crate::image::{Image, PullPolicy};
 use crate::runtime::{Adopted, ExitRecord, Handle, MonitorConfig};
 
 /// Why no container process is running.
@@ -196,11 +196,7 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
                 return Some(image);
             }
             Err(e) => {
-                let reason = match &e {
-                    ImageError::InvalidName { .. } => "InvalidImageName",
-                    ImageError::NeverPull { .. } => "ErrImageNeverPull",
-                    _ => "ErrImagePull",
-                };
+                let reason = e.reason();
                 let delay = backoff.next(Duration::ZERO);
                 tracing::warn!(image = %reference, reason, error = %e, retry_in_s = delay.as_secs(), "image not available; reason ImagePullBackOff until retry");
                 if sleep_or_stop(delay, stop).await {

@@ -129,11 +129,11 @@ pub async fn run_pod(
                 adopted = rest;
                 m
             };
-            tasks.spawn(container::supervise(ctx.clone(), c, mine, stop.clone()));
+            tasks.spawn(container::supervise(ctx.clone(), c, mine, stop.clone()).in_current_span());
         }
         // Containers left over from an earlier version of this pod's spec.
         for a in adopted {
-            tasks.spawn(container::stop_adopted(ctx.clone(), a));
+            tasks.spawn(container::stop_adopted(ctx.clone(), a).in_current_span());
         }
         while tasks.join_next().await.is_some() {}
         if let Err(e) = state::remove_dir_all(&pod_dir) {

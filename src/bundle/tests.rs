@@ -1,0 +1,171 @@
+//! Golden tests: the runtime config for a pod is compared with `testdata/golden/*.json`.
+//! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test --lib bundle`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use oci_spec::image::ImageConfiguration;
+
+use super::*;
+
+fn pod(yaml: &str) -> Pod {
+    serde_yaml::from_str(yaml).expect("test pod")
+}
+
+fn image(json: &str) -> ImageConfiguration {
+    serde_json::from_str(json).expect("test image config")
+}
+
+const IMAGE: &str = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+ "config":{"Env":["PATH=/bin:/usr/bin","LANG=C"],"Entrypoint":["/bin/entry"],"Cmd":["--default"],
+ "WorkingDir":"/srv","StopSignal":"SIGQUIT"}}"#;
+
+fn render(pod: &Pod, container: usize, image: &ImageConfiguration, rootfs: &Path) -> Result<Spec, BundleError> {
+    let mut volumes = BTreeMap::new();
+    volumes.insert("data".to_string(), PathBuf::from("/var/lib/data"));
+    let c = &pod.spec.as_ref().unwrap().containers[container];
+    build_spec(
+        pod,
+        c,
+        &BundleInputs {
+            image,
+            image_rootfs: rootfs,
+            rootfs: Path::new("/var/lib/hostlet/containers/x/bundle/rootfs"),
+            cgroups_path: "/hostlet/x",
+            volumes: &volumes,
+        },
+    )
+}
+
+fn golden(name: &str, spec: &Spec) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden").join(name);
+    let got = serde_json::to_string_pretty(spec).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(got, want, "{} differs; UPDATE_GOLDEN=1 regenerates it", path.display());
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-node1, namespace: default, uid: 0123abcd, labels: {app: web}}
+spec:
+  nodeName: node1
+  containers:
+  - name: app
+    image: busybox
+    args: ["--port", "8080"]
+    env:
+    - {name: LANG, value: en_US.UTF-8}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    resources:
+      requests: {cpu: 250m, memory: 64Mi}
+      limits: {cpu: 500m, memory: 128Mi}
+    volumeMounts:
+    - {name: data, mountPath: /data, readOnly: true}
+"#;
+
+#[test]
+fn golden_web_pod() {
+    let spec = render(&pod(WEB), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap();
+    golden("web.json", &spec);
+}
+
+#[test]
+fn golden_host_network_pod() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: etcd-node1, namespace: kube-system, uid: ffff}
+spec:
+  hostNetwork: true
+  hostPID: true
+  containers:
+  - name: etcd
+    image: busybox
+    command: [etcd, --data-dir=/var/lib/etcd]
+    workingDir: /var/lib/etcd
+    resources: {requests: {cpu: 100m}}
+"#;
+    let spec = render(&pod(yaml), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap();
+    golden("host-network.json", &spec);
+}
+
+#[test]
+fn command_and_args_merge_like_the_kubelet() {
+    let img = image(IMAGE);
+    let argv = |cmd: Option<Vec<&str>>, args: Option<Vec<&str>>| {
+        let c = Container {
+            name: "c".into(),
+            command: cmd.map(|v| v.into_iter().map(String::from).collect()),
+            args: args.map(|v| v.into_iter().map(String::from).collect()),
+            ..Default::default()
+        };
+        process::argv(&c, img.config().as_ref())
+    };
+    assert_eq!(argv(None, None).unwrap(), ["/bin/entry", "--default"]);
+    assert_eq!(argv(None, Some(vec!["-x"])).unwrap(), ["/bin/entry", "-x"]);
+    assert_eq!(argv(Some(vec!["/bin/sh"]), None).unwrap(), ["/bin/sh"]);
+    assert_eq!(argv(Some(vec!["/bin/sh"]), Some(vec!["-c", "true"])).unwrap(), ["/bin/sh", "-c", "true"]);
+    let bare = image(r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    let c = Container {
+        name: "c".into(),
+        ..Default::default()
+    };
+    let e = process::argv(&c, bare.config().as_ref()).unwrap_err().to_string();
+    assert!(e.contains("no command specified"), "{e}");
+}
+
+#[test]
+fn env_order_and_override() {
+    let spec = render(&pod(WEB), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap();
+    let env = spec.process().as_ref().unwrap().env().clone().unwrap();
+    assert_eq!(
+        env,
+        ["PATH=/bin:/usr/bin", "LANG=en_US.UTF-8", "POD=web-node1", "APP=web", "HOSTNAME=web-node1"]
+    );
+}
+
+#[test]
+fn unknown_volume_and_bad_field_ref_are_config_errors() {
+    let mut p = pod(WEB);
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    c.volume_mounts.as_mut().unwrap()[0].name = "nope".into();
+    let e = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap_err().to_string();
+    assert!(e.contains("volumeMounts[0].name") && e.contains("nope"), "{e}");
+
+    let mut p = pod(WEB);
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    c.env.as_mut().unwrap()[1].value_from.as_mut().unwrap().field_ref.as_mut().unwrap().field_path = "status.podIP".into();
+    let e = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap_err().to_string();
+    assert!(e.contains("env[1].valueFrom.fieldRef.fieldPath"), "{e}");
+}
+
+#[test]
+fn image_user_is_resolved_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/sh\n").unwrap();
+    std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+    let with_user = |u: &str| {
+        image(&IMAGE.replace("\"WorkingDir\"", &format!("\"User\":\"{u}\",\"WorkingDir\"")))
+    };
+    let uid_gid = |u: &str| process::user(with_user(u).config().as_ref(), dir.path());
+    assert_eq!(uid_gid("www").unwrap(), (33, 34));
+    assert_eq!(uid_gid("www:staff").unwrap(), (33, 50));
+    assert_eq!(uid_gid("1000").unwrap(), (1000, 0));
+    assert_eq!(uid_gid("1000:7").unwrap(), (1000, 7));
+    assert!(uid_gid("nobody").unwrap_err().to_string().contains("no such user"));
+}
+
+#[test]
+fn stop_signal_from_image() {
+    assert_eq!(stop_signal(&image(IMAGE)), libc::SIGQUIT);
+    assert_eq!(parse_signal("USR1"), Some(libc::SIGUSR1));
+    assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
+    assert_eq!(parse_signal("bogus"), None);
+}

@@ -1,0 +1,298 @@
+use std::fs;
+use std::path::Path;
+
+use tokio::time::timeout;
+
+use super::*;
+use crate::manifest::CONFIG_SEEN_ANNOTATION;
+use crate::source::list::Lister;
+
+const PERIOD: Duration = Duration::from_millis(200);
+const WAIT: Duration = Duration::from_secs(5);
+
+fn pod_yaml(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n"
+    )
+}
+
+fn write(dir: &Path, file: &str, content: &str) {
+    // Write-then-rename, as editors and config management do, so no half-written file is seen.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    fs::write(&tmp, content).unwrap();
+    fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+fn start(path: &Path, period: Duration) -> mpsc::Receiver<Snapshot> {
+    let (tx, rx) = mpsc::channel(16);
+    let source = FileSource {
+        path: path.to_path_buf(),
+        node: "Node1".into(),
+        period,
+    };
+    tokio::spawn(source.run(tx));
+    rx
+}
+
+async fn next(rx: &mut mpsc::Receiver<Snapshot>) -> Snapshot {
+    timeout(WAIT, rx.recv())
+        .await
+        .expect("timed out waiting for a snapshot")
+        .expect("source ended")
+}
+
+/// Snapshots until one satisfies `pred`.
+async fn until(rx: &mut mpsc::Receiver<Snapshot>, pred: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = timeout(deadline - Instant::now(), rx.recv())
+            .await
+            .expect("timed out waiting for the expected snapshot")
+            .expect("source ended");
+        if pred(&s) {
+            return s;
+        }
+    }
+}
+
+fn names(s: &Snapshot) -> Vec<String> {
+    s.pods.iter().map(|p| p.name().to_string()).collect()
+}
+
+async fn assert_quiet(rx: &mut mpsc::Receiver<Snapshot>, for_: Duration) {
+    if let Ok(Some(s)) = timeout(for_, rx.recv()).await {
+        panic!("unexpected snapshot: {:?}", names(&s));
+    }
+}
+
+#[tokio::test]
+async fn initial_snapshot_sorted_and_ignored_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "b.yaml", &pod_yaml("bravo", "busybox:1"));
+    write(
+        d,
+        "a.json",
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"alpha"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}"#,
+    );
+    write(d, "c.yml", &pod_yaml("charlie", "busybox:1"));
+    // Never parsed: would be duplicates (or broken) if they were.
+    fs::write(d.join(".hidden.yaml"), pod_yaml("hidden", "x")).unwrap();
+    fs::write(d.join("b.yaml~"), pod_yaml("backup", "x")).unwrap();
+    fs::write(d.join("b.yaml.bak"), pod_yaml("backup2", "x")).unwrap();
+    fs::write(d.join("README.md"), "not a pod").unwrap();
+    fs::create_dir(d.join("sub.yaml")).unwrap();
+    fs::write(d.join("sub.yaml/d.yaml"), pod_yaml("nested", "x")).unwrap();
+
+    let mut rx = start(d, PERIOD);
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["alpha-node1", "bravo-node1", "charlie-node1"]);
+    for p in &s.pods {
+        let ann = p.pod.metadata.annotations.as_ref().unwrap();
+        assert!(ann[CONFIG_SEEN_ANNOTATION]
+            .parse::<jiff::Timestamp>()
+            .is_ok());
+        assert_eq!(
+            p.pod.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("node1")
+        );
+    }
+    assert_eq!(s.pods[1].source, d.join("b.yaml"));
+    // Unchanged content: no further snapshots however often it is re-listed.
+    assert_quiet(&mut rx, PERIOD * 3).await;
+}
+
+#[tokio::test]
+async fn watch_reports_new_changed_and_removed_files_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A period far beyond the test's timeouts: only the watch can deliver these changes.
+    let mut rx = start(d, Duration::from_secs(3600));
+    assert!(next(&mut rx).await.pods.is_empty());
+
+    write(d, "web.yaml", &pod_yaml("web", "nginx:1"));
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1"]);
+    let (uid1, seen1) = (s.pods[0].uid.clone(), seen(&s, 0));
+
+    write(d, "db.yaml", &pod_yaml("db", "postgres:16"));
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["db-node1", "web-node1"]);
+    assert_eq!(s.pods[1].uid, uid1);
+    assert_eq!(seen(&s, 1), seen1, "config.seen is stable for the same uid");
+
+    fs::write(d.join("web.yaml"), pod_yaml("web", "nginx:2")).unwrap();
+    let s = until(&mut rx, |s| s.pods.len() == 2 && s.pods[1].uid != uid1).await;
+    assert_eq!(names(&s), ["db-node1", "web-node1"]);
+
+    fs::remove_file(d.join("db.yaml")).unwrap();
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1"]);
+}
+
+fn seen(s: &Snapshot, i: usize) -> String {
+    s.pods[i].pod.metadata.annotations.as_ref().unwrap()[CONFIG_SEEN_ANNOTATION].clone()
+}
+
+#[tokio::test]
+async fn broken_file_keeps_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "web.yaml", &pod_yaml("web", "nginx:1"));
+    let mut rx = start(d, PERIOD);
+    let good = next(&mut rx).await;
+    assert_eq!(names(&good), ["web-node1"]);
+
+    write(
+        d,
+        "web.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web\n",
+    );
+    assert_quiet(&mut rx, PERIOD * 3).await;
+    write(
+        d,
+        "web.yaml",
+        &pod_yaml("web", "nginx:1").replace(
+            "image:",
+            "livenessProbe: {tcpSocket: {port: 80}}\n    image:",
+        ),
+    );
+    assert_quiet(&mut rx, PERIOD * 3).await;
+
+    write(d, "web.yaml", &pod_yaml("web", "nginx:2"));
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1"]);
+    assert_ne!(s.pods[0].uid, good.pods[0].uid);
+
+    // A broken file with no good version yet runs nothing, and does not disturb the others.
+    write(d, "new.yaml", "kind: List\napiVersion: v1\n");
+    assert_quiet(&mut rx, PERIOD * 3).await;
+    fs::remove_file(d.join("web.yaml")).unwrap();
+    assert!(next(&mut rx).await.pods.is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_first_file_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a.yaml", &pod_yaml("web", "nginx:1"));
+    write(d, "b.yaml", &pod_yaml("web", "nginx:2"));
+    write(d, "c.yaml", &pod_yaml("other", "nginx:2"));
+    let mut rx = start(d, PERIOD);
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1", "other-node1"]);
+    assert_eq!(s.pods[0].source, d.join("a.yaml"));
+
+    fs::remove_file(d.join("a.yaml")).unwrap();
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1", "other-node1"]);
+    assert_eq!(s.pods[0].source, d.join("b.yaml"));
+}
+
+#[tokio::test]
+async fn missing_dir_is_empty_and_picked_up_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("manifests");
+    let mut rx = start(&d, PERIOD);
+    assert!(next(&mut rx).await.pods.is_empty());
+
+    fs::create_dir(&d).unwrap();
+    write(&d, "web.yaml", &pod_yaml("web", "nginx:1"));
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1"]);
+
+    // Removed and recreated: the watch follows the new directory.
+    fs::remove_dir_all(&d).unwrap();
+    assert!(next(&mut rx).await.pods.is_empty());
+    fs::create_dir(&d).unwrap();
+    write(&d, "db.yaml", &pod_yaml("db", "postgres:16"));
+    assert_eq!(names(&next(&mut rx).await), ["db-node1"]);
+}
+
+#[tokio::test]
+async fn single_file_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("pod.conf");
+    write(d, "pod.conf", &pod_yaml("web", "nginx:1"));
+    write(d, "other.yaml", &pod_yaml("other", "nginx:1"));
+    let mut rx = start(&file, Duration::from_secs(3600));
+    let s = next(&mut rx).await;
+    assert_eq!(
+        names(&s),
+        ["web-node1"],
+        "a file named explicitly is read whatever its extension"
+    );
+    let uid = s.pods[0].uid.clone();
+
+    write(d, "pod.conf", &pod_yaml("web", "nginx:2"));
+    let s = next(&mut rx).await;
+    assert_ne!(s.pods[0].uid, uid);
+
+    write(d, "other.yaml", &pod_yaml("other", "nginx:2"));
+    assert_quiet(&mut rx, Duration::from_millis(300)).await;
+
+    fs::remove_file(&file).unwrap();
+    assert!(next(&mut rx).await.pods.is_empty());
+}
+
+#[tokio::test]
+async fn stops_when_receiver_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel(1);
+    let source = FileSource {
+        path: dir.path().to_path_buf(),
+        node: "n".into(),
+        period: PERIOD,
+    };
+    let task = tokio::spawn(source.run(tx));
+    drop(rx);
+    timeout(WAIT, task)
+        .await
+        .expect("source did not stop")
+        .unwrap();
+}
+
+#[test]
+fn symlinks_and_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(
+        elsewhere.path().join("real.yaml"),
+        pod_yaml("linked", "nginx:1"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("real.yaml"), d.join("linked.yaml")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere.yaml"), d.join("dangling.yaml")).unwrap();
+    write(d, "big.yaml", &pod_yaml("big", "nginx:1"));
+
+    let mut lister = Lister::new(d.to_path_buf(), "node1".into());
+    let s = lister.list().unwrap();
+    assert_eq!(names(&s), ["big-node1", "linked-node1"]);
+    let seen_before = seen(&s, 0);
+
+    // Too large: an error for that file, which keeps its last good version.
+    let mut huge = pod_yaml("big", "nginx:2");
+    huge.push_str(&format!(
+        "# {}\n",
+        "x".repeat(crate::source::MAX_MANIFEST_SIZE as usize)
+    ));
+    write(d, "big.yaml", &huge);
+    let s = lister.list().unwrap();
+    assert_eq!(names(&s), ["big-node1", "linked-node1"]);
+    assert_eq!(
+        s.pods[0].pod.spec.as_ref().unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("nginx:1")
+    );
+    assert_eq!(seen(&s, 0), seen_before);
+
+    fs::remove_file(elsewhere.path().join("real.yaml")).unwrap();
+    assert_eq!(
+        names(&lister.list().unwrap()),
+        ["big-node1"],
+        "a dangling symlink runs nothing"
+    );
+}
