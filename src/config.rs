@@ -19,7 +19,9 @@ pub struct AgentConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid duration {input:?}: expected a number with a unit, like 500ms, 2s, 1m or 1h30m")]
+    #[error(
+        "invalid duration {input:?}: expected a number with a unit, like 500ms, 2s, 1m or 1h30m"
+    )]
     Duration { input: String },
 }
 

@@ -5,7 +5,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // Before anything starts a thread: the monitor forks through libcontainer.
-        Command::Monitor(args) => std::process::ExitCode::from(hostlet::cli::monitor::main(args) as u8),
+        Command::Monitor(args) => {
+            std::process::ExitCode::from(hostlet::cli::monitor::main(args) as u8)
+        }
         Command::Run(args) => {
             init_tracing();
             match hostlet::cli::run::main(args) {

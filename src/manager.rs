@@ -9,8 +9,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::runtime::Adopted;
 use crate::manifest::StaticPod;
+use crate::runtime::Adopted;
 use crate::source::Snapshot;
 use crate::worker::{self, Deps};
 
@@ -86,7 +86,9 @@ impl Manager {
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
         for (uid, containers) in adopted {
             tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");
-            self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| worker::stop_orphan(uid, containers, deps));
+            self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| {
+                worker::stop_orphan(uid, containers, deps)
+            });
         }
     }
 

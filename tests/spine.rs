@@ -85,7 +85,14 @@ impl Drop for Fixture {
 
 /// A pod whose single container runs `script` in busybox sh, with `$0` set to `marker`
 /// so the test can find exactly that process on the host.
-fn pod(name: &str, image: &str, marker: &str, script: &str, extra_spec: &str, extra_container: &str) -> String {
+fn pod(
+    name: &str,
+    image: &str,
+    marker: &str,
+    script: &str,
+    extra_spec: &str,
+    extra_container: &str,
+) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -117,10 +124,15 @@ fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
         .find_map(|l| {
             let mut it = l.splitn(3, ':');
             let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-            ctrls.split(',').any(|c| c == controller).then(|| path.to_string())
+            ctrls
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| path.to_string())
         })
         .unwrap_or_else(|| panic!("no {controller} cgroup for {pid}: {text}"));
-    Path::new("/sys/fs/cgroup").join(controller).join(rel.trim_start_matches('/'))
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join(rel.trim_start_matches('/'))
 }
 
 fn messages(f: &Fixture, pod: &str) -> Vec<String> {
@@ -133,19 +145,35 @@ fn pod_runs_isolated_with_limits_and_cri_logs() {
     let script = "echo host=$(hostname); echo lo=$(cat /sys/class/net/lo/flags); echo oops >&2; \
                   echo pid1=$$; while true; do sleep 1; done";
     let extra = "    resources:\n      requests: {cpu: 100m, memory: 32Mi}\n      limits: {cpu: 250m, memory: 64Mi}";
-    write_manifest(&f.dirs, "web.yaml", &pod("web", &f.image(), "marker-iso", script, "", extra));
+    write_manifest(
+        &f.dirs,
+        "web.yaml",
+        &pod("web", &f.image(), "marker-iso", script, "", extra),
+    );
     let pid = f.container_pid("marker-iso");
 
     for ns in ["pid", "net", "mnt", "uts", "ipc"] {
-        assert_ne!(ns_link(pid, ns), ns_link(1, ns), "{ns} namespace of the container is the host's");
+        assert_ne!(
+            ns_link(pid, ns),
+            ns_link(1, ns),
+            "{ns} namespace of the container is the host's"
+        );
     }
     // The container's init is a child of its monitor, not of the agent.
     let parent = ppid_of(pid).unwrap();
-    assert!(cmdline(parent).unwrap().contains("hostlet monitor"), "parent {parent}: {:?}", cmdline(parent));
+    assert!(
+        cmdline(parent).unwrap().contains("hostlet monitor"),
+        "parent {parent}: {:?}",
+        cmdline(parent)
+    );
     assert_ne!(parent, f.agent().pid());
 
     let mem = cgroup_dir(pid, "memory");
-    assert!(mem.to_string_lossy().contains("/hostlet/"), "{}", mem.display());
+    assert!(
+        mem.to_string_lossy().contains("/hostlet/"),
+        "{}",
+        mem.display()
+    );
     assert_eq!(read_trim(mem.join("memory.limit_in_bytes")), "67108864");
     let cpu = cgroup_dir(pid, "cpu");
     assert_eq!(read_trim(cpu.join("cpu.cfs_quota_us")), "25000");
@@ -164,17 +192,41 @@ fn pod_runs_isolated_with_limits_and_cri_logs() {
     };
     assert!(has("stdout", "host=web-testnode"), "{lines:#?}");
     // IFF_UP|IFF_LOOPBACK|IFF_RUNNING: lo is up in the pod's network namespace.
-    assert!(has("stdout", "lo=0x49") || has("stdout", "lo=0x9"), "{lines:#?}");
+    assert!(
+        has("stdout", "lo=0x49") || has("stdout", "lo=0x9"),
+        "{lines:#?}"
+    );
     assert!(has("stderr", "oops"), "{lines:#?}");
     assert!(has("stdout", "pid1=1"), "{lines:#?}");
-    let log_dir = fs::read_dir(&f.dirs.logs).unwrap().next().unwrap().unwrap().file_name();
-    assert!(log_dir.to_string_lossy().starts_with("default_web-testnode_"), "{log_dir:?}");
+    let log_dir = fs::read_dir(&f.dirs.logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    assert!(
+        log_dir
+            .to_string_lossy()
+            .starts_with("default_web-testnode_"),
+        "{log_dir:?}"
+    );
 }
 
 #[test]
 fn killed_container_restarts_then_removed_manifest_cleans_up() {
     let f = Fixture::new();
-    write_manifest(&f.dirs, "crash.yaml", &pod("crash", &f.image(), "marker-kill", "echo run; while true; do sleep 1; done", "  terminationGracePeriodSeconds: 2", ""));
+    write_manifest(
+        &f.dirs,
+        "crash.yaml",
+        &pod(
+            "crash",
+            &f.image(),
+            "marker-kill",
+            "echo run; while true; do sleep 1; done",
+            "  terminationGracePeriodSeconds: 2",
+            "",
+        ),
+    );
     let pid = f.container_pid("marker-kill");
     let mem = cgroup_dir(pid, "memory");
     signal(pid, libc::SIGKILL);
@@ -184,43 +236,78 @@ fn killed_container_restarts_then_removed_manifest_cleans_up() {
         let pids = find_pids_by_cmdline("marker-kill");
         (pids.len() == 1 && pids[0] != pid).then(|| pids[0])
     });
-    assert!(started.elapsed() < Duration::from_secs(5), "restart took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "restart took {:?}",
+        started.elapsed()
+    );
     f.wait("1.log", || {
         let files = cri_log_files(&f.dirs.logs, "crash", "main");
-        files.iter().any(|p| p.ends_with("main/1.log")).then_some(())
+        files
+            .iter()
+            .any(|p| p.ends_with("main/1.log"))
+            .then_some(())
     });
     assert!(!mem.exists(), "old cgroup {} still exists", mem.display());
     let mem2 = cgroup_dir(pid2, "memory");
-    assert!(f.dirs.agent_log().contains("exit_code=137"), "{}", f.dirs.agent_log());
+    assert!(
+        f.dirs.agent_log().contains("exit_code=137"),
+        "{}",
+        f.dirs.agent_log()
+    );
 
     remove_manifest(&f.dirs, "crash.yaml");
     f.wait("container gone", || (!process_exists(pid2)).then_some(()));
-    f.wait("container state removed", || f.container_dirs().is_empty().then_some(()));
+    f.wait("container state removed", || {
+        f.container_dirs().is_empty().then_some(())
+    });
     assert!(!mem2.exists(), "cgroup {} left behind", mem2.display());
-    assert!(!cgroup_dir(std::process::id() as i32, "cpu").join("hostlet").join("x").exists());
+    assert!(!cgroup_dir(std::process::id() as i32, "cpu")
+        .join("hostlet")
+        .join("x")
+        .exists());
     let root = f.dirs.root.canonicalize().unwrap();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(root.to_str().unwrap()), "mounts left under {}:\n{mounts}", root.display());
-    assert!(!f.dirs.root.join("pods").read_dir().unwrap().any(|_| true), "pod dir left behind");
+    assert!(
+        !mounts.contains(root.to_str().unwrap()),
+        "mounts left under {}:\n{mounts}",
+        root.display()
+    );
+    assert!(
+        !f.dirs.root.join("pods").read_dir().unwrap().any(|_| true),
+        "pod dir left behind"
+    );
 }
 
 #[test]
 fn agent_kill9_and_restart_adopts_running_containers() {
     let mut f = Fixture::new();
     let script = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
-    write_manifest(&f.dirs, "keep.yaml", &pod("keep", &f.image(), "marker-adopt", script, "", ""));
+    write_manifest(
+        &f.dirs,
+        "keep.yaml",
+        &pod("keep", &f.image(), "marker-adopt", script, "", ""),
+    );
     let pid = f.container_pid("marker-adopt");
     f.agent.as_mut().unwrap().kill9();
 
     // Logs keep flowing without an agent.
     let before = messages(&f, "keep").len();
-    f.wait("log lines while the agent is down", || (messages(&f, "keep").len() > before + 3).then_some(()));
+    f.wait("log lines while the agent is down", || {
+        (messages(&f, "keep").len() > before + 3).then_some(())
+    });
     assert!(process_exists(pid));
 
     f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));
-    f.wait("adoption logged", || f.dirs.agent_log().contains("adopted").then_some(()));
+    f.wait("adoption logged", || {
+        f.dirs.agent_log().contains("adopted").then_some(())
+    });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(find_pids_by_cmdline("marker-adopt"), vec![pid], "container was restarted or duplicated");
+    assert_eq!(
+        find_pids_by_cmdline("marker-adopt"),
+        vec![pid],
+        "container was restarted or duplicated"
+    );
     let files = cri_log_files(&f.dirs.logs, "keep", "main");
     assert_eq!(files.len(), 1, "{files:?}");
 
@@ -231,7 +318,10 @@ fn agent_kill9_and_restart_adopts_running_containers() {
         (pids.len() == 1 && pids[0] != pid).then_some(())
     });
     f.wait("1.log", || {
-        cri_log_files(&f.dirs.logs, "keep", "main").iter().any(|p| p.ends_with("main/1.log")).then_some(())
+        cri_log_files(&f.dirs.logs, "keep", "main")
+            .iter()
+            .any(|p| p.ends_with("main/1.log"))
+            .then_some(())
     });
 
     // SIGTERM of the agent also leaves the container running.
@@ -246,15 +336,43 @@ fn agent_kill9_and_restart_adopts_running_containers() {
 fn changed_manifest_replaces_the_pod_after_the_old_one_is_gone() {
     let f = Fixture::new();
     let spec = "  terminationGracePeriodSeconds: 2";
-    write_manifest(&f.dirs, "app.yaml", &pod("app", &f.image(), "marker-v1", "while true; do sleep 1; done", spec, ""));
+    write_manifest(
+        &f.dirs,
+        "app.yaml",
+        &pod(
+            "app",
+            &f.image(),
+            "marker-v1",
+            "while true; do sleep 1; done",
+            spec,
+            "",
+        ),
+    );
     let old = f.container_pid("marker-v1");
-    write_manifest(&f.dirs, "app.yaml", &pod("app", &f.image(), "marker-v2", "while true; do sleep 1; done", spec, ""));
+    write_manifest(
+        &f.dirs,
+        "app.yaml",
+        &pod(
+            "app",
+            &f.image(),
+            "marker-v2",
+            "while true; do sleep 1; done",
+            spec,
+            "",
+        ),
+    );
     let new = f.container_pid("marker-v2");
-    assert!(!process_exists(old), "old container still runs beside the new one");
+    assert!(
+        !process_exists(old),
+        "old container still runs beside the new one"
+    );
     let log = f.dirs.agent_log();
     let stop = log.find("stopping container").expect("old pod stopped");
     let start2 = log.rfind("container started").unwrap();
-    assert!(stop < start2, "new pod started before the old one was stopped:\n{log}");
+    assert!(
+        stop < start2,
+        "new pod started before the old one was stopped:\n{log}"
+    );
     // Two log dirs: two pods (UIDs).
     assert_eq!(fs::read_dir(&f.dirs.logs).unwrap().count(), 2);
     assert!(process_exists(new));
@@ -265,32 +383,97 @@ fn termination_sends_stop_signal_then_kills_after_grace_period() {
     let f = Fixture::new();
     // A trap for TERM that ignores it: only SIGKILL after the grace period ends it.
     let script = "trap 'echo got TERM' TERM; while true; do sleep 0.1; done";
-    write_manifest(&f.dirs, "stubborn.yaml", &pod("stubborn", &f.image(), "marker-grace", script, "  terminationGracePeriodSeconds: 3", ""));
+    write_manifest(
+        &f.dirs,
+        "stubborn.yaml",
+        &pod(
+            "stubborn",
+            &f.image(),
+            "marker-grace",
+            script,
+            "  terminationGracePeriodSeconds: 3",
+            "",
+        ),
+    );
     let pid = f.container_pid("marker-grace");
     let t0 = Instant::now();
     remove_manifest(&f.dirs, "stubborn.yaml");
     f.wait("container gone", || (!process_exists(pid)).then_some(()));
     let took = t0.elapsed();
-    assert!(took >= Duration::from_secs(3), "killed before the grace period: {took:?}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "killed before the grace period: {took:?}"
+    );
     assert!(took < Duration::from_secs(8), "took too long: {took:?}");
-    f.wait("TERM seen by the container", || messages(&f, "stubborn").iter().any(|m| m == "got TERM").then_some(()));
+    f.wait("TERM seen by the container", || {
+        messages(&f, "stubborn")
+            .iter()
+            .any(|m| m == "got TERM")
+            .then_some(())
+    });
     assert!(f.dirs.agent_log().contains("grace period over"));
 
     // A container that exits on TERM stops at once.
-    write_manifest(&f.dirs, "polite.yaml", &pod("polite", &f.image(), "marker-polite", "trap 'exit 0' TERM; while true; do sleep 0.1; done", "", ""));
+    write_manifest(
+        &f.dirs,
+        "polite.yaml",
+        &pod(
+            "polite",
+            &f.image(),
+            "marker-polite",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+            "",
+            "",
+        ),
+    );
     let pid = f.container_pid("marker-polite");
     let t0 = Instant::now();
     remove_manifest(&f.dirs, "polite.yaml");
     f.wait("container gone", || (!process_exists(pid)).then_some(()));
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
 fn restart_policies_and_crash_loop_backoff() {
-    let f = Fixture::with_args(&["--crash-loop-backoff-initial", "1s", "--crash-loop-backoff-max", "2s"]);
-    write_manifest(&f.dirs, "never.yaml", &pod("never", &f.image(), "m-never", "echo bye; exit 3", "  restartPolicy: Never", ""));
-    write_manifest(&f.dirs, "onfail.yaml", &pod("onfail", &f.image(), "m-onfail", "echo done", "  restartPolicy: OnFailure", ""));
-    write_manifest(&f.dirs, "loop.yaml", &pod("loop", &f.image(), "m-loop", "echo crash; exit 1", "", ""));
+    let f = Fixture::with_args(&[
+        "--crash-loop-backoff-initial",
+        "1s",
+        "--crash-loop-backoff-max",
+        "2s",
+    ]);
+    write_manifest(
+        &f.dirs,
+        "never.yaml",
+        &pod(
+            "never",
+            &f.image(),
+            "m-never",
+            "echo bye; exit 3",
+            "  restartPolicy: Never",
+            "",
+        ),
+    );
+    write_manifest(
+        &f.dirs,
+        "onfail.yaml",
+        &pod(
+            "onfail",
+            &f.image(),
+            "m-onfail",
+            "echo done",
+            "  restartPolicy: OnFailure",
+            "",
+        ),
+    );
+    write_manifest(
+        &f.dirs,
+        "loop.yaml",
+        &pod("loop", &f.image(), "m-loop", "echo crash; exit 1", "", ""),
+    );
 
     // Always: 0.log, 1.log at once, then 1s, 2s, 2s apart.
     let files = f.wait("5 crash-loop instances", || {
@@ -298,11 +481,26 @@ fn restart_policies_and_crash_loop_backoff() {
         (files.len() >= 5).then_some(files)
     });
     let created = |p: &PathBuf| fs::metadata(p).unwrap().modified().unwrap();
-    let gaps: Vec<Duration> = files.windows(2).map(|w| created(&w[1]).duration_since(created(&w[0])).unwrap()).collect();
-    assert!(gaps[0] < Duration::from_millis(900), "first restart not immediate: {gaps:?}");
-    assert!(gaps[1] >= Duration::from_millis(900), "no back-off before the 2nd restart: {gaps:?}");
-    assert!(gaps[2] >= Duration::from_millis(1900), "back-off did not double: {gaps:?}");
-    assert!(gaps[3] >= Duration::from_millis(1900) && gaps[3] < Duration::from_millis(3500), "back-off not capped: {gaps:?}");
+    let gaps: Vec<Duration> = files
+        .windows(2)
+        .map(|w| created(&w[1]).duration_since(created(&w[0])).unwrap())
+        .collect();
+    assert!(
+        gaps[0] < Duration::from_millis(900),
+        "first restart not immediate: {gaps:?}"
+    );
+    assert!(
+        gaps[1] >= Duration::from_millis(900),
+        "no back-off before the 2nd restart: {gaps:?}"
+    );
+    assert!(
+        gaps[2] >= Duration::from_millis(1900),
+        "back-off did not double: {gaps:?}"
+    );
+    assert!(
+        gaps[3] >= Duration::from_millis(1900) && gaps[3] < Duration::from_millis(3500),
+        "back-off not capped: {gaps:?}"
+    );
     assert!(f.dirs.agent_log().contains("CrashLoopBackOff"));
 
     // Never and OnFailure (after success): one run each, never restarted.
@@ -312,31 +510,98 @@ fn restart_policies_and_crash_loop_backoff() {
     assert_eq!(messages(&f, "never"), ["bye"]);
     assert_eq!(messages(&f, "onfail"), ["done"]);
     let log = f.dirs.agent_log();
-    assert!(log.contains("exit_code=3") && log.contains("not restarting"), "{log}");
+    assert!(
+        log.contains("exit_code=3") && log.contains("not restarting"),
+        "{log}"
+    );
 }
 
 #[test]
 fn bad_input_is_reported_and_never_disturbs_other_pods() {
     let f = Fixture::with_args(&[]);
-    write_manifest(&f.dirs, "good.yaml", &pod("good", &f.image(), "marker-good", "while true; do sleep 1; done", "", ""));
+    write_manifest(
+        &f.dirs,
+        "good.yaml",
+        &pod(
+            "good",
+            &f.image(),
+            "marker-good",
+            "while true; do sleep 1; done",
+            "",
+            "",
+        ),
+    );
     let pid = f.container_pid("marker-good");
-    write_manifest(&f.dirs, "broken.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n");
-    write_manifest(&f.dirs, "noimage.yaml", &pod("noimage", "127.0.0.1:1/nothing/here:v1", "marker-x", "true", "", ""));
-    write_manifest(&f.dirs, "missing.yaml", &pod("missing", &f.reg.image("no-such-tag"), "marker-y", "true", "", ""));
+    write_manifest(
+        &f.dirs,
+        "broken.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: [oops\n",
+    );
+    write_manifest(
+        &f.dirs,
+        "noimage.yaml",
+        &pod(
+            "noimage",
+            "127.0.0.1:1/nothing/here:v1",
+            "marker-x",
+            "true",
+            "",
+            "",
+        ),
+    );
+    write_manifest(
+        &f.dirs,
+        "missing.yaml",
+        &pod(
+            "missing",
+            &f.reg.image("no-such-tag"),
+            "marker-y",
+            "true",
+            "",
+            "",
+        ),
+    );
     fs::write(f.dirs.manifests.join("notes.txt"), "not a manifest").unwrap();
-    f.wait("broken file reported", || f.dirs.agent_log().contains("broken.yaml").then_some(()));
+    f.wait("broken file reported", || {
+        f.dirs.agent_log().contains("broken.yaml").then_some(())
+    });
     f.wait("unreachable registry reported", || {
         let log = f.dirs.agent_log();
         (log.contains("127.0.0.1:1/nothing/here:v1") && log.contains("ErrImagePull")).then_some(())
     });
-    f.wait("missing image reported", || f.dirs.agent_log().contains("no-such-tag").then_some(()));
+    f.wait("missing image reported", || {
+        f.dirs.agent_log().contains("no-such-tag").then_some(())
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert!(f.agent.as_ref().is_some(), "agent gone");
-    assert_eq!(find_pids_by_cmdline("marker-good"), vec![pid], "good pod disturbed");
-    assert!(!f.dirs.agent_log().contains("panicked"), "{}", f.dirs.agent_log());
+    assert_eq!(
+        find_pids_by_cmdline("marker-good"),
+        vec![pid],
+        "good pod disturbed"
+    );
+    assert!(
+        !f.dirs.agent_log().contains("panicked"),
+        "{}",
+        f.dirs.agent_log()
+    );
     // The same image in a second pod downloads nothing again.
     let pulls_before = f.dirs.agent_log().matches("pulled image").count();
-    write_manifest(&f.dirs, "good2.yaml", &pod("good2", &f.image(), "marker-good2", "while true; do sleep 1; done", "", ""));
+    write_manifest(
+        &f.dirs,
+        "good2.yaml",
+        &pod(
+            "good2",
+            &f.image(),
+            "marker-good2",
+            "while true; do sleep 1; done",
+            "",
+            "",
+        ),
+    );
     f.container_pid("marker-good2");
-    assert_eq!(f.dirs.agent_log().matches("pulled image").count(), pulls_before, "image pulled twice");
+    assert_eq!(
+        f.dirs.agent_log().matches("pulled image").count(),
+        pulls_before,
+        "image pulled twice"
+    );
 }

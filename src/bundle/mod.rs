@@ -47,8 +47,8 @@ impl BundleError {
 /// Everything `build_spec` needs besides the pod and the container.
 pub struct BundleInputs<'a> {
     pub image: &'a ImageConfiguration,
-    /// The image's unpacked rootfs: read for USER name lookups only.
-    pub image_rootfs: &'a Path,
+    /// Reads a file of the image by path relative to its root (USER name lookups).
+    pub image_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
     /// Where the container's rootfs will be mounted (absolute).
     pub rootfs: &'a Path,
     pub cgroups_path: &'a str,
@@ -59,7 +59,10 @@ pub struct BundleInputs<'a> {
 /// Builds the OCI runtime config for one container of a pod.
 pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, BundleError> {
     let image = inp.image.config().as_ref();
-    let spec = pod.spec.as_ref().ok_or_else(|| BundleError::Config("pod has no spec".into()))?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| BundleError::Config("pod has no spec".into()))?;
     let host_network = spec.host_network.unwrap_or(false);
     let host_pid = spec.host_pid.unwrap_or(false);
     let host_ipc = spec.host_ipc.unwrap_or(false);
@@ -70,9 +73,13 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         .working_dir
         .clone()
         .filter(|w| !w.is_empty())
-        .or_else(|| image.and_then(|i| i.working_dir().clone()).filter(|w| !w.is_empty()))
+        .or_else(|| {
+            image
+                .and_then(|i| i.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
         .unwrap_or_else(|| "/".into());
-    let (uid, gid) = process::user(image, inp.image_rootfs)?;
+    let (uid, gid) = process::user(image, inp.image_file)?;
     let caps = defaults::CAPABILITIES;
 
     // The network namespace is not listed: the monitor creates it (with lo up) before
@@ -92,8 +99,10 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
     if host_ipc {
         // The host's IPC namespace: /dev/shm must be the host's too, as with the kubelet.
         mounts.retain(|m| m["destination"] != "/dev/shm" && m["destination"] != "/dev/mqueue");
-        mounts.push(json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
-                           "options": ["rbind", "rprivate", "rw"]}));
+        mounts.push(
+            json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                           "options": ["rbind", "rprivate", "rw"]}),
+        );
     }
     for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
         let source = inp.volumes.get(&vm.name).ok_or_else(|| {
@@ -103,7 +112,11 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
                 &format!("no volume named {:?} in the pod", vm.name),
             )
         })?;
-        let mode = if vm.read_only.unwrap_or(false) { "ro" } else { "rw" };
+        let mode = if vm.read_only.unwrap_or(false) {
+            "ro"
+        } else {
+            "rw"
+        };
         mounts.push(json!({"destination": vm.mount_path, "type": "bind",
                            "source": source, "options": ["rbind", "rprivate", mode]}));
     }
@@ -131,7 +144,8 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         },
     });
     let value = strip_nulls(value);
-    serde_json::from_value(value).map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
 }
 
 fn strip_nulls(v: Value) -> Value {
@@ -161,8 +175,14 @@ fn parse_signal(s: &str) -> Option<i32> {
         return nix::sys::signal::Signal::try_from(n).ok().map(|s| s as i32);
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 /// Writes `config.json` into `dir` and creates the rootfs mount point.
@@ -173,7 +193,8 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<(), BundleError> {
     };
     std::fs::create_dir_all(dir.join("rootfs")).map_err(io(dir))?;
     let bytes = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Config(e.to_string()))?;
-    crate::state::write_atomic(&dir.join("config.json"), &bytes).map_err(|e| BundleError::Config(e.to_string()))
+    crate::state::write_atomic(&dir.join("config.json"), &bytes)
+        .map_err(|e| BundleError::Config(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! The container's process: argv from command/args and the image's ENTRYPOINT/CMD, the
 //! environment, the working directory and the user.
 
-use std::path::Path;
-
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::image::Config as ImageConfig;
 
@@ -10,7 +8,9 @@ use super::BundleError;
 
 /// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD.
 pub fn argv(c: &Container, image: Option<&ImageConfig>) -> Result<Vec<String>, BundleError> {
-    let entrypoint = image.and_then(|i| i.entrypoint().clone()).unwrap_or_default();
+    let entrypoint = image
+        .and_then(|i| i.entrypoint().clone())
+        .unwrap_or_default();
     let cmd = image.and_then(|i| i.cmd().clone()).unwrap_or_default();
     let argv = match (&c.command, &c.args) {
         (Some(command), args) if !command.is_empty() => {
@@ -40,7 +40,11 @@ pub fn argv(c: &Container, image: Option<&ImageConfig>) -> Result<Vec<String>, B
 }
 
 /// Image env first, then the container's, a later name replacing an earlier one in place.
-pub fn env(pod: &Pod, c: &Container, image: Option<&ImageConfig>) -> Result<Vec<String>, BundleError> {
+pub fn env(
+    pod: &Pod,
+    c: &Container,
+    image: Option<&ImageConfig>,
+) -> Result<Vec<String>, BundleError> {
     let mut out: Vec<(String, String)> = Vec::new();
     fn put(out: &mut Vec<(String, String)>, name: &str, value: String) {
         match out.iter_mut().find(|(n, _)| n == name) {
@@ -75,7 +79,11 @@ pub fn env(pod: &Pod, c: &Container, image: Option<&ImageConfig>) -> Result<Vec<
         put(&mut out, &e.name, value);
     }
     if !out.iter().any(|(n, _)| n == "PATH") {
-        put(&mut out, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        put(
+            &mut out,
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
     if !out.iter().any(|(n, _)| n == "HOSTNAME") {
         if let Some(name) = &pod.metadata.name {
@@ -89,7 +97,10 @@ pub fn env(pod: &Pod, c: &Container, image: Option<&ImageConfig>) -> Result<Vec<
 fn field_ref(pod: &Pod, path: &str) -> Option<String> {
     let m = &pod.metadata;
     let lookup = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
-        map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default()
+        map.as_ref()
+            .and_then(|m| m.get(key))
+            .cloned()
+            .unwrap_or_default()
     };
     let key_of = |prefix: &str| {
         path.strip_prefix(prefix)
@@ -116,7 +127,10 @@ fn field_ref(pod: &Pod, path: &str) -> Option<String> {
 
 /// The image's USER as uid/gid: numeric, or names looked up in the image's own
 /// /etc/passwd and /etc/group (as runc does, never the host's).
-pub fn user(image: Option<&ImageConfig>, rootfs: &Path) -> Result<(u32, u32), BundleError> {
+pub fn user(
+    image: Option<&ImageConfig>,
+    rootfs: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Result<(u32, u32), BundleError> {
     let spec = image.and_then(|i| i.user().clone()).unwrap_or_default();
     if spec.is_empty() {
         return Ok((0, 0));
@@ -127,11 +141,17 @@ pub fn user(image: Option<&ImageConfig>, rootfs: &Path) -> Result<(u32, u32), Bu
     };
     let bad = |what: &str| BundleError::Config(format!("image user {spec:?}: {what}"));
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(uid) => (uid, lookup(rootfs, "etc/passwd", |f| f[2] == u, 3).unwrap_or(0)),
+        Ok(uid) => (
+            uid,
+            lookup(rootfs, "etc/passwd", |f| f[2] == u, 3).unwrap_or(0),
+        ),
         Err(_) => {
             let uid = lookup(rootfs, "etc/passwd", |f| f[0] == u, 2)
                 .ok_or_else(|| bad("no such user in the image's /etc/passwd"))?;
-            (uid, lookup(rootfs, "etc/passwd", |f| f[0] == u, 3).unwrap_or(0))
+            (
+                uid,
+                lookup(rootfs, "etc/passwd", |f| f[0] == u, 3).unwrap_or(0),
+            )
         }
     };
     let gid = match g {
@@ -145,8 +165,13 @@ pub fn user(image: Option<&ImageConfig>, rootfs: &Path) -> Result<(u32, u32), Bu
     Ok((uid, gid))
 }
 
-fn lookup(rootfs: &Path, file: &str, pred: impl Fn(&[&str]) -> bool, field: usize) -> Option<u32> {
-    let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+fn lookup(
+    rootfs: &dyn Fn(&str) -> Option<Vec<u8>>,
+    file: &str,
+    pred: impl Fn(&[&str]) -> bool,
+    field: usize,
+) -> Option<u32> {
+    let text = String::from_utf8(rootfs(file)?).ok()?;
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > field && pred(f))

@@ -22,7 +22,10 @@ pub fn cpu_quota(milli: i64) -> i64 {
     (milli * CFS_PERIOD as i64 / 1000).max(MIN_QUOTA)
 }
 
-fn get<'a>(map: &'a Option<std::collections::BTreeMap<String, Quantity>>, k: &str) -> Option<&'a Quantity> {
+fn get<'a>(
+    map: &'a Option<std::collections::BTreeMap<String, Quantity>>,
+    k: &str,
+) -> Option<&'a Quantity> {
     map.as_ref().and_then(|m| m.get(k))
 }
 
@@ -40,7 +43,10 @@ pub fn linux_resources(c: &Container) -> Result<Value, BundleError> {
         .transpose()?;
 
     // The kubelet derives the request from the limit when only a limit is given.
-    let shares = cpu_request.or(cpu_limit).map(cpu_shares).unwrap_or(MIN_SHARES);
+    let shares = cpu_request
+        .or(cpu_limit)
+        .map(cpu_shares)
+        .unwrap_or(MIN_SHARES);
     let mut cpu_v = json!({"shares": shares});
     if let Some(limit) = cpu_limit {
         cpu_v["quota"] = json!(cpu_quota(limit));

@@ -21,7 +21,12 @@ const IMAGE: &str = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"la
  "config":{"Env":["PATH=/bin:/usr/bin","LANG=C"],"Entrypoint":["/bin/entry"],"Cmd":["--default"],
  "WorkingDir":"/srv","StopSignal":"SIGQUIT"}}"#;
 
-fn render(pod: &Pod, container: usize, image: &ImageConfiguration, rootfs: &Path) -> Result<Spec, BundleError> {
+fn render(
+    pod: &Pod,
+    container: usize,
+    image: &ImageConfiguration,
+    rootfs: &Path,
+) -> Result<Spec, BundleError> {
     let mut volumes = BTreeMap::new();
     volumes.insert("data".to_string(), PathBuf::from("/var/lib/data"));
     let c = &pod.spec.as_ref().unwrap().containers[container];
@@ -30,7 +35,7 @@ fn render(pod: &Pod, container: usize, image: &ImageConfiguration, rootfs: &Path
         c,
         &BundleInputs {
             image,
-            image_rootfs: rootfs,
+            image_file: &|rel| std::fs::read(rootfs.join(rel)).ok(),
             rootfs: Path::new("/var/lib/hostlet/containers/x/bundle/rootfs"),
             cgroups_path: "/hostlet/x",
             volumes: &volumes,
@@ -39,13 +44,20 @@ fn render(pod: &Pod, container: usize, image: &ImageConfiguration, rootfs: &Path
 }
 
 fn golden(name: &str, spec: &Spec) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/golden")
+        .join(name);
     let got = serde_json::to_string_pretty(spec).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(got, want, "{} differs; UPDATE_GOLDEN=1 regenerates it", path.display());
+    assert_eq!(
+        got,
+        want,
+        "{} differs; UPDATE_GOLDEN=1 regenerates it",
+        path.display()
+    );
 }
 
 const WEB: &str = r#"
@@ -110,13 +122,19 @@ fn command_and_args_merge_like_the_kubelet() {
     assert_eq!(argv(None, None).unwrap(), ["/bin/entry", "--default"]);
     assert_eq!(argv(None, Some(vec!["-x"])).unwrap(), ["/bin/entry", "-x"]);
     assert_eq!(argv(Some(vec!["/bin/sh"]), None).unwrap(), ["/bin/sh"]);
-    assert_eq!(argv(Some(vec!["/bin/sh"]), Some(vec!["-c", "true"])).unwrap(), ["/bin/sh", "-c", "true"]);
-    let bare = image(r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    assert_eq!(
+        argv(Some(vec!["/bin/sh"]), Some(vec!["-c", "true"])).unwrap(),
+        ["/bin/sh", "-c", "true"]
+    );
+    let bare =
+        image(r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
     let c = Container {
         name: "c".into(),
         ..Default::default()
     };
-    let e = process::argv(&c, bare.config().as_ref()).unwrap_err().to_string();
+    let e = process::argv(&c, bare.config().as_ref())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no command specified"), "{e}");
 }
 
@@ -126,7 +144,13 @@ fn env_order_and_override() {
     let env = spec.process().as_ref().unwrap().env().clone().unwrap();
     assert_eq!(
         env,
-        ["PATH=/bin:/usr/bin", "LANG=en_US.UTF-8", "POD=web-node1", "APP=web", "HOSTNAME=web-node1"]
+        [
+            "PATH=/bin:/usr/bin",
+            "LANG=en_US.UTF-8",
+            "POD=web-node1",
+            "APP=web",
+            "HOSTNAME=web-node1"
+        ]
     );
 }
 
@@ -135,13 +159,27 @@ fn unknown_volume_and_bad_field_ref_are_config_errors() {
     let mut p = pod(WEB);
     let c = &mut p.spec.as_mut().unwrap().containers[0];
     c.volume_mounts.as_mut().unwrap()[0].name = "nope".into();
-    let e = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap_err().to_string();
-    assert!(e.contains("volumeMounts[0].name") && e.contains("nope"), "{e}");
+    let e = render(&p, 0, &image(IMAGE), Path::new("/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("volumeMounts[0].name") && e.contains("nope"),
+        "{e}"
+    );
 
     let mut p = pod(WEB);
     let c = &mut p.spec.as_mut().unwrap().containers[0];
-    c.env.as_mut().unwrap()[1].value_from.as_mut().unwrap().field_ref.as_mut().unwrap().field_path = "status.podIP".into();
-    let e = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap_err().to_string();
+    c.env.as_mut().unwrap()[1]
+        .value_from
+        .as_mut()
+        .unwrap()
+        .field_ref
+        .as_mut()
+        .unwrap()
+        .field_path = "status.podIP".into();
+    let e = render(&p, 0, &image(IMAGE), Path::new("/x"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("env[1].valueFrom.fieldRef.fieldPath"), "{e}");
 }
 
@@ -149,17 +187,28 @@ fn unknown_volume_and_bad_field_ref_are_config_errors() {
 fn image_user_is_resolved_in_the_image() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/sh\n").unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nwww:x:33:34::/var/www:/bin/sh\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
     let with_user = |u: &str| {
-        image(&IMAGE.replace("\"WorkingDir\"", &format!("\"User\":\"{u}\",\"WorkingDir\"")))
+        image(&IMAGE.replace(
+            "\"WorkingDir\"",
+            &format!("\"User\":\"{u}\",\"WorkingDir\""),
+        ))
     };
-    let uid_gid = |u: &str| process::user(with_user(u).config().as_ref(), dir.path());
+    let files = |rel: &str| std::fs::read(dir.path().join(rel)).ok();
+    let uid_gid = |u: &str| process::user(with_user(u).config().as_ref(), &files);
     assert_eq!(uid_gid("www").unwrap(), (33, 34));
     assert_eq!(uid_gid("www:staff").unwrap(), (33, 50));
     assert_eq!(uid_gid("1000").unwrap(), (1000, 0));
     assert_eq!(uid_gid("1000:7").unwrap(), (1000, 7));
-    assert!(uid_gid("nobody").unwrap_err().to_string().contains("no such user"));
+    assert!(uid_gid("nobody")
+        .unwrap_err()
+        .to_string()
+        .contains("no such user"));
 }
 
 #[test]

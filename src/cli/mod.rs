@@ -23,7 +23,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: watch the manifests and run their pods until stopped
-    #[command(after_help = "Example:\n  sudo hostlet run --pod-manifest-path /etc/kubernetes/manifests")]
+    #[command(
+        after_help = "Example:\n  sudo hostlet run --pod-manifest-path /etc/kubernetes/manifests"
+    )]
     Run(run::RunArgs),
     /// Internal: supervise one container (started by the agent)
     #[command(hide = true)]

@@ -25,7 +25,10 @@ pub fn main(args: MonitorArgs) -> i32 {
 /// init process replaces fd 2 with the container's stderr before its last log lines.
 fn init_tracing() {
     use std::os::fd::FromRawFd;
-    let dup = nix::fcntl::fcntl(libc::STDERR_FILENO, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3));
+    let dup = nix::fcntl::fcntl(
+        libc::STDERR_FILENO,
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+    );
     let Ok(fd) = dup else { return };
     // SAFETY: fcntl just returned this new fd; nothing else owns it.
     let file = unsafe { std::fs::File::from_raw_fd(fd) };

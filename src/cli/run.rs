@@ -88,7 +88,12 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 
 async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
     let layout = Layout::new(&cfg.root_dir);
-    for dir in [layout.root.clone(), layout.containers(), layout.pods(), cfg.pod_logs_dir.clone()] {
+    for dir in [
+        layout.root.clone(),
+        layout.containers(),
+        layout.pods(),
+        cfg.pod_logs_dir.clone(),
+    ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     tracing::info!(
@@ -102,7 +107,10 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
     let runtime = Runtime::new(layout.clone()).context("locating the hostlet binary")?;
     let adopted = runtime.adopt_all().await;
     if !adopted.is_empty() {
-        tracing::info!(containers = adopted.len(), "found containers of an earlier agent");
+        tracing::info!(
+            containers = adopted.len(),
+            "found containers of an earlier agent"
+        );
     }
     let deps = Arc::new(Deps {
         images,

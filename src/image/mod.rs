@@ -45,6 +45,21 @@ pub struct Image {
     pub config: oci_spec::image::ImageConfiguration,
 }
 
+impl Image {
+    /// The overlay lower directories for a container of this image, topmost first.
+    pub fn lower_dirs(&self) -> Vec<PathBuf> {
+        vec![self.rootfs.clone()]
+    }
+
+    /// Reads a file of the image (`etc/passwd`, …) as the container would see it,
+    /// without following symlinks out of the image.
+    pub fn read_file(&self, rel: &str) -> Option<Vec<u8>> {
+        let path = self.rootfs.join(rel.trim_start_matches('/'));
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        meta.is_file().then(|| std::fs::read(&path).ok()).flatten()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("invalid image name {reference:?}: {message}")]

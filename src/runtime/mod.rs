@@ -30,8 +30,8 @@ pub struct MonitorConfig {
     pub restart_count: u32,
     /// Bundle directory holding `config.json`; its `rootfs/` is the overlay mount point.
     pub bundle: PathBuf,
-    /// Read-only image rootfs, the overlay's lower layer.
-    pub lower: PathBuf,
+    /// Read-only image layers, the overlay's lower directories, topmost first.
+    pub lower: Vec<PathBuf>,
     pub log_path: PathBuf,
     pub stop_signal: i32,
     /// Give the container its own network namespace with `lo` up (not hostNetwork).

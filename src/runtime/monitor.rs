@@ -64,10 +64,16 @@ fn now() -> String {
 pub fn main(dir: &Path) -> i32 {
     let cfg = match state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) {
         Ok(Some(cfg)) => cfg,
-        Ok(None) => return handshake_error(&format!("{}: missing", dir.join(CONFIG_FILE).display())),
+        Ok(None) => {
+            return handshake_error(&format!("{}: missing", dir.join(CONFIG_FILE).display()))
+        }
         Err(e) => return handshake_error(&e.to_string()),
     };
-    let layout = Layout::new(dir.parent().and_then(Path::parent).unwrap_or(Path::new("/")));
+    let layout = Layout::new(
+        dir.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/")),
+    );
     match Monitor::start(dir, &cfg, &layout) {
         Ok(mut m) => {
             println!("ok");
@@ -103,7 +109,11 @@ pub fn cleanup(dir: &Path) -> i32 {
     let Ok(Some(cfg)) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) else {
         return 0;
     };
-    let layout = Layout::new(dir.parent().and_then(Path::parent).unwrap_or(Path::new("/")));
+    let layout = Layout::new(
+        dir.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/")),
+    );
     let oom = oom_kills(&cfg.cgroups_path) > 0;
     teardown(&cfg, &layout);
     if !dir.join(EXIT_FILE).exists() {
@@ -186,11 +196,18 @@ impl Monitor {
         state::write_json(&dir.join(STATE_FILE), &st)?;
 
         let mut mask = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGUSR2, Signal::SIGINT, Signal::SIGHUP] {
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGUSR2,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
             mask.add(s);
         }
         mask.thread_block().map_err(sys("blocking signals"))?;
-        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(sys("signalfd"))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(sys("signalfd"))?;
 
         if cfg.new_netns {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
@@ -262,7 +279,10 @@ impl Monitor {
                 None => PollTimeout::NONE,
             };
             let (sig_ready, ready) = {
-                let streams = [(Stream::Stdout, self.out.as_ref()), (Stream::Stderr, self.err.as_ref())];
+                let streams = [
+                    (Stream::Stdout, self.out.as_ref()),
+                    (Stream::Stderr, self.err.as_ref()),
+                ];
                 let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
                 let mut which = Vec::new();
                 for (s, f) in streams {
@@ -280,8 +300,12 @@ impl Monitor {
                     }
                 }
                 let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                let streams: Vec<Stream> =
-                    which.into_iter().zip(&fds[1..]).filter(|(_, f)| ready(f)).map(|(s, _)| s).collect();
+                let streams: Vec<Stream> = which
+                    .into_iter()
+                    .zip(&fds[1..])
+                    .filter(|(_, f)| ready(f))
+                    .map(|(s, _)| s)
+                    .collect();
                 (ready(&fds[0]), streams)
             };
             for stream in ready {
@@ -336,7 +360,9 @@ impl Monitor {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => loop {
                     match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(pid, code)) if pid == self.init => exited = Some((code, None)),
+                        Ok(WaitStatus::Exited(pid, code)) if pid == self.init => {
+                            exited = Some((code, None))
+                        }
                         Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.init => {
                             exited = Some((128 + sig as i32, Some(sig as i32)))
                         }
@@ -376,12 +402,25 @@ fn mount_rootfs(dir: &Path, cfg: &MonitorConfig) -> Result<(), MonitorError> {
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        cfg.lower.display(),
+        lowerdirs(&cfg.lower),
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(sys(format!("mounting overlay on {}", target.display())))
+    mount(
+        Some("overlay"),
+        &target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(sys(format!("mounting overlay on {}", target.display())))
+}
+
+fn lowerdirs(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
@@ -416,7 +455,10 @@ fn loopback_up() -> Result<(), nix::Error> {
 pub fn oom_kills(cgroups_path: &str) -> u64 {
     let rel = cgroups_path.trim_start_matches('/');
     let candidates = [
-        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
+        (
+            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+            "oom_kill ",
+        ),
         (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
     ];
     for (path, key) in candidates {

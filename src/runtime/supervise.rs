@@ -68,7 +68,10 @@ impl Runtime {
             .arg("monitor")
             .arg(&dir)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -296,7 +299,8 @@ fn handle(
 fn watch_pidfd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an OwnedFd stays open and names the same description until the AsyncFd
     // that owns it is dropped.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 /// Collects a monitor's exit status if it is our child; adopted monitors belong to init.
@@ -308,5 +312,6 @@ fn reap(pid: i32) {
 fn monitor_log_tail(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join(MONITOR_LOG)).unwrap_or_default();
     let last = text.lines().rev().find(|l| !l.trim().is_empty());
-    last.unwrap_or("monitor exited without a message").to_string()
+    last.unwrap_or("monitor exited without a message")
+        .to_string()
 }

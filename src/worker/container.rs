@@ -240,7 +240,7 @@ async fn start(
         c,
         &BundleInputs {
             image: &image.config,
-            image_rootfs: &image.rootfs,
+            image_file: &|rel| image.read_file(rel),
             rootfs: &bundle_dir.join("rootfs"),
             cgroups_path: &cgroups_path,
             volumes: &ctx.volumes,
@@ -254,7 +254,13 @@ async fn start(
         ctx.deps.runtime.remove(&id);
         return Err(failed(e.to_string()));
     }
-    let host_network = ctx.pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = ctx
+        .pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     let cfg = MonitorConfig {
         id: id.clone(),
         pod_uid: ctx.pod.uid.clone(),
@@ -263,7 +269,7 @@ async fn start(
         container: c.name.clone(),
         restart_count,
         bundle: bundle_dir,
-        lower: image.rootfs.clone(),
+        lower: image.lower_dirs(),
         log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
         stop_signal: bundle::stop_signal(&image.config),
         new_netns: !host_network,

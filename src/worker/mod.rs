@@ -96,9 +96,12 @@ pub async fn run_pod(
             Ok(BTreeMap::new())
         } else {
             state::create_dir_all(&pod_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|_| state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string()))
-            .and_then(|_| volumes::prepare(&pod.pod, &pod_dir).map_err(|e| e.to_string()))
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|_| volumes::prepare(&pod.pod, &pod_dir).map_err(|e| e.to_string()))
         };
         let spec = pod.pod.spec.clone().unwrap_or_default();
         let volumes = match prepared {
@@ -109,9 +112,15 @@ pub async fn run_pod(
                 BTreeMap::new()
             }
         };
-        let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let grace =
+            Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
         let ctx = Arc::new(PodCtx {
-            log_dir: crate::logs::pod_log_dir(&deps.pod_logs_dir, pod.namespace(), pod.name(), &pod.uid),
+            log_dir: crate::logs::pod_log_dir(
+                &deps.pod_logs_dir,
+                pod.namespace(),
+                pod.name(),
+                &pod.uid,
+            ),
             pod: pod.clone(),
             deps: deps.clone(),
             volumes,
@@ -125,7 +134,9 @@ pub async fn run_pod(
         let mut adopted = adopted;
         for c in spec.containers {
             let mine: Vec<Adopted> = {
-                let (m, rest) = adopted.into_iter().partition(|a| a.config.container == c.name);
+                let (m, rest) = adopted
+                    .into_iter()
+                    .partition(|a| a.config.container == c.name);
                 adopted = rest;
                 m
             };

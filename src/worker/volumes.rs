@@ -39,7 +39,9 @@ pub fn prepare(pod: &Pod, pod_dir: &Path) -> Result<BTreeMap<String, PathBuf>, V
                 .map_err(|e| err(format!("{}: {e}", path.display())))?;
             path
         } else {
-            return Err(err("only hostPath and emptyDir volumes are supported".into()));
+            return Err(err(
+                "only hostPath and emptyDir volumes are supported".into()
+            ));
         };
         out.insert(v.name.clone(), path);
     }
@@ -52,7 +54,10 @@ fn host_path(path: &Path, kind: &str) -> Result<(), String> {
         if ok {
             Ok(())
         } else {
-            Err(format!("hostPath type check failed: {} is not {what}", path.display()))
+            Err(format!(
+                "hostPath type check failed: {} is not {what}",
+                path.display()
+            ))
         }
     };
     match kind {
@@ -81,13 +86,18 @@ fn host_path(path: &Path, kind: &str) -> Result<(), String> {
         }
         "Directory" => want(meta.map(|m| m.is_dir()).unwrap_or(false), "a directory"),
         "File" => want(meta.map(|m| m.is_file()).unwrap_or(false), "a file"),
-        "Socket" => want(meta.map(|m| m.file_type().is_socket()).unwrap_or(false), "a socket"),
+        "Socket" => want(
+            meta.map(|m| m.file_type().is_socket()).unwrap_or(false),
+            "a socket",
+        ),
         "CharDevice" => want(
-            meta.map(|m| m.file_type().is_char_device()).unwrap_or(false),
+            meta.map(|m| m.file_type().is_char_device())
+                .unwrap_or(false),
             "a character device",
         ),
         "BlockDevice" => want(
-            meta.map(|m| m.file_type().is_block_device()).unwrap_or(false),
+            meta.map(|m| m.file_type().is_block_device())
+                .unwrap_or(false),
             "a block device",
         ),
         other => Err(format!("unknown hostPath type {other:?}")),
