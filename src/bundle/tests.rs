@@ -47,7 +47,16 @@ fn golden(name: &str, spec: &Spec) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata/golden")
         .join(name);
-    let got = serde_json::to_string_pretty(spec).unwrap() + "\n";
+    // oci-spec keeps capabilities in hash sets: sort them so the file is stable.
+    let mut v = serde_json::to_value(spec).unwrap();
+    if let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) {
+        for set in caps.values_mut() {
+            if let Some(a) = set.as_array_mut() {
+                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+        }
+    }
+    let got = serde_json::to_string_pretty(&v).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
