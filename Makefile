@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build image demo demo-stop test
+.PHONY: deps build image demo demo-stop test
+
+deps: ## Debian packages for build, demo and tests (root)
+	.ci/deps
 
 build: ## release binary: target/release/hostlet
 	cargo build --release
@@ -10,7 +13,7 @@ build: ## release binary: target/release/hostlet
 image: ## busybox test image as an OCI layout: target/demo-image/layout
 	rootfs/build.sh target/demo-image
 
-demo: ## registry on 127.0.0.1:5055 + hostlet running testdata/demo/*.yaml (root)
+demo: deps ## registry on 127.0.0.1:5055 + hostlet running testdata/demo/*.yaml (root)
 	rootfs/demo.sh
 
 demo-stop:
