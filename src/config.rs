@@ -5,9 +5,18 @@ use std::time::Duration;
 
 use crate::worker::backoff::BackoffPolicy;
 
+pub mod file;
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub pod_manifest_path: PathBuf,
+    /// `--pod-manifest-path`; `None` when only `--manifest-url` is given.
+    pub pod_manifest_path: Option<PathBuf>,
+    /// `--manifest-url` and the headers sent with it (`--manifest-url-header`).
+    pub manifest_url: Option<String>,
+    pub manifest_url_headers: Vec<(String, String)>,
+    pub http_check_frequency: Duration,
+    /// `--strict`: unknown manifest fields are errors, not warnings.
+    pub strict: bool,
     pub root_dir: PathBuf,
     pub pod_logs_dir: PathBuf,
     /// The node name: `--hostname-override` or the host name, lowercased.
@@ -15,6 +24,14 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     pub file_check_frequency: Duration,
     pub crash_backoff: BackoffPolicy,
+    /// `--container-log-max-size` / `--container-log-max-files`.
+    pub log_limits: crate::logs::LogLimits,
+    /// `--read-only-port`: the status API on 127.0.0.1 too.
+    pub read_only_port: Option<u16>,
+    /// `--seccomp-default`: RuntimeDefault seccomp when a container names no profile.
+    pub seccomp_default: bool,
+    /// `--pod-max-pids`: pids.max of every pod cgroup; not positive is no limit.
+    pub pod_max_pids: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +40,8 @@ pub enum ConfigError {
         "invalid duration {input:?}: expected a number with a unit, like 500ms, 2s, 1m or 1h30m"
     )]
     Duration { input: String },
+    #[error("invalid header {input:?}: expected 'Name:value'")]
+    Header { input: String },
 }
 
 /// Parses Go-style durations as the kubelet's flags accept them: `500ms`, `2s`, `1m30s`.
@@ -63,6 +82,19 @@ pub fn parse_duration(input: &str) -> Result<Duration, ConfigError> {
     Ok(total)
 }
 
+/// Parses `--manifest-url-header 'Name:value'` (the kubelet's format; the value may hold
+/// colons, surrounding spaces are dropped).
+pub fn parse_header(input: &str) -> Result<(String, String), ConfigError> {
+    match input.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_string(), value.trim().to_string()))
+        }
+        _ => Err(ConfigError::Header {
+            input: input.to_string(),
+        }),
+    }
+}
+
 /// The host name, lowercased, as the kubelet names its node.
 pub fn default_node_name() -> String {
     nix::unistd::gethostname()
@@ -86,6 +118,19 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "5", "s", "2x", "-1s", "1s2"] {
             let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_header("Authorization: Bearer a:b").unwrap(),
+            ("Authorization".into(), "Bearer a:b".into())
+        );
+        assert_eq!(parse_header("X-A:").unwrap(), ("X-A".into(), "".into()));
+        for bad in ["", "novalue", ":v", "a b:c"] {
+            let e = parse_header(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
     }

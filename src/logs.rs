@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 /// Lines longer than this are split into partial (`P`) records, as containerd does, so a
 /// container that never prints a newline cannot make the writer buffer without bound.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -37,21 +39,59 @@ pub fn rfc3339_nano(ts: jiff::Timestamp) -> String {
     format!("{ts:.9}")
 }
 
+/// Size-based rotation, the kubelet's `--container-log-max-size` and
+/// `--container-log-max-files` (which counts the live file too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLimits {
+    /// Rotate once the live file reaches this many bytes; 0 never rotates.
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
 /// Splits a byte stream into CRI records; one per stream, both writing to the same file.
 pub struct CriWriter {
     file: File,
+    path: PathBuf,
+    limits: Option<LogLimits>,
+    /// Bytes in the live file, to decide when to rotate.
+    size: u64,
     pending: [Vec<u8>; 2],
     out: Vec<u8>,
 }
 
 impl CriWriter {
+    /// A writer that never rotates.
     pub fn open(path: &Path) -> io::Result<Self> {
+        Self::open_inner(path, None)
+    }
+
+    /// A writer that rotates per `limits`; opening instance N also removes the logs of
+    /// instances before N-1 (N-1 stays for `logs --previous`).
+    pub fn open_rotating(path: &Path, limits: LogLimits) -> io::Result<Self> {
+        remove_old_instances(path);
+        Self::open_inner(path, Some(limits))
+    }
+
+    fn open_inner(path: &Path, limits: Option<LogLimits>) -> io::Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
         Ok(Self {
             file,
+            path: path.to_path_buf(),
+            limits,
+            size,
             pending: [Vec::new(), Vec::new()],
             out: Vec::with_capacity(4096),
         })
@@ -111,9 +151,110 @@ impl CriWriter {
     fn flush_out(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
             self.file.write_all(&self.out)?;
+            self.size += self.out.len() as u64;
             self.out.clear();
         }
+        match self.limits {
+            Some(l) if l.max_size > 0 && self.size >= l.max_size => self.rotate(l),
+            _ => Ok(()),
+        }
+    }
+
+    /// Renames the live file aside, starts a new one, compresses the old one and drops
+    /// the oldest rotated files beyond the limit. Readers following the old file keep
+    /// their descriptor and see a new inode at the path.
+    fn rotate(&mut self, limits: LogLimits) -> io::Result<()> {
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S%.6f").to_string();
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(format!(".{stamp}"));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(&self.path, &aside)?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        if let Err(e) = compress(&aside) {
+            tracing::warn!(file = %aside.display(), error = %e, "compressing rotated log");
+        }
+        prune_rotated(&self.path, limits.max_files.max(1) as usize - 1);
         Ok(())
+    }
+}
+
+/// `FILE` → `FILE.gz`, then removes `FILE`.
+fn compress(path: &Path) -> io::Result<()> {
+    let mut gz_name = path.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let gz = PathBuf::from(gz_name);
+    let mut tmp_name = gz.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let result = (|| {
+        let mut input = File::open(path)?;
+        let mut enc = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+        io::copy(&mut input, &mut enc)?;
+        enc.finish()?;
+        std::fs::rename(&tmp, &gz)
+    })();
+    match result {
+        Ok(()) => std::fs::remove_file(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The rotated files of a live log file, oldest first (their names sort by time).
+pub fn rotated_files(live: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (live.parent(), live.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".tmp"))
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn prune_rotated(live: &Path, keep: usize) {
+    let files = rotated_files(live);
+    let excess = files.len().saturating_sub(keep);
+    for f in &files[..excess] {
+        if let Err(e) = std::fs::remove_file(f) {
+            tracing::warn!(file = %f.display(), error = %e, "removing rotated log");
+        }
+    }
+}
+
+/// Removes the logs (live and rotated) of instances older than the previous one of the
+/// container whose live file is `<n>.log`.
+fn remove_old_instances(live: &Path) {
+    let (Some(dir), Some(n)) = (
+        live.parent(),
+        live.file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u32>().ok()),
+    ) else {
+        return;
+    };
+    let old = |name: &str| {
+        let num = name.split('.').next().and_then(|k| k.parse::<u32>().ok());
+        let is_log = name.split('.').nth(1) == Some("log");
+        is_log && num.is_some_and(|k| k + 1 < n)
+    };
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_str().is_some_and(old) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -161,6 +302,56 @@ mod tests {
         for (g, w) in got.iter().zip(want.iter()) {
             assert_eq!((g.0.as_str(), g.1.as_str(), &g.2), (w.0, w.1, &w.2));
         }
+    }
+
+    #[test]
+    fn rotates_compresses_and_bounds_files() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/1.log");
+        let limits = LogLimits {
+            max_size: 4096,
+            max_files: 3,
+        };
+        let mut w = CriWriter::open_rotating(&path, limits).unwrap();
+        let line = format!("{}\n", "y".repeat(100));
+        for _ in 0..500 {
+            w.write(Stream::Stdout, line.as_bytes()).unwrap();
+        }
+        w.finish().unwrap();
+        let rotated = rotated_files(&path);
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        for f in &rotated {
+            assert!(f.to_str().unwrap().ends_with(".gz"), "{f:?}");
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(File::open(f).unwrap())
+                .read_to_string(&mut text)
+                .unwrap();
+            assert!(text.lines().all(|l| l.ends_with(&"y".repeat(100))), "{f:?}");
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() < 4096 + 200);
+        let dir_size: u64 = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(dir_size < 3 * 4096 + 200, "{dir_size}");
+    }
+
+    #[test]
+    fn opening_an_instance_drops_all_but_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        for f in ["0.log", "0.log.20240101-000000.000000.gz", "1.log", "2.log", "10.log", "notes"] {
+            std::fs::write(c.join(f), b"x").unwrap();
+        }
+        CriWriter::open_rotating(&c.join("3.log"), LogLimits::default()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&c)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["10.log", "2.log", "3.log", "notes"]);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 mod defaults;
 mod process;
 mod resources;
+mod seccomp;
+mod security;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use crate::node::NodeInfo;
+use crate::sandbox::{self, PodFiles};
+pub use process::expand;
 pub use resources::{cpu_quota, cpu_shares, CFS_PERIOD};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +56,16 @@ pub struct BundleInputs<'a> {
     pub image_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
     /// Where the container's rootfs will be mounted (absolute).
     pub rootfs: &'a Path,
+    /// The container's cgroup, inside its pod's ([`crate::cgroups::PodCgroup::container`]).
     pub cgroups_path: &'a str,
     /// Host directory of each pod volume, by volume name.
     pub volumes: &'a BTreeMap<String, PathBuf>,
+    /// The pod's directory: its namespace files, /etc files and /dev/shm
+    /// ([`crate::sandbox::PodFiles`]).
+    pub pod_dir: &'a Path,
+    pub node: &'a NodeInfo,
+    /// Reads a `Localhost` seccomp profile by its path relative to `node.seccomp_dir`.
+    pub seccomp_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
 }
 
 /// Builds the OCI runtime config for one container of a pod.
@@ -66,9 +78,26 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
     let host_network = spec.host_network.unwrap_or(false);
     let host_pid = spec.host_pid.unwrap_or(false);
     let host_ipc = spec.host_ipc.unwrap_or(false);
+    let files = PodFiles::new(inp.pod_dir);
 
-    let args = process::argv(c, image)?;
-    let env = process::env(pod, c, image)?;
+    let sec = security::resolve(
+        pod,
+        c,
+        &security::Inputs {
+            image,
+            image_file: inp.image_file,
+            node: inp.node,
+            seccomp_file: inp.seccomp_file,
+        },
+    )?;
+    let vars = process::container_env(pod, c, inp.node)?;
+    let args = process::argv(c, image, &vars)?;
+    let hostname = if host_network {
+        inp.node.name.clone()
+    } else {
+        sandbox::hostname(pod).map_err(|e| BundleError::Config(e.to_string()))?
+    };
+    let env = process::env(image, &vars, &hostname);
     let cwd = c
         .working_dir
         .clone()
@@ -79,73 +108,181 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
                 .filter(|w| !w.is_empty())
         })
         .unwrap_or_else(|| "/".into());
-    let (uid, gid) = process::user(image, inp.image_file)?;
-    let caps = defaults::CAPABILITIES;
 
-    // The network namespace is not listed: the monitor creates it (with lo up) before
-    // libcontainer runs, and the container inherits it; hostNetwork keeps the host's.
+    // The pod's sandbox namespaces are joined by path; hostNetwork/hostIPC keep the host's.
+    let shared = sandbox::Shared::of(pod);
     let mut namespaces = vec![json!({"type": "mount"})];
     if !host_pid {
         namespaces.push(json!({"type": "pid"}));
     }
-    if !host_ipc {
-        namespaces.push(json!({"type": "ipc"}));
-    }
-    if !host_network {
-        namespaces.push(json!({"type": "uts"}));
+    for (on, kind, file) in [
+        (shared.net, "network", "net"),
+        (shared.ipc, "ipc", "ipc"),
+        (shared.uts, "uts", "uts"),
+    ] {
+        if on {
+            namespaces.push(json!({"type": kind, "path": files.ns(file)}));
+        }
     }
 
     let mut mounts = defaults::mounts();
-    if host_ipc {
-        // The host's IPC namespace: /dev/shm must be the host's too, as with the kubelet.
-        mounts.retain(|m| m["destination"] != "/dev/shm" && m["destination"] != "/dev/mqueue");
-        mounts.push(
-            json!({"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
-                           "options": ["rbind", "rprivate", "rw"]}),
-        );
+    let readonly_paths: &[&str] = if sec.unmasked { &[] } else { defaults::READONLY_PATHS };
+    let masked_paths: &[&str] = if sec.unmasked { &[] } else { defaults::MASKED_PATHS };
+    if sec.privileged {
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
     }
+    // /dev/shm is the pod's (or the host's with hostIPC), shared by its containers.
+    let shm = if host_ipc {
+        PathBuf::from("/dev/shm")
+    } else {
+        files.shm()
+    };
+    mounts.retain(|m| m["destination"] != "/dev/shm" && !(host_ipc && m["destination"] == "/dev/mqueue"));
+    mounts.push(json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+                       "options": ["rbind", "rprivate", "rw"]}));
+    let etc_mode = if sec.readonly_root { "ro" } else { "rw" };
+    let mounted_by_user = |dest: &str| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|vm| vm.mount_path.trim_end_matches('/') == dest)
+    };
+    for (dest, source) in [
+        ("/etc/hosts", files.hosts()),
+        ("/etc/hostname", files.hostname()),
+        ("/etc/resolv.conf", files.resolv_conf()),
+    ] {
+        if !mounted_by_user(dest) {
+            mounts.push(json!({"destination": dest, "type": "bind", "source": source,
+                               "options": ["rbind", "rprivate", etc_mode]}));
+        }
+    }
+    let mut rootfs_propagation: Option<&str> = None;
     for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
-        let source = inp.volumes.get(&vm.name).ok_or_else(|| {
+        let f = |name: &str| format!("volumeMounts[{i}].{name}");
+        let mut source = inp.volumes.get(&vm.name).cloned().ok_or_else(|| {
             BundleError::field(
                 &c.name,
-                &format!("volumeMounts[{i}].name"),
+                &f("name"),
                 &format!("no volume named {:?} in the pod", vm.name),
             )
         })?;
+        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let p = Path::new(sub);
+            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(BundleError::field(&c.name, &f("subPath"), &format!("{sub:?} must be a relative path without '..'")));
+            }
+            source = source.join(p);
+        }
+        let propagation = match vm.mount_propagation.as_deref() {
+            None | Some("None") => "rprivate",
+            Some("HostToContainer") => {
+                rootfs_propagation.get_or_insert("rslave");
+                "rslave"
+            }
+            Some("Bidirectional") if sec.privileged => {
+                rootfs_propagation = Some("rshared");
+                "rshared"
+            }
+            Some("Bidirectional") => {
+                return Err(BundleError::field(&c.name, &f("mountPropagation"), "Bidirectional needs a privileged container"))
+            }
+            Some(other) => {
+                return Err(BundleError::field(&c.name, &f("mountPropagation"), &format!("unknown mode {other:?}")))
+            }
+        };
         let mode = if vm.read_only.unwrap_or(false) {
             "ro"
         } else {
             "rw"
         };
         mounts.push(json!({"destination": vm.mount_path, "type": "bind",
-                           "source": source, "options": ["rbind", "rprivate", mode]}));
+                           "source": source, "options": ["rbind", propagation, mode]}));
     }
 
+    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes);
+    let caps = &sec.caps;
     let value = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": uid, "gid": gid},
+            "user": {"uid": sec.uid, "gid": sec.gid,
+                     "additionalGids": if sec.additional_gids.is_empty() { Value::Null } else { json!(sec.additional_gids) }},
             "args": args,
             "env": env,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false,
+            "noNewPrivileges": sec.no_new_privs,
+            "oomScoreAdj": oom_score_adj,
         },
-        "root": {"path": inp.rootfs, "readonly": false},
-        "hostname": if host_network { Value::Null } else { json!(pod.metadata.name) },
+        "root": {"path": inp.rootfs, "readonly": sec.readonly_root},
         "mounts": mounts,
         "linux": {
             "cgroupsPath": inp.cgroups_path,
-            "resources": resources::linux_resources(c)?,
+            "resources": resources::linux_resources(c, sec.privileged)?,
             "namespaces": namespaces,
-            "maskedPaths": defaults::MASKED_PATHS,
-            "readonlyPaths": defaults::READONLY_PATHS,
+            "maskedPaths": masked_paths,
+            "readonlyPaths": readonly_paths,
+            "rootfsPropagation": rootfs_propagation,
+            "seccomp": sec.seccomp,
+            "sysctl": if sec.sysctls.is_empty() { Value::Null } else { json!(sec.sysctls) },
         },
     });
     let value = strip_nulls(value);
     serde_json::from_value(value)
         .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
+}
+
+/// A downward API file's content: a `fieldRef` path (`metadata.labels` and
+/// `metadata.annotations` as whole maps, one `key="value"` line each, sorted).
+pub fn downward_field(pod: &Pod, path: &str, node: &NodeInfo) -> Option<String> {
+    let map = |m: &Option<BTreeMap<String, String>>| {
+        m.iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={v:?}\n"))
+            .collect::<String>()
+    };
+    match path {
+        "metadata.labels" => Some(map(&pod.metadata.labels)),
+        "metadata.annotations" => Some(map(&pod.metadata.annotations)),
+        _ => process::field_ref(pod, path, node),
+    }
+}
+
+/// A downward API file's content from a `resourceFieldRef` (its containerName is required).
+pub fn downward_resource(
+    pod: &Pod,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+    node: &NodeInfo,
+) -> Result<String, String> {
+    let name = r.container_name.clone().unwrap_or_default();
+    let c = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name))
+        .ok_or_else(|| format!("no container named {name:?}"))?;
+    process::resource_field(pod, c, r, node)
+}
+
+/// The spec as JSON with its capability sets sorted (oci-spec keeps them in hash sets), so
+/// the same pod always prints the same.
+pub fn stable_json(spec: &Spec) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Some(caps) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    {
+        for set in caps.values_mut() {
+            if let Some(a) = set.as_array_mut() {
+                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+        }
+    }
+    v
 }
 
 fn strip_nulls(v: Value) -> Value {

@@ -1,26 +1,35 @@
 //! The container's process: argv from command/args and the image's ENTRYPOINT/CMD, the
 //! environment, the working directory and the user.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use oci_spec::image::Config as ImageConfig;
 
 use super::BundleError;
+use crate::cgroups::Compute;
+use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::node::NodeInfo;
 
-/// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD.
-pub fn argv(c: &Container, image: Option<&ImageConfig>) -> Result<Vec<String>, BundleError> {
+/// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD. `$(VAR)`
+/// in command and args expands from the container's env (`vars`), never the image's.
+pub fn argv(
+    c: &Container,
+    image: Option<&ImageConfig>,
+    vars: &[(String, String)],
+) -> Result<Vec<String>, BundleError> {
     let entrypoint = image
         .and_then(|i| i.entrypoint().clone())
         .unwrap_or_default();
     let cmd = image.and_then(|i| i.cmd().clone()).unwrap_or_default();
+    let ex = |v: &Vec<String>| -> Vec<String> { v.iter().map(|s| expand(s, vars)).collect() };
     let argv = match (&c.command, &c.args) {
         (Some(command), args) if !command.is_empty() => {
-            let mut v = command.clone();
-            v.extend(args.iter().flatten().cloned());
+            let mut v = ex(command);
+            v.extend(args.as_ref().map(ex).unwrap_or_default());
             v
         }
         (_, Some(args)) if !args.is_empty() => {
             let mut v = entrypoint;
-            v.extend(args.iter().cloned());
+            v.extend(ex(args));
             v
         }
         _ => {
@@ -39,12 +48,103 @@ pub fn argv(c: &Container, image: Option<&ImageConfig>) -> Result<Vec<String>, B
     Ok(argv)
 }
 
-/// Image env first, then the container's, a later name replacing an earlier one in place.
-pub fn env(
+/// `k8s.io/kubernetes/third_party/forked/golang/expansion.Expand`: `$(NAME)` becomes the
+/// value of NAME when defined and stays as written otherwise; `$$` is a literal `$`.
+pub fn expand(input: &str, vars: &[(String, String)]) -> String {
+    let b = input.as_bytes();
+    let mut out = String::new();
+    let mut checkpoint = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            out.push_str(&input[checkpoint..i]);
+            let rest = &input[i + 1..];
+            let advance = match b[i + 1] {
+                b'$' => {
+                    out.push('$');
+                    1
+                }
+                b'(' => match rest.find(')') {
+                    Some(close) => {
+                        let name = &rest[1..close];
+                        match vars.iter().rev().find(|(n, _)| n == name) {
+                            Some((_, v)) => out.push_str(v),
+                            None => out.push_str(&format!("$({name})")),
+                        }
+                        close + 1
+                    }
+                    None => {
+                        out.push_str("$(");
+                        1
+                    }
+                },
+                _ => {
+                    // "$" and the next character, kept as written.
+                    let ch = rest.chars().next().map_or(1, char::len_utf8);
+                    out.push('$');
+                    out.push_str(&rest[..ch]);
+                    ch
+                }
+            };
+            i += advance + 1;
+            checkpoint = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&input[checkpoint..]);
+    out
+}
+
+/// The container's own env, in order, as the kubelet computes it: values expand `$(VAR)`
+/// from the variables defined before them; `valueFrom` reads the downward API.
+pub fn container_env(
     pod: &Pod,
     c: &Container,
+    node: &NodeInfo,
+) -> Result<Vec<(String, String)>, BundleError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, e) in c.env.iter().flatten().enumerate() {
+        let value = match &e.value_from {
+            None => expand(e.value.as_deref().unwrap_or_default(), &out),
+            Some(src) => match (&src.field_ref, &src.resource_field_ref) {
+                (Some(f), _) => field_ref(pod, &f.field_path, node).ok_or_else(|| {
+                    BundleError::field(
+                        &c.name,
+                        &format!("env[{i}].valueFrom.fieldRef.fieldPath"),
+                        &format!("unsupported field path {:?}", f.field_path),
+                    )
+                })?,
+                (None, Some(r)) => resource_field(pod, c, r, node).map_err(|m| {
+                    BundleError::field(
+                        &c.name,
+                        &format!("env[{i}].valueFrom.resourceFieldRef"),
+                        &m,
+                    )
+                })?,
+                (None, None) => {
+                    return Err(BundleError::field(
+                        &c.name,
+                        &format!("env[{i}].valueFrom"),
+                        "only fieldRef and resourceFieldRef are supported",
+                    ))
+                }
+            },
+        };
+        match out.iter_mut().find(|(n, _)| *n == e.name) {
+            Some(slot) => slot.1 = value,
+            None => out.push((e.name.clone(), value)),
+        }
+    }
+    Ok(out)
+}
+
+/// Image env first, then the container's, a later name replacing an earlier one in place.
+pub fn env(
     image: Option<&ImageConfig>,
-) -> Result<Vec<String>, BundleError> {
+    container: &[(String, String)],
+    hostname: &str,
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     fn put(out: &mut Vec<(String, String)>, name: &str, value: String) {
         match out.iter_mut().find(|(n, _)| n == name) {
@@ -56,27 +156,8 @@ pub fn env(
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         put(&mut out, k, v.to_string());
     }
-    for (i, e) in c.env.iter().flatten().enumerate() {
-        let value = match &e.value_from {
-            None => e.value.clone().unwrap_or_default(),
-            Some(src) => match &src.field_ref {
-                Some(f) => field_ref(pod, &f.field_path).ok_or_else(|| {
-                    BundleError::field(
-                        &c.name,
-                        &format!("env[{i}].valueFrom.fieldRef.fieldPath"),
-                        &format!("unsupported field path {:?}", f.field_path),
-                    )
-                })?,
-                None => {
-                    return Err(BundleError::field(
-                        &c.name,
-                        &format!("env[{i}].valueFrom"),
-                        "only fieldRef is supported",
-                    ))
-                }
-            },
-        };
-        put(&mut out, &e.name, value);
+    for (k, v) in container {
+        put(&mut out, k, v.clone());
     }
     if !out.iter().any(|(n, _)| n == "PATH") {
         put(
@@ -86,15 +167,14 @@ pub fn env(
         );
     }
     if !out.iter().any(|(n, _)| n == "HOSTNAME") {
-        if let Some(name) = &pod.metadata.name {
-            put(&mut out, "HOSTNAME", name.clone());
-        }
+        put(&mut out, "HOSTNAME", hostname.to_string());
     }
-    Ok(out.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// The downward API fields that exist without pod networking.
-fn field_ref(pod: &Pod, path: &str) -> Option<String> {
+/// The downward API fields that exist without pod networking (a pod without hostNetwork
+/// has no IP: `status.podIP` is empty).
+pub fn field_ref(pod: &Pod, path: &str, node: &NodeInfo) -> Option<String> {
     let m = &pod.metadata;
     let lookup = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
         map.as_ref()
@@ -107,12 +187,20 @@ fn field_ref(pod: &Pod, path: &str) -> Option<String> {
             .and_then(|r| r.strip_suffix("']"))
             .map(str::to_string)
     };
+    let host_network = pod.spec.as_ref()?.host_network.unwrap_or(false);
+    let pod_ip = if host_network {
+        node.host_ip.clone()
+    } else {
+        String::new()
+    };
     Some(match path {
         "metadata.name" => m.name.clone().unwrap_or_default(),
         "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
         "metadata.uid" => m.uid.clone().unwrap_or_default(),
         "spec.nodeName" => pod.spec.as_ref()?.node_name.clone().unwrap_or_default(),
         "spec.serviceAccountName" => String::new(),
+        "status.hostIP" | "status.hostIPs" => node.host_ip.clone(),
+        "status.podIP" | "status.podIPs" => pod_ip,
         _ => {
             if let Some(k) = key_of("metadata.labels['") {
                 lookup(&m.labels, &k)
@@ -123,6 +211,46 @@ fn field_ref(pod: &Pod, path: &str) -> Option<String> {
             }
         }
     })
+}
+
+/// `resourceFieldRef`: a request or limit of a container divided by `divisor`, rounded up;
+/// a missing limit is the node's allocatable amount (the kubelet's
+/// MergeContainerResourceLimits).
+pub fn resource_field(
+    pod: &Pod,
+    c: &Container,
+    r: &ResourceFieldSelector,
+    node: &NodeInfo,
+) -> Result<String, String> {
+    let target = match r.container_name.as_deref() {
+        None | Some("") => c,
+        Some(name) => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|x| x.name == name))
+            .ok_or_else(|| format!("no container named {name:?}"))?,
+    };
+    let res = Compute::of(target);
+    let div = |milli: bool| -> Result<i64, String> {
+        let d = match &r.divisor {
+            None => return Ok(if milli { 1000 } else { 1 }),
+            Some(q) if milli => parse_cpu_millis(q).map_err(|e| e.to_string())?,
+            Some(q) => parse_memory_bytes(q).map_err(|e| e.to_string())?,
+        };
+        if d <= 0 {
+            return Err("divisor must be positive".into());
+        }
+        Ok(d)
+    };
+    let ceil = |v: i64, d: i64| (v + d - 1).div_euclid(d);
+    let v = match r.resource.as_str() {
+        "limits.cpu" => ceil(res.cpu_limit.unwrap_or(node.cpu_milli), div(true)?),
+        "requests.cpu" => ceil(res.cpu_request.unwrap_or(0), div(true)?),
+        "limits.memory" => ceil(res.memory_limit.unwrap_or(node.memory_bytes), div(false)?),
+        "requests.memory" => ceil(res.memory_request.unwrap_or(0), div(false)?),
+        other => return Err(format!("unsupported resource {other:?}")),
+    };
+    Ok(v.to_string())
 }
 
 /// The image's USER as uid/gid: numeric, or names looked up in the image's own
@@ -176,4 +304,36 @@ fn lookup(
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > field && pred(f))
         .and_then(|f| f[field].parse().ok())
+}
+
+/// The primary group of `uid` in the image's /etc/passwd.
+pub fn primary_gid(uid: u32, rootfs: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<u32> {
+    let u = uid.to_string();
+    lookup(rootfs, "etc/passwd", |f| f[2] == u, 3)
+}
+
+/// The groups of the image's /etc/group that list the user of `uid` as a member
+/// (containerd's additional gids).
+pub fn member_gids(uid: u32, rootfs: &dyn Fn(&str) -> Option<Vec<u8>>) -> Vec<u32> {
+    let Some(passwd) = rootfs("etc/passwd").and_then(|b| String::from_utf8(b).ok()) else {
+        return Vec::new();
+    };
+    let u = uid.to_string();
+    let Some(name) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == u)
+        .map(|f| f[0].to_string())
+    else {
+        return Vec::new();
+    };
+    let Some(group) = rootfs("etc/group").and_then(|b| String::from_utf8(b).ok()) else {
+        return Vec::new();
+    };
+    group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name))
+        .filter_map(|f| f[2].parse().ok())
+        .collect()
 }

@@ -7,20 +7,8 @@ use serde_json::{json, Value};
 use super::BundleError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 
-pub const CFS_PERIOD: u64 = 100_000;
+pub use crate::cgroups::{cpu_quota, cpu_shares, CFS_PERIOD};
 const MIN_SHARES: u64 = 2;
-const MAX_SHARES: u64 = 262_144;
-const MIN_QUOTA: i64 = 1_000;
-
-/// cpu.shares from millicores: milli × 1024 / 1000, clamped to [2, 262144].
-pub fn cpu_shares(milli: i64) -> u64 {
-    ((milli.max(0) as u64) * 1024 / 1000).clamp(MIN_SHARES, MAX_SHARES)
-}
-
-/// CFS quota for a limit in millicores: milli × period / 1000, at least 1000 µs.
-pub fn cpu_quota(milli: i64) -> i64 {
-    (milli * CFS_PERIOD as i64 / 1000).max(MIN_QUOTA)
-}
 
 fn get<'a>(
     map: &'a Option<std::collections::BTreeMap<String, Quantity>>,
@@ -29,7 +17,7 @@ fn get<'a>(
     map.as_ref().and_then(|m| m.get(k))
 }
 
-pub fn linux_resources(c: &Container) -> Result<Value, BundleError> {
+pub fn linux_resources(c: &Container, privileged: bool) -> Result<Value, BundleError> {
     let res = c.resources.clone().unwrap_or_default();
     let bad = |field: &str, e: String| BundleError::field(&c.name, field, &e);
     let cpu = |field: &str, q: Option<&Quantity>| -> Result<Option<i64>, BundleError> {
@@ -52,10 +40,12 @@ pub fn linux_resources(c: &Container) -> Result<Value, BundleError> {
         cpu_v["quota"] = json!(cpu_quota(limit));
         cpu_v["period"] = json!(CFS_PERIOD);
     }
+    // Deny every device first; libcgroups then adds the default allow list, so the
+    // container gets the usual /dev nodes and nothing else of the host's. Privileged
+    // containers get every device.
+    let devices = json!([{"allow": privileged, "access": "rwm"}]);
     let mut v = json!({
-        // Deny every device first; libcgroups then adds the default allow list, so the
-        // container gets the usual /dev nodes and nothing else of the host's.
-        "devices": [{"allow": false, "access": "rwm"}],
+        "devices": devices,
         "cpu": cpu_v,
     });
     if let Some(bytes) = memory_limit {

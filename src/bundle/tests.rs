@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use oci_spec::image::ImageConfiguration;
 
 use super::*;
+use crate::node::NodeInfo;
 
 fn pod(yaml: &str) -> Pod {
     serde_yaml::from_str(yaml).expect("test pod")
@@ -21,15 +22,38 @@ const IMAGE: &str = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"la
  "config":{"Env":["PATH=/bin:/usr/bin","LANG=C"],"Entrypoint":["/bin/entry"],"Cmd":["--default"],
  "WorkingDir":"/srv","StopSignal":"SIGQUIT"}}"#;
 
+fn node() -> NodeInfo {
+    NodeInfo {
+        name: "node1".into(),
+        host_ip: "192.0.2.10".into(),
+        cpu_milli: 4000,
+        memory_bytes: 8 << 30,
+        seccomp_default: true,
+        seccomp_dir: PathBuf::from("/var/lib/hostlet/seccomp"),
+        pod_max_pids: -1,
+    }
+}
+
 fn render(
     pod: &Pod,
     container: usize,
     image: &ImageConfiguration,
     rootfs: &Path,
 ) -> Result<Spec, BundleError> {
+    render_with(pod, container, image, rootfs, &node())
+}
+
+fn render_with(
+    pod: &Pod,
+    container: usize,
+    image: &ImageConfiguration,
+    rootfs: &Path,
+    node: &NodeInfo,
+) -> Result<Spec, BundleError> {
     let mut volumes = BTreeMap::new();
     volumes.insert("data".to_string(), PathBuf::from("/var/lib/data"));
     let c = &pod.spec.as_ref().unwrap().containers[container];
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
     build_spec(
         pod,
         c,
@@ -37,8 +61,15 @@ fn render(
             image,
             image_file: &|rel| std::fs::read(rootfs.join(rel)).ok(),
             rootfs: Path::new("/var/lib/hostlet/containers/x/bundle/rootfs"),
-            cgroups_path: "/hostlet/x",
+            cgroups_path: &crate::cgroups::PodCgroup::of(pod, &uid).container("x"),
             volumes: &volumes,
+            pod_dir: &Path::new("/var/lib/hostlet/pods").join(&uid),
+            node,
+            seccomp_file: &|rel| {
+                (rel == "audit.json").then(|| {
+                    br#"{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"name":"mkdir","action":"SCMP_ACT_ERRNO"}]}"#.to_vec()
+                })
+            },
         },
     )
 }
@@ -47,16 +78,7 @@ fn golden(name: &str, spec: &Spec) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata/golden")
         .join(name);
-    // oci-spec keeps capabilities in hash sets: sort them so the file is stable.
-    let mut v = serde_json::to_value(spec).unwrap();
-    if let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) {
-        for set in caps.values_mut() {
-            if let Some(a) = set.as_array_mut() {
-                a.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
-            }
-        }
-    }
-    let got = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    let got = serde_json::to_string_pretty(&stable_json(spec)).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).unwrap();
     }
@@ -126,7 +148,7 @@ fn command_and_args_merge_like_the_kubelet() {
             args: args.map(|v| v.into_iter().map(String::from).collect()),
             ..Default::default()
         };
-        process::argv(&c, img.config().as_ref())
+        process::argv(&c, img.config().as_ref(), &[])
     };
     assert_eq!(argv(None, None).unwrap(), ["/bin/entry", "--default"]);
     assert_eq!(argv(None, Some(vec!["-x"])).unwrap(), ["/bin/entry", "-x"]);
@@ -141,7 +163,7 @@ fn command_and_args_merge_like_the_kubelet() {
         name: "c".into(),
         ..Default::default()
     };
-    let e = process::argv(&c, bare.config().as_ref())
+    let e = process::argv(&c, bare.config().as_ref(), &[])
         .unwrap_err()
         .to_string();
     assert!(e.contains("no command specified"), "{e}");
@@ -185,7 +207,7 @@ fn unknown_volume_and_bad_field_ref_are_config_errors() {
         .field_ref
         .as_mut()
         .unwrap()
-        .field_path = "status.podIP".into();
+        .field_path = "status.bogus".into();
     let e = render(&p, 0, &image(IMAGE), Path::new("/x"))
         .unwrap_err()
         .to_string();
@@ -227,3 +249,6 @@ fn stop_signal_from_image() {
     assert_eq!(parse_signal("9"), Some(libc::SIGKILL));
     assert_eq!(parse_signal("bogus"), None);
 }
+
+#[path = "rules_tests.rs"]
+mod rules;

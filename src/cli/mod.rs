@@ -1,7 +1,19 @@
 //! Command line: one file per verb.
 
+pub mod client;
+pub mod exec;
+pub mod image_import;
+pub mod images;
+pub mod logs;
 pub mod monitor;
+pub mod pods;
+pub mod pull;
+pub mod render;
+pub mod rmi;
 pub mod run;
+pub mod sandbox;
+pub mod validate;
+pub mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +39,48 @@ pub enum Command {
         after_help = "Example:\n  sudo hostlet run --pod-manifest-path /etc/kubernetes/manifests"
     )]
     Run(run::RunArgs),
+    /// Pull an image into the store (works beside a running agent)
+    Pull(pull::PullArgs),
+    /// List stored images: reference, digest, size, last used
+    Images(images::ImagesArgs),
+    /// Remove images no container uses
+    Rmi(rmi::RmiArgs),
+    /// Image store operations (import archives)
+    #[command(subcommand)]
+    Image(image_import::ImageCommand),
+    /// Check manifests as `run` would (no agent, no root): FILE:LINE:COL: FIELD: MESSAGE
+    Validate(validate::ValidateArgs),
+    /// Print the OCI runtime config of each container of a pod, as `run` would start it
+    #[command(after_help = "Example:\n  hostlet render --hostname-override node1 etcd.yaml")]
+    Render(render::RenderArgs),
+    /// List the agent's pods: NAME READY STATUS RESTARTS AGE, like kubectl
+    #[command(after_help = "Examples:\n  sudo hostlet pods\n  sudo hostlet pods -o yaml")]
+    Pods(pods::PodsArgs),
+    /// List containers (running ones; -a for all), like crictl ps
+    #[command(after_help = "Examples:\n  sudo hostlet ps\n  sudo hostlet ps -a -o json")]
+    Ps(pods::PsArgs),
+    /// Show a pod or a container (by id or id prefix) in full, as JSON or YAML
+    #[command(after_help = "Examples:\n  sudo hostlet inspect etcd\n  sudo hostlet inspect -o yaml 3f2a9c")]
+    Inspect(pods::InspectArgs),
+    /// Print a container's logs, like kubectl logs
+    #[command(after_help = "Examples:\n  sudo hostlet logs etcd\n  sudo hostlet logs -f --tail 20 web -c nginx\n  sudo hostlet logs --previous --timestamps --since 10m web nginx")]
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container; its exit code is hostlet's
+    #[command(after_help = "Examples:\n  sudo hostlet exec etcd -- etcdctl endpoint health\n  sudo hostlet exec -it web -c nginx -- sh")]
+    Exec(exec::ExecArgs),
+    /// Print hostlet's version and whether an agent answers on the socket
+    #[command(after_help = "Example:\n  hostlet version")]
+    Version(version::VersionArgs),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  hostlet completion bash > /etc/bash_completion.d/hostlet\n  hostlet completion zsh > \"${fpath[1]}/_hostlet\"\n  hostlet completion fish > ~/.config/fish/completions/hostlet.fish")]
+    Completion(version::CompletionArgs),
+    /// Internal: create a pod's namespaces (started by the agent)
+    #[command(hide = true, subcommand)]
+    Sandbox(sandbox::SandboxCommand),
     /// Internal: supervise one container (started by the agent)
     #[command(hide = true)]
     Monitor(monitor::MonitorArgs),
+    /// Internal: run a command inside a running container (probes, hooks)
+    #[command(hide = true)]
+    ExecIn(monitor::ExecInArgs),
 }

@@ -11,6 +11,29 @@ pub struct MonitorArgs {
     pub dir: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExecInArgs {
+    /// hostlet's root dir (the container's state is under <root-dir>/runtime)
+    #[arg(long, default_value = "/var/lib/hostlet")]
+    pub root_dir: PathBuf,
+    /// Kill the command after this many milliseconds
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// The container id
+    pub id: String,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
+}
+
+/// Single-threaded like the monitor: libcontainer forks from this process.
+pub fn exec_in(args: ExecInArgs) -> i32 {
+    init_tracing();
+    let root = crate::state::Layout::new(&args.root_dir).runtime();
+    let timeout = args.timeout_ms.map(std::time::Duration::from_millis);
+    crate::runtime::exec::main(&root, &args.id, args.argv, timeout)
+}
+
 /// Runs before any thread exists: libcontainer forks from this process.
 pub fn main(args: MonitorArgs) -> i32 {
     init_tracing();

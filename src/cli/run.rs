@@ -5,28 +5,54 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
 
 use crate::config::{self, AgentConfig};
 use crate::image::ImageStore;
 use crate::manager::Manager;
 use crate::runtime::Runtime;
 use crate::source::file::FileSource;
+use crate::source::url::UrlSource;
 use crate::state::Layout;
+use crate::status::StatusStore;
 use crate::worker::backoff::BackoffPolicy;
 use crate::worker::Deps;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Directory of v1/Pod manifests (*.yaml, *.yml, *.json), or a single manifest file
-    #[arg(long, value_name = "PATH")]
-    pub pod_manifest_path: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["manifest_url", "config"])]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// URL whose body is a v1 Pod or PodList, polled every --http-check-frequency
+    #[arg(long, value_name = "URL")]
+    pub manifest_url: Option<String>,
+    /// HTTP header sent with every --manifest-url request; repeatable
+    #[arg(long, value_name = "NAME:VALUE", value_parser = header)]
+    pub manifest_url_header: Vec<(String, String)>,
+    /// How often --manifest-url is polled
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    pub http_check_frequency: Duration,
+    /// Unknown manifest fields (typos) are errors that keep the pod from running, not warnings
+    #[arg(long)]
+    pub strict: bool,
     /// Where hostlet keeps images, bundles and container state
     #[arg(long, value_name = "DIR", default_value = "/var/lib/hostlet")]
     pub root_dir: PathBuf,
     /// Where container logs are written, as /var/log/pods/<ns>_<pod>_<uid>/<container>/<n>.log
     #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
     pub pod_logs_dir: PathBuf,
+    /// A kubelet config file (kubelet.config.k8s.io/v1beta1 KubeletConfiguration): the
+    /// fields hostlet implements apply, others are reported; flags override the file
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Rotate a container's log file when it reaches this size (10Mi, 500Ki, 1G)
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = log_size)]
+    pub container_log_max_size: u64,
+    /// Most log files kept per container, the live one included (at least 2)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
+    /// Also serve the status API's read-only endpoints over HTTP on 127.0.0.1:PORT
+    #[arg(long, value_name = "PORT")]
+    pub read_only_port: Option<u16>,
     /// The node name used in pod names (<name>-<node>); default: the host name, lowercased
     #[arg(long, value_name = "NAME")]
     pub hostname_override: Option<String>,
@@ -42,10 +68,28 @@ pub struct RunArgs {
     /// Longest crash-loop back-off delay (the kubelet's is 300s)
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = duration)]
     pub crash_loop_backoff_max: Duration,
+    /// Give containers that name no seccomp profile the RuntimeDefault one (the kubelet's
+    /// seccompDefault)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seccomp_default: bool,
+    /// Most processes a pod may have (its pod cgroup's pids.max); -1 is no limit
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+}
+
+fn header(s: &str) -> Result<(String, String), String> {
+    config::parse_header(s).map_err(|e| e.to_string())
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
     config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn log_size(s: &str) -> Result<u64, String> {
+    let q = k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.to_string());
+    crate::manifest::quantity::parse_memory_bytes(&q)
+        .map(|n| n as u64)
+        .map_err(|e| e.to_string())
 }
 
 impl RunArgs {
@@ -54,7 +98,14 @@ impl RunArgs {
             std::path::absolute(&p).with_context(|| format!("{flag} {}", p.display()))
         };
         Ok(AgentConfig {
-            pod_manifest_path: abs(self.pod_manifest_path, "--pod-manifest-path")?,
+            pod_manifest_path: self
+                .pod_manifest_path
+                .map(|p| abs(p, "--pod-manifest-path"))
+                .transpose()?,
+            manifest_url: self.manifest_url,
+            manifest_url_headers: self.manifest_url_header,
+            http_check_frequency: self.http_check_frequency,
+            strict: self.strict,
             root_dir: abs(self.root_dir, "--root-dir")?,
             pod_logs_dir: abs(self.pod_logs_dir, "--pod-logs-dir")?,
             node_name: self
@@ -68,11 +119,26 @@ impl RunArgs {
                 max: self.crash_loop_backoff_max,
                 ..BackoffPolicy::default()
             },
+            seccomp_default: self.seccomp_default,
+            log_limits: crate::logs::LogLimits {
+                max_size: self.container_log_max_size,
+                max_files: self.container_log_max_files,
+            },
+            read_only_port: self.read_only_port,
+            pod_max_pids: self.pod_max_pids,
         })
     }
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let args = match &args.config {
+        Some(file) => with_config_file(file)?,
+        None => args,
+    };
+    anyhow::ensure!(
+        args.pod_manifest_path.is_some() || args.manifest_url.is_some(),
+        "no pod source: give --pod-manifest-path or --manifest-url (or staticPodPath or staticPodURL in --config)"
+    );
     let cfg = args.into_config()?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("hostlet run must run as root (it creates namespaces, cgroups and mounts)");
@@ -98,7 +164,8 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     tracing::info!(
         node = %cfg.node_name,
-        pod_manifest_path = %cfg.pod_manifest_path.display(),
+        pod_manifest_path = ?cfg.pod_manifest_path,
+        manifest_url = ?cfg.manifest_url,
         root_dir = %cfg.root_dir.display(),
         "hostlet starting"
     );
@@ -112,6 +179,7 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
             "found containers of an earlier agent"
         );
     }
+    let status = StatusStore::new();
     let deps = Arc::new(Deps {
         images,
         runtime,
@@ -122,17 +190,43 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
             reset_after: Duration::MAX,
             ..BackoffPolicy::default()
         },
+        status: status.clone(),
+        log_limits: cfg.log_limits,
+        node: crate::node::NodeInfo {
+            seccomp_default: cfg.seccomp_default,
+            pod_max_pids: cfg.pod_max_pids,
+            ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
+        },
+        cgroups: crate::cgroups::Hierarchy::detect(std::path::Path::new("/sys/fs/cgroup"))
+            .map_err(|e| tracing::warn!(error = %e, "no pod cgroups"))
+            .ok(),
     });
-    let (tx, rx) = mpsc::channel(16);
-    let source = FileSource {
-        path: cfg.pod_manifest_path.clone(),
+    let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
+        path,
         node: cfg.node_name.clone(),
         period: cfg.file_check_frequency,
-    };
-    tokio::spawn(source.run(tx));
+        strict: cfg.strict,
+    });
+    let url = cfg.manifest_url.clone().map(|url| UrlSource {
+        url,
+        headers: cfg.manifest_url_headers.clone(),
+        node: cfg.node_name.clone(),
+        period: cfg.http_check_frequency,
+        strict: cfg.strict,
+    });
+    let rx = crate::source::spawn(file, url);
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
+    let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
+        .await
+        .context("starting the status API")?;
+    let api = tokio::spawn(api.run(status.clone()));
+    let notify = tokio::spawn(crate::api::notify::run(status.clone()));
 
     shutdown_signal().await;
+    crate::api::notify::stopping();
+    notify.abort();
+    api.abort();
+    let _ = std::fs::remove_file(crate::api::socket_path(&cfg.root_dir));
     // Containers keep running: the next agent adopts them (the kubelet does the same).
     tracing::info!("hostlet stopping; containers keep running");
     manager.abort();
@@ -147,4 +241,43 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// Re-parses the command line with the config file's settings inserted before it, for
+/// the flags the command line (or the environment) does not set itself.
+fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let from_file = config::file::read(file)?;
+    if !from_file.ignored.is_empty() {
+        tracing::warn!(config = %file.display(), fields = %from_file.ignored.join(", "), "ignoring config fields hostlet does not implement");
+    }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    anyhow::ensure!(argv.get(1).is_some_and(|a| a == "run"), "--config is a flag of `hostlet run`");
+    let cmd = crate::cli::Cli::command();
+    let matches = cmd.clone().try_get_matches_from(&argv)?;
+    let run = matches.subcommand_matches("run").context("parsing `hostlet run`")?;
+    let run_cmd = cmd.find_subcommand("run").context("the run command")?;
+    let mut merged: Vec<std::ffi::OsString> = argv[..2].to_vec();
+    let mut unsupported = Vec::new();
+    for (id, value) in &from_file.flags {
+        let Some(arg) = run_cmd.get_arguments().find(|a| a.get_id() == *id) else {
+            unsupported.push(*id);
+            continue;
+        };
+        if matches!(run.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+            continue;
+        }
+        let long = arg.get_long().context("config flags are long flags")?;
+        merged.push(format!("--{long}={value}").into());
+    }
+    if !unsupported.is_empty() {
+        tracing::warn!(config = %file.display(), flags = ?unsupported, "config fields without a flag in this build; ignored");
+    }
+    merged.extend(argv[2..].iter().cloned());
+    let matches = cmd
+        .try_get_matches_from(&merged)
+        .with_context(|| format!("applying {}", file.display()))?;
+    let run = matches.subcommand_matches("run").context("parsing `hostlet run`")?;
+    Ok(RunArgs::from_arg_matches(run)?)
 }

@@ -31,12 +31,6 @@ pub fn gid(h: &Header) -> u32 {
     h.gid().unwrap_or(0) as u32
 }
 
-pub fn device(h: &Header) -> libc::dev_t {
-    let major = h.device_major().ok().flatten().unwrap_or(0);
-    let minor = h.device_minor().ok().flatten().unwrap_or(0);
-    libc::makedev(major, minor)
-}
-
 pub fn file_times(mtime: u64) -> FileTimes {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);
     FileTimes::new().set_accessed(t).set_modified(t)
@@ -103,4 +97,22 @@ pub fn lsetxattr(path: &Path, key: &[u8], value: &[u8]) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The value of xattr `key` on `path` itself (not following a symlink), if set and short.
+pub fn lgetxattr(path: &Path, key: &[u8]) -> Option<Vec<u8>> {
+    let p = cpath(path).ok()?;
+    let k = CString::new(key).ok()?;
+    let mut buf = [0u8; 256];
+    // SAFETY: `p` and `k` are valid NUL-terminated strings and `buf` a writable buffer of the
+    // given length, all alive for the call; lgetxattr does not follow symlinks.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }

@@ -1,13 +1,23 @@
-//! Images: references, registry pulls, the content-addressed blob store and unpacked rootfs.
-//! The only module that talks to registries.
+//! Images: references, registry pulls, the content-addressed blob store and unpacked layers.
+//! The only module that talks to registries. See docs/images.md.
 //!
 //! On disk, under `<root-dir>/images`:
 //! - `blobs/sha256/<hex>`: manifests, indexes, configs and layers, verified while written;
-//! - `refs.json`: normalised reference → image (platform) manifest digest, replaced atomically;
-//! - `rootfs/<manifest-hex>/`: the flattened rootfs of that manifest, renamed into place only
-//!   once complete and synced. `.tmp-*` entries are leftovers of interrupted work, removed by `new`.
+//! - `layers/<diff_id hex>/`: one unpacked layer (overlayfs whiteouts), shared by every image
+//!   that has it; a container's rootfs is an overlay of them;
+//! - `rootfs/<manifest hex>/`: a flattened rootfs, only for images with too many layers for one
+//!   overlay mount (see `layers::MAX_LOWERDIR_LEN`);
+//! - `db.json` (+ `lock`): references, per-image records (last used, size), imported preloads;
+//! - `preload/`: archives imported automatically by the agent.
+//!
+//! `.tmp-*` entries are leftovers of interrupted work, removed by `new`.
 
+mod archive;
+mod auth;
 mod fsutil;
+mod gc;
+mod layers;
+mod preload;
 mod pull;
 mod reference;
 mod store;
@@ -18,12 +28,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use oci_client::manifest::OciImageManifest;
 use oci_client::Reference;
 
+pub use gc::{GcPolicy, GcReport, ImageInfo};
+use layers::LayerSpec;
+pub use pull::Progress;
 pub use reference::parse as parse_reference;
-use store::{io_err, Blobs, Refs};
+pub use archive::Imported;
+pub use store::now_unix;
+use store::{io_err, Blobs, DbFile};
 use unpack::Compression;
+
+/// Default `--max-layer-size`: the unpacked size (file data + 512 bytes per entry) of one layer.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 16 << 30;
+/// Layers downloaded at once by one pull.
+const PARALLEL_DOWNLOADS: usize = 3;
 
 /// kubelet's imagePullPolicy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,30 +54,53 @@ pub enum PullPolicy {
     Never,
 }
 
-/// An image present in the store, ready to be a container's lower layer.
+/// An image present in the store, ready to be a container's lower layers.
 #[derive(Debug, Clone)]
 pub struct Image {
     /// The reference as written in the manifest, normalised (`docker.io/library/x:latest`).
     pub reference: String,
     /// `sha256:<hex>` of the image manifest.
     pub digest: String,
-    /// Read-only, fully unpacked root filesystem (whiteouts applied).
-    pub rootfs: PathBuf,
+    /// Read-only unpacked layer directories, topmost first (one flattened rootfs for images
+    /// with very many layers).
+    pub layers: Vec<PathBuf>,
     pub config: oci_spec::image::ImageConfiguration,
 }
 
 impl Image {
     /// The overlay lower directories for a container of this image, topmost first.
     pub fn lower_dirs(&self) -> Vec<PathBuf> {
-        vec![self.rootfs.clone()]
+        self.layers.clone()
     }
 
-    /// Reads a file of the image (`etc/passwd`, …) as the container would see it,
-    /// without following symlinks out of the image.
+    /// Reads a file of the image (`etc/passwd`, …) as the container would see it, honouring
+    /// whiteouts and without following symlinks out of the image.
     pub fn read_file(&self, rel: &str) -> Option<Vec<u8>> {
-        let path = self.rootfs.join(rel.trim_start_matches('/'));
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        meta.is_file().then(|| std::fs::read(&path).ok()).flatten()
+        layers::read_file(&self.layers, rel)
+    }
+}
+
+/// How the store reaches registries and what it accepts.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `host:port` registries reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// PEM file of CA certificates trusted besides the system roots (`--registry-ca`).
+    pub registry_ca: Option<PathBuf>,
+    pub max_layer_size: u64,
+    /// docker config files searched for credentials; None: `<root-dir>/config.json`, then
+    /// `$HOME/.docker/config.json`.
+    pub credentials: Option<Vec<PathBuf>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            registry_ca: None,
+            max_layer_size: DEFAULT_MAX_LAYER_SIZE,
+            credentials: None,
+        }
     }
 }
 
@@ -68,6 +112,15 @@ pub enum ImageError {
     Pull { reference: String, message: String },
     #[error("image {reference} is not present and imagePullPolicy is Never")]
     NeverPull { reference: String },
+    #[error("image {reference} is not present")]
+    NotFound { reference: String },
+    #[error("image {reference} is in use by container(s) {}", containers.join(", "))]
+    InUse {
+        reference: String,
+        containers: Vec<String>,
+    },
+    #[error("import {path}: {message}")]
+    Import { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -99,29 +152,66 @@ impl ImageError {
 pub struct ImageStore {
     root: PathBuf,
     blobs: Blobs,
-    refs: Arc<Refs>,
+    db: DbFile,
     registry: pull::Registry,
-    /// Single-flight: one async mutex per normalised reference and per manifest being unpacked.
+    max_layer_size: u64,
+    progress: Arc<Progress>,
+    /// Single-flight: one async mutex per normalised reference and per layer being unpacked.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Digests (manifests, blobs, diff_ids) of work in progress, which GC must not remove.
+    pins: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl ImageStore {
     /// `root` is `<root-dir>/images`; `insecure` lists `host:port` registries reached over HTTP.
     pub fn new(root: &Path, insecure: Vec<String>) -> Result<Self, ImageError> {
-        let rootfs = root.join("rootfs");
-        std::fs::create_dir_all(&rootfs).map_err(io_err(&rootfs))?;
+        Self::with_options(
+            root,
+            StoreOptions {
+                insecure,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(root: &Path, opts: StoreOptions) -> Result<Self, ImageError> {
+        for dir in ["rootfs", "layers", "preload"] {
+            let d = root.join(dir);
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+            if dir != "preload" {
+                store::remove_stale_tmp(&d)?;
+            }
+        }
         store::remove_stale_tmp(root)?;
-        store::remove_stale_tmp(&rootfs)?;
+        let extra_roots = match &opts.registry_ca {
+            Some(path) => vec![std::fs::read(path).map_err(io_err(path))?],
+            None => Vec::new(),
+        };
+        let root_dir = root.parent().unwrap_or(root);
+        let credentials = opts
+            .credentials
+            .unwrap_or_else(|| auth::search_paths(root_dir));
+        if !std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\toverlay\n")) {
+            tracing::error!("overlayfs is not available on this host (try `modprobe overlay`): containers cannot start; images can still be pulled");
+        }
         Ok(Self {
             root: root.to_path_buf(),
             blobs: Blobs::open(root.join("blobs").join("sha256"))?,
-            refs: Arc::new(Refs::open(root.join("refs.json"))?),
-            registry: pull::Registry::new(insecure),
+            db: DbFile::open(root)?,
+            registry: pull::Registry::new(opts.insecure, extra_roots, credentials),
+            max_layer_size: opts.max_layer_size,
+            progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),
+            pins: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    /// Makes `reference` present per `policy` and returns it.
+    /// Counters of the downloads in progress (for `hostlet pull`'s display).
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Makes `reference` present per `policy` and returns it; records it as used now.
     pub async fn ensure(&self, reference: &str, policy: PullPolicy) -> Result<Image, ImageError> {
         let parsed = reference::parse(reference)?;
         let key = reference::normalised(&parsed);
@@ -135,9 +225,14 @@ impl ImageStore {
         let _guard = lock.lock().await;
 
         if policy != PullPolicy::Always {
-            if let Some(digest) = self.refs.get(&key) {
-                match self.local(&key, &digest).await {
-                    Ok(image) => return Ok(image),
+            let db = self.db_read().await?;
+            if let Some(digest) = db.refs.get(&key) {
+                let _pin = self.pin([digest.clone()]);
+                match self.local(&key, digest).await {
+                    Ok(image) => {
+                        self.record(None, &image.digest, None, true).await?;
+                        return Ok(image);
+                    }
                     Err(e) => {
                         tracing::warn!(reference = %key, %digest, error = %e, "stored image unusable")
                     }
@@ -147,21 +242,25 @@ impl ImageStore {
                 return Err(ImageError::NeverPull { reference: key });
             }
         }
-        self.pull(&parsed, &key).await
+        let started = Instant::now();
+        let pulled = self.pull(&parsed, &key).await;
+        crate::metrics::image_pull(started.elapsed(), pulled.is_ok());
+        pulled
     }
 
-    /// The image `key` → `digest` from local content only (unpacking again if its rootfs is gone).
+    /// The image `key` → `digest` from local content only (unpacking again if a layer is gone).
     async fn local(&self, key: &str, digest: &str) -> Result<Image, ImageError> {
         let manifest: OciImageManifest = parse_json(digest, &self.read_blob(digest).await?)?;
         let config = parse_json(
             &manifest.config.digest,
             &self.read_blob(&manifest.config.digest).await?,
         )?;
-        let rootfs = self.materialise(key, digest, &manifest).await?;
+        let specs = layer_specs(key, &manifest, &config)?;
+        let layers = self.materialise(key, digest, &specs).await?;
         Ok(Image {
             reference: key.to_string(),
             digest: digest.to_string(),
-            rootfs,
+            layers,
             config,
         })
     }
@@ -172,13 +271,13 @@ impl ImageStore {
             reference: key.to_string(),
             message,
         };
-        let resolved = self.registry.resolve(parsed).await.map_err(pull_err)?;
+        let session = self.registry.session(parsed);
+        let resolved = session.resolve(parsed).await.map_err(pull_err)?;
         let digest = resolved.digest.clone();
         let manifest = &resolved.manifest;
-        for layer in &manifest.layers {
-            Compression::for_media_type(&layer.media_type)
-                .map_err(|m| pull_err(format!("layer {}: {m}", layer.digest)))?;
-        }
+        let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
+        pins.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        let _pin = self.pin(pins);
 
         let mut small = vec![(digest.clone(), resolved.manifest_bytes.clone())];
         small.extend(resolved.index.clone());
@@ -190,22 +289,65 @@ impl ImageStore {
         })
         .await?;
 
-        let mut bytes = self
-            .registry
-            .fetch_blob(parsed, &manifest.config, &self.blobs)
+        let progress = &self.progress;
+        progress.blobs_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        progress.bytes_total.fetch_add(
+            u64::try_from(manifest.config.size).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut bytes = session
+            .fetch_blob(parsed, &manifest.config, &self.blobs, progress)
             .await?;
         let config = parse_json(
             &manifest.config.digest,
             &self.read_blob(&manifest.config.digest).await?,
         )
         .map_err(|e| pull_err(format!("{e}")))?;
-        for layer in &manifest.layers {
-            bytes += self.registry.fetch_blob(parsed, layer, &self.blobs).await?;
-        }
+        let specs = layer_specs(key, manifest, &config)?;
+        let _pin_layers = self.pin(specs.iter().map(|s| s.diff_id.clone()));
 
-        let rootfs = self.materialise(key, &digest, manifest).await?;
-        let (refs, k, d) = (self.refs.clone(), key.to_string(), digest.clone());
-        blocking(move || refs.set(&k, &d)).await?;
+        // Layers already unpacked need no blob (unless the image must be flattened).
+        let overlay = self.fits_overlay(&specs);
+        let needed: Vec<_> = manifest
+            .layers
+            .iter()
+            .zip(&specs)
+            .filter(|(_, spec)| {
+                !overlay
+                    || !layers::layer_dir(&self.layers_dir(), &spec.diff_id).is_some_and(|d| d.is_dir())
+            })
+            .map(|(desc, _)| desc)
+            .collect();
+        for desc in &needed {
+            progress.blobs_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            progress.bytes_total.fetch_add(
+                u64::try_from(desc.size).unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        // Futures are lazy: collecting them starts nothing; buffer_unordered bounds how many run.
+        let fetches: Vec<_> = needed
+            .into_iter()
+            .map(|desc| session.fetch_blob(parsed, desc, &self.blobs, progress))
+            .collect();
+        let mut downloads =
+            futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_DOWNLOADS);
+        while let Some(fetched) = downloads.next().await {
+            // Returning drops the other downloads: their temporary files are removed.
+            bytes += fetched?;
+        }
+        drop(downloads);
+
+        let layers = self.materialise(key, &digest, &specs).await?;
+        let size = resolved.manifest_bytes.len() as u64
+            + u64::try_from(manifest.config.size).unwrap_or(0)
+            + manifest
+                .layers
+                .iter()
+                .map(|l| u64::try_from(l.size).unwrap_or(0))
+                .sum::<u64>();
+        let index = resolved.index.as_ref().map(|(d, _)| d.clone());
+        self.record(Some(key), &digest, Some((size, index)), true).await?;
         tracing::info!(
             reference = %key,
             %digest,
@@ -217,51 +359,137 @@ impl ImageStore {
         Ok(Image {
             reference: key.to_string(),
             digest,
-            rootfs,
+            layers,
             config,
         })
     }
 
-    /// The rootfs of manifest `digest`, unpacked from its (present) layer blobs if missing.
+    fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// Whether the image's layer directories fit in one overlay `lowerdir=` option.
+    fn fits_overlay(&self, specs: &[LayerSpec]) -> bool {
+        let dirs: Vec<PathBuf> = specs
+            .iter()
+            .filter_map(|s| layers::layer_dir(&self.layers_dir(), &s.diff_id))
+            .collect();
+        layers::lowerdir_len(&dirs) <= layers::MAX_LOWERDIR_LEN
+    }
+
+    /// The lower directories (topmost first) of manifest `digest`, unpacking what is missing
+    /// from the (present) layer blobs.
     async fn materialise(
         &self,
         key: &str,
         digest: &str,
-        manifest: &OciImageManifest,
-    ) -> Result<PathBuf, ImageError> {
-        let hex = store::sha256_hex(digest).ok_or_else(|| ImageError::Digest {
-            expected: digest.into(),
-            actual: "not a sha256 digest".into(),
-        })?;
-        let dir = self.root.join("rootfs");
-        let target = dir.join(hex);
-        if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
-            return Ok(target);
-        }
-        let lock = self.lock_for(&format!("unpack {digest}"));
-        let _guard = lock.lock().await;
-        if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
-            return Ok(target);
-        }
-        let mut layers = Vec::new();
-        for layer in &manifest.layers {
-            let unpack_err = |message: String| ImageError::Unpack {
-                reference: key.to_string(),
-                layer: layer.digest.clone(),
-                message,
-            };
-            let compression = Compression::for_media_type(&layer.media_type).map_err(unpack_err)?;
-            let path = self
-                .blobs
-                .path(&layer.digest)
-                .ok_or_else(|| unpack_err("not a sha256 digest".into()))?;
-            layers.push((layer.digest.clone(), path, compression));
-        }
+        specs: &[LayerSpec],
+    ) -> Result<Vec<PathBuf>, ImageError> {
+        let unpack_err = |layer: &str, message: String| ImageError::Unpack {
+            reference: key.to_string(),
+            layer: layer.to_string(),
+            message,
+        };
         let start = Instant::now();
-        let (key, hex) = (key.to_string(), hex.to_string());
-        let built = blocking(move || build_rootfs(&dir, &hex, &key, &layers)).await?;
-        tracing::debug!(%digest, elapsed_ms = start.elapsed().as_millis() as u64, "unpacked rootfs");
-        Ok(built)
+        let blob_path = |spec: &LayerSpec| {
+            self.blobs
+                .path(&spec.blob)
+                .ok_or_else(|| unpack_err(&spec.blob, "not a sha256 digest".into()))
+        };
+        if !self.fits_overlay(specs) {
+            let hex = store::sha256_hex(digest)
+                .ok_or_else(|| unpack_err(digest, "not a sha256 digest".into()))?
+                .to_string();
+            tracing::info!(reference = %key, layers = specs.len(), "too many layers for one overlay mount: flattening");
+            let lock = self.lock_for(&format!("flatten {digest}"));
+            let _guard = lock.lock().await;
+            let list = specs
+                .iter()
+                .map(|s| Ok((s.clone(), blob_path(s)?)))
+                .collect::<Result<Vec<_>, ImageError>>()?;
+            let (dir, max, k) = (self.root.join("rootfs"), self.max_layer_size, key.to_string());
+            let built = blocking(move || {
+                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, message)| {
+                    ImageError::Unpack {
+                        reference: k,
+                        layer,
+                        message,
+                    }
+                })
+            })
+            .await?;
+            return Ok(vec![built]);
+        }
+        let mut dirs = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let lock = self.lock_for(&format!("layer {}", spec.diff_id));
+            let _guard = lock.lock().await;
+            let (layers_dir, s, blob, max) = (
+                self.layers_dir(),
+                spec.clone(),
+                blob_path(spec)?,
+                self.max_layer_size,
+            );
+            let dir = blocking(move || {
+                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|message| {
+                    ImageError::Unpack {
+                        reference: String::new(),
+                        layer: s.blob.clone(),
+                        message,
+                    }
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                ImageError::Unpack { layer, message, .. } => unpack_err(&layer, message),
+                other => other,
+            })?;
+            dirs.push(dir);
+        }
+        dirs.reverse();
+        tracing::debug!(%digest, elapsed_ms = start.elapsed().as_millis() as u64, "layers ready");
+        Ok(dirs)
+    }
+
+    /// Records `digest` (as used now if `used`); with `key`, points it there; with `added`,
+    /// sets the record's size and index digest.
+    async fn record(
+        &self,
+        key: Option<&str>,
+        digest: &str,
+        added: Option<(u64, Option<String>)>,
+        used: bool,
+    ) -> Result<(), ImageError> {
+        let (key, digest) = (key.map(str::to_string), digest.to_string());
+        let db = self.db.clone();
+        blocking(move || {
+            db.update(|db| {
+                let now = now_unix();
+                if let Some(key) = key {
+                    db.refs.insert(key, digest.clone());
+                }
+                let rec = db.images.entry(digest).or_insert_with(|| store::ImageRecord {
+                    added: now,
+                    ..Default::default()
+                });
+                if let Some((size, index)) = added {
+                    rec.size = size;
+                    rec.extra.extend(index);
+                    rec.extra.sort();
+                    rec.extra.dedup();
+                }
+                // Coarse: a write per minute per image is plenty for LRU.
+                if used && now - rec.last_used >= 60 {
+                    rec.last_used = now;
+                }
+            })
+        })
+        .await
+    }
+
+    async fn db_read(&self) -> Result<store::Db, ImageError> {
+        let db = self.db.clone();
+        blocking(move || db.read()).await
     }
 
     async fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
@@ -278,55 +506,84 @@ impl ImageStore {
         locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(key.to_string()).or_default().clone()
     }
+
+    /// Protects `digests` from GC until the guard is dropped.
+    fn pin(&self, digests: impl IntoIterator<Item = String>) -> PinGuard {
+        let digests: Vec<String> = digests.into_iter().collect();
+        let mut pins = self.pins.lock().expect("pins");
+        for d in &digests {
+            *pins.entry(d.clone()).or_default() += 1;
+        }
+        PinGuard {
+            pins: self.pins.clone(),
+            digests,
+        }
+    }
+
+    fn is_pinned(&self, digest: &str) -> bool {
+        self.pins.lock().expect("pins").contains_key(digest)
+    }
 }
 
-/// Unpacks `layers` in order into `<dir>/.tmp-<hex>-…`, syncs it and renames it to `<dir>/<hex>`.
-fn build_rootfs(
-    dir: &Path,
-    hex: &str,
-    key: &str,
-    layers: &[(String, PathBuf, Compression)],
-) -> Result<PathBuf, ImageError> {
-    let target = dir.join(hex);
-    let tmp = dir.join(store::tmp_name(hex));
-    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    let result = (|| {
-        for (digest, path, compression) in layers {
-            unpack::apply_layer_file(path, *compression, &tmp).map_err(|e| ImageError::Unpack {
-                reference: key.to_string(),
-                layer: digest.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        syncfs(&tmp)?;
-        match std::fs::rename(&tmp, &target) {
-            Ok(()) => {}
-            // Another process finished the same rootfs first: identical content, keep theirs.
-            Err(e)
-                if target.is_dir()
-                    && matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) =>
-            {
-                let _ = std::fs::remove_dir_all(&tmp);
+struct PinGuard {
+    pins: Arc<Mutex<HashMap<String, usize>>>,
+    digests: Vec<String>,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().expect("pins");
+        for d in &self.digests {
+            if let Some(n) = pins.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(d);
+                }
             }
-            Err(e) => return Err(io_err(&target)(e)),
         }
-        store::sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
     }
-    result.map(|()| target)
 }
 
-/// Flushes the filesystem holding `path`: one call instead of an fsync per unpacked file.
-fn syncfs(path: &Path) -> Result<(), ImageError> {
-    use std::os::fd::AsRawFd;
-    let dir = std::fs::File::open(path).map_err(io_err(path))?;
-    // SAFETY: `dir` is an open descriptor that outlives the call; syncfs only reads it.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(io_err(path)(std::io::Error::last_os_error()));
+/// The manifest's layers with their diff_ids and compression, bottom first.
+fn layer_specs(
+    key: &str,
+    manifest: &OciImageManifest,
+    config: &oci_spec::image::ImageConfiguration,
+) -> Result<Vec<LayerSpec>, ImageError> {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::Pull {
+            reference: key.to_string(),
+            message: format!(
+                "image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                manifest.layers.len()
+            ),
+        });
     }
-    Ok(())
+    manifest
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| {
+            let compression =
+                Compression::for_media_type(&l.media_type).map_err(|message| ImageError::Pull {
+                    reference: key.to_string(),
+                    message: format!("layer {}: {message}", l.digest),
+                })?;
+            if store::sha256_hex(diff_id).is_none() {
+                return Err(ImageError::Pull {
+                    reference: key.to_string(),
+                    message: format!("layer {}: diff_id {diff_id:?} is not a sha256 digest", l.digest),
+                });
+            }
+            Ok(LayerSpec {
+                blob: l.digest.clone(),
+                diff_id: diff_id.clone(),
+                compression,
+            })
+        })
+        .collect()
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(digest: &str, bytes: &[u8]) -> Result<T, ImageError> {

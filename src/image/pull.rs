@@ -1,8 +1,12 @@
 //! The registry side: resolving a reference to this host's image manifest and streaming blobs
 //! into the blob store (verified while written, never held whole in memory).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -32,22 +36,64 @@ pub struct Resolved {
     pub index: Option<(String, Vec<u8>)>,
 }
 
+/// Byte and layer counters of the pulls in progress, for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub blobs_total: AtomicU64,
+    pub blobs_done: AtomicU64,
+}
+
+/// How registries are reached: fixed for the life of the store.
 pub struct Registry {
+    insecure: Vec<String>,
+    extra_roots: Vec<Vec<u8>>,
+    credentials: Vec<PathBuf>,
+}
+
+/// One pull's client: credentials are read afresh for each (edited files apply at once).
+pub struct Session {
     client: Client,
+    auth: RegistryAuth,
 }
 
 impl Registry {
-    pub fn new(insecure: Vec<String>) -> Self {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure),
-            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
-            ..Default::default()
-        };
+    /// `extra_roots` are PEM bundles trusted besides the system roots; `credentials` the
+    /// docker config files searched for registry credentials, in order.
+    pub fn new(insecure: Vec<String>, extra_roots: Vec<Vec<u8>>, credentials: Vec<PathBuf>) -> Self {
         Self {
-            client: Client::new(config),
+            insecure,
+            extra_roots,
+            credentials,
         }
     }
 
+    pub fn session(&self, reference: &Reference) -> Session {
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
+            extra_root_certificates: self
+                .extra_roots
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            connect_timeout: Some(Duration::from_secs(15)),
+            // A registry that stops sending fails the pull instead of hanging it.
+            read_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        Session {
+            client: Client::new(config),
+            auth: super::auth::lookup(&self.credentials, reference.resolve_registry()),
+        }
+    }
+}
+
+impl Session {
     /// Fetches the manifest `reference` names, descending through an index to this host's
     /// platform. Errors are messages for `ImageError::Pull`.
     pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, String> {
@@ -64,8 +110,8 @@ impl Registry {
                     let have: Vec<String> =
                         index.manifests.iter().filter_map(platform_string).collect();
                     format!(
-                        "no manifest for linux/{} in image index (has {})",
-                        host_arch(),
+                        "no manifest for {} in image index (offers {})",
+                        host_platform(),
                         have.join(", ")
                     )
                 })?;
@@ -92,7 +138,7 @@ impl Registry {
     ) -> Result<(Vec<u8>, String), String> {
         let (bytes, _) = self
             .client
-            .pull_manifest_raw(reference, &RegistryAuth::Anonymous, MANIFEST_TYPES)
+            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
             .await
             .map_err(|e| format!("fetch manifest: {}", chain(&e)))?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -112,8 +158,13 @@ impl Registry {
         reference: &Reference,
         desc: &OciDescriptor,
         blobs: &Blobs,
+        progress: &Progress,
     ) -> Result<u64, ImageError> {
         if blobs.contains(&desc.digest) {
+            progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+            progress
+                .bytes_done
+                .fetch_add(u64::try_from(desc.size).unwrap_or(0), Ordering::Relaxed);
             return Ok(0);
         }
         let err = |message: String| ImageError::Pull {
@@ -140,6 +191,9 @@ impl Registry {
             match chunk {
                 Ok(chunk) => {
                     total += chunk.len() as u64;
+                    progress
+                        .bytes_done
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if total > limit {
                         failure = Some(format!(
                             "registry sent more than the {limit} bytes declared"
@@ -165,7 +219,11 @@ impl Registry {
             return Err(err(message));
         }
         match written {
-            Ok(_) => Ok(total),
+            Ok(Some(_)) => {
+                progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                Ok(total)
+            }
+            Ok(None) => Err(err("download ended early".into())),
             Err(ImageError::Digest { expected, actual }) => Err(err(format!(
                 "digest mismatch: expected {expected}, got {actual}"
             ))),
@@ -210,12 +268,12 @@ fn write_chunks<B: AsRef<[u8]>>(
 }
 
 #[allow(clippy::large_enum_variant)] // short-lived
-enum Parsed {
+pub(super) enum Parsed {
     Image(OciImageManifest),
     Index(OciImageIndex),
 }
 
-fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
+pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "schemaVersion")]
@@ -263,29 +321,65 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-fn platform_string(e: &ImageIndexEntry) -> Option<String> {
-    e.platform
-        .as_ref()
-        .map(|p| format!("{}/{}", p.os, p.architecture))
+/// The CPU variant images are built for: `v8` on arm64, `v6`/`v7` on 32-bit arm.
+pub fn host_variant() -> Option<String> {
+    match host_arch() {
+        "arm64" => Some("v8".into()),
+        "arm" => {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let v = cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("CPU architecture"))
+                .and_then(|l| l.trim_start_matches([' ', '\t', ':']).trim().parse::<u32>().ok())?;
+            Some(format!("v{}", v.min(8)))
+        }
+        _ => None,
+    }
 }
 
-/// First `linux/<host arch>` entry; for arm64 a `v8` or absent variant is preferred.
-fn select_platform(entries: &[ImageIndexEntry]) -> Option<&ImageIndexEntry> {
-    let arch = host_arch();
-    let matching = entries.iter().filter(|e| {
-        e.platform
-            .as_ref()
-            .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
-    });
-    let mut first = None;
-    for e in matching {
-        let variant = e.platform.as_ref().and_then(|p| p.variant.as_deref());
-        if arch != "arm64" || matches!(variant, None | Some("v8")) {
-            return Some(e);
-        }
-        first.get_or_insert(e);
+pub fn host_platform() -> String {
+    match host_variant() {
+        Some(v) => format!("linux/{}/{v}", host_arch()),
+        None => format!("linux/{}", host_arch()),
     }
-    first
+}
+
+fn platform_string(e: &ImageIndexEntry) -> Option<String> {
+    e.platform.as_ref().map(|p| match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    })
+}
+
+/// The `linux/<host arch>` entry with the host's variant, else one without a variant (for
+/// arm64 `v8` and no variant are the same), else None.
+pub fn select_platform(entries: &[ImageIndexEntry]) -> Option<&ImageIndexEntry> {
+    select_for(entries, host_arch(), host_variant().as_deref())
+}
+
+fn select_for<'a>(
+    entries: &'a [ImageIndexEntry],
+    arch: &str,
+    variant: Option<&str>,
+) -> Option<&'a ImageIndexEntry> {
+    let matching: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
+        })
+        .collect();
+    let variant_of = |e: &ImageIndexEntry| e.platform.as_ref().and_then(|p| p.variant.clone());
+    matching
+        .iter()
+        .find(|e| variant_of(e).as_deref() == variant)
+        .or_else(|| matching.iter().find(|e| variant_of(e).is_none()))
+        .or_else(|| {
+            // No variant known for this host (amd64 …): any entry of the architecture.
+            variant.is_none().then(|| matching.first()).flatten()
+        })
+        .copied()
 }
 
 #[cfg(test)]
@@ -308,6 +402,38 @@ mod tests {
         assert_eq!(
             select_platform(&index.manifests).unwrap().digest,
             format!("sha256:{}", "b".repeat(64))
+        );
+    }
+
+    #[test]
+    fn variant_selection() {
+        let entry = |arch: &str, variant: Option<&str>, d: char| {
+            let v = variant.map(|v| format!(r#","variant":"{v}""#)).unwrap_or_default();
+            format!(
+                r#"{{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{arch}"{v}}}}}"#,
+                d.to_string().repeat(64)
+            )
+        };
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{},{},{}]}}"#,
+            entry("arm", Some("v6"), 'a'),
+            entry("arm", Some("v7"), 'b'),
+            entry("arm64", Some("v8"), 'c'),
+        );
+        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
+            panic!("not an index")
+        };
+        let pick = |arch, variant| {
+            select_for(&index.manifests, arch, variant).map(|e| e.digest[7..8].to_string())
+        };
+        assert_eq!(pick("arm", Some("v7")).as_deref(), Some("b"));
+        assert_eq!(pick("arm", Some("v6")).as_deref(), Some("a"));
+        assert_eq!(pick("arm", Some("v5")), None);
+        assert_eq!(pick("arm64", Some("v8")).as_deref(), Some("c"));
+        assert_eq!(pick("amd64", None), None);
+        assert_eq!(
+            index.manifests.iter().filter_map(platform_string).collect::<Vec<_>>(),
+            ["linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"]
         );
     }
 

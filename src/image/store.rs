@@ -1,5 +1,6 @@
 //! On-disk content: the content-addressed blob store (`blobs/sha256/<hex>`, verified while written)
-//! and the tag → manifest-digest refs file (`refs.json`, replaced atomically).
+//! and the database of references and image records (`db.json`, replaced atomically under a
+//! file lock, so the agent and CLI commands can update it side by side).
 //!
 //! Everything here is blocking; async callers go through `spawn_blocking`.
 
@@ -8,8 +9,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ImageError;
@@ -112,7 +113,23 @@ impl Blobs {
 
     /// Starts writing a blob expected to hash to `digest`.
     pub fn writer(&self, digest: &str) -> Result<BlobWriter, ImageError> {
-        BlobWriter::new(&self.dir, digest)
+        BlobWriter::new(&self.dir, Some(digest))
+    }
+
+    /// Starts writing a blob stored under whatever digest its content has (imports).
+    pub fn writer_any(&self) -> Result<BlobWriter, ImageError> {
+        BlobWriter::new(&self.dir, None)
+    }
+
+    /// Removes a blob (absent is fine).
+    pub fn remove(&self, digest: &str) -> Result<(), ImageError> {
+        let Some(path) = self.path(digest) else {
+            return Ok(());
+        };
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Stores a small in-memory blob (manifest, config) after checking its digest.
@@ -140,13 +157,16 @@ pub struct BlobWriter {
     tmp: PathBuf,
     file: Option<File>,
     hasher: Sha256,
-    expected: String,
+    /// None: keep whatever digest the content has.
+    expected: Option<String>,
     bytes: u64,
 }
 
 impl BlobWriter {
-    pub fn new(dir: &Path, expected: &str) -> Result<Self, ImageError> {
-        sha256_hex(expected).ok_or_else(|| bad_digest(expected))?;
+    pub fn new(dir: &Path, expected: Option<&str>) -> Result<Self, ImageError> {
+        if let Some(expected) = expected {
+            sha256_hex(expected).ok_or_else(|| bad_digest(expected))?;
+        }
         let tmp = dir.join(tmp_name("blob"));
         let file = OpenOptions::new()
             .write(true)
@@ -158,31 +178,41 @@ impl BlobWriter {
             tmp,
             file: Some(file),
             hasher: Sha256::new(),
-            expected: expected.to_string(),
+            expected: expected.map(str::to_string),
             bytes: 0,
         })
     }
 
     /// Verifies the digest, fsyncs, renames into place; returns the blob's path.
-    pub fn finish(mut self) -> Result<PathBuf, ImageError> {
+    pub fn finish(self) -> Result<PathBuf, ImageError> {
+        self.finish_digest().map(|(path, _, _)| path)
+    }
+
+    /// Like `finish`, also returning the digest and whether the blob was not there before.
+    pub fn finish_digest(mut self) -> Result<(PathBuf, String, bool), ImageError> {
         let file = self.file.take().expect("finish called once");
         let actual = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-        if actual != self.expected {
-            // Drop removes the temp file.
-            return Err(ImageError::Digest {
-                expected: self.expected.clone(),
-                actual,
-            });
+        if let Some(expected) = &self.expected {
+            if &actual != expected {
+                // Drop removes the temp file.
+                return Err(ImageError::Digest {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        let dest = self
+            .dir
+            .join(sha256_hex(&actual).expect("formatted above"));
+        if dest.is_file() {
+            return Ok((dest, actual, false)); // same content already stored; Drop removes ours
         }
         file.sync_all().map_err(io_err(&self.tmp))?;
         drop(file);
-        let dest = self
-            .dir
-            .join(sha256_hex(&self.expected).expect("checked in new"));
         fs::rename(&self.tmp, &dest).map_err(io_err(&dest))?;
         self.tmp = PathBuf::new(); // renamed: nothing left to clean up
         sync_dir(&self.dir)?;
-        Ok(dest)
+        Ok((dest, actual, true))
     }
 }
 
@@ -207,46 +237,118 @@ impl Drop for BlobWriter {
     }
 }
 
-/// Normalised reference → manifest digest, persisted in `refs.json`.
-#[derive(Debug)]
-pub struct Refs {
-    path: PathBuf,
-    map: Mutex<BTreeMap<String, String>>,
+/// What the store knows besides content: references and per-image records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Db {
+    /// Normalised reference → image manifest digest.
+    #[serde(default)]
+    pub refs: BTreeMap<String, String>,
+    /// Image manifest digest → record.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageRecord>,
+    /// Preload archives already imported: file name → `<size>:<mtime>`.
+    #[serde(default)]
+    pub preloaded: BTreeMap<String, String>,
 }
 
-impl Refs {
-    pub fn open(path: PathBuf) -> Result<Self, ImageError> {
-        let map = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ImageError::Io {
-                path: path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io_err(&path)(e)),
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Unix seconds the image was first stored.
+    pub added: i64,
+    /// Unix seconds `ensure` last returned it (a container was about to use it).
+    pub last_used: i64,
+    /// Bytes of the manifest, config and layer blobs as the manifest declares them.
+    pub size: u64,
+    /// Other blobs kept for this image (the image index it was resolved from).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl Db {
+    /// References naming `digest`, sorted.
+    pub fn refs_to(&self, digest: &str) -> Vec<String> {
+        self.refs
+            .iter()
+            .filter(|(_, d)| d.as_str() == digest)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+}
+
+/// `db.json` beside `lock`: readers see whole versions (atomic replace); writers serialise
+/// through an exclusive `flock` on the lock file, so two processes never lose an update.
+#[derive(Debug, Clone)]
+pub struct DbFile {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+impl DbFile {
+    pub fn open(dir: &Path) -> Result<Self, ImageError> {
+        let db = Self {
+            path: dir.join("db.json"),
+            lock: dir.join("lock"),
         };
-        Ok(Self {
-            path,
-            map: Mutex::new(map),
-        })
+        db.read()?;
+        Ok(db)
     }
 
-    pub fn get(&self, reference: &str) -> Option<String> {
-        self.map.lock().expect("refs lock").get(reference).cloned()
-    }
-
-    /// Records `reference` → `digest` and rewrites the file atomically (blocking).
-    pub fn set(&self, reference: &str, digest: &str) -> Result<(), ImageError> {
-        let mut map = self.map.lock().expect("refs lock");
-        if map.get(reference).map(String::as_str) == Some(digest) {
-            return Ok(());
+    pub fn read(&self) -> Result<Db, ImageError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ImageError::Io {
+                path: self.path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Db::default()),
+            Err(e) => Err(io_err(&self.path)(e)),
         }
-        let mut next = map.clone();
-        next.insert(reference.to_string(), digest.to_string());
-        let bytes = serde_json::to_vec_pretty(&next).expect("map of strings serialises");
-        write_atomic(&self.path, &bytes)?;
-        *map = next;
-        Ok(())
     }
+
+    /// Runs `f` on the current content under the lock; writes the result back if it changed.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Db) -> T) -> Result<T, ImageError> {
+        let _lock = self.lock()?;
+        let before = self.read()?;
+        let mut db = before.clone();
+        let out = f(&mut db);
+        if db != before {
+            let bytes = serde_json::to_vec_pretty(&db).expect("db serialises");
+            write_atomic(&self.path, &bytes)?;
+        }
+        Ok(out)
+    }
+
+    /// The store-wide exclusive lock (also held while removing content).
+    pub fn lock(&self) -> Result<FileLock, ImageError> {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(io_err(&self.lock))?;
+        loop {
+            // SAFETY: flock on a descriptor we own; released when `file` is closed.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err(&self.lock)(e));
+            }
+        }
+    }
+}
+
+/// Held store lock; released on drop.
+pub struct FileLock {
+    _file: File,
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -337,18 +439,34 @@ mod tests {
     }
 
     #[test]
-    fn refs_round_trip() {
+    fn db_round_trip_and_any_digest_writer() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("refs.json");
-        let refs = Refs::open(path.clone()).unwrap();
-        assert_eq!(refs.get("docker.io/library/busybox:latest"), None);
-        refs.set("docker.io/library/busybox:latest", "sha256:aa")
-            .unwrap();
-        let again = Refs::open(path).unwrap();
-        assert_eq!(
-            again.get("docker.io/library/busybox:latest").as_deref(),
-            Some("sha256:aa")
-        );
-        assert_eq!(names(tmp.path()), vec!["refs.json"]);
+        let db = DbFile::open(tmp.path()).unwrap();
+        assert_eq!(db.read().unwrap(), Db::default());
+        db.update(|d| {
+            d.refs
+                .insert("docker.io/library/busybox:latest".into(), "sha256:aa".into())
+        })
+        .unwrap();
+        let again = DbFile::open(tmp.path()).unwrap().read().unwrap();
+        assert_eq!(again.refs_to("sha256:aa"), vec!["docker.io/library/busybox:latest"]);
+        let mut names = names(tmp.path());
+        names.sort();
+        assert_eq!(names, vec!["db.json", "lock"]);
+
+        let blobs = Blobs::open(tmp.path().join("sha256")).unwrap();
+        let mut w = blobs.writer_any().unwrap();
+        w.write_all(b"imported").unwrap();
+        let (_, digest, new) = w.finish_digest().unwrap();
+        assert_eq!(digest, digest_of(b"imported"));
+        assert!(new && blobs.contains(&digest));
+        let mut w = blobs.writer_any().unwrap();
+        w.write_all(b"imported").unwrap();
+        assert!(!w.finish_digest().unwrap().2);
+        assert_eq!(names_len(&tmp.path().join("sha256")), 1);
+    }
+
+    fn names_len(dir: &Path) -> usize {
+        names(dir).len()
     }
 }

@@ -1,8 +1,14 @@
-//! Unpacking layer tarballs into one flattened rootfs, safely.
+//! Unpacking layer tarballs safely, in one of two modes:
+//! - **overlay** (the default): each layer into its own empty directory, shared by every image
+//!   that has it; OCI whiteouts become overlayfs whiteouts (`.wh.<name>` → a 0/0 character
+//!   device `<name>`, `.wh..wh..opq` → `trusted.overlay.opaque=y` on the directory), so the
+//!   kernel applies them when the layers are stacked as overlay lower directories;
+//! - **flatten**: layer after layer into one rootfs (images with too many layers for one
+//!   overlay mount). `.wh.<name>` removes `<name>` of lower layers; `.wh..wh..opq` empties its
+//!   directory of lower-layer content.
 //!
 //! Rules (OCI image-spec "Applying changesets", matching umoci/containerd):
-//! - `.wh.<name>` removes `<name>` of lower layers; `.wh..wh..opq` empties its directory of
-//!   lower-layer content. Whiteouts never remove what the same layer wrote.
+//! - Whiteouts never remove what the same layer wrote.
 //! - An entry replaces an existing path unless both are directories (then only metadata changes).
 //! - mode (incl. setuid/sticky), numeric uid/gid, mtime, `SCHILY.xattr.*` are applied.
 //!
@@ -16,6 +22,10 @@
 //!   entry is removed, metadata calls are no-follow or on our own fds, `link` does not follow).
 //! - Hardlink targets are resolved the same way, so they always name an inode inside the rootfs.
 //! - Symlink targets are stored verbatim; they are only resolved later inside the container.
+//! - Character and block devices are skipped (logged): a device node in an image could give a
+//!   container a host device; the runtime gives containers the devices they need.
+//! - The unpacked size (file data plus 512 bytes per entry) is capped (`--max-layer-size`), and
+//!   the uncompressed stream must hash to the layer's diff_id when one is given.
 //!
 //! This is sound without `openat` tricks because the rootfs is a private temporary directory:
 //! nothing but this code writes to it while it is built, so an `lstat` cannot be raced.
@@ -27,10 +37,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use super::fsutil::{
-    device, file_times, gid, lsetxattr, mknod, mode, remove_nofollow, set_times_nofollow, uid,
+    file_times, gid, lsetxattr, mknod, mode, remove_nofollow, set_times_nofollow, uid,
 };
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -49,6 +60,39 @@ pub enum UnpackError {
     },
     #[error("reading layer: {0}")]
     Archive(io::Error),
+    #[error("layer unpacks to more than the {limit} bytes allowed (--max-layer-size)")]
+    TooLarge { limit: u64 },
+    #[error("uncompressed layer does not match its diff_id: expected {expected}, got {actual}")]
+    DiffId { expected: String, actual: String },
+}
+
+/// How a layer is applied.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Overlay mode (whiteouts become overlayfs whiteouts) rather than flatten mode.
+    pub overlay: bool,
+    /// Refuse the layer once its unpacked size passes this many bytes.
+    pub max_size: u64,
+    /// `sha256:` the uncompressed tar must hash to (the config's `rootfs.diff_ids` entry).
+    pub diff_id: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            overlay: false,
+            max_size: u64::MAX,
+            diff_id: None,
+        }
+    }
+}
+
+/// What applying a layer found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: u64,
+    /// File data plus 512 bytes per entry.
+    pub size: u64,
 }
 
 /// How a layer blob is compressed, from its media type.
@@ -56,6 +100,7 @@ pub enum UnpackError {
 pub enum Compression {
     None,
     Gzip,
+    Zstd,
 }
 
 impl Compression {
@@ -69,20 +114,21 @@ impl Compression {
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
             | "application/vnd.docker.image.rootfs.diff.tar.gzip"
             | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Self::Gzip),
-            m if m.ends_with("+zstd") || m.ends_with(".zstd") => Err(format!(
-                "zstd-compressed layers are not supported yet (media type {m})"
-            )),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Self::Zstd),
             m => Err(format!("unsupported layer media type {m}")),
         }
     }
 }
 
-/// Applies the layer blob at `blob` on top of the rootfs being built in `root`.
+/// Applies the layer blob at `blob` on top of the directory `root`.
 pub fn apply_layer_file(
     blob: &Path,
     compression: Compression,
     root: &Path,
-) -> Result<u64, UnpackError> {
+    opts: &Options,
+) -> Result<Stats, UnpackError> {
     let file = File::open(blob).map_err(|source| UnpackError::Io {
         entry: blob.display().to_string(),
         op: "open layer blob",
@@ -90,24 +136,66 @@ pub fn apply_layer_file(
     })?;
     let reader = io::BufReader::with_capacity(256 * 1024, file);
     match compression {
-        Compression::None => apply_layer(reader, root),
-        Compression::Gzip => apply_layer(flate2::read::MultiGzDecoder::new(reader), root),
+        Compression::None => apply_layer_with(reader, root, opts),
+        Compression::Gzip => apply_layer_with(flate2::read::MultiGzDecoder::new(reader), root, opts),
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(reader).map_err(UnpackError::Archive)?;
+            apply_layer_with(decoder, root, opts)
+        }
     }
 }
 
-/// Applies one uncompressed layer tarball on top of `root`; returns the number of entries.
+/// Applies one uncompressed layer tarball on top of `root` in flatten mode; returns the
+/// number of entries.
+#[cfg(test)]
 pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<u64, UnpackError> {
+    apply_layer_with(reader, root, &Options::default()).map(|s| s.entries)
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Applies one uncompressed layer tarball on top of `root`.
+pub fn apply_layer_with<R: Read>(
+    reader: R,
+    root: &Path,
+    opts: &Options,
+) -> Result<Stats, UnpackError> {
     let mut layer = Layer {
         root,
+        overlay: opts.overlay,
         written: HashSet::new(),
         dir_times: Vec::new(),
     };
-    let mut archive = tar::Archive::new(reader);
-    let mut count = 0;
+    let mut stats = Stats::default();
+    let mut archive = tar::Archive::new(Hashing {
+        inner: reader,
+        hasher: Sha256::new(),
+    });
     for entry in archive.entries().map_err(UnpackError::Archive)? {
         let mut entry = entry.map_err(UnpackError::Archive)?;
+        stats.entries += 1;
+        stats.size = stats
+            .size
+            .saturating_add(512)
+            .saturating_add(entry.header().size().unwrap_or(0));
+        if stats.size > opts.max_size {
+            return Err(UnpackError::TooLarge {
+                limit: opts.max_size,
+            });
+        }
         layer.apply(&mut entry)?;
-        count += 1;
     }
     // Children changed their parents' mtimes: set directory times last, deepest first.
     for (path, mtime) in layer.dir_times.iter().rev() {
@@ -117,11 +205,24 @@ pub fn apply_layer<R: Read>(reader: R, root: &Path) -> Result<u64, UnpackError> 
             source,
         })?;
     }
-    Ok(count)
+    if let Some(expected) = &opts.diff_id {
+        let mut rest = archive.into_inner();
+        // The end-of-archive blocks and padding are part of what the diff_id covers.
+        io::copy(&mut rest, &mut io::sink()).map_err(UnpackError::Archive)?;
+        let actual = format!("sha256:{}", hex::encode(rest.hasher.finalize()));
+        if &actual != expected {
+            return Err(UnpackError::DiffId {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(stats)
 }
 
 struct Layer<'a> {
     root: &'a Path,
+    overlay: bool,
     /// Rootfs-relative real paths written by this layer, with all their ancestors.
     written: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, u64)>,
@@ -159,11 +260,16 @@ impl Layer<'_> {
 
         // Whiteouts.
         if let Some(hidden) = last.to_str().and_then(|s| s.strip_prefix(WHITEOUT_PREFIX)) {
-            let Some((dir, dir_rel)) = self.resolve_dir(&comps, false, &name)? else {
+            // In overlay mode the whiteout must exist even where this layer has no parent dir.
+            let Some((dir, dir_rel)) = self.resolve_dir(&comps, self.overlay, &name)? else {
                 return Ok(()); // parent absent: nothing to hide
             };
             if last == WHITEOUT_OPAQUE {
                 self.mark(&dir_rel);
+                if self.overlay {
+                    return lsetxattr(&dir, b"trusted.overlay.opaque", b"y")
+                        .map_err(io("mark directory opaque"));
+                }
                 return self
                     .opaque(&dir, &dir_rel)
                     .map_err(io("apply opaque whiteout"));
@@ -172,7 +278,12 @@ impl Layer<'_> {
                 return Err(unsafe_entry(&name, "malformed whiteout"));
             }
             if !self.written.contains(&dir_rel.join(hidden)) {
-                remove_nofollow(&dir.join(hidden)).map_err(io("apply whiteout"))?;
+                let target = dir.join(hidden);
+                remove_nofollow(&target).map_err(io("apply whiteout"))?;
+                if self.overlay {
+                    mknod(&target, libc::S_IFCHR | 0o600, libc::makedev(0, 0))
+                        .map_err(io("create overlay whiteout"))?;
+                }
             }
             return Ok(());
         }
@@ -249,14 +360,13 @@ impl Layer<'_> {
                     fs::hard_link(&source, &target).map_err(io("hardlink"))?;
                 }
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            EntryType::Char | EntryType::Block => {
+                tracing::warn!(entry = %name, major = ?header.device_major().ok().flatten(), minor = ?header.device_minor().ok().flatten(), "skipping device node in image layer");
+                return Ok(());
+            }
+            EntryType::Fifo => {
                 remove_nofollow(&target).map_err(io("replace"))?;
-                let (sflag, dev) = match kind {
-                    EntryType::Char => (libc::S_IFCHR, device(&header)),
-                    EntryType::Block => (libc::S_IFBLK, device(&header)),
-                    _ => (libc::S_IFIFO, 0),
-                };
-                mknod(&target, sflag | 0o600, dev).map_err(io("mknod"))?;
+                mknod(&target, libc::S_IFIFO | 0o600, 0).map_err(io("mknod"))?;
                 std::os::unix::fs::lchown(&target, Some(uid(&header)), Some(gid(&header)))
                     .map_err(io("chown"))?;
                 // We just created `target` as a device or fifo (not a symlink) in our private tree.
@@ -443,3 +553,7 @@ fn clean(path: &Path) -> Result<Vec<OsString>, &'static str> {
 #[cfg(test)]
 #[path = "unpack_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "unpack_overlay_tests.rs"]
+mod overlay_tests;

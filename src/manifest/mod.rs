@@ -5,8 +5,10 @@
 //! `pkg/kubelet/config/common.go` applyDefaults). Which pod fields hostlet implements lives in
 //! [`support`].
 
+pub mod locate;
 pub mod quantity;
 pub mod support;
+mod unknown;
 pub mod validate;
 
 use std::fmt;
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
 use sha2::{Digest, Sha256};
 
+pub use locate::{locate, Diagnostic};
+pub use unknown::UNKNOWN_FIELD;
 pub use validate::{validate, FieldError};
 
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
@@ -28,8 +32,8 @@ pub struct StaticPod {
     /// `metadata.uid` is `uid`, `spec.nodeName` is the node, config annotations are set.
     pub pod: Pod,
     pub uid: String,
-    /// The manifest file the pod came from.
-    pub source: PathBuf,
+    /// The manifest file or URL the pod came from.
+    pub source: Origin,
 }
 
 impl StaticPod {
@@ -79,6 +83,40 @@ impl ManifestError {
         }
     }
 
+    /// Every problem, located in the manifest's `bytes` where possible.
+    pub fn diagnostics(&self, bytes: &[u8]) -> Vec<Diagnostic> {
+        let text = String::from_utf8_lossy(bytes);
+        match self {
+            Self::Syntax {
+                line,
+                column,
+                message,
+                ..
+            } => vec![Diagnostic {
+                line: *line,
+                column: *column,
+                field: None,
+                message: message.clone(),
+            }],
+            Self::Invalid { errors, .. } => errors
+                .iter()
+                .map(|e| Diagnostic::for_field(&text, e))
+                .collect(),
+            Self::Kind { path, .. } | Self::ApiVersion { path, .. } => {
+                let field = self.field().unwrap_or_default();
+                let loc = locate(&text, field);
+                let full = self.to_string();
+                let prefix = format!("{}: ", path.display());
+                vec![Diagnostic {
+                    line: loc.map(|l| l.0),
+                    column: loc.map(|l| l.1),
+                    field: None,
+                    message: full.strip_prefix(&prefix).unwrap_or(&full).to_string(),
+                }]
+            }
+        }
+    }
+
     /// The (first) offending field, e.g. `spec.containers[1].name`, when known.
     pub fn field(&self) -> Option<&str> {
         match self {
@@ -110,31 +148,177 @@ fn join(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Decodes one manifest file's bytes (YAML or JSON) into a defaulted static pod for `node`.
-pub fn decode(path: &Path, bytes: &[u8], node: &str) -> Result<StaticPod, ManifestError> {
-    let node = node.to_lowercase();
-    let pod = parse(path, bytes)?;
-    let errors = validate(&pod, &node);
-    if !errors.is_empty() {
-        return Err(ManifestError::Invalid {
-            path: path.to_path_buf(),
-            errors,
-        });
-    }
-    let uid = match pod.metadata.uid.as_deref() {
-        Some(uid) if !uid.is_empty() => uid.to_string(),
-        _ => content_uid(&pod, &node, path),
-    };
-    let pod = apply_defaults(pod, &uid, &node);
-    Ok(StaticPod {
-        pod,
-        uid,
-        source: path.to_path_buf(),
-    })
+/// Where a manifest came from: its file, or the URL of `--manifest-url`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    File(PathBuf),
+    Url(String),
 }
 
-/// Syntax, kind and typed decoding; no semantic checks.
-fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
+impl Default for Origin {
+    fn default() -> Self {
+        Self::File(PathBuf::new())
+    }
+}
+
+impl Origin {
+    /// The `kubernetes.io/config.source` annotation, as the kubelet sets it.
+    pub fn config_source(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            Self::Url(_) => "http",
+        }
+    }
+
+    /// How errors name the origin (they carry a path: a URL is kept as written).
+    pub fn error_path(&self) -> PathBuf {
+        match self {
+            Self::File(p) => p.clone(),
+            Self::Url(u) => PathBuf::from(u),
+        }
+    }
+
+    fn hash_input(&self) -> String {
+        match self {
+            Self::File(p) => format!("file:{}", p.display()),
+            Self::Url(u) => format!("url:{u}"),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// A decoded pod and what was tolerated in it: unknown fields, when not `strict`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub pod: StaticPod,
+    pub warnings: Vec<FieldError>,
+}
+
+/// Decodes one manifest file's bytes (YAML or JSON) into a defaulted static pod for `node`;
+/// unknown fields are tolerated.
+pub fn decode(path: &Path, bytes: &[u8], node: &str) -> Result<StaticPod, ManifestError> {
+    decode_with_origin(&Origin::File(path.to_path_buf()), bytes, node, false).map(|d| d.pod)
+}
+
+/// Decodes one Pod from `origin`. With `strict`, unknown fields are errors; otherwise they are
+/// returned as warnings.
+pub fn decode_with_origin(
+    origin: &Origin,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<Decoded, ManifestError> {
+    let node = node.to_lowercase();
+    let path = origin.error_path();
+    let (raw, pod) = parse(&path, bytes, false)?;
+    let mut pods = finish(origin, vec![(raw, pod)], &node, strict, "")
+        .map_err(|errors| ManifestError::Invalid { path, errors })?;
+    Ok(pods.remove(0))
+}
+
+/// Decodes the body of `--manifest-url`: one Pod or a v1 `PodList` (the kubelet accepts
+/// both). One broken item rejects the whole body, so a half-applied list never runs.
+pub fn decode_url_body(
+    url: &str,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<Vec<Decoded>, ManifestError> {
+    let node = node.to_lowercase();
+    let origin = Origin::Url(url.to_string());
+    let path = origin.error_path();
+    let invalid = |errors| ManifestError::Invalid {
+        path: path.clone(),
+        errors,
+    };
+    let (raw, pod) = parse(&path, bytes, true)?;
+    if raw.get("kind").and_then(|k| k.as_str()) == Some("Pod") {
+        return finish(&origin, vec![(raw, pod)], &node, strict, "").map_err(invalid);
+    }
+    let mut items = Vec::new();
+    let mut errors = Vec::new();
+    let list = raw.get("items").and_then(|i| i.as_array());
+    for (i, item) in list.into_iter().flatten().enumerate() {
+        let mut item = item.clone();
+        if let Some(obj) = item.as_object_mut() {
+            // Items of a PodList usually omit their kind.
+            obj.entry("kind").or_insert("Pod".into());
+            obj.entry("apiVersion").or_insert("v1".into());
+        }
+        match serde_json::from_value::<Pod>(item.clone()) {
+            Ok(pod) => items.push((item, pod)),
+            Err(e) => errors.push(FieldError::new(format!("items[{i}]"), e.to_string())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    finish(&origin, items, &node, strict, "items").map_err(invalid)
+}
+
+/// Validation, unknown fields, UID and defaults for pods already decoded; `prefix` is the
+/// field path of a list (`items`), empty for a single pod.
+fn finish(
+    origin: &Origin,
+    pods: Vec<(serde_json::Value, Pod)>,
+    node: &str,
+    strict: bool,
+    prefix: &str,
+) -> Result<Vec<Decoded>, Vec<FieldError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, (raw, pod)) in pods.into_iter().enumerate() {
+        let at = |e: FieldError| match prefix {
+            "" => e,
+            p if e.field.is_empty() => FieldError::new(format!("{p}[{i}]"), e.message),
+            p => FieldError::new(format!("{p}[{i}].{}", e.field), e.message),
+        };
+        let typed = serde_json::to_value(&pod).unwrap_or_default();
+        let unknown = unknown::unknown_fields(&raw, &typed);
+        let mut errs: Vec<_> = validate(&pod, node).into_iter().map(at).collect();
+        let warnings: Vec<_> = unknown.into_iter().map(at).collect();
+        if strict {
+            errs.extend(warnings.iter().cloned());
+        }
+        if !errs.is_empty() {
+            errors.extend(errs);
+            continue;
+        }
+        let uid = match pod.metadata.uid.as_deref() {
+            Some(uid) if !uid.is_empty() => uid.to_string(),
+            _ => content_uid(&pod, node, origin),
+        };
+        let pod = apply_defaults(pod, &uid, node, origin.config_source());
+        out.push(Decoded {
+            pod: StaticPod {
+                pod,
+                uid,
+                source: origin.clone(),
+            },
+            warnings,
+        });
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Syntax, kind and typed decoding; no semantic checks. Returns the document as written too.
+fn parse(
+    path: &Path,
+    bytes: &[u8],
+    allow_list: bool,
+) -> Result<(serde_json::Value, Pod), ManifestError> {
     let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     // A generic parse first, so a wrong kind is reported as such rather than as whatever field
     // of a Pod the other kind happens to lack.
@@ -152,8 +336,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
         serde_json::Value::Null => return Err(invalid("", "manifest is empty")),
         _ => return Err(invalid("", "manifest must be a mapping holding one v1 Pod")),
     };
-    match obj.get("kind") {
-        Some(serde_json::Value::String(k)) if k == "Pod" => {}
+    let is_list = match obj.get("kind") {
+        Some(serde_json::Value::String(k)) if k == "Pod" => false,
+        Some(serde_json::Value::String(k)) if k == "PodList" && allow_list => true,
         Some(serde_json::Value::String(k)) => {
             return Err(ManifestError::Kind {
                 path: path.to_path_buf(),
@@ -162,7 +347,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
         }
         Some(_) => return Err(invalid("kind", "must be a string")),
         None => return Err(invalid("kind", "required (expected Pod)")),
-    }
+    };
     match obj.get("apiVersion") {
         Some(serde_json::Value::String(v)) if v == "v1" => {}
         Some(serde_json::Value::String(v)) => {
@@ -174,12 +359,22 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Pod, ManifestError> {
         Some(_) => return Err(invalid("apiVersion", "must be a string")),
         None => return Err(invalid("apiVersion", "required (expected v1)")),
     }
-    // Typed decoding from the bytes, not from `value`, so type errors keep their line numbers.
-    if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))
-    } else {
-        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))
+    if is_list {
+        if !obj
+            .get("items")
+            .is_some_and(|i| i.is_array() || i.is_null())
+        {
+            return Err(invalid("items", "must be a list of pods"));
+        }
+        return Ok((value, Pod::default()));
     }
+    // Typed decoding from the bytes, not from `value`, so type errors keep their line numbers.
+    let pod = if is_json {
+        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
+    } else {
+        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
+    };
+    Ok((value, pod))
 }
 
 fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ManifestError {
@@ -232,18 +427,18 @@ fn syntax_error(
 
 /// The kubelet's static pod UID: a hash of the pod as written plus where it came from, so any
 /// content change (but no formatting or comment change) yields a new UID.
-fn content_uid(pod: &Pod, node: &str, path: &Path) -> String {
+fn content_uid(pod: &Pod, node: &str, origin: &Origin) -> String {
     let mut hasher = Sha256::new();
     // k8s-openapi serializes maps from BTreeMaps and fields in a fixed order: deterministic.
     hasher.update(serde_json::to_vec(pod).unwrap_or_default());
     hasher.update(format!("host:{node}").as_bytes());
-    hasher.update(format!("file:{}", path.display()).as_bytes());
+    hasher.update(origin.hash_input().as_bytes());
     let mut uid = hex::encode(hasher.finalize());
     uid.truncate(32);
     uid
 }
 
-fn apply_defaults(mut pod: Pod, uid: &str, node: &str) -> Pod {
+fn apply_defaults(mut pod: Pod, uid: &str, node: &str, config_source: &str) -> Pod {
     let meta = &mut pod.metadata;
     meta.name = Some(format!(
         "{}-{node}",
@@ -255,7 +450,7 @@ fn apply_defaults(mut pod: Pod, uid: &str, node: &str) -> Pod {
     meta.uid = Some(uid.to_string());
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), uid.to_string());
-    annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), "file".into());
+    annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), config_source.into());
 
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
     spec.node_name = Some(node.to_string());

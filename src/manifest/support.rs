@@ -4,8 +4,7 @@
 //! These tables are allow-lists on purpose: a field missing from them — including fields that a
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
-//! Today that rejects, among others: `initContainers`, `livenessProbe`/`readinessProbe`/
-//! `startupProbe`, `lifecycle`, a non-empty `securityContext` (pod and container), `stdin`/`tty`,
+//! Today that rejects, among others: grpc probes, HTTPS httpGet probes and hooks, a non-empty `securityContext` (pod and container), `stdin`/`tty`,
 //! `shareProcessNamespace`, `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
 //! `activeDeadlineSeconds`, `volumeMounts[].subPath`/`mountPropagation`, `volumeDevices`,
 //! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
@@ -34,6 +33,7 @@ use Support::*;
 
 pub const POD_SPEC: &[(&str, Support)] = &[
     ("containers", Implemented),
+    ("initContainers", Implemented),
     ("restartPolicy", Implemented),
     ("terminationGracePeriodSeconds", Implemented),
     ("volumes", Implemented),
@@ -43,6 +43,10 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("nodeName", Implemented),
     ("dnsPolicy", Implemented),
     ("hostname", Implemented),
+    ("subdomain", Implemented),
+    ("hostAliases", Implemented),
+    ("dnsConfig", Implemented),
+    ("securityContext", Only(pod_security_supported)),
     ("priorityClassName", Ignored),
     ("priority", Ignored),
     ("tolerations", Ignored),
@@ -77,7 +81,53 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("ports", Implemented),
     ("terminationMessagePath", Implemented),
     ("terminationMessagePolicy", Implemented),
+    ("securityContext", Only(container_security_supported)),
+    ("livenessProbe", Only(probe_supported)),
+    ("readinessProbe", Only(probe_supported)),
+    ("startupProbe", Only(probe_supported)),
+    ("lifecycle", Only(lifecycle_supported)),
+    // Checked in validate.rs: init containers only, and only "Always" (sidecars).
+    ("restartPolicy", Implemented),
 ];
+
+const PROBE_FIELDS: &[&str] = &[
+    "exec",
+    "httpGet",
+    "tcpSocket",
+    "initialDelaySeconds",
+    "periodSeconds",
+    "timeoutSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+];
+
+/// Probes run exec, httpGet over plain HTTP and tcpSocket; grpc and HTTPS not yet.
+fn probe_supported(v: &Value) -> bool {
+    let Some(m) = v.as_object() else { return false };
+    m.keys().all(|k| PROBE_FIELDS.contains(&k.as_str())) && http_get_supported(&v["httpGet"])
+}
+
+fn http_get_supported(v: &Value) -> bool {
+    v.is_null()
+        || v["scheme"].is_null()
+        || v["scheme"]
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+}
+
+/// postStart/preStop with exec, httpGet (plain HTTP) or sleep.
+fn lifecycle_supported(v: &Value) -> bool {
+    let Some(m) = v.as_object() else { return false };
+    m.iter().all(|(k, h)| {
+        matches!(k.as_str(), "postStart" | "preStop")
+            && h.as_object().is_some_and(|h| {
+                h.keys()
+                    .all(|a| matches!(a.as_str(), "exec" | "httpGet" | "sleep"))
+                    && http_get_supported(&h["httpGet"])
+            })
+    })
+}
 
 pub const ENV_VAR: &[(&str, Support)] = &[
     ("name", Implemented),
@@ -87,6 +137,7 @@ pub const ENV_VAR: &[(&str, Support)] = &[
 
 pub const ENV_VAR_SOURCE: &[(&str, Support)] = &[
     ("fieldRef", Implemented),
+    ("resourceFieldRef", Implemented),
     ("secretKeyRef", Forbidden),
     ("configMapKeyRef", Forbidden),
 ];
@@ -103,7 +154,9 @@ pub const VOLUME_MOUNT: &[(&str, Support)] = &[
     ("name", Implemented),
     ("mountPath", Implemented),
     ("readOnly", Implemented),
-    ("mountPropagation", Only(is_none_propagation)),
+    ("subPath", Implemented),
+    // Bidirectional only for privileged containers: checked when the spec is built.
+    ("mountPropagation", Implemented),
 ];
 
 /// Only `cpu` and `memory` keys are allowed inside; checked in validate.rs.
@@ -111,7 +164,7 @@ pub const RESOURCES: &[(&str, Support)] = &[("requests", Implemented), ("limits"
 
 /// Volume sources hostlet implements. Every other source of a volume is rejected in
 /// validate.rs, as an API reference or as not supported yet.
-pub const VOLUME_SOURCES: &[&str] = &["hostPath", "emptyDir"];
+pub const VOLUME_SOURCES: &[&str] = &["hostPath", "emptyDir", "downwardAPI", "projected"];
 
 pub const HOST_PATH: &[(&str, Support)] = &[("path", Implemented), ("type", Implemented)];
 
@@ -132,8 +185,42 @@ fn is_linux_os(v: &Value) -> bool {
     v.get("name").and_then(Value::as_str) == Some("linux")
 }
 
-fn is_none_propagation(v: &Value) -> bool {
-    v.as_str() == Some("None")
+/// Every key of `v` is in `allowed` or holds its zero value.
+fn only_keys(v: &Value, allowed: &[&str]) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.iter().all(|(k, x)| allowed.contains(&k.as_str()) || is_zero(x)))
+}
+
+fn pod_security_supported(v: &Value) -> bool {
+    only_keys(
+        v,
+        &[
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "supplementalGroups",
+            "fsGroup",
+            "sysctls",
+            "seccompProfile",
+        ],
+    )
+}
+
+fn container_security_supported(v: &Value) -> bool {
+    only_keys(
+        v,
+        &[
+            "runAsUser",
+            "runAsGroup",
+            "runAsNonRoot",
+            "privileged",
+            "capabilities",
+            "readOnlyRootFilesystem",
+            "allowPrivilegeEscalation",
+            "procMount",
+            "seccompProfile",
+        ],
+    )
 }
 
 /// A value that means the same as an absent field.

@@ -63,7 +63,7 @@ fn etcd_defaults_and_identity() {
     assert_eq!(sp.name(), "etcd-node1");
     assert_eq!(sp.namespace(), "kube-system");
     assert_eq!(sp.full_name(), "kube-system/etcd-node1");
-    assert_eq!(sp.source, path);
+    assert_eq!(sp.source, Origin::File(path));
     assert_eq!(sp.uid.len(), 32);
     assert!(sp.uid.bytes().all(|b| b.is_ascii_hexdigit()));
     let meta = &sp.pod.metadata;
@@ -740,4 +740,104 @@ fn all_errors_are_reported() {
     };
     assert_eq!(errors.len(), 2, "{e}");
     assert!(e.to_string().contains("; "), "{e}");
+}
+
+#[test]
+fn url_origin_hashes_the_url_and_sets_the_http_source() {
+    let yaml = pod("", "");
+    let file = decode_with_origin(
+        &Origin::File("/m/a.yaml".into()),
+        yaml.as_bytes(),
+        NODE,
+        false,
+    )
+    .unwrap()
+    .pod;
+    let url = decode_with_origin(
+        &Origin::Url("http://h/p".into()),
+        yaml.as_bytes(),
+        NODE,
+        false,
+    )
+    .unwrap()
+    .pod;
+    let url2 = decode_url_body("http://h/q", yaml.as_bytes(), NODE, false).unwrap();
+    assert_ne!(file.uid, url.uid);
+    assert_ne!(url.uid, url2[0].pod.uid, "the url is part of the uid");
+    let ann = |p: &StaticPod| {
+        p.pod.metadata.annotations.clone().unwrap()[CONFIG_SOURCE_ANNOTATION].clone()
+    };
+    assert_eq!(ann(&file), "file");
+    assert_eq!(ann(&url), "http");
+    assert_eq!(url.source.to_string(), "http://h/p");
+    // A file may not hold a PodList; a URL body may.
+    let list = "apiVersion: v1\nkind: PodList\nitems: []\n";
+    assert_err(list, "kind \"PodList\" is not supported");
+    assert!(decode_url_body("http://h/p", list.as_bytes(), NODE, false)
+        .unwrap()
+        .is_empty());
+    let e = decode_url_body(
+        "http://h/p",
+        b"apiVersion: v1\nkind: PodList\nitems: 3\n",
+        NODE,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), Some("items"));
+}
+
+#[test]
+fn unknown_fields_are_warnings_or_strict_errors() {
+    let yaml = pod("restartPolice: Always", "imagePullPolcy: Always");
+    let origin = Origin::File("/m/a.yaml".into());
+    let d = decode_with_origin(&origin, yaml.as_bytes(), NODE, false).unwrap();
+    let fields: Vec<_> = d.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["spec.containers[0].imagePullPolcy", "spec.restartPolice"]
+    );
+    let e = decode_with_origin(&origin, yaml.as_bytes(), NODE, true).unwrap_err();
+    let shown: Vec<String> = e
+        .diagnostics(yaml.as_bytes())
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            format!("9:5: spec.containers[0].imagePullPolcy: {UNKNOWN_FIELD}"),
+            format!("6:3: spec.restartPolice: {UNKNOWN_FIELD}"),
+        ]
+    );
+    // Known fields, nulls and the fields of generated manifests are not reported.
+    let generated = pod("dnsPolicy: ClusterFirst", "resources: {}").replace(
+        "  name: test\n",
+        "  name: test\n  creationTimestamp: null\n",
+    ) + "status: {}\n";
+    let d = decode_with_origin(&origin, generated.as_bytes(), NODE, true).unwrap();
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert!(decode_with_origin(
+        &origin,
+        include_bytes!("../../testdata/manifests/good/etcd.yaml"),
+        NODE,
+        true
+    )
+    .is_ok());
+}
+
+#[test]
+fn validation_errors_are_located() {
+    let yaml = pod("", "ports:\n- containerPort: 70000");
+    let e = decode_str(&yaml).unwrap_err();
+    let d = e.diagnostics(yaml.as_bytes());
+    assert_eq!(d[0].line, Some(10), "{d:?}");
+    assert_eq!(
+        d[0].field.as_deref(),
+        Some("spec.containers[0].ports[0].containerPort")
+    );
+    let e = decode_str("kind: Deployment\napiVersion: apps/v1\n").unwrap_err();
+    assert_eq!(
+        e.diagnostics(b"kind: Deployment\napiVersion: apps/v1\n")[0].to_string(),
+        "1:1: kind \"Deployment\" is not supported: a manifest file holds exactly one v1 Pod"
+    );
 }

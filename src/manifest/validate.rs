@@ -159,9 +159,35 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
         );
         unique_name(c, &path, &mut names, errors);
     }
-    // Init containers are not supported yet (check_fields says so) but share the name space.
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        unique_name(c, &format!("spec.initContainers[{i}]"), &mut names, errors);
+        let path = format!("spec.initContainers[{i}]");
+        let v = &value["initContainers"][i];
+        validate_container(c, &path, v, &volumes, host_network, errors);
+        unique_name(c, &path, &mut names, errors);
+        // Only init containers have a restartPolicy, and only Always (a sidecar).
+        if c.restart_policy.as_deref().is_some_and(|p| p != "Always") {
+            errors.push(FieldError::new(
+                format!("{path}.restartPolicy"),
+                "only \"Always\" (a sidecar) is allowed",
+            ));
+        }
+        let sidecar = c.restart_policy.is_some();
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if !sidecar && !v[probe].is_null() {
+                errors.push(FieldError::new(
+                    format!("{path}.{probe}"),
+                    "only sidecar init containers may have probes",
+                ));
+            }
+        }
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        if c.restart_policy.is_some() {
+            errors.push(FieldError::new(
+                format!("spec.containers[{i}].restartPolicy"),
+                "only init containers may set restartPolicy",
+            ));
+        }
     }
 }
 
@@ -341,9 +367,17 @@ fn validate_volumes(
                         }
                     }
                 }
-                if errors.len() == before {
+                let only_downward = source["sources"].as_array().is_some_and(|a| {
+                    a.iter().all(|p| {
+                        p.as_object()
+                            .is_some_and(|o| o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null()))
+                    })
+                });
+                if errors.len() == before && !only_downward {
                     errors.push(FieldError::unsupported(spath));
                 }
+            } else if kind == "downwardAPI" {
+                // Items are checked when the pod's volumes are prepared.
             } else if kind == "hostPath" {
                 check_fields(source, &spath, support::HOST_PATH, errors);
                 let hp = volume.host_path.as_ref();

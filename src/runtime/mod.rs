@@ -3,6 +3,7 @@
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
+pub mod exec;
 pub mod monitor;
 pub mod proc;
 mod supervise;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use supervise::{Adopted, Handle, Runtime};
+pub use supervise::{Adopted, ExecOutput, Handle, Runtime};
 
 /// Signal from the agent to a monitor: stop the container with its stop signal.
 pub const SIG_STOP: i32 = libc::SIGTERM;
@@ -34,10 +35,11 @@ pub struct MonitorConfig {
     pub lower: Vec<PathBuf>,
     pub log_path: PathBuf,
     pub stop_signal: i32,
-    /// Give the container its own network namespace with `lo` up (not hostNetwork).
-    pub new_netns: bool,
     /// The cgroup path in the spec, to read OOM kills before the cgroup is removed.
     pub cgroups_path: String,
+    /// Rotation of the CRI log (absent in records of older agents: the defaults).
+    #[serde(default)]
+    pub log_limits: crate::logs::LogLimits,
 }
 
 /// Written by the monitor once the container's process runs.

@@ -209,14 +209,10 @@ impl Monitor {
         let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(sys("signalfd"))?;
 
-        if cfg.new_netns {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(sys("unshare(CLONE_NEWNET)"))?;
-            loopback_up().map_err(sys("bringing lo up"))?;
-        }
+        // The pod's namespaces are joined by path through the spec (see crate::sandbox).
         mount_rootfs(dir, cfg)?;
 
-        let log = CriWriter::open(&cfg.log_path).map_err(|source| MonitorError::Io {
+        let log = CriWriter::open_rotating(&cfg.log_path, cfg.log_limits).map_err(|source| MonitorError::Io {
             path: cfg.log_path.clone(),
             source,
         })?;
@@ -423,33 +419,6 @@ fn lowerdirs(dirs: &[PathBuf]) -> String {
         .join(":")
 }
 
-/// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
-fn loopback_up() -> Result<(), nix::Error> {
-    // SAFETY: plain socket(2) call; the fd is owned by `sock` right after.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(nix::Error::last());
-    }
-    // SAFETY: fd is a fresh socket we own.
-    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass and own.
-    unsafe {
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
-            return Err(nix::Error::last());
-        }
-        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
-            return Err(nix::Error::last());
-        }
-    }
-    Ok(())
-}
-
 /// How many times the kernel OOM-killed in this cgroup (v1 `memory.oom_control`, v2
 /// `memory.events`); 0 when unknown.
 pub fn oom_kills(cgroups_path: &str) -> u64 {
@@ -477,7 +446,7 @@ pub fn oom_kills(cgroups_path: &str) -> u64 {
 /// would be inherited across exec by the container's process. Reset them right before
 /// the exec so the workload starts with the dispositions any init expects.
 #[derive(Clone)]
-struct ResetSignalsExecutor;
+pub(crate) struct ResetSignalsExecutor;
 
 impl Executor for ResetSignalsExecutor {
     fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {

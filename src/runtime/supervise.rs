@@ -2,6 +2,7 @@
 //! signal them and learn how their containers ended.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -314,4 +315,50 @@ fn monitor_log_tail(dir: &Path) -> String {
     let last = text.lines().rev().find(|l| !l.trim().is_empty());
     last.unwrap_or("monitor exited without a message")
         .to_string()
+}
+
+/// What a command run in a container returned.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// The command's exit code, 128 + signal, or the helper's
+    /// [`super::exec::TIMED_OUT`] / [`super::exec::CANNOT_EXEC`].
+    pub code: i32,
+    /// stdout and stderr, truncated to [`EXEC_OUTPUT_LIMIT`] bytes.
+    pub output: String,
+}
+
+/// Probe and hook output is for messages only; a chatty command must not cost memory.
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
+impl Runtime {
+    /// Runs `argv` inside container `id` through the `hostlet exec-in` helper.
+    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("exec-in")
+            .arg("--root-dir")
+            .arg(&self.layout.root)
+            .arg("--timeout-ms")
+            .arg(timeout.as_millis().to_string())
+            .arg(id)
+            .arg("--")
+            .args(argv)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null());
+        let exe = self.exe.clone();
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .map_err(|e| RuntimeError::Io {
+                path: exe.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| RuntimeError::Io { path: exe, source })?;
+        let mut text = out.stdout;
+        text.extend_from_slice(&out.stderr);
+        text.truncate(EXEC_OUTPUT_LIMIT);
+        Ok(ExecOutput {
+            code: out.status.code().unwrap_or(128 + out.status.signal().unwrap_or(0)),
+            output: String::from_utf8_lossy(&text).into_owned(),
+        })
+    }
 }

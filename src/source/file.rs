@@ -28,6 +28,8 @@ pub struct FileSource {
     pub path: PathBuf,
     pub node: String,
     pub period: Duration,
+    /// Unknown fields are errors (`--strict`), not warnings.
+    pub strict: bool,
 }
 
 impl FileSource {
@@ -40,6 +42,7 @@ impl FileSource {
         let lister = Arc::new(Mutex::new(Lister::new(
             self.path.clone(),
             self.node.to_lowercase(),
+            self.strict,
         )));
         let mut last_sent: Option<Snapshot> = None;
 

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::Snapshot;
-use crate::manifest::{self, StaticPod, CONFIG_SEEN_ANNOTATION};
+use super::security::{self, InsecureError};
+use super::{ProblemKind, Snapshot, SourceProblem};
+use crate::manifest::{self, Origin, StaticPod, CONFIG_SEEN_ANNOTATION};
 
 /// Larger files are refused, as by the kubelet (pkg/kubelet/config/file.go).
 pub const MAX_MANIFEST_SIZE: u64 = 10 << 20;
@@ -32,12 +33,15 @@ struct FileState {
     digest: Option<Vec<u8>>,
     last_good: Option<StaticPod>,
     /// The error last reported for this file; the same error is not logged again.
-    error: Option<String>,
+    error: Option<(ProblemKind, String)>,
+    /// Unknown fields of the last good version, as `line:col: field: message`.
+    warnings: Vec<String>,
 }
 
 pub struct Lister {
     root: PathBuf,
     node: String,
+    strict: bool,
     files: BTreeMap<PathBuf, FileState>,
     ignored: HashSet<PathBuf>,
     duplicates: HashSet<(PathBuf, String)>,
@@ -46,10 +50,11 @@ pub struct Lister {
 }
 
 impl Lister {
-    pub fn new(root: PathBuf, node: String) -> Self {
+    pub fn new(root: PathBuf, node: String, strict: bool) -> Self {
         Self {
             root,
             node,
+            strict,
             files: BTreeMap::new(),
             ignored: HashSet::new(),
             duplicates: HashSet::new(),
@@ -77,6 +82,21 @@ impl Lister {
                 return None;
             }
         };
+        if let Err(e) = self.check_root() {
+            let msg = e.to_string();
+            if self.root_error.as_deref() != Some(msg.as_str()) {
+                tracing::error!(path = %self.root.display(), error = %msg, "refusing manifest directory; running none of its pods");
+                self.root_error = Some(msg.clone());
+            }
+            return Some(Snapshot {
+                pods: Vec::new(),
+                problems: vec![SourceProblem {
+                    origin: self.root.display().to_string(),
+                    kind: ProblemKind::Insecure,
+                    message: msg,
+                }],
+            });
+        }
 
         let current: HashSet<&PathBuf> = candidates.iter().collect();
         self.files.retain(|path, state| {
@@ -94,6 +114,7 @@ impl Lister {
         let mut names: HashMap<String, &Path> = HashMap::new();
         let mut uids: HashSet<String> = HashSet::new();
         let mut duplicates = HashSet::new();
+        let mut problems = Vec::new();
         for path in &candidates {
             let Some(pod) = self.files.get(path).and_then(|s| s.last_good.as_ref()) else {
                 continue;
@@ -105,6 +126,14 @@ impl Lister {
                     tracing::warn!(file = %path.display(), pod = %full_name, first = %first.display(),
                         "duplicate pod: an earlier manifest declares the same namespace/name; not running this one");
                 }
+                problems.push(problem(
+                    path,
+                    ProblemKind::Duplicate,
+                    format!(
+                        "pod {full_name} is already declared by {}; not running this one",
+                        first.display()
+                    ),
+                ));
                 duplicates.insert(key);
                 continue;
             }
@@ -113,6 +142,14 @@ impl Lister {
                 if !self.duplicates.contains(&key) {
                     tracing::warn!(file = %path.display(), uid = %pod.uid, "duplicate pod uid; not running this one");
                 }
+                problems.push(problem(
+                    path,
+                    ProblemKind::Duplicate,
+                    format!(
+                        "pod uid {} is already declared by an earlier file; not running this one",
+                        pod.uid
+                    ),
+                ));
                 duplicates.insert(key);
                 continue;
             }
@@ -135,7 +172,29 @@ impl Lister {
                 .get_or_insert_with(Default::default)
                 .insert(CONFIG_SEEN_ANNOTATION.to_string(), seen);
         }
-        Some(Snapshot { pods })
+        for path in &candidates {
+            let Some(state) = self.files.get(path) else {
+                continue;
+            };
+            if let Some((kind, error)) = &state.error {
+                problems.push(problem(path, *kind, error.clone()));
+            }
+            for w in &state.warnings {
+                problems.push(problem(path, ProblemKind::Warning, w.clone()));
+            }
+        }
+        for path in &self.ignored {
+            problems.push(problem(path, ProblemKind::Ignored, "not a manifest by its name (only *.yaml, *.yml and *.json that are not dotfiles are read); never parsed".into()));
+        }
+        problems.sort();
+        Some(Snapshot { pods, problems })
+    }
+
+    fn check_root(&self) -> Result<(), InsecureError> {
+        match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => security::check(&self.root, &meta, "manifest directory"),
+            _ => Ok(()),
+        }
     }
 
     /// The files to read, in order. A missing path is an empty set.
@@ -194,25 +253,64 @@ impl Lister {
                     return;
                 }
                 state.digest = Some(digest);
-                manifest::decode(path, &bytes, &self.node).map_err(|e| e.to_string())
+                let origin = Origin::File(path.to_path_buf());
+                match manifest::decode_with_origin(&origin, &bytes, &self.node, self.strict) {
+                    Ok(d) => {
+                        let text = String::from_utf8_lossy(&bytes);
+                        let warnings: Vec<String> = d
+                            .warnings
+                            .iter()
+                            .map(|w| manifest::Diagnostic::for_field(&text, w).to_string())
+                            .collect();
+                        for w in &warnings {
+                            tracing::warn!(file = %path.display(), warning = %w, "unknown field in manifest (an error with --strict)");
+                        }
+                        state.warnings = warnings;
+                        Ok(d.pod)
+                    }
+                    Err(e) => {
+                        let located: Vec<String> = e
+                            .diagnostics(&bytes)
+                            .iter()
+                            .map(|d| format!("{}:{d}", path.display()))
+                            .collect();
+                        Err((ProblemKind::Invalid, located.join("; ")))
+                    }
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(ReadError::Insecure(e)) => {
+                // Not even the last good version: someone else may have written it.
+                state.digest = None;
+                state.last_good = None;
+                state.warnings.clear();
+                Err((ProblemKind::Insecure, e.to_string()))
+            }
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 // Removed since the listing, or a dangling symlink: the manifest is gone.
                 state.digest = None;
                 state.last_good = None;
-                Err(format!("{}: {e}", path.display()))
+                state.warnings.clear();
+                Err((ProblemKind::Unreadable, format!("{}: {e}", path.display())))
             }
-            Err(e) => {
+            Err(ReadError::Io(e)) => {
                 state.digest = None;
-                Err(format!("{}: {e}", path.display()))
+                Err((ProblemKind::Unreadable, format!("{}: {e}", path.display())))
             }
         };
         report(path, state, result);
     }
 }
 
+fn problem(path: &Path, kind: ProblemKind, message: String) -> SourceProblem {
+    SourceProblem {
+        origin: path.display().to_string(),
+        kind,
+        message,
+    }
+}
+
 /// Records the outcome of reading one file, logging only what is new.
-fn report(path: &Path, state: &mut FileState, result: Result<StaticPod, String>) {
+fn report(path: &Path, state: &mut FileState, result: Result<StaticPod, (ProblemKind, String)>) {
     match result {
         Ok(pod) => {
             if state.error.take().is_some() {
@@ -221,22 +319,38 @@ fn report(path: &Path, state: &mut FileState, result: Result<StaticPod, String>)
             state.last_good = Some(pod);
         }
         Err(error) => {
-            if state.error.as_deref() != Some(error.as_str()) {
+            if state.error.as_ref() != Some(&error) {
                 let kept = state.last_good.as_ref().map(|p| p.uid.clone());
-                tracing::warn!(file = %path.display(), error = %error, kept_last_good = ?kept, "invalid manifest");
+                if error.0 == ProblemKind::Insecure {
+                    tracing::error!(file = %path.display(), error = %error.1, "refusing manifest; its pod is not run");
+                } else {
+                    tracing::warn!(file = %path.display(), error = %error.1, kept_last_good = ?kept, "invalid manifest");
+                }
                 state.error = Some(error);
             }
         }
     }
 }
 
-fn read_manifest(path: &Path) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
+enum ReadError {
+    Io(io::Error),
+    Insecure(InsecureError),
+}
+
+fn read_manifest(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    // fstat of the open file: what is checked is what is read (a symlink's target).
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    security::check(path, &meta, "manifest").map_err(ReadError::Insecure)?;
     let mut bytes = Vec::new();
     // Read one byte past the cap so a file growing after a stat is still caught.
-    file.take(MAX_MANIFEST_SIZE + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_MANIFEST_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
     if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-        return Err(io::Error::other("manifest is larger than 10 MiB"));
+        return Err(ReadError::Io(io::Error::other(
+            "manifest is larger than 10 MiB",
+        )));
     }
     Ok(bytes)
 }

@@ -1,14 +1,105 @@
 //! Manifest sources: they emit complete snapshots of the pods they see and decide nothing.
+//!
+//! The file source and the URL source each keep their own snapshot; [`merge`] combines them
+//! into the single stream of full snapshots the manager reads.
 
 pub mod file;
 mod list;
+pub mod merge;
+pub mod security;
+pub mod url;
 
-pub use list::MAX_MANIFEST_SIZE;
+pub use list::{is_manifest_name, MAX_MANIFEST_SIZE};
 
 use crate::manifest::StaticPod;
 
-/// Every valid pod one source currently declares, in sorted file order, duplicates removed.
+/// Every valid pod one source (or, after [`merge`], every source) currently declares, in
+/// sorted file order, duplicates removed; and what is wrong with the rest.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub pods: Vec<StaticPod>,
+    /// Files or bodies not (or not entirely) applied, for the status API; sorted by origin.
+    pub problems: Vec<SourceProblem>,
+}
+
+/// Something a source could not apply, or applied with a warning.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceProblem {
+    /// The manifest file, the manifest directory or the manifest URL.
+    pub origin: String,
+    pub kind: ProblemKind,
+    /// One line, e.g. `12:7: spec.containers[0].image: required`.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProblemKind {
+    /// Syntax or validation error; the last good version (if any) keeps running.
+    Invalid,
+    /// Writable by group or others, or not owned by root: nothing from it runs.
+    Insecure,
+    /// Cannot be read or listed, or the URL cannot be fetched; what ran keeps running.
+    Unreadable,
+    /// Not a manifest by its name (dotfile, other extension, directory): never parsed.
+    Ignored,
+    /// Declares a namespace/name (or UID) an earlier file or the other source declares.
+    Duplicate,
+    /// Unknown fields, tolerated without `--strict`; the pod runs.
+    Warning,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Insecure => "insecure",
+            Self::Unreadable => "unreadable",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+            Self::Warning => "warning",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.origin,
+            self.kind.as_str(),
+            self.message
+        )
+    }
+}
+
+/// Starts the configured sources and returns the one stream of full snapshots the manager
+/// reads: a lone source directly, both through [`merge`] (the file source has priority).
+pub fn spawn(
+    file: Option<file::FileSource>,
+    url: Option<url::UrlSource>,
+) -> tokio::sync::mpsc::Receiver<Snapshot> {
+    use tokio::sync::mpsc;
+    let (tx, rx) = mpsc::channel(16);
+    match (file, url) {
+        (Some(f), Some(u)) => {
+            let (ftx, frx) = mpsc::channel(16);
+            let (utx, urx) = mpsc::channel(16);
+            tokio::spawn(f.run(ftx));
+            tokio::spawn(u.run(utx));
+            tokio::spawn(merge::run(vec![frx, urx], tx));
+        }
+        (Some(f), None) => {
+            tokio::spawn(f.run(tx));
+        }
+        (None, Some(u)) => {
+            tokio::spawn(u.run(tx));
+        }
+        // Nothing declares pods: the manager stops what an earlier agent left running.
+        (None, None) => {
+            let _ = tx.try_send(Snapshot::default());
+            tokio::spawn(async move { tx.closed().await });
+        }
+    }
+    rx
 }

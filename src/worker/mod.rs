@@ -4,6 +4,11 @@
 
 pub mod backoff;
 mod container;
+mod pod;
+mod supervisor;
+mod pod_env;
+
+pub(crate) use container::container_id;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -28,6 +33,12 @@ pub struct Deps {
     pub pod_logs_dir: PathBuf,
     pub crash_backoff: BackoffPolicy,
     pub pull_backoff: BackoffPolicy,
+    pub status: crate::status::StatusStore,
+    pub node: crate::node::NodeInfo,
+    /// The host's cgroup hierarchy for pod cgroups; None when none was found.
+    pub cgroups: Option<crate::cgroups::Hierarchy>,
+    /// `--container-log-max-size` / `--container-log-max-files`.
+    pub log_limits: crate::logs::LogLimits,
 }
 
 /// The record of a pod kept in its directory, so an agent that restarts after the
@@ -39,6 +50,8 @@ struct PodCtx {
     pod: StaticPod,
     deps: Arc<Deps>,
     volumes: BTreeMap<String, PathBuf>,
+    /// The pod cgroup; containers' cgroups go inside it.
+    cgroup: crate::cgroups::PodCgroup,
     log_dir: PathBuf,
     grace: Duration,
     restart_policy: RestartPolicy,
@@ -66,6 +79,29 @@ impl RestartPolicy {
             Self::OnFailure => exit_code != 0,
             Self::Never => false,
         }
+    }
+}
+
+impl AsRef<Runtime> for Deps {
+    fn as_ref(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+impl PodCtx {
+    /// Whether `name` is an init container (sidecars included) or an app container.
+    fn kind_of(&self, name: &str) -> crate::status::Kind {
+        let spec = self.pod.pod.spec.as_ref();
+        let init = spec.and_then(|s| s.init_containers.as_ref());
+        if init.is_some_and(|l| l.iter().any(|c| c.name == name)) {
+            crate::status::Kind::Init
+        } else {
+            crate::status::Kind::App
+        }
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
     }
 }
 
@@ -101,7 +137,16 @@ pub async fn run_pod(
                     state::write_json(&pod_dir.join(POD_RECORD), &pod.pod)
                         .map_err(|e| e.to_string())
                 })
-                .and_then(|_| volumes::prepare(&pod.pod, &pod_dir).map_err(|e| e.to_string()))
+                .map(|_| BTreeMap::new())
+        };
+        let prepared = match prepared {
+            Ok(_) if !stopping => {
+                let (p, uid, dir, d) = (pod.pod.clone(), pod.uid.clone(), pod_dir.clone(), deps.clone());
+                tokio::task::spawn_blocking(move || pod_env::prepare(&p, &uid, &dir, &d))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
+            }
+            other => other,
         };
         let spec = pod.pod.spec.clone().unwrap_or_default();
         let volumes = match prepared {
@@ -124,29 +169,27 @@ pub async fn run_pod(
             pod: pod.clone(),
             deps: deps.clone(),
             volumes,
+            cgroup: crate::cgroups::PodCgroup::of(&pod.pod, &pod.uid),
             grace: grace.max(MIN_GRACE),
             restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
         });
         if !stopping {
             tracing::info!("pod started");
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut adopted = adopted;
-        for c in spec.containers {
-            let mine: Vec<Adopted> = {
-                let (m, rest) = adopted
-                    .into_iter()
-                    .partition(|a| a.config.container == c.name);
-                adopted = rest;
-                m
-            };
-            tasks.spawn(container::supervise(ctx.clone(), c, mine, stop.clone()).in_current_span());
+        if !stopping {
+            deps.status.pod_added(&pod);
         }
-        // Containers left over from an earlier version of this pod's spec.
-        for a in adopted {
-            tasks.spawn(container::stop_adopted(ctx.clone(), a).in_current_span());
-        }
-        while tasks.join_next().await.is_some() {}
+        let watch_stop = {
+            let (mut stop, status, uid) = (stop.clone(), deps.status.clone(), pod.uid.clone());
+            tokio::spawn(async move {
+                stopped(&mut stop).await;
+                status.pod_terminating(&uid);
+            })
+        };
+        pod::run_containers(ctx, spec, adopted, stop.clone()).await;
+        watch_stop.abort();
+        deps.status.pod_removed(&pod.uid);
+        pod_env::teardown(&pod.pod, &pod.uid, &pod_dir, &deps);
         if let Err(e) = state::remove_dir_all(&pod_dir) {
             tracing::warn!(error = %e, "removing pod directory");
         }
@@ -172,7 +215,7 @@ pub async fn stop_orphan(uid: String, adopted: Vec<Adopted>, deps: Arc<Deps>) {
     let pod = StaticPod {
         pod,
         uid,
-        source: PathBuf::new(),
+        source: crate::manifest::Origin::default(),
     };
     let (tx, rx) = watch::channel(true);
     run_pod(pod, adopted, deps, rx, Vec::new()).await;

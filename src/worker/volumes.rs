@@ -1,11 +1,15 @@
 //! Pod volumes on the host: hostPath with the kubelet's type checks, emptyDir under the
-//! pod's directory.
+//! pod's directory (on disk or tmpfs), downwardAPI files.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Volume};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::manifest::quantity::parse_memory_bytes;
+use crate::node::NodeInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -18,34 +22,191 @@ pub enum VolumeError {
 }
 
 /// Makes every volume of `pod` exist on the host; returns its host path by name.
-pub fn prepare(pod: &Pod, pod_dir: &Path) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+/// emptyDir lives under the pod directory (tmpfs for `medium: Memory`), downwardAPI and
+/// projected downwardAPI volumes are files written there; fsGroup owns emptyDirs.
+pub fn prepare(
+    pod: &Pod,
+    pod_dir: &Path,
+    node: &NodeInfo,
+) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
-    for (index, v) in volumes.into_iter().flatten().enumerate() {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
+    for (index, v) in spec.volumes.iter().flatten().enumerate() {
         let err = |message: String| VolumeError::Invalid {
             index,
             name: v.name.clone(),
             message,
         };
+        let ioe = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e: std::io::Error| err(format!("{}: {e}", p.display()))
+        };
+        let own = pod_dir.join("volumes").join(&v.name);
         let path = if let Some(hp) = &v.host_path {
             let path = PathBuf::from(&hp.path);
             host_path(&path, hp.type_.as_deref().unwrap_or("")).map_err(err)?;
             path
-        } else if v.empty_dir.is_some() {
-            let path = pod_dir.join("volumes").join(&v.name);
-            std::fs::create_dir_all(&path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-            // The kubelet makes emptyDirs world-writable so any container user can use them.
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| err(format!("{}: {e}", path.display())))?;
-            path
+        } else if let Some(ed) = &v.empty_dir {
+            std::fs::create_dir_all(&own).map_err(ioe(&own))?;
+            if ed.medium.as_deref() == Some("Memory") && !is_mount_point(&own) {
+                let size = memory_volume_size(pod, ed.size_limit.as_ref(), node);
+                let opts = match size {
+                    Some(bytes) => format!("mode=0777,size={bytes}"),
+                    None => "mode=0777".to_string(),
+                };
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &own,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::empty(),
+                    Some(opts.as_str()),
+                )
+                .map_err(|e| err(format!("mounting tmpfs on {}: {e}", own.display())))?;
+            }
+            // The kubelet makes emptyDirs world-writable so any container user can use them;
+            // with fsGroup the group owns it and new files inherit the group (setgid).
+            let mut mode = 0o777;
+            if let Some(g) = fs_group {
+                std::os::unix::fs::chown(&own, None, Some(g as u32)).map_err(ioe(&own))?;
+                mode |= 0o2000;
+            }
+            std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode))
+                .map_err(ioe(&own))?;
+            own
+        } else if v.downward_api.is_some() || v.projected.is_some() {
+            write_downward(pod, v, &own, node).map_err(err)?;
+            own
         } else {
             return Err(err(
-                "only hostPath and emptyDir volumes are supported".into()
+                "only hostPath, emptyDir, downwardAPI and projected downwardAPI volumes are supported"
+                    .into(),
             ));
         };
         out.insert(v.name.clone(), path);
     }
+    // subPaths of writable volumes are created as the kubelet does, so the bind has a source.
+    for c in &spec.containers {
+        for vm in c.volume_mounts.iter().flatten() {
+            let (Some(base), Some(sub)) = (out.get(&vm.name), vm.sub_path.as_deref()) else {
+                continue;
+            };
+            let p = Path::new(sub);
+            if sub.is_empty()
+                || p.is_absolute()
+                || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                continue;
+            }
+            let target = base.join(p);
+            if std::fs::symlink_metadata(&target).is_err() {
+                let _ = std::fs::create_dir_all(&target);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// Where each volume of `pod` is on the host, as [`prepare`] makes it, without touching
+/// anything (for `hostlet render`).
+pub fn paths(pod: &Pod, pod_dir: &Path) -> BTreeMap<String, PathBuf> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone());
+    volumes
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let path = match &v.host_path {
+                Some(hp) => PathBuf::from(&hp.path),
+                None => pod_dir.join("volumes").join(&v.name),
+            };
+            (v.name, path)
+        })
+        .collect()
+}
+
+/// tmpfs size of a `medium: Memory` emptyDir (`calculateEmptyDirMemorySize`): node memory,
+/// lowered to the pod's memory limit, lowered to `sizeLimit`.
+pub fn memory_volume_size(pod: &Pod, size_limit: Option<&Quantity>, node: &NodeInfo) -> Option<i64> {
+    let mut size = node.memory_bytes;
+    if let Some(m) = crate::cgroups::pod_limits(pod, -1).memory {
+        if m > 0 && m <= size {
+            size = m;
+        }
+    }
+    if let Some(l) = size_limit.and_then(|q| parse_memory_bytes(q).ok()) {
+        if l > 0 && l <= size {
+            size = l;
+        }
+    }
+    (size > 0).then_some(size)
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// Writes a downwardAPI (or projected downwardAPI) volume's files. The mount is read-only
+/// in every container; the files are written once, when the pod starts.
+fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<(), String> {
+    let mut items = Vec::new();
+    let default_mode;
+    if let Some(d) = &v.downward_api {
+        default_mode = d.default_mode.unwrap_or(0o644);
+        items.extend(d.items.clone().unwrap_or_default());
+    } else {
+        let p = v.projected.as_ref().expect("checked by the caller");
+        default_mode = p.default_mode.unwrap_or(0o644);
+        for s in p.sources.iter().flatten() {
+            match &s.downward_api {
+                Some(d) => items.extend(d.items.clone().unwrap_or_default()),
+                None => return Err("projected volumes support only downwardAPI sources".into()),
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for item in items {
+        let rel = Path::new(&item.path);
+        if item.path.is_empty()
+            || rel.is_absolute()
+            || rel.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!("item path {:?} must be relative without '..'", item.path));
+        }
+        let content = match (&item.field_ref, &item.resource_field_ref) {
+            (Some(f), _) => crate::bundle::downward_field(pod, &f.field_path, node)
+                .ok_or_else(|| format!("unsupported field path {:?}", f.field_path))?,
+            (None, Some(r)) => crate::bundle::downward_resource(pod, r, node)?,
+            (None, None) => return Err(format!("item {:?} has no source", item.path)),
+        };
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+        let mode = item.mode.unwrap_or(default_mode) as u32;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Unmounts the pod's tmpfs volumes so the pod directory can be removed.
+pub fn cleanup(pod_dir: &Path) {
+    let dir = pod_dir.join("volumes");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if is_mount_point(&e.path()) {
+            if let Err(err) = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(path = %e.path().display(), error = %err, "unmounting volume");
+            }
+        }
+    }
 }
 
 fn host_path(path: &Path, kind: &str) -> Result<(), String> {

@@ -678,3 +678,119 @@ pub fn all_pids() -> Vec<i32> {
     pids.sort_unstable();
     pids
 }
+
+// ---------------------------------------------------------------------------
+// Cgroups: v1 on hybrid hosts (CI's), v2 in the VM suite (vm/run.sh)
+
+/// True when /sys/fs/cgroup is the unified (v2) hierarchy.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
+}
+
+/// The cgroup directory of `pid` holding `controller`'s files (`memory`, `cpu`, `pids`):
+/// on v2 the process's single directory, on v1 that controller's hierarchy.
+pub fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/cgroup: {e}"));
+    let v2 = cgroup_v2();
+    let rel = text
+        .lines()
+        .find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let (id, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+            let hit = if v2 {
+                id == "0" && ctrls.is_empty()
+            } else {
+                ctrls.split(',').any(|c| c == controller)
+            };
+            hit.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup for {pid} (v2: {v2}): {text}"));
+    let base = if v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        Path::new("/sys/fs/cgroup").join(controller)
+    };
+    base.join(rel.trim_start_matches('/'))
+}
+
+/// Limits of the cgroup of a process, in cgroup v2's terms whatever the host runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// memory.max in bytes, None for `max` (v1: memory.limit_in_bytes).
+    pub memory_max: Option<u64>,
+    /// cpu.max: quota (None for `max`) and period, in µs (v1: cpu.cfs_quota_us, cpu.cfs_period_us).
+    pub cpu_max: (Option<u64>, u64),
+    /// cpu.weight (v1: cpu.shares through [`cpu_shares_to_weight`]).
+    pub cpu_weight: u64,
+    /// cpu.shares as written on v1; None on v2, where only the (lossy) weight exists.
+    pub cpu_shares: Option<u64>,
+    /// pids.max, None for `max`.
+    pub pids_max: Option<u64>,
+}
+
+/// Reads [`CgroupLimits`] from the cgroup(s) of `pid`.
+pub fn cgroup_limits(pid: i32) -> CgroupLimits {
+    let read = |controller: &str, file: &str| {
+        let p = cgroup_dir(pid, controller).join(file);
+        fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    };
+    let num = |s: &str, what: &str| -> u64 {
+        s.parse()
+            .unwrap_or_else(|e| panic!("{what} of {pid}: {s:?}: {e}"))
+    };
+    let max_or = |s: &str, what: &str| (s != "max").then(|| num(s, what));
+    let pids_max = max_or(&read("pids", "pids.max"), "pids.max");
+    if cgroup_v2() {
+        let cpu_max = read("cpu", "cpu.max");
+        let (quota, period) = cpu_max
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("cpu.max of {pid}: {cpu_max:?}"));
+        CgroupLimits {
+            memory_max: max_or(&read("memory", "memory.max"), "memory.max"),
+            cpu_max: (max_or(quota, "cpu.max"), num(period, "cpu.max")),
+            cpu_weight: num(&read("cpu", "cpu.weight"), "cpu.weight"),
+            cpu_shares: None,
+            pids_max,
+        }
+    } else {
+        // v1 has no "max": unlimited memory reads as PAGE_COUNTER_MAX pages in bytes,
+        // unlimited CFS quota as -1.
+        let mem = num(
+            &read("memory", "memory.limit_in_bytes"),
+            "memory.limit_in_bytes",
+        );
+        let quota = read("cpu", "cpu.cfs_quota_us");
+        let shares = num(&read("cpu", "cpu.shares"), "cpu.shares");
+        CgroupLimits {
+            memory_max: (mem < 1 << 62).then_some(mem),
+            cpu_max: (
+                (quota != "-1").then(|| num(&quota, "cpu.cfs_quota_us")),
+                num(&read("cpu", "cpu.cfs_period_us"), "cpu.cfs_period_us"),
+            ),
+            cpu_weight: cpu_shares_to_weight(shares),
+            cpu_shares: Some(shares),
+            pids_max,
+        }
+    }
+}
+
+/// cpu.shares → cpu.weight as youki's libcgroups converts it on v2 (the quadratic
+/// formula runc and crun use too; SEMANTICS.md).
+pub fn cpu_shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    if shares <= 2 {
+        return 1;
+    }
+    if shares >= 262_144 {
+        return 10_000;
+    }
+    let l = (shares as f64).log2();
+    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
+    (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
+}

@@ -4,8 +4,9 @@ use std::path::Path;
 use tokio::time::timeout;
 
 use super::*;
-use crate::manifest::CONFIG_SEEN_ANNOTATION;
+use crate::manifest::{Origin, CONFIG_SEEN_ANNOTATION};
 use crate::source::list::Lister;
+use crate::source::ProblemKind;
 
 const PERIOD: Duration = Duration::from_millis(200);
 const WAIT: Duration = Duration::from_secs(5);
@@ -29,6 +30,7 @@ fn start(path: &Path, period: Duration) -> mpsc::Receiver<Snapshot> {
         path: path.to_path_buf(),
         node: "Node1".into(),
         period,
+        strict: false,
     };
     tokio::spawn(source.run(tx));
     rx
@@ -97,7 +99,24 @@ async fn initial_snapshot_sorted_and_ignored_files() {
             Some("node1")
         );
     }
-    assert_eq!(s.pods[1].source, d.join("b.yaml"));
+    assert_eq!(s.pods[1].source, Origin::File(d.join("b.yaml")));
+    let ignored: Vec<String> = s
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Ignored)
+        .map(|p| p.origin.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            ".hidden.yaml",
+            "README.md",
+            "b.yaml.bak",
+            "b.yaml~",
+            "sub.yaml"
+        ]
+    );
+    assert_eq!(s.problems.len(), 5, "{:?}", s.problems);
     // Unchanged content: no further snapshots however often it is re-listed.
     assert_quiet(&mut rx, PERIOD * 3).await;
 }
@@ -148,14 +167,31 @@ async fn broken_file_keeps_last_good() {
         "web.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: web\n",
     );
+    let s = next(&mut rx).await;
+    assert_eq!(s.pods, good.pods, "the last good version keeps running");
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert_eq!(s.problems[0].kind, ProblemKind::Invalid);
+    let web = d.join("web.yaml").display().to_string();
+    assert!(
+        s.problems[0].message.starts_with(&format!("{web}:4:")),
+        "{:?}",
+        s.problems
+    );
+    // Re-lists of the same broken file send nothing new.
     assert_quiet(&mut rx, PERIOD * 3).await;
     write(
         d,
         "web.yaml",
         &pod_yaml("web", "nginx:1").replace(
             "image:",
-            "livenessProbe: {tcpSocket: {port: 80}}\n    image:",
+            "stdin: true\n    image:",
         ),
+    );
+    let s = next(&mut rx).await;
+    assert_eq!(s.pods, good.pods);
+    assert_eq!(
+        s.problems[0].message,
+        format!("{web}:8:5: spec.containers[0].stdin: not supported by hostlet yet")
     );
     assert_quiet(&mut rx, PERIOD * 3).await;
 
@@ -163,9 +199,15 @@ async fn broken_file_keeps_last_good() {
     let s = next(&mut rx).await;
     assert_eq!(names(&s), ["web-node1"]);
     assert_ne!(s.pods[0].uid, good.pods[0].uid);
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
 
     // A broken file with no good version yet runs nothing, and does not disturb the others.
     write(d, "new.yaml", "kind: List\napiVersion: v1\n");
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["web-node1"]);
+    assert!(s.problems[0]
+        .message
+        .contains("kind \"List\" is not supported"));
     assert_quiet(&mut rx, PERIOD * 3).await;
     fs::remove_file(d.join("web.yaml")).unwrap();
     assert!(next(&mut rx).await.pods.is_empty());
@@ -181,12 +223,17 @@ async fn duplicates_first_file_wins() {
     let mut rx = start(d, PERIOD);
     let s = next(&mut rx).await;
     assert_eq!(names(&s), ["web-node1", "other-node1"]);
-    assert_eq!(s.pods[0].source, d.join("a.yaml"));
+    assert_eq!(s.pods[0].source, Origin::File(d.join("a.yaml")));
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    let dup = &s.problems[0];
+    assert_eq!(dup.kind, ProblemKind::Duplicate);
+    assert_eq!(dup.origin, d.join("b.yaml").display().to_string());
+    assert!(dup.message.contains("a.yaml"), "{}", dup.message);
 
     fs::remove_file(d.join("a.yaml")).unwrap();
     let s = next(&mut rx).await;
     assert_eq!(names(&s), ["web-node1", "other-node1"]);
-    assert_eq!(s.pods[0].source, d.join("b.yaml"));
+    assert_eq!(s.pods[0].source, Origin::File(d.join("b.yaml")));
 }
 
 #[tokio::test]
@@ -244,6 +291,7 @@ async fn stops_when_receiver_is_dropped() {
         path: dir.path().to_path_buf(),
         node: "n".into(),
         period: PERIOD,
+        strict: false,
     };
     let task = tokio::spawn(source.run(tx));
     drop(rx);
@@ -267,7 +315,7 @@ fn symlinks_and_size_limit() {
     std::os::unix::fs::symlink(d.join("nowhere.yaml"), d.join("dangling.yaml")).unwrap();
     write(d, "big.yaml", &pod_yaml("big", "nginx:1"));
 
-    let mut lister = Lister::new(d.to_path_buf(), "node1".into());
+    let mut lister = Lister::new(d.to_path_buf(), "node1".into(), false);
     let s = lister.list().unwrap();
     assert_eq!(names(&s), ["big-node1", "linked-node1"]);
     let seen_before = seen(&s, 0);
@@ -294,5 +342,82 @@ fn symlinks_and_size_limit() {
         names(&lister.list().unwrap()),
         ["big-node1"],
         "a dangling symlink runs nothing"
+    );
+}
+
+#[tokio::test]
+async fn writable_files_and_directories_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a.yaml", &pod_yaml("a", "busybox:1"));
+    write(d, "b.yaml", &pod_yaml("b", "busybox:1"));
+    let mut rx = start(d, PERIOD);
+    assert_eq!(names(&next(&mut rx).await), ["a-node1", "b-node1"]);
+
+    // A group-writable file: its pod stops, even the version that ran before.
+    fs::set_permissions(d.join("b.yaml"), fs::Permissions::from_mode(0o664)).unwrap();
+    let s = next(&mut rx).await;
+    assert_eq!(names(&s), ["a-node1"]);
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert_eq!(s.problems[0].kind, ProblemKind::Insecure);
+    let msg = &s.problems[0].message;
+    assert!(
+        msg.contains(&d.join("b.yaml").display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("mode 0664"), "{msg}");
+    assert!(msg.contains("owner uid"), "{msg}");
+    fs::set_permissions(d.join("b.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(names(&next(&mut rx).await), ["a-node1", "b-node1"]);
+
+    // A world-writable directory: nothing from it runs.
+    fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    let s = until(&mut rx, |s| s.pods.is_empty()).await;
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert_eq!(s.problems[0].kind, ProblemKind::Insecure);
+    assert!(s.problems[0].message.contains("manifest directory"));
+    assert!(s.problems[0].message.contains("mode 0777"));
+    fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    let s = until(&mut rx, |s| !s.pods.is_empty()).await;
+    assert_eq!(names(&s), ["a-node1", "b-node1"]);
+}
+
+#[test]
+fn unknown_fields_warn_or_with_strict_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let typo = pod_yaml("web", "busybox:1")
+        .replace("    image:", "    imagePullPolcy: Always\n    image:");
+    fs::write(d.join("web.yaml"), &typo).unwrap();
+    let s = Lister::new(d.to_path_buf(), "node1".into(), false)
+        .list()
+        .unwrap();
+    assert_eq!(names(&s), ["web-node1"]);
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert_eq!(s.problems[0].kind, ProblemKind::Warning);
+    assert!(
+        s.problems[0]
+            .message
+            .starts_with("8:5: spec.containers[0].imagePullPolcy: unknown field"),
+        "{:?}",
+        s.problems
+    );
+    assert_eq!(
+        s.problems[0].origin,
+        d.join("web.yaml").display().to_string()
+    );
+
+    let s = Lister::new(d.to_path_buf(), "node1".into(), true)
+        .list()
+        .unwrap();
+    assert!(s.pods.is_empty());
+    assert_eq!(s.problems[0].kind, ProblemKind::Invalid);
+    assert!(
+        s.problems[0]
+            .message
+            .contains("web.yaml:8:5: spec.containers[0].imagePullPolcy: unknown field"),
+        "{:?}",
+        s.problems
     );
 }

@@ -1,0 +1,238 @@
+//! The status API: read-only HTTP over `<root-dir>/hostlet.sock` (mode 0600) and, with
+//! `--read-only-port`, on 127.0.0.1. `GET /pods` is a `v1/PodList` like the kubelet's
+//! read-only `/pods`; `/pods/<namespace>/<name>` one pod; `/healthz` says `ok` once the
+//! sources are synced; `/metrics` is Prometheus text. The CLI verbs are its clients.
+
+pub mod client;
+pub mod http;
+pub mod notify;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, Status};
+use k8s_openapi::List;
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::status::StatusStore;
+use http::{Request, Response};
+
+/// The socket's file name under `--root-dir`.
+pub const SOCKET: &str = "hostlet.sock";
+
+pub fn socket_path(root_dir: &Path) -> PathBuf {
+    root_dir.join(SOCKET)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("read-only port 127.0.0.1:{port}: {source}")]
+    Port { port: u16, source: std::io::Error },
+}
+
+/// Binds the socket (replacing a stale one) and, when asked, the read-only port; the
+/// returned server runs until dropped or aborted.
+pub async fn bind(root_dir: &Path, read_only_port: Option<u16>) -> Result<Server, ApiError> {
+    let path = socket_path(root_dir);
+    let err = |source| ApiError::Socket {
+        path: path.clone(),
+        source,
+    };
+    // A socket left by an earlier agent: nobody listens on it any more, or we would not
+    // be starting (the agent holds the root dir alone).
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    // Bind under a umask that leaves the socket private from its first instant, then
+    // make the mode explicit.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let unix = UnixListener::bind(&path);
+    nix::sys::stat::umask(old);
+    let unix = unix.map_err(err)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let tcp = match read_only_port {
+        Some(port) => Some(
+            TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|source| ApiError::Port { port, source })?,
+        ),
+        None => None,
+    };
+    Ok(Server { unix, tcp, path })
+}
+
+pub struct Server {
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Accepts connections until the task is dropped; each one is served on its own task.
+    pub async fn run(self, status: StatusStore) {
+        tracing::info!(socket = %self.path.display(), read_only_port = ?self.tcp.as_ref().and_then(|t| t.local_addr().ok()).map(|a| a.port()), "status API listening");
+        let ticker = tokio::spawn(observe(status.clone()));
+        let _ticker = AbortOnDrop(ticker);
+        loop {
+            let tcp_accept = async {
+                match &self.tcp {
+                    Some(t) => t.accept().await.map(|(s, _)| s),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.unix.accept() => match r {
+                    Ok((s, _)) => {
+                        let st = status.clone();
+                        tokio::spawn(http::serve_one(s, move |req| handle(&st, req)));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+                r = tcp_accept => match r {
+                    Ok(s) => {
+                        let st = status.clone();
+                        tokio::spawn(http::serve_one(s, move |req| handle(&st, req)));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Out of file descriptors, most likely: wait instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "status API accept");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+/// Pod start latency is recorded when pods reach Running, not only when scraped.
+async fn observe(status: StatusStore) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        crate::metrics::observe_pod_starts(&status);
+    }
+}
+
+fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {
+    match serde_json::to_vec_pretty(v) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            Response::json(status, body)
+        }
+        Err(e) => Response::text(500, "text/plain", format!("encoding: {e}\n")),
+    }
+}
+
+fn not_found(message: String) -> Response {
+    let st = Status {
+        code: Some(404),
+        message: Some(message),
+        reason: Some("NotFound".into()),
+        status: Some("Failure".into()),
+        ..Default::default()
+    };
+    let mut v = serde_json::to_value(&st).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("kind".into(), "Status".into());
+        m.insert("apiVersion".into(), "v1".into());
+    }
+    json(404, &v)
+}
+
+/// Routes one request; everything here only reads.
+pub fn handle(status: &StatusStore, req: &Request) -> Response {
+    let parts: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
+    match parts.as_slice() {
+        ["healthz"] => {
+            if status.synced() {
+                Response::text(200, "text/plain; charset=utf-8", "ok")
+            } else {
+                Response::text(503, "text/plain; charset=utf-8", "sources not synced yet")
+            }
+        }
+        ["metrics"] => Response::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::render(status),
+        ),
+        ["pods"] => json(200, &pod_list(status.pods())),
+        ["pods", ns, name] => match status.pod(ns, name) {
+            Some(pod) => json(200, &pod),
+            None => not_found(format!("pods \"{name}\" not found in namespace \"{ns}\"")),
+        },
+        _ => not_found(format!("no such endpoint {}: try /pods, /pods/NAMESPACE/NAME, /healthz or /metrics", req.path)),
+    }
+}
+
+fn pod_list(items: Vec<Pod>) -> List<Pod> {
+    List {
+        items,
+        metadata: ListMeta::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(status: &StatusStore, path: &str) -> Response {
+        let req = http::parse(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+        handle(status, &req)
+    }
+
+    #[test]
+    fn routes() {
+        let st = StatusStore::new();
+        assert_eq!(get(&st, "/healthz").status, 503);
+        st.set_synced();
+        let h = get(&st, "/healthz");
+        assert_eq!((h.status, h.body.as_slice()), (200, &b"ok"[..]));
+        let list: serde_json::Value = serde_json::from_slice(&get(&st, "/pods").body).unwrap();
+        assert_eq!(list["kind"], "PodList");
+        assert_eq!(list["apiVersion"], "v1");
+        assert_eq!(list["items"], serde_json::json!([]));
+        let nf = get(&st, "/pods/default/nope");
+        assert_eq!(nf.status, 404);
+        let v: serde_json::Value = serde_json::from_slice(&nf.body).unwrap();
+        assert_eq!(v["reason"], "NotFound");
+        assert_eq!(get(&st, "/nope").status, 404);
+        assert_eq!(get(&st, "/metrics").status, 200);
+    }
+
+    #[tokio::test]
+    async fn socket_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(socket_path(dir.path()), b"stale").unwrap();
+        let server = bind(dir.path(), None).await.unwrap();
+        let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let st = StatusStore::new();
+        st.set_synced();
+        let task = tokio::spawn(server.run(st));
+        let path = socket_path(dir.path());
+        let (code, body) = tokio::task::spawn_blocking(move || client::get(&path, "/healthz"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+        task.abort();
+    }
+}

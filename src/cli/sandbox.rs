@@ -1,0 +1,42 @@
+//! `hostlet sandbox create DIR`: make a pod's namespaces (internal, see crate::sandbox).
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Create the pod's namespaces and bind-mount them under DIR/ns, then exit
+    Create(CreateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// The pod directory
+    pub dir: PathBuf,
+    /// Host name of the pod's UTS namespace
+    #[arg(long)]
+    pub hostname: String,
+    /// A network namespace with lo up
+    #[arg(long)]
+    pub net: bool,
+    /// An IPC namespace and the pod's /dev/shm
+    #[arg(long)]
+    pub ipc: bool,
+    /// A UTS namespace
+    #[arg(long)]
+    pub uts: bool,
+}
+
+/// Runs before any thread exists: unshare(2) applies to the calling thread only.
+pub fn main(cmd: SandboxCommand) -> i32 {
+    match cmd {
+        SandboxCommand::Create(a) => crate::sandbox::helper_main(
+            &a.dir,
+            &a.hostname,
+            crate::sandbox::Shared {
+                net: a.net,
+                ipc: a.ipc,
+                uts: a.uts,
+            },
+        ),
+    }
+}

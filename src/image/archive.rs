@@ -1,0 +1,319 @@
+//! `hostlet image import` and the preload directory: OCI archives (a tar of an `oci-layout`
+//! directory, as `skopeo copy … oci-archive:FILE:NAME` writes) and docker archives
+//! (`docker save`), optionally gzip- or zstd-compressed, keeping their image names.
+//!
+//! The archive is read once, streaming: every regular file goes into the blob store under the
+//! digest of its content (a file under `blobs/sha256/<hex>` must hash to `<hex>`), only the
+//! small index files are kept in memory. Layers are then unpacked (diff_ids verified) exactly
+//! like pulled ones, and blobs the archive carried but no imported image uses are removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Component, Path};
+
+use oci_client::manifest::{OciDescriptor, OciImageManifest, IMAGE_MANIFEST_MEDIA_TYPE};
+
+use super::pull::{parse_manifest, select_platform, Parsed};
+use super::store::{io_err, Blobs};
+use super::{blocking, layer_specs, parse_json, reference, ImageError, ImageStore};
+
+/// Index files kept in memory; anything else is stored as a blob.
+const SMALL: &[&str] = &["index.json", "oci-layout", "manifest.json", "repositories"];
+const SMALL_MAX: u64 = 16 << 20;
+
+/// One image of an archive, as imported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Imported {
+    /// Normalised references now naming it (empty if the archive gave it no name).
+    pub references: Vec<String>,
+    pub digest: String,
+}
+
+#[derive(Default)]
+struct Scan {
+    /// Archive path → (digest, size, newly stored).
+    files: BTreeMap<String, (String, u64, bool)>,
+    /// Archive path → normalised target path (symlinks and hardlinks).
+    links: BTreeMap<String, String>,
+    small: BTreeMap<String, Vec<u8>>,
+}
+
+impl Scan {
+    fn file(&self, path: &str) -> Option<&(String, u64, bool)> {
+        let mut p = normalise(path)?;
+        for _ in 0..16 {
+            if let Some(f) = self.files.get(&p) {
+                return Some(f);
+            }
+            p = self.links.get(&p)?.clone();
+        }
+        None
+    }
+}
+
+impl ImageStore {
+    /// Imports every image of the archive at `path`.
+    pub async fn import(&self, path: &Path) -> Result<Vec<Imported>, ImageError> {
+        let (p, blobs) = (path.to_path_buf(), self.blobs.clone());
+        let scan = blocking(move || scan(&p, &blobs)).await?;
+        let _pin = self.pin(scan.files.values().map(|(d, _, _)| d.clone()));
+        // Blobs of images recorded so far: kept even if a later image of the archive fails.
+        let mut used = BTreeSet::new();
+        let result = self.import_scanned(path, &scan, &mut used).await;
+        for (d, _, new) in scan.files.values() {
+            if *new && !used.contains(d) {
+                self.blobs.remove(d)?;
+            }
+        }
+        result
+    }
+
+    async fn import_scanned(
+        &self,
+        path: &Path,
+        scan: &Scan,
+        used: &mut BTreeSet<String>,
+    ) -> Result<Vec<Imported>, ImageError> {
+        let err = |message: String| ImageError::Import {
+            path: path.to_path_buf(),
+            message,
+        };
+        let images = if scan.small.contains_key("index.json") {
+            self.oci_images(scan).map_err(err)?
+        } else if let Some(m) = scan.small.get("manifest.json") {
+            self.docker_images(scan, m).await.map_err(err)?
+        } else {
+            return Err(err(
+                "neither an OCI archive (index.json) nor a docker archive (manifest.json)".into(),
+            ));
+        };
+        let mut out = Vec::new();
+        for (names, digest, extra) in images {
+            let label = names.first().cloned().unwrap_or_else(|| digest.clone());
+            let image = self.local(&label, &digest).await?;
+            let manifest_bytes = self.read_blob(&digest).await?;
+            let manifest: OciImageManifest = parse_json(&digest, &manifest_bytes)?;
+            let size = manifest_bytes.len() as u64
+                + u64::try_from(manifest.config.size).unwrap_or(0)
+                + manifest
+                    .layers
+                    .iter()
+                    .map(|l| u64::try_from(l.size).unwrap_or(0))
+                    .sum::<u64>();
+            let index = extra.first().cloned();
+            if names.is_empty() {
+                self.record(None, &digest, Some((size, index.clone())), false)
+                    .await?;
+            }
+            for name in &names {
+                self.record(Some(name), &digest, Some((size, index.clone())), false)
+                    .await?;
+            }
+            used.insert(digest.clone());
+            used.insert(manifest.config.digest.clone());
+            used.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            used.extend(extra.iter().cloned());
+            tracing::info!(path = %path.display(), references = ?names, digest = %image.digest, layers = image.layers.len(), "imported image");
+            out.push(Imported {
+                references: names,
+                digest,
+            });
+        }
+        Ok(out)
+    }
+
+    /// (names, manifest digest, index digests) of an OCI layout.
+    fn oci_images(&self, scan: &Scan) -> Result<Vec<(Vec<String>, String, Vec<String>)>, String> {
+        for (path, (digest, _, _)) in &scan.files {
+            if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+                if digest.strip_prefix("sha256:") != Some(hex) {
+                    return Err(format!("{path} does not hash to its name (got {digest})"));
+                }
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct Index {
+            manifests: Vec<OciDescriptor>,
+        }
+        let index: Index = serde_json::from_slice(&scan.small["index.json"])
+            .map_err(|e| format!("index.json: {e}"))?;
+        let read = |digest: &str| -> Result<Vec<u8>, String> {
+            let path = self.blobs.path(digest).ok_or(format!("bad digest {digest}"))?;
+            let hex = digest.trim_start_matches("sha256:");
+            if scan.file(&format!("blobs/sha256/{hex}")).is_none() {
+                return Err(format!("blob {digest} missing from the archive"));
+            }
+            std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let mut out = Vec::new();
+        for desc in &index.manifests {
+            let annotations = desc.annotations.clone().unwrap_or_default();
+            let name = annotations
+                .get("io.containerd.image.name")
+                .or_else(|| annotations.get("org.opencontainers.image.ref.name"));
+            let names = match name.map(|n| reference::parse(n)) {
+                Some(Ok(r)) => vec![reference::normalised(&r)],
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "archive image name unusable; importing it unnamed");
+                    vec![]
+                }
+                None => vec![],
+            };
+            let (digest, extra) = match parse_manifest(&read(&desc.digest)?)? {
+                Parsed::Image(_) => (desc.digest.clone(), vec![]),
+                Parsed::Index(idx) => {
+                    let entry = select_platform(&idx.manifests).ok_or_else(|| {
+                        format!("no manifest for {} in image index", super::pull::host_platform())
+                    })?;
+                    read(&entry.digest)?;
+                    (entry.digest.clone(), vec![desc.digest.clone()])
+                }
+            };
+            out.push((names, digest, extra));
+        }
+        Ok(out)
+    }
+
+    /// Docker archive entries, with a docker schema 2 manifest written for each.
+    async fn docker_images(
+        &self,
+        scan: &Scan,
+        manifest_json: &[u8],
+    ) -> Result<Vec<(Vec<String>, String, Vec<String>)>, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Entry {
+            config: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            layers: Vec<String>,
+        }
+        let entries: Vec<Entry> =
+            serde_json::from_slice(manifest_json).map_err(|e| format!("manifest.json: {e}"))?;
+        let mut out = Vec::new();
+        for e in entries {
+            let file = |p: &str| scan.file(p).cloned().ok_or(format!("{p} missing from the archive"));
+            let (config, config_size, _) = file(&e.config)?;
+            let mut layers = Vec::new();
+            for l in &e.layers {
+                let (digest, size, _) = file(l)?;
+                let media_type = match self.magic(&digest).await {
+                    [0x1f, 0x8b, ..] => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.docker.image.rootfs.diff.tar.zstd",
+                    _ => "application/vnd.docker.image.rootfs.diff.tar",
+                };
+                layers.push(serde_json::json!({"mediaType": media_type, "size": size, "digest": digest}));
+            }
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": IMAGE_MANIFEST_MEDIA_TYPE,
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": config_size, "digest": config},
+                "layers": layers,
+            });
+            let bytes = serde_json::to_vec(&manifest).expect("json value serialises");
+            let mut w = self.blobs.writer_any().map_err(|e| e.to_string())?;
+            io::Write::write_all(&mut w, &bytes).map_err(|e| e.to_string())?;
+            let (_, digest, _) = w.finish_digest().map_err(|e| e.to_string())?;
+            let mut names = Vec::new();
+            for tag in e.repo_tags.unwrap_or_default() {
+                match reference::parse(&tag) {
+                    Ok(r) => names.push(reference::normalised(&r)),
+                    Err(err) => tracing::warn!(tag, error = %err, "skipping unusable tag"),
+                }
+            }
+            // Validate early: the config must list a diff_id per layer.
+            let cfg = parse_json(&config, &self.read_blob(&config).await.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            let m: OciImageManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+            layer_specs(&digest, &m, &cfg).map_err(|e| e.to_string())?;
+            out.push((names, digest, vec![]));
+        }
+        Ok(out)
+    }
+
+    async fn magic(&self, digest: &str) -> [u8; 4] {
+        let mut buf = [0u8; 4];
+        if let Some(p) = self.blobs.path(digest) {
+            if let Ok(mut f) = tokio::fs::File::open(&p).await {
+                let _ = tokio::io::AsyncReadExt::read(&mut f, &mut buf).await;
+            }
+        }
+        buf
+    }
+}
+
+/// Lexically normalised archive path (`./a/../b/` → `b`); None if it climbs above the root.
+fn normalise(path: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_str()?),
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(out.join("/"))
+}
+
+fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
+    let err = |message: String| ImageError::Import {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = reader.fill_buf().map_err(io_err(path))?.to_vec();
+    let reader: Box<dyn Read> = match head.as_slice() {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader).map_err(io_err(path))?,
+        ),
+        _ => Box::new(reader),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut scan = Scan::default();
+    let bad = |e: io::Error| err(format!("reading archive: {e}"));
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let raw = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        let Some(name) = normalise(&raw) else {
+            return Err(err(format!("entry {raw:?} climbs out of the archive")));
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry.link_name().map_err(bad)?.unwrap_or_default();
+            let target = target.to_string_lossy();
+            let joined = if kind.is_symlink() {
+                let parent = Path::new(&name).parent().unwrap_or(Path::new(""));
+                parent.join(&*target).to_string_lossy().into_owned()
+            } else {
+                target.into_owned()
+            };
+            if let Some(t) = normalise(&joined) {
+                scan.links.insert(name, t);
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let size = entry.header().size().map_err(bad)?;
+        if SMALL.contains(&name.as_str()) {
+            if size > SMALL_MAX {
+                return Err(err(format!("{name} is too large ({size} bytes)")));
+            }
+            let mut buf = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut buf).map_err(bad)?;
+            scan.small.insert(name, buf);
+            continue;
+        }
+        let mut w = blobs.writer_any()?;
+        io::copy(&mut entry, &mut w).map_err(|e| err(format!("{name}: {e}")))?;
+        let (_, digest, new) = w.finish_digest()?;
+        scan.files.insert(name, (digest, size, new));
+    }
+    Ok(scan)
+}

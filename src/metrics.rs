@@ -1,0 +1,322 @@
+//! Process-wide counters and histograms for `/metrics`, and their Prometheus text
+//! rendering. Events (image pulls, container starts) are recorded where they happen
+//! through the small functions below; what the status store already knows (pods by
+//! phase, containers by state, restarts) is read from it at scrape time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::source::{ProblemKind, SourceProblem};
+use crate::status::StatusStore;
+
+/// Bucket bounds in seconds: pulls take from milliseconds (local registry) to minutes.
+const PULL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+/// The kubelet's `pod_start_duration_seconds` buckets.
+const POD_START_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0,
+    300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+const CONTAINER_START_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, help, "histogram");
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+struct Registry {
+    pulls_ok: AtomicU64,
+    pulls_failed: AtomicU64,
+    starts_ok: AtomicU64,
+    starts_failed: AtomicU64,
+    hist: Mutex<Hists>,
+    /// Latest snapshot's problems by kind (replaced, not accumulated).
+    manifest: Mutex<BTreeMap<&'static str, u64>>,
+    /// Pod UIDs whose start latency was recorded (each pod counts once).
+    started_pods: Mutex<HashSet<String>>,
+}
+
+struct Hists {
+    pull: Histogram,
+    pod_start: Histogram,
+    container_start: Histogram,
+}
+
+fn registry() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(|| Registry {
+        pulls_ok: AtomicU64::new(0),
+        pulls_failed: AtomicU64::new(0),
+        starts_ok: AtomicU64::new(0),
+        starts_failed: AtomicU64::new(0),
+        hist: Mutex::new(Hists {
+            pull: Histogram::new(PULL_BUCKETS),
+            pod_start: Histogram::new(POD_START_BUCKETS),
+            container_start: Histogram::new(CONTAINER_START_BUCKETS),
+        }),
+        manifest: Mutex::new(BTreeMap::new()),
+        started_pods: Mutex::new(HashSet::new()),
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Metrics must never take the agent down; a poisoned lock still holds usable numbers.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An image pull from a registry finished (not a local hit); `ok` says how.
+pub fn image_pull(duration: Duration, ok: bool) {
+    let r = registry();
+    if ok {
+        r.pulls_ok.fetch_add(1, Ordering::Relaxed);
+        lock(&r.hist).pull.observe(duration.as_secs_f64());
+    } else {
+        r.pulls_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The runtime was asked to start a container; `duration` is create + start.
+pub fn container_start(duration: Duration, ok: bool) {
+    let r = registry();
+    if ok {
+        r.starts_ok.fetch_add(1, Ordering::Relaxed);
+        lock(&r.hist).container_start.observe(duration.as_secs_f64());
+    } else {
+        r.starts_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The sources' latest problems; called with every snapshot.
+pub fn manifest_problems(problems: &[SourceProblem]) {
+    let mut by_kind = BTreeMap::new();
+    for kind in ERROR_KINDS {
+        by_kind.insert(kind.as_str(), 0);
+    }
+    for p in problems {
+        if let Some(n) = by_kind.get_mut(p.kind.as_str()) {
+            *n += 1;
+        }
+    }
+    *lock(&registry().manifest) = by_kind;
+}
+
+const ERROR_KINDS: [ProblemKind; 5] = [
+    ProblemKind::Invalid,
+    ProblemKind::Insecure,
+    ProblemKind::Unreadable,
+    ProblemKind::Duplicate,
+    ProblemKind::Warning,
+];
+
+/// Records the start latency of pods that reached Running since the last call: from
+/// the agent first seeing the pod to its last container running (the kubelet's
+/// `pod_start_duration_seconds`). Pods gone from the store are forgotten.
+pub fn observe_pod_starts(status: &StatusStore) {
+    let pods = status.pods();
+    let r = registry();
+    let mut seen = lock(&r.started_pods);
+    let live: HashSet<String> = pods.iter().filter_map(pod_uid).collect();
+    seen.retain(|uid| live.contains(uid));
+    for pod in &pods {
+        let Some(uid) = pod_uid(pod) else { continue };
+        if seen.contains(&uid) {
+            continue;
+        }
+        if let Some(latency) = start_latency(pod) {
+            seen.insert(uid);
+            lock(&r.hist).pod_start.observe(latency);
+        }
+    }
+}
+
+fn pod_uid(pod: &Pod) -> Option<String> {
+    pod.metadata.uid.clone()
+}
+
+/// Seconds from the pod's start time to its last app container running, once all run.
+fn start_latency(pod: &Pod) -> Option<f64> {
+    let st = pod.status.as_ref()?;
+    let start = st.start_time.as_ref()?.0;
+    let statuses = st.container_statuses.as_ref()?;
+    if statuses.is_empty() {
+        return None;
+    }
+    let mut last = start;
+    for c in statuses {
+        let s = c.state.as_ref()?;
+        let at = s
+            .running
+            .as_ref()
+            .and_then(|r| r.started_at.as_ref())
+            .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))?;
+        last = last.max(at.0);
+    }
+    let d = last.duration_since(start);
+    Some(d.as_secs_f64().max(0.0))
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value per the text exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The whole `/metrics` body.
+pub fn render(status: &StatusStore) -> String {
+    observe_pod_starts(status);
+    let pods = status.pods();
+    let r = registry();
+    let mut out = String::with_capacity(8192);
+
+    header(&mut out, "hostlet_build_info", "hostlet's version; always 1", "gauge");
+    let _ = writeln!(out, "hostlet_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    header(&mut out, "hostlet_sources_synced", "1 once every manifest source delivered its first complete view", "gauge");
+    let _ = writeln!(out, "hostlet_sources_synced {}", u8::from(status.synced()));
+
+    let mut phases: BTreeMap<&str, u64> = ["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+        .into_iter()
+        .map(|p| (p, 0))
+        .collect();
+    let mut states: BTreeMap<&str, u64> = [("running", 0), ("waiting", 0), ("terminated", 0)].into();
+    let mut restarts = Vec::new();
+    for pod in &pods {
+        let st = pod.status.clone().unwrap_or_default();
+        let phase = st.phase.as_deref().unwrap_or("Unknown");
+        let known = if phases.contains_key(phase) { phase } else { "Unknown" };
+        if let Some(n) = phases.get_mut(known) {
+            *n += 1;
+        }
+        let all = st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten());
+        for c in all {
+            let state = match &c.state {
+                Some(s) if s.running.is_some() => "running",
+                Some(s) if s.terminated.is_some() => "terminated",
+                _ => "waiting",
+            };
+            *states.entry(state).or_default() += 1;
+            restarts.push((
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                pod.metadata.name.clone().unwrap_or_default(),
+                c.name.clone(),
+                c.restart_count,
+            ));
+        }
+    }
+    header(&mut out, "hostlet_pods", "Pods by phase", "gauge");
+    for (phase, n) in &phases {
+        let _ = writeln!(out, "hostlet_pods{{phase=\"{phase}\"}} {n}");
+    }
+    header(&mut out, "hostlet_containers", "Containers by state", "gauge");
+    for (state, n) in &states {
+        let _ = writeln!(out, "hostlet_containers{{state=\"{state}\"}} {n}");
+    }
+    header(&mut out, "hostlet_container_restarts_total", "Restarts of each container of the current pods", "counter");
+    for (ns, pod, c, n) in &restarts {
+        let _ = writeln!(
+            out,
+            "hostlet_container_restarts_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {n}",
+            label(ns),
+            label(pod),
+            label(c)
+        );
+    }
+    header(&mut out, "hostlet_container_starts_total", "Container start attempts by result", "counter");
+    let _ = writeln!(out, "hostlet_container_starts_total{{result=\"success\"}} {}", r.starts_ok.load(Ordering::Relaxed));
+    let _ = writeln!(out, "hostlet_container_starts_total{{result=\"failure\"}} {}", r.starts_failed.load(Ordering::Relaxed));
+    header(&mut out, "hostlet_image_pulls_total", "Image pulls from a registry by result", "counter");
+    let _ = writeln!(out, "hostlet_image_pulls_total{{result=\"success\"}} {}", r.pulls_ok.load(Ordering::Relaxed));
+    let _ = writeln!(out, "hostlet_image_pulls_total{{result=\"failure\"}} {}", r.pulls_failed.load(Ordering::Relaxed));
+    header(&mut out, "hostlet_manifest_errors", "Manifests not (or not entirely) applied, by kind, in the sources' latest view", "gauge");
+    let manifest = lock(&r.manifest).clone();
+    for kind in ERROR_KINDS {
+        let n = manifest.get(kind.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(out, "hostlet_manifest_errors{{kind=\"{}\"}} {n}", kind.as_str());
+    }
+    let h = lock(&r.hist);
+    h.pull.render(&mut out, "hostlet_image_pull_duration_seconds", "Duration of successful image pulls");
+    h.container_start.render(&mut out, "hostlet_container_start_duration_seconds", "Duration of container create and start");
+    h.pod_start.render(&mut out, "hostlet_pod_start_duration_seconds", "From the agent seeing a pod to all its containers running");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut h = Histogram::new(&[1.0, 2.0]);
+        h.observe(0.5);
+        h.observe(1.5);
+        h.observe(5.0);
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"2\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+        assert!(out.contains("x_sum 7\n"), "{out}");
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn render_lists_every_family() {
+        let out = render(&StatusStore::new());
+        for name in [
+            "hostlet_pods{phase=\"Running\"} 0",
+            "hostlet_containers{state=\"waiting\"} 0",
+            "hostlet_image_pulls_total{result=\"success\"}",
+            "hostlet_manifest_errors{kind=\"invalid\"} 0",
+            "hostlet_pod_start_duration_seconds_count",
+            "hostlet_sources_synced 0",
+        ] {
+            assert!(out.contains(name), "{name} missing in\n{out}");
+        }
+    }
+}

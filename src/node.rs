@@ -1,0 +1,61 @@
+//! Facts about this node that pod specs depend on (downward API, oom_score_adj, tmpfs
+//! sizes), and the agent settings that shape every container. Detected once by the agent
+//! or `hostlet render`; the bundle only reads them.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node name (`spec.nodeName`).
+    pub name: String,
+    /// `status.hostIP` (and `status.podIP` of hostNetwork pods).
+    pub host_ip: String,
+    /// Allocatable cpu in millicores: the default of `limits.cpu` in `resourceFieldRef`.
+    pub cpu_milli: i64,
+    /// Memory capacity in bytes (MemTotal): oom_score_adj and default limits.
+    pub memory_bytes: i64,
+    /// `--seccomp-default`: RuntimeDefault when a container names no profile.
+    pub seccomp_default: bool,
+    /// Where `Localhost` seccomp profiles are (`<root-dir>/seccomp`).
+    pub seccomp_dir: PathBuf,
+    /// `--pod-max-pids`; not positive means no limit.
+    pub pod_max_pids: i64,
+}
+
+impl NodeInfo {
+    /// Reads the host's cpus, memory and primary address.
+    pub fn detect(name: String, root_dir: &std::path::Path) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        Self {
+            name,
+            host_ip: host_ip().unwrap_or_else(|| "127.0.0.1".into()),
+            cpu_milli: cpus * 1000,
+            memory_bytes: mem_total().unwrap_or(0),
+            seccomp_default: true,
+            seccomp_dir: root_dir.join("seccomp"),
+            pod_max_pids: -1,
+        }
+    }
+}
+
+fn mem_total() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The address of the interface of the default route: a UDP "connect" picks the route
+/// without sending anything (what the kubelet's node IP detection amounts to).
+fn host_ip() -> Option<String> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then(|| ip.to_string())
+}

@@ -1,0 +1,198 @@
+//! Probes and hook actions run by the agent: exec inside the container (through the
+//! runtime's exec helper), httpGet and tcpSocket from the agent into the pod's network
+//! namespace. A probe only reports; the container supervisor decides what to do.
+
+pub mod net;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::sync::mpsc;
+
+use crate::runtime::{exec::TIMED_OUT, Runtime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+            Kind::Startup => "Startup",
+        }
+    }
+}
+
+/// Where a probe or hook runs: the container and its pod's network.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub container_id: String,
+    pub init_pid: i32,
+    pub host_network: bool,
+    pub ports: Vec<ContainerPort>,
+}
+
+impl Target {
+    fn netns(&self) -> Option<PathBuf> {
+        // The container's init is a child of its monitor, so its PID cannot be reused
+        // while the container runs.
+        (!self.host_network).then(|| PathBuf::from(format!("/proc/{}/ns/net", self.init_pid)))
+    }
+
+    fn port(&self, p: &IntOrString) -> Result<u16, String> {
+        let n = match p {
+            IntOrString::Int(n) => *n,
+            IntOrString::String(name) => match name.parse::<i32>() {
+                Ok(n) => n,
+                Err(_) => self
+                    .ports
+                    .iter()
+                    .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                    .map(|cp| cp.container_port)
+                    .ok_or_else(|| format!("no container port named {name:?}"))?,
+            },
+        };
+        u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port {n}"))
+    }
+
+    fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, String> {
+        let ip = match host.filter(|h| !h.is_empty()) {
+            // Without pod networking the pod's own address is its loopback.
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(h) => h.parse().map_err(|_| format!("host {h:?} is not an IP address"))?,
+        };
+        Ok(SocketAddr::new(ip, self.port(port)?))
+    }
+}
+
+/// One action of a probe or a hook.
+pub enum Action<'a> {
+    Exec(&'a ExecAction),
+    HttpGet(&'a HTTPGetAction),
+    TcpSocket(&'a TCPSocketAction),
+}
+
+impl<'a> Action<'a> {
+    pub fn of_probe(p: &'a Probe) -> Option<Self> {
+        p.exec
+            .as_ref()
+            .map(Action::Exec)
+            .or_else(|| p.http_get.as_ref().map(Action::HttpGet))
+            .or_else(|| p.tcp_socket.as_ref().map(Action::TcpSocket))
+    }
+}
+
+/// Runs `action` once; `Err` carries the failure message the kubelet would log.
+pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Duration) -> Result<(), String> {
+    match action {
+        Action::Exec(e) => {
+            let argv = e.command.clone().unwrap_or_default();
+            let out = rt.exec(&t.container_id, &argv, timeout).await.map_err(|e| e.to_string())?;
+            match out.code {
+                0 => Ok(()),
+                TIMED_OUT => Err(format!("command {argv:?} timed out after {}s", timeout.as_secs_f32())),
+                code => Err(format!("command {argv:?} exited with {code}: {}", out.output.trim())),
+            }
+        }
+        Action::TcpSocket(tcp) => {
+            let addr = t.addr(tcp.host.as_deref(), &tcp.port)?;
+            let ns = t.netns();
+            blocking(move || net::connect(ns, addr, timeout).map(drop)).await
+        }
+        Action::HttpGet(h) => {
+            if h.scheme.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("http")) {
+                return Err(format!("scheme {:?} is not supported yet", h.scheme));
+            }
+            let addr = t.addr(h.host.as_deref(), &h.port)?;
+            let path = h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+            let headers: Vec<(String, String)> =
+                h.http_headers.iter().flatten().map(|x| (x.name.clone(), x.value.clone())).collect();
+            let ns = t.netns();
+            let deadline = Instant::now() + timeout;
+            blocking(move || {
+                let stream = net::connect(ns, addr, timeout)?;
+                let host = addr.to_string();
+                let r = net::http_get(stream, &host, &path, &headers, deadline)?;
+                if (200..400).contains(&r.status) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP probe failed with statuscode: {}", r.status))
+                }
+            })
+            .await
+        }
+    }
+}
+
+async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+}
+
+/// A verdict change of one probe.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: Kind,
+    pub success: bool,
+    pub message: String,
+}
+
+fn secs(v: Option<i32>, default: i32) -> Duration {
+    Duration::from_secs(v.unwrap_or(default).max(0) as u64)
+}
+
+/// Runs `probe` with the kubelet's timing and thresholds until the task is dropped,
+/// sending an [`Event`] whenever its verdict changes. A startup probe ends after its
+/// first success.
+pub async fn run(kind: Kind, probe: Probe, rt: Arc<impl AsRef<Runtime> + Send + Sync + 'static>, t: Target, tx: mpsc::Sender<Event>) {
+    let Some(action) = Action::of_probe(&probe) else {
+        return;
+    };
+    let period = secs(probe.period_seconds, 10).max(Duration::from_secs(1));
+    let timeout = secs(probe.timeout_seconds, 1).max(Duration::from_secs(1));
+    let success_threshold = probe.success_threshold.unwrap_or(1).max(1);
+    let failure_threshold = probe.failure_threshold.unwrap_or(3).max(1);
+    tokio::time::sleep(secs(probe.initial_delay_seconds, 0)).await;
+    // Liveness is assumed good until proven bad; readiness and startup the opposite.
+    let mut verdict = kind == Kind::Liveness;
+    let (mut ok_run, mut bad_run) = (0, 0);
+    loop {
+        let result = check((*rt).as_ref(), &t, &action, timeout).await;
+        match result {
+            Ok(()) => {
+                bad_run = 0;
+                ok_run += 1;
+                if !verdict && ok_run >= success_threshold {
+                    verdict = true;
+                    if tx.send(Event { kind, success: true, message: String::new() }).await.is_err() {
+                        return;
+                    }
+                    if kind == Kind::Startup {
+                        return;
+                    }
+                }
+            }
+            Err(message) => {
+                ok_run = 0;
+                bad_run += 1;
+                tracing::debug!(probe = kind.as_str(), failures = bad_run, %message, "probe failed");
+                if bad_run >= failure_threshold && (verdict || kind != Kind::Readiness) {
+                    verdict = false;
+                    bad_run = 0;
+                    if tx.send(Event { kind, success: false, message }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}

@@ -1,0 +1,121 @@
+//! TCP connections made from the agent into a pod's network namespace. A socket keeps
+//! the namespace it was created in, so a short-lived thread enters the namespace, opens
+//! the socket and exits: no thread of the agent ever stays in another namespace, and
+//! images need no curl or nc.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sched::{setns, CloneFlags};
+
+/// Connects to `addr` from inside the network namespace at `netns` (the host's when
+/// `None`), within `timeout`.
+pub fn connect(netns: Option<PathBuf>, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    let dial = move || TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("dial tcp {addr}: {e}"));
+    let Some(ns) = netns else {
+        return dial();
+    };
+    // The thread ends right after, so the namespace it entered goes with it.
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns).map_err(|e| format!("{}: {e}", ns.display()))?;
+        setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering {}: {e}", ns.display()))?;
+        dial()
+    })
+    .join()
+    .map_err(|_| "probe thread panicked".to_string())?
+}
+
+/// The outcome of an HTTP GET: the status code and the start of the body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A plain HTTP/1.1 GET over a connected stream, as the kubelet's prober sends it.
+pub fn http_get(
+    mut stream: TcpStream,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    deadline: Instant,
+) -> Result<HttpResponse, String> {
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("user-agent") {
+        req.push_str("User-Agent: kube-probe/1.37\r\n");
+    }
+    if !has("accept") {
+        req.push_str("Accept: */*\r\n");
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).map_err(|e| format!("writing request: {e}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    // The kubelet reads at most 10 KiB of a probe's body.
+    while buf.len() < 10 * 1024 {
+        stream.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if buf.is_empty() || !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(format!("reading response: {e}"));
+            }
+            Err(_) => break,
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status_line = text.lines().next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed HTTP response: {status_line:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(HttpResponse { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn get_reads_status_and_sends_headers() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = vec![0u8; 1024];
+            let n = s.read(&mut req).unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy").unwrap();
+            String::from_utf8_lossy(&req[..n]).into_owned()
+        });
+        let stream = connect(None, addr, Duration::from_secs(1)).unwrap();
+        let headers = vec![("X-Check".to_string(), "yes".to_string())];
+        let r = http_get(stream, "127.0.0.1", "/healthz", &headers, Instant::now() + Duration::from_secs(2)).unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body, "busy");
+        let req = server.join().unwrap();
+        assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("X-Check: yes\r\n") && req.contains("User-Agent: kube-probe/"), "{req}");
+    }
+
+    #[test]
+    fn refused_connection_is_an_error() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        assert!(connect(None, addr, Duration::from_millis(500)).unwrap_err().contains("dial tcp"));
+    }
+}

@@ -1,0 +1,258 @@
+//! What every pod and container is doing, in the Kubernetes `PodStatus` shape. Workers
+//! write transitions here; the API and the CLI read it. Nothing here changes state.
+
+mod phase;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, Pod, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::manifest::StaticPod;
+use crate::runtime::ExitRecord;
+
+pub use phase::{pod_phase, PodPhase};
+
+/// Which list of the pod spec a container belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Init,
+    App,
+}
+
+#[derive(Debug, Clone)]
+struct PodEntry {
+    pod: Pod,
+    started: Timestamp,
+    containers: BTreeMap<(Kind, String), ContainerStatus>,
+    terminating_since: Option<Timestamp>,
+}
+
+/// Shared, cheap to clone; every method takes a short lock.
+#[derive(Debug, Clone, Default)]
+pub struct StatusStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    pods: BTreeMap<String, PodEntry>,
+    synced: bool,
+    host_ip: Option<String>,
+}
+
+fn time(ts: &str) -> Option<Time> {
+    ts.parse::<Timestamp>().ok().map(Time)
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+impl StatusStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        // A poisoned lock only means a panic elsewhere; the data is still consistent
+        // enough to report, and the agent must keep serving.
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    fn with_container(&self, uid: &str, kind: Kind, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                if let Some(c) = p.containers.get_mut(&(kind, name.to_string())) {
+                    f(c);
+                }
+            }
+        })
+    }
+
+    /// The sources delivered their first complete view (for `/healthz` and READY=1).
+    pub fn set_synced(&self) {
+        self.with(|i| i.synced = true)
+    }
+
+    pub fn synced(&self) -> bool {
+        self.with(|i| i.synced)
+    }
+
+    pub fn set_host_ip(&self, ip: Option<String>) {
+        self.with(|i| i.host_ip = ip)
+    }
+
+    /// A pod worker started: every container is waiting to be created.
+    pub fn pod_added(&self, sp: &StaticPod) {
+        let spec = sp.pod.spec.clone().unwrap_or_default();
+        let mut containers = BTreeMap::new();
+        let lists = [(Kind::Init, spec.init_containers.unwrap_or_default()), (Kind::App, spec.containers)];
+        for (kind, list) in lists {
+            let reason = if kind == Kind::App && !containers.is_empty() {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            for c in list {
+                let st = ContainerStatus {
+                    name: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                    state: Some(waiting(reason, None)),
+                    ..Default::default()
+                };
+                containers.insert((kind, c.name), st);
+            }
+        }
+        let entry = PodEntry {
+            pod: sp.pod.clone(),
+            started: Timestamp::now(),
+            containers,
+            terminating_since: None,
+        };
+        self.with(|i| i.pods.insert(sp.uid.clone(), entry));
+    }
+
+    pub fn pod_terminating(&self, uid: &str) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.terminating_since.get_or_insert_with(Timestamp::now);
+            }
+        })
+    }
+
+    pub fn pod_removed(&self, uid: &str) {
+        self.with(|i| i.pods.remove(uid));
+    }
+
+    /// The container waits: `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, ….
+    pub fn waiting(&self, uid: &str, kind: Kind, name: &str, reason: &str, message: Option<String>) {
+        self.with_container(uid, kind, name, |c| {
+            c.state = Some(waiting(reason, message));
+            c.ready = false;
+            c.started = Some(false);
+        })
+    }
+
+    pub fn running(&self, uid: &str, kind: Kind, name: &str, id: &str, started_at: &str, image_id: &str) {
+        self.with_container(uid, kind, name, |c| {
+            c.state = Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: time(started_at),
+                }),
+                ..Default::default()
+            });
+            c.container_id = Some(format!("hostlet://{id}"));
+            c.image_id = image_id.to_string();
+            c.started = Some(true);
+        })
+    }
+
+    /// Readiness as the probes (or, without a readiness probe, the running state) say.
+    pub fn ready(&self, uid: &str, kind: Kind, name: &str, ready: bool) {
+        self.with_container(uid, kind, name, |c| c.ready = ready)
+    }
+
+    /// The startup probe's verdict (`started` in the status).
+    pub fn started(&self, uid: &str, kind: Kind, name: &str, started: bool) {
+        self.with_container(uid, kind, name, |c| c.started = Some(started))
+    }
+
+    pub fn terminated(&self, uid: &str, kind: Kind, name: &str, id: &str, exit: &ExitRecord) {
+        self.with_container(uid, kind, name, |c| {
+            c.state = Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    container_id: Some(format!("hostlet://{id}")),
+                    exit_code: exit.exit_code,
+                    signal: exit.signal,
+                    reason: Some(exit.reason().into()),
+                    message: exit.start_error.clone(),
+                    started_at: exit.started_at.as_deref().and_then(time),
+                    finished_at: time(&exit.finished_at),
+                }),
+                ..Default::default()
+            });
+            c.ready = false;
+            c.started = Some(false);
+        })
+    }
+
+    /// Before a restart: the current state becomes `lastState`, the count goes up.
+    pub fn restarting(&self, uid: &str, kind: Kind, name: &str, restart_count: u32) {
+        self.with_container(uid, kind, name, |c| {
+            if c.state.as_ref().is_some_and(|s| s.terminated.is_some()) {
+                c.last_state = c.state.clone();
+            }
+            c.restart_count = restart_count as i32;
+        })
+    }
+
+    /// Restart count of an adopted container, kept across agent restarts.
+    pub fn set_restart_count(&self, uid: &str, kind: Kind, name: &str, restart_count: u32) {
+        self.with_container(uid, kind, name, |c| c.restart_count = restart_count as i32)
+    }
+
+    /// Every pod with its status, sorted by namespace/name.
+    pub fn pods(&self) -> Vec<Pod> {
+        let mut pods: Vec<Pod> = self.with(|i| i.pods.values().map(|p| render(p, i.host_ip.clone())).collect());
+        pods.sort_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        pods
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.pods().into_iter().find(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace) && p.metadata.name.as_deref() == Some(name)
+        })
+    }
+}
+
+fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
+    let mut pod = p.pod.clone();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let list = |kind: Kind| -> Vec<ContainerStatus> {
+        // Spec order, as the kubelet reports.
+        let names: Vec<String> = match kind {
+            Kind::Init => spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
+            Kind::App => spec.containers.iter().map(|c| c.name.clone()).collect(),
+        };
+        names
+            .into_iter()
+            .filter_map(|n| p.containers.get(&(kind, n)).cloned())
+            .collect()
+    };
+    let init = list(Kind::Init);
+    let app = list(Kind::App);
+    let phase = pod_phase(&spec, &init, &app);
+    let pod_ip = if spec.host_network.unwrap_or(false) {
+        host_ip.clone()
+    } else {
+        None
+    };
+    pod.status = Some(PodStatus {
+        phase: Some(phase.as_str().into()),
+        conditions: Some(phase::conditions(&spec, &init, &app, p.started, phase)),
+        host_ip,
+        pod_ip,
+        start_time: Some(Time(p.started)),
+        init_container_statuses: (!init.is_empty()).then_some(init),
+        container_statuses: Some(app),
+        ..Default::default()
+    });
+    // What `kubectl get` reads to print Terminating.
+    pod.metadata.deletion_timestamp = p.terminating_since.map(Time);
+    pod
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Provisions a Debian 12 machine (the Vagrant box, or the VM of vm/run.sh) to run hostlet
+# as a systemd service with the demo pods:
+#
+#   1. installs the Debian packages hostlet and the demo need (only those missing, so it
+#      runs offline when they are all there, as in vm/run.sh's image);
+#   2. installs the hostlet binary to /usr/local/bin: $HOSTLET_BIN if set, else
+#      REPO/target/release/hostlet if present, else builds it with cargo (installing Rust
+#      with rustup and the build packages when cargo is missing; needs network);
+#   3. builds the busybox demo image (rootfs/build.sh) and serves it from a local registry
+#      on 127.0.0.1:5055 as the systemd unit hostlet-registry.service;
+#   4. installs vagrant/hostlet.service, copies testdata/demo/*.yaml into
+#      /etc/kubernetes/manifests, (re)starts hostlet and waits until both demo pods log.
+#
+# Run as root. REPO is the parent of this script's directory (/vagrant under Vagrant).
+# Environment: HOSTLET_BIN (binary to install), PROVISION_WAIT (seconds to wait for the
+# demo pods, default 180).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEMO=/var/lib/hostlet-demo
+PORT=5055
+MANIFESTS=/etc/kubernetes/manifests
+WAIT="${PROVISION_WAIT:-180}"
+PACKAGES=(
+	busybox-static umoci skopeo docker-registry libseccomp2
+	util-linux procps iproute2 ca-certificates
+)
+BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev curl ca-certificates)
+
+say() { echo "provision: $*"; }
+die() {
+	echo "provision: $*" >&2
+	exit 1
+}
+
+[[ "$(id -u)" -eq 0 ]] || die "must run as root"
+
+apt_install() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	[[ ${#missing[@]} -gt 0 ]] || return 0
+	say "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_binary() {
+	local bin="${HOSTLET_BIN:-}"
+	if [[ -z "$bin" && -x "$repo/target/release/hostlet" ]]; then
+		bin="$repo/target/release/hostlet"
+	fi
+	if [[ -z "$bin" ]]; then
+		apt_install "${BUILD_PACKAGES[@]}"
+		export PATH="$HOME/.cargo/bin:$PATH"
+		if ! command -v cargo >/dev/null; then
+			say "installing Rust with rustup"
+			curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+		fi
+		# Build outside the synced folder: the host's target/ is not the VM's.
+		export CARGO_TARGET_DIR=/var/cache/hostlet-build
+		say "cargo build --release (target dir $CARGO_TARGET_DIR)"
+		(cd "$repo" && cargo build --release --locked)
+		bin="$CARGO_TARGET_DIR/release/hostlet"
+	fi
+	[[ -x "$bin" ]] || die "$bin is not an executable"
+	say "installing $bin as /usr/local/bin/hostlet"
+	install -m 0755 "$bin" /usr/local/bin/hostlet.new
+	mv -f /usr/local/bin/hostlet.new /usr/local/bin/hostlet
+}
+
+# registry_ready: GET /v2/ answers 200 (bash /dev/tcp: no curl needed).
+registry_ready() {
+	(
+		exec 8<>"/dev/tcp/127.0.0.1/$PORT" || exit 1
+		printf 'GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$PORT" >&8
+		[[ "$(head -n1 <&8 || true)" == *" 200"* ]]
+	) 2>/dev/null
+}
+
+demo_registry() {
+	mkdir -p "$DEMO/registry/data"
+	cat >"$DEMO/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $DEMO/registry/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$PORT
+EOF
+	cat >/etc/systemd/system/hostlet-registry.service <<EOF
+# Demo registry for hostlet (vagrant/provision.sh): busybox image on 127.0.0.1:$PORT.
+[Unit]
+Description=hostlet demo registry on 127.0.0.1:$PORT
+Before=hostlet.service
+
+[Service]
+ExecStart=/usr/bin/docker-registry serve $DEMO/registry/config.yml
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+EOF
+	systemctl daemon-reload
+	systemctl enable hostlet-registry.service
+	systemctl restart hostlet-registry.service
+	local i
+	for ((i = 0; i < 300; i++)); do
+		registry_ready && break
+		sleep 0.1
+	done
+	registry_ready || {
+		journalctl -u hostlet-registry.service -n 20 --no-pager >&2 || true
+		die "registry did not answer on 127.0.0.1:$PORT within 30 s"
+	}
+	"$repo/rootfs/build.sh" "$DEMO/image"
+	"$repo/rootfs/registry.sh" push "$DEMO/image/layout" "127.0.0.1:$PORT"
+}
+
+# hello_logged: the hello pod's container wrote to its CRI log (it echoes every 2 s).
+hello_logged() {
+	local f
+	for f in /var/log/pods/default_hello-*/hello/*.log; do
+		[[ -s "$f" ]] && return 0
+	done
+	return 1
+}
+
+# web_answers: busybox httpd of the web pod answers in the pod's network namespace
+# (404: nothing to serve; the request line shows up in the web pod's CRI log).
+web_answers() {
+	local pid
+	pid="$(pgrep -f -- 'httpd -f -vv -p 8080' | head -n1)" || return 1
+	[[ -n "$pid" ]] || return 1
+	nsenter --target "$pid" --net busybox wget -S -q -O /dev/null http://127.0.0.1:8080/ 2>&1 |
+		grep -q 'HTTP/1.[01] [0-9]'
+}
+
+apt_install "${PACKAGES[@]}"
+install_binary
+demo_registry
+
+install -m 0644 "$repo/vagrant/hostlet.service" /etc/systemd/system/hostlet.service
+mkdir -p "$MANIFESTS"
+cp "$repo"/testdata/demo/*.yaml "$MANIFESTS/"
+systemctl daemon-reload
+systemctl enable hostlet.service
+# restart, not start: a re-provision picks up a new binary; containers survive
+# (KillMode=process) and the new agent adopts them.
+systemctl restart hostlet.service
+say "hostlet.service $(systemctl is-active hostlet.service); waiting (max ${WAIT} s) for the demo pods"
+
+hello=0 web=0
+for ((i = 0; i < WAIT; i++)); do
+	[[ $hello -eq 1 ]] || ! hello_logged || hello=1
+	[[ $web -eq 1 ]] || ! web_answers || web=1
+	[[ $hello -eq 0 || $web -eq 0 ]] || break
+	sleep 1
+done
+if [[ $hello -eq 0 || $web -eq 0 ]]; then
+	journalctl -u hostlet.service -n 50 --no-pager >&2 || true
+	die "demo pods not up within ${WAIT} s: hello logging: $hello, web answering: $web (journal above)"
+fi
+say "demo pods running after ${i} s:"
+ps -o pid,ppid,args --forest -p "$(pgrep -d, -f 'hostlet (run|monitor)|httpd -f|hello from')" || true
+tail -n 2 /var/log/pods/default_hello-*/hello/*.log
+say "done: systemctl status hostlet; journalctl -u hostlet; CRI logs in /var/log/pods"
