@@ -42,7 +42,10 @@ fn pull_with_credentials_from_docker_config() {
     assert_eq!(list[0]["references"][0], image.as_str(), "{list}");
     assert!(list[0]["size"].as_u64().unwrap() > 100_000, "{list}");
     let table = hostlet(root.path(), &["images"]).stdout;
-    assert!(table.starts_with("REFERENCE") && table.contains(&image), "{table}");
+    assert!(
+        table.starts_with("REFERENCE") && table.contains(&image),
+        "{table}"
+    );
 }
 
 #[test]
@@ -116,7 +119,11 @@ fn faulty_registry_fails_cleanly() {
             ],
         );
         assert!(!out.status.success(), "{fault:?}: pull succeeded");
-        assert!(out.stderr.contains("ErrImagePull"), "{fault:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("ErrImagePull"),
+            "{fault:?}: {}",
+            out.stderr
+        );
         assert!(
             out.stderr.contains(&image.layer_digest),
             "{fault:?}: error does not name the layer: {}",
@@ -144,12 +151,20 @@ fn malicious_layers_are_refused_or_contained() {
     let reg = Registry::start();
     let victim = tempfile::tempdir().unwrap();
     fs::write(victim.path().join("file"), b"original").unwrap();
-    let v = victim.path().to_str().unwrap().trim_start_matches('/').to_string();
+    let v = victim
+        .path()
+        .to_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
     let before = snapshot(victim.path());
     let cases: Vec<(&str, Vec<Entry>, Result<(), &str>)> = vec![
         (
             "dotdot",
-            vec![Entry::file(&format!("../../../../../../{v}/file"), b"pwned")],
+            vec![Entry::file(
+                &format!("../../../../../../{v}/file"),
+                b"pwned",
+            )],
             Err("'..'"),
         ),
         (
@@ -215,7 +230,11 @@ fn malicious_layers_are_refused_or_contained() {
                 assert!(out.stderr.contains(msg), "{tag}: {}", out.stderr);
             }
         }
-        assert_eq!(snapshot(victim.path()), before, "{tag} changed the victim dir");
+        assert_eq!(
+            snapshot(victim.path()),
+            before,
+            "{tag} changed the victim dir"
+        );
         assert_no_tmp(root.path());
     }
     // What was contained landed inside its own layer directory.
@@ -224,8 +243,14 @@ fn malicious_layers_are_refused_or_contained() {
         .into_iter()
         .filter(|p| p.ends_with("file") || p.ends_with("new") || p.ends_with("sda"))
         .collect();
-    assert!(found.iter().any(|p| p.ends_with(&format!("{v}/new"))), "{found:?}");
-    assert!(!found.iter().any(|p| p.ends_with("sda")), "device created: {found:?}");
+    assert!(
+        found.iter().any(|p| p.ends_with(&format!("{v}/new"))),
+        "{found:?}"
+    );
+    assert!(
+        !found.iter().any(|p| p.ends_with("sda")),
+        "device created: {found:?}"
+    );
 }
 
 #[test]
@@ -239,7 +264,10 @@ fn imported_and_preloaded_images_run_pods_without_a_registry() {
         &format!("oci-archive:{}:busybox:imported", imported.display()),
         &[],
     );
-    let out = hostlet(&f.dirs.root, &["image", "import", imported.to_str().unwrap()]);
+    let out = hostlet(
+        &f.dirs.root,
+        &["image", "import", imported.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout.contains("docker.io/library/busybox:imported"),
@@ -263,7 +291,7 @@ fn imported_and_preloaded_images_run_pods_without_a_registry() {
             &f.dirs,
             &format!("{name}.yaml"),
             &format!(
-                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo {name}-ran; sleep 300\"]\n"
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo {name}-ran; sleep 300\"]\n"
             ),
         );
     }
@@ -302,7 +330,10 @@ fn gc_removes_unused_images_over_the_threshold() {
         &format!("oci-archive:{}:busybox:unused", archive.display()),
         &[],
     );
-    let out = hostlet(&f.dirs.root, &["image", "import", archive.to_str().unwrap()]);
+    let out = hostlet(
+        &f.dirs.root,
+        &["image", "import", archive.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", out.stderr);
     // Any disk is above 0%: the agent collects at once what is older than 1s.
     f.start_agent_with(&[
@@ -320,6 +351,8 @@ fn gc_removes_unused_images_over_the_threshold() {
         (images.trim() == "[]").then_some(())
     });
     assert!(f.dirs.agent_log().contains("image garbage-collected"));
-    let left = fs::read_dir(f.dirs.root.join("images/layers")).unwrap().count();
+    let left = fs::read_dir(f.dirs.root.join("images/layers"))
+        .unwrap()
+        .count();
     assert_eq!(left, 0);
 }

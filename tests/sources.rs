@@ -34,7 +34,9 @@ impl Fixture {
         let reg = Registry::start();
         let dirs = AgentDirs::new();
         prepare(&dirs);
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
+        let mut args = vec!["--seccomp-default", "false"];
+        args.extend_from_slice(extra);
+        let agent = Some(Agent::start_with(&dirs, Some(&reg), &args));
         Fixture { agent, dirs, reg }
     }
 
@@ -118,10 +120,8 @@ fn broken_file_keeps_the_last_good_version_until_fixed() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: [app\n",
     );
     f.log_has("invalid manifest");
-    let broken = pod("app", &f.image(), "marker-good-v2", LOOP, "").replace(
-        "    image:",
-        "    stdin: true\n    image:",
-    );
+    let broken = pod("app", &f.image(), "marker-good-v2", LOOP, "")
+        .replace("    image:", "    stdin: true\n    image:");
     write_manifest(&f.dirs, "app.yaml", &broken);
     f.log_has("spec.containers[0].stdin: not supported by hostlet yet");
     // The error names the file and the line of the field.
@@ -356,7 +356,7 @@ fn url_source_with_header_etag_and_empty_body() {
         "500ms",
     ];
     drop(f.agent.take());
-    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[&["--seccomp-default", "false"][..], &args[..]].concat()));
     let pid = f.pid("marker-url-1");
     // Unchanged content: 304s, and the pod is left alone.
     let before = srv.not_modified();
@@ -421,7 +421,7 @@ fn both_sources_at_once_the_file_wins_a_name_clash() {
         "--http-check-frequency",
         "500ms",
     ];
-    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[&["--seccomp-default", "false"][..], &args[..]].concat()));
     f.pid("marker-both-file");
     f.pid("marker-both-only");
     f.log_has("another source declares the same namespace/name");

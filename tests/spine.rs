@@ -10,79 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const T: Duration = Duration::from_secs(30);
-
-/// A registry, agent dirs and an agent; on drop (also when a test fails) every manifest
-/// is removed and an agent runs until every container is gone, so no test leaves
-/// containers behind on the host.
-struct Fixture {
-    agent: Option<Agent>,
-    dirs: AgentDirs,
-    reg: Registry,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Self::with_args(&[])
-    }
-
-    fn with_args(extra: &[&str]) -> Self {
-        let reg = Registry::start();
-        let dirs = AgentDirs::new();
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
-        Fixture { agent, dirs, reg }
-    }
-
-    fn agent(&self) -> &Agent {
-        self.agent.as_ref().expect("agent running")
-    }
-
-    fn wait<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
-        wait_until(T_WAIT, what, || self.dirs.agent_log(), f)
-    }
-
-    fn image(&self) -> String {
-        self.reg.image("test")
-    }
-
-    /// The PID of the one live process whose command line holds `marker`.
-    fn container_pid(&self, marker: &str) -> i32 {
-        self.wait(&format!("one process with {marker}"), || {
-            let pids = find_pids_by_cmdline(marker);
-            (pids.len() == 1).then(|| pids[0])
-        })
-    }
-
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.dirs.root.join("containers"))
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
-    }
-}
-
-const T_WAIT: Duration = T;
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        let alive = self.agent.as_mut().is_some_and(|a| a.is_running());
-        if !alive {
-            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !self.container_dirs().is_empty() {
-            eprintln!("containers left after cleanup:\n{}", self.dirs.agent_log());
-        }
-    }
-}
-
 /// A pod whose single container runs `script` in busybox sh, with `$0` set to `marker`
 /// so the test can find exactly that process on the host.
 fn pod(
@@ -107,13 +34,6 @@ spec:
 {extra_container}
 "#
     )
-}
-
-fn read_trim(p: impl AsRef<Path>) -> String {
-    fs::read_to_string(p.as_ref())
-        .unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
-        .trim()
-        .to_string()
 }
 
 fn messages(f: &Fixture, pod: &str) -> Vec<String> {

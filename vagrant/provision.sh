@@ -164,11 +164,13 @@ for ((i = 0; i < WAIT; i++)); do
 	[[ $hello -eq 1 ]] || ! hello_logged || hello=1
 	[[ $web -eq 1 ]] || ! web_answers || web=1
 	[[ $hello -eq 0 || $web -eq 0 ]] || break
+	# A crash-looping agent will not bring the pods up: say so now.
+	(($(systemctl show -p NRestarts --value hostlet.service) < 3)) || break
 	sleep 1
 done
 if [[ $hello -eq 0 || $web -eq 0 ]]; then
 	journalctl -u hostlet.service -n 50 --no-pager >&2 || true
-	die "demo pods not up within ${WAIT} s: hello logging: $hello, web answering: $web (journal above)"
+	die "demo pods not up after ${i} s: hello logging: $hello, web answering: $web; hostlet.service restarts: $(systemctl show -p NRestarts --value hostlet.service) (journal above)"
 fi
 say "demo pods running after ${i} s:"
 ps -o pid,ppid,args --forest -p "$(pgrep -d, -f 'hostlet (run|monitor)|httpd -f|hello from')" || true

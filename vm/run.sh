@@ -83,7 +83,9 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["test"] and .executable != null)
 	| "\(.target.name) \(.executable)"' "$repo/target/vm-build.json" | sort >"$OUT/tests.list"
-bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["bin"] and .target.name == "hostlet" and .executable != null) | .executable' "$repo/target/vm-build.json" | tail -n1)"
+# profile.test false: the binary itself, not its unit-test harness.
+bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["bin"] and .target.name == "hostlet"
+	and .profile.test == false and .executable != null) | .executable' "$repo/target/vm-build.json" | tail -n1)"
 [[ -s "$OUT/tests.list" && -x "$bin" ]] || die "no test binaries or hostlet binary in cargo's output"
 while read -r name path; do
 	[[ "$path" == "$repo"/* ]] || die "test binary $name is outside the repo ($path): the VM only sees the repo"

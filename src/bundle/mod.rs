@@ -216,7 +216,10 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
             "env": env,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": sec.no_new_privs,
+            // Absent, not false, when unset: libcontainer 0.7 loads the seccomp filter
+            // after dropping capabilities whenever the field is present, which fails
+            // without no_new_privs (EACCES: "failed to load seccomp context").
+            "noNewPrivileges": if sec.no_new_privs { Some(true) } else { None },
             "oomScoreAdj": oom_score_adj,
         },
         "root": {"path": inp.rootfs, "readonly": sec.readonly_root},

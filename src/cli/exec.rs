@@ -13,7 +13,7 @@ pub struct ExecArgs {
     #[command(flatten)]
     pub root: RootArgs,
     /// Pass stdin to the command
-    #[arg(short, long)]
+    #[arg(short = 'i', long)]
     pub stdin: bool,
     /// Give the command a terminal (use with -i for an interactive shell)
     #[arg(short, long)]

@@ -115,8 +115,14 @@ mod tests {
         let t = table(&[img], 1090);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("REFERENCE"), "{t}");
-        assert!(lines[1].contains("docker.io/library/busybox:latest  sha256:abababababab"), "{t}");
-        assert!(lines[1].contains("1.5 MiB") && lines[1].contains("90s ago"), "{t}");
+        assert!(
+            lines[1].contains("docker.io/library/busybox:latest  sha256:abababababab"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("1.5 MiB") && lines[1].contains("90s ago"),
+            "{t}"
+        );
         assert!(lines[1].ends_with('1'), "{t}");
     }
 }

@@ -243,7 +243,7 @@ fn follow(
         }
         // One more read after the exit is seen: the monitor drains output before exit.json.
         exited_seen = dir.join("exit.json").exists() || !dir.exists();
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -59,9 +59,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
-        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G, T, Ki, Mi, Gi, Ti)")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use K, M, G, T, Ki, Mi, Gi, Ti)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
 }
 
 /// The agent's image flags (`hostlet run`), besides --root-dir and --insecure-registry.
@@ -96,7 +101,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 impl RunImageArgs {
     /// The agent's image store.
-    pub fn open(&self, images: &std::path::Path, insecure: Vec<String>) -> anyhow::Result<ImageStore> {
+    pub fn open(
+        &self,
+        images: &std::path::Path,
+        insecure: Vec<String>,
+    ) -> anyhow::Result<ImageStore> {
         anyhow::ensure!(
             self.image_gc_low_threshold <= self.image_gc_high_threshold,
             "--image-gc-low-threshold ({}) must not exceed --image-gc-high-threshold ({})",

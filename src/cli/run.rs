@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{self, AgentConfig};
-use crate::image::ImageStore;
 use crate::manager::Manager;
 use crate::runtime::Runtime;
 use crate::source::file::FileSource;
@@ -68,6 +67,8 @@ pub struct RunArgs {
     /// Longest crash-loop back-off delay (the kubelet's is 300s)
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = duration)]
     pub crash_loop_backoff_max: Duration,
+    #[command(flatten)]
+    pub images: crate::cli::pull::RunImageArgs,
     /// Give containers that name no seccomp profile the RuntimeDefault one (the kubelet's
     /// seccompDefault)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -139,6 +140,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         args.pod_manifest_path.is_some() || args.manifest_url.is_some(),
         "no pod source: give --pod-manifest-path or --manifest-url (or staticPodPath or staticPodURL in --config)"
     );
+    let image_args = args.images.clone();
     let cfg = args.into_config()?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("hostlet run must run as root (it creates namespaces, cgroups and mounts)");
@@ -149,10 +151,13 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(agent(cfg))
+    rt.block_on(agent(cfg, image_args))
 }
 
-async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
+async fn agent(
+    cfg: AgentConfig,
+    image_args: crate::cli::pull::RunImageArgs,
+) -> anyhow::Result<()> {
     let layout = Layout::new(&cfg.root_dir);
     for dir in [
         layout.root.clone(),
@@ -169,8 +174,7 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
         root_dir = %cfg.root_dir.display(),
         "hostlet starting"
     );
-    let images = ImageStore::new(&layout.images(), cfg.insecure_registries.clone())
-        .context("opening the image store")?;
+    let images = image_args.open(&layout.images(), cfg.insecure_registries.clone())?;
     let runtime = Runtime::new(layout.clone()).context("locating the hostlet binary")?;
     let adopted = runtime.adopt_all().await;
     if !adopted.is_empty() {
@@ -215,6 +219,7 @@ async fn agent(cfg: AgentConfig) -> anyhow::Result<()> {
         strict: cfg.strict,
     });
     let rx = crate::source::spawn(file, url);
+    image_args.spawn_tasks(&deps);
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await

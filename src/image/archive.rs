@@ -139,7 +139,10 @@ impl ImageStore {
         let index: Index = serde_json::from_slice(&scan.small["index.json"])
             .map_err(|e| format!("index.json: {e}"))?;
         let read = |digest: &str| -> Result<Vec<u8>, String> {
-            let path = self.blobs.path(digest).ok_or(format!("bad digest {digest}"))?;
+            let path = self
+                .blobs
+                .path(digest)
+                .ok_or(format!("bad digest {digest}"))?;
             let hex = digest.trim_start_matches("sha256:");
             if scan.file(&format!("blobs/sha256/{hex}")).is_none() {
                 return Err(format!("blob {digest} missing from the archive"));
@@ -164,7 +167,10 @@ impl ImageStore {
                 Parsed::Image(_) => (desc.digest.clone(), vec![]),
                 Parsed::Index(idx) => {
                     let entry = select_platform(&idx.manifests).ok_or_else(|| {
-                        format!("no manifest for {} in image index", super::pull::host_platform())
+                        format!(
+                            "no manifest for {} in image index",
+                            super::pull::host_platform()
+                        )
                     })?;
                     read(&entry.digest)?;
                     (entry.digest.clone(), vec![desc.digest.clone()])
@@ -193,7 +199,11 @@ impl ImageStore {
             serde_json::from_slice(manifest_json).map_err(|e| format!("manifest.json: {e}"))?;
         let mut out = Vec::new();
         for e in entries {
-            let file = |p: &str| scan.file(p).cloned().ok_or(format!("{p} missing from the archive"));
+            let file = |p: &str| {
+                scan.file(p)
+                    .cloned()
+                    .ok_or(format!("{p} missing from the archive"))
+            };
             let (config, config_size, _) = file(&e.config)?;
             let mut layers = Vec::new();
             for l in &e.layers {
@@ -203,7 +213,9 @@ impl ImageStore {
                     [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.docker.image.rootfs.diff.tar.zstd",
                     _ => "application/vnd.docker.image.rootfs.diff.tar",
                 };
-                layers.push(serde_json::json!({"mediaType": media_type, "size": size, "digest": digest}));
+                layers.push(
+                    serde_json::json!({"mediaType": media_type, "size": size, "digest": digest}),
+                );
             }
             let manifest = serde_json::json!({
                 "schemaVersion": 2,
@@ -223,8 +235,11 @@ impl ImageStore {
                 }
             }
             // Validate early: the config must list a diff_id per layer.
-            let cfg = parse_json(&config, &self.read_blob(&config).await.map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+            let cfg = parse_json(
+                &config,
+                &self.read_blob(&config).await.map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
             let m: OciImageManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
             layer_specs(&digest, &m, &cfg).map_err(|e| e.to_string())?;
             out.push((names, digest, vec![]));
@@ -268,9 +283,9 @@ fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
     let head = reader.fill_buf().map_err(io_err(path))?.to_vec();
     let reader: Box<dyn Read> = match head.as_slice() {
         [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(io_err(path))?,
-        ),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(io_err(path))?)
+        }
         _ => Box::new(reader),
     };
     let mut archive = tar::Archive::new(reader);

@@ -167,10 +167,7 @@ mod tests {
             basic(lookup(&paths, "index.docker.io")),
             Some(("bob".into(), "pw".into()))
         );
-        assert!(matches!(
-            lookup(&paths, "quay.io"),
-            RegistryAuth::Anonymous
-        ));
+        assert!(matches!(lookup(&paths, "quay.io"), RegistryAuth::Anonymous));
     }
 
     #[test]

@@ -106,13 +106,6 @@ pub fn lgetxattr(path: &Path, key: &[u8]) -> Option<Vec<u8>> {
     let mut buf = [0u8; 256];
     // SAFETY: `p` and `k` are valid NUL-terminated strings and `buf` a writable buffer of the
     // given length, all alive for the call; lgetxattr does not follow symlinks.
-    let n = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            k.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }

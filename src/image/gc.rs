@@ -219,7 +219,9 @@ impl ImageStore {
         blobs.insert(digest.to_string());
         let mut diff_ids = Vec::new();
         let read = |d: &str| self.blobs.path(d).and_then(|p| std::fs::read(p).ok());
-        if let Some(m) = read(digest).and_then(|b| serde_json::from_slice::<OciImageManifest>(&b).ok()) {
+        if let Some(m) =
+            read(digest).and_then(|b| serde_json::from_slice::<OciImageManifest>(&b).ok())
+        {
             blobs.insert(m.config.digest.clone());
             blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
             if let Some(c) = read(&m.config.digest).and_then(|b| {
@@ -233,11 +235,7 @@ impl ImageStore {
     }
 
     fn in_use(&self) -> InUse {
-        let containers = self
-            .root
-            .parent()
-            .unwrap_or(&self.root)
-            .join("containers");
+        let containers = self.root.parent().unwrap_or(&self.root).join("containers");
         let mut out = InUse::default();
         let Ok(rd) = std::fs::read_dir(&containers) else {
             return out;
@@ -276,7 +274,10 @@ fn resolve(db: &Db, what: &str) -> Result<(String, Vec<String>), ImageError> {
         let matches: Vec<&String> = db
             .images
             .keys()
-            .filter(|d| d.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hex)))
+            .filter(|d| {
+                d.strip_prefix("sha256:")
+                    .is_some_and(|h| h.starts_with(hex))
+            })
             .collect();
         return match matches.as_slice() {
             [d] => Ok(((*d).clone(), db.refs_to(d))),

@@ -73,11 +73,15 @@ pub(super) fn oci_archive(images: &[(&str, &[&[u8]])]) -> Vec<u8> {
         }))
         .unwrap();
         let md = blob(&mut b, &m);
-        manifests.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        manifests.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": md, "size": m.len(),
-            "annotations": {"org.opencontainers.image.ref.name": name}}));
+            "annotations": {"org.opencontainers.image.ref.name": name}}),
+        );
     }
-    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": manifests})).unwrap();
+    let index =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
+            .unwrap();
     append(&mut b, "index.json", &index);
     b.into_inner().unwrap()
 }
@@ -96,7 +100,11 @@ fn docker_archive(tags: &[&str], layers: &[&[u8]]) -> Vec<u8> {
         names.push(n);
     }
     let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": tags, "Layers": names}]);
-    append(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    append(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     b.into_inner().unwrap()
 }
 
@@ -118,7 +126,11 @@ async fn import_list_remove_keeps_shared_layers() {
     let oci = tmp.path().join("a.tar");
     std::fs::write(&oci, oci_archive(&[("app-a:1", &[&base, &a_top])])).unwrap();
     let docker = tmp.path().join("b.tar");
-    std::fs::write(&docker, docker_archive(&["example.com/app-b:2"], &[&base, &b_top])).unwrap();
+    std::fs::write(
+        &docker,
+        docker_archive(&["example.com/app-b:2"], &[&base, &b_top]),
+    )
+    .unwrap();
 
     let a = s.import(&oci).await.unwrap();
     assert_eq!(a[0].references, vec!["docker.io/library/app-a:1"]);
@@ -128,20 +140,40 @@ async fn import_list_remove_keeps_shared_layers() {
     assert_eq!(count(&tmp.path().join("images/blobs/sha256")), 7);
     assert_eq!(count(&tmp.path().join("images/layers")), 3);
 
-    let img = s.ensure("example.com/app-b:2", PullPolicy::Never).await.unwrap();
+    let img = s
+        .ensure("example.com/app-b:2", PullPolicy::Never)
+        .await
+        .unwrap();
     assert_eq!(img.layers.len(), 2);
-    assert_eq!(img.read_file("/etc/passwd").unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+    assert_eq!(
+        img.read_file("/etc/passwd").unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
     assert_eq!(img.read_file("b").unwrap(), b"b");
     assert!(img.read_file("a").is_none());
 
     let list = s.list().unwrap();
     assert_eq!(list.len(), 2);
-    assert_eq!(list[0].references, vec!["example.com/app-b:2"], "most recent first");
+    assert_eq!(
+        list[0].references,
+        vec!["example.com/app-b:2"],
+        "most recent first"
+    );
     assert!(list[0].last_used > 0 && list[0].size > 0);
 
-    assert_eq!(s.remove("app-a:1").unwrap(), vec!["docker.io/library/app-a:1"]);
-    assert_eq!(count(&tmp.path().join("images/layers")), 2, "base layer kept");
-    assert!(matches!(s.remove("app-a:1"), Err(ImageError::NotFound { .. })));
+    assert_eq!(
+        s.remove("app-a:1").unwrap(),
+        vec!["docker.io/library/app-a:1"]
+    );
+    assert_eq!(
+        count(&tmp.path().join("images/layers")),
+        2,
+        "base layer kept"
+    );
+    assert!(matches!(
+        s.remove("app-a:1"),
+        Err(ImageError::NotFound { .. })
+    ));
     let b_digest = &b[0].digest;
     s.remove(&b_digest[7..19]).unwrap();
     assert_eq!(count(&tmp.path().join("images/layers")), 0);
@@ -185,7 +217,12 @@ async fn gc_removes_least_recently_used_until_low_threshold() {
     );
     std::fs::write(
         &f,
-        oci_archive(&[("old:1", &[&l1]), ("older:1", &[&l2]), ("young:1", &[&l3]), ("used:1", &[&l4])]),
+        oci_archive(&[
+            ("old:1", &[&l1]),
+            ("older:1", &[&l2]),
+            ("young:1", &[&l3]),
+            ("used:1", &[&l4]),
+        ]),
     )
     .unwrap();
     let imported = s.import(&f).await.unwrap();
@@ -200,7 +237,12 @@ async fn gc_removes_least_recently_used_until_low_threshold() {
     let now = now_unix();
     let db = DbFile::open(&tmp.path().join("images")).unwrap();
     db.update(|db| {
-        for (name, age) in [("old:1", 600), ("older:1", 900), ("young:1", 30), ("used:1", 1000)] {
+        for (name, age) in [
+            ("old:1", 600),
+            ("older:1", 900),
+            ("young:1", 30),
+            ("used:1", 1000),
+        ] {
             let r = db.images.get_mut(&digest_of(name)).unwrap();
             r.added = now - 2000;
             r.last_used = now - age;
@@ -211,7 +253,8 @@ async fn gc_removes_least_recently_used_until_low_threshold() {
     std::fs::create_dir_all(&c).unwrap();
     std::fs::write(
         c.join("monitor.json"),
-        serde_json::to_vec(&serde_json::json!({"id": "c1", "image_digest": digest_of("used:1")})).unwrap(),
+        serde_json::to_vec(&serde_json::json!({"id": "c1", "image_digest": digest_of("used:1")}))
+            .unwrap(),
     )
     .unwrap();
 
@@ -232,7 +275,12 @@ async fn gc_removes_least_recently_used_until_low_threshold() {
     // Still above: only the young and the in-use images are left, and they stay.
     let r = s.gc_with(&policy, || Ok(99.0)).unwrap();
     assert!(r.removed.is_empty(), "{:?}", r.removed);
-    let left: Vec<String> = s.list().unwrap().into_iter().flat_map(|i| i.references).collect();
+    let left: Vec<String> = s
+        .list()
+        .unwrap()
+        .into_iter()
+        .flat_map(|i| i.references)
+        .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(disk_usage(tmp.path()).unwrap() > 0.0);
 }
@@ -243,11 +291,23 @@ async fn import_refuses_blobs_that_do_not_match_their_name() {
     let s = store(tmp.path());
     let mut b = tar::Builder::new(Vec::new());
     append(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-    append(&mut b, &format!("blobs/sha256/{}", "0".repeat(64)), b"not what the name says");
-    append(&mut b, "index.json", br#"{"schemaVersion":2,"manifests":[]}"#);
+    append(
+        &mut b,
+        &format!("blobs/sha256/{}", "0".repeat(64)),
+        b"not what the name says",
+    );
+    append(
+        &mut b,
+        "index.json",
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    );
     let f = tmp.path().join("bad.tar");
     std::fs::write(&f, b.into_inner().unwrap()).unwrap();
     let e = s.import(&f).await.unwrap_err();
     assert!(e.to_string().contains("does not hash to its name"), "{e}");
-    assert_eq!(count(&tmp.path().join("images/blobs/sha256")), 0, "nothing left behind");
+    assert_eq!(
+        count(&tmp.path().join("images/blobs/sha256")),
+        0,
+        "nothing left behind"
+    );
 }

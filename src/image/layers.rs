@@ -247,7 +247,11 @@ mod tests {
         assert_eq!(read_file(&layers, "etc/hosts").unwrap(), b"bottom");
         assert_eq!(read_file(&layers, "etc/group"), None, "whiteout");
         assert_eq!(read_file(&layers, "opt/keep/file"), None, "opaque dir");
-        assert_eq!(read_file(&layers, "etc/hostname"), None, "symlink not followed");
+        assert_eq!(
+            read_file(&layers, "etc/hostname"),
+            None,
+            "symlink not followed"
+        );
         assert_eq!(read_file(&layers, "etc/../etc/passwd"), None);
         assert_eq!(read_file(&layers, "etc"), None);
     }

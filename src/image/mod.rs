@@ -32,11 +32,11 @@ use futures_util::StreamExt;
 use oci_client::manifest::OciImageManifest;
 use oci_client::Reference;
 
+pub use archive::Imported;
 pub use gc::{GcPolicy, GcReport, ImageInfo};
 use layers::LayerSpec;
 pub use pull::Progress;
 pub use reference::parse as parse_reference;
-pub use archive::Imported;
 pub use store::now_unix;
 use store::{io_err, Blobs, DbFile};
 use unpack::Compression;
@@ -290,7 +290,9 @@ impl ImageStore {
         .await?;
 
         let progress = &self.progress;
-        progress.blobs_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        progress
+            .blobs_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         progress.bytes_total.fetch_add(
             u64::try_from(manifest.config.size).unwrap_or(0),
             std::sync::atomic::Ordering::Relaxed,
@@ -314,12 +316,15 @@ impl ImageStore {
             .zip(&specs)
             .filter(|(_, spec)| {
                 !overlay
-                    || !layers::layer_dir(&self.layers_dir(), &spec.diff_id).is_some_and(|d| d.is_dir())
+                    || !layers::layer_dir(&self.layers_dir(), &spec.diff_id)
+                        .is_some_and(|d| d.is_dir())
             })
             .map(|(desc, _)| desc)
             .collect();
         for desc in &needed {
-            progress.blobs_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            progress
+                .blobs_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             progress.bytes_total.fetch_add(
                 u64::try_from(desc.size).unwrap_or(0),
                 std::sync::atomic::Ordering::Relaxed,
@@ -347,7 +352,8 @@ impl ImageStore {
                 .map(|l| u64::try_from(l.size).unwrap_or(0))
                 .sum::<u64>();
         let index = resolved.index.as_ref().map(|(d, _)| d.clone());
-        self.record(Some(key), &digest, Some((size, index)), true).await?;
+        self.record(Some(key), &digest, Some((size, index)), true)
+            .await?;
         tracing::info!(
             reference = %key,
             %digest,
@@ -407,7 +413,11 @@ impl ImageStore {
                 .iter()
                 .map(|s| Ok((s.clone(), blob_path(s)?)))
                 .collect::<Result<Vec<_>, ImageError>>()?;
-            let (dir, max, k) = (self.root.join("rootfs"), self.max_layer_size, key.to_string());
+            let (dir, max, k) = (
+                self.root.join("rootfs"),
+                self.max_layer_size,
+                key.to_string(),
+            );
             let built = blocking(move || {
                 layers::flatten(&dir, &hex, &list, max).map_err(|(layer, message)| {
                     ImageError::Unpack {
@@ -468,10 +478,13 @@ impl ImageStore {
                 if let Some(key) = key {
                     db.refs.insert(key, digest.clone());
                 }
-                let rec = db.images.entry(digest).or_insert_with(|| store::ImageRecord {
-                    added: now,
-                    ..Default::default()
-                });
+                let rec = db
+                    .images
+                    .entry(digest)
+                    .or_insert_with(|| store::ImageRecord {
+                        added: now,
+                        ..Default::default()
+                    });
                 if let Some((size, index)) = added {
                     rec.size = size;
                     rec.extra.extend(index);
@@ -574,7 +587,10 @@ fn layer_specs(
             if store::sha256_hex(diff_id).is_none() {
                 return Err(ImageError::Pull {
                     reference: key.to_string(),
-                    message: format!("layer {}: diff_id {diff_id:?} is not a sha256 digest", l.digest),
+                    message: format!(
+                        "layer {}: diff_id {diff_id:?} is not a sha256 digest",
+                        l.digest
+                    ),
                 });
             }
             Ok(LayerSpec {

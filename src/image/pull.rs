@@ -61,7 +61,11 @@ pub struct Session {
 impl Registry {
     /// `extra_roots` are PEM bundles trusted besides the system roots; `credentials` the
     /// docker config files searched for registry credentials, in order.
-    pub fn new(insecure: Vec<String>, extra_roots: Vec<Vec<u8>>, credentials: Vec<PathBuf>) -> Self {
+    pub fn new(
+        insecure: Vec<String>,
+        extra_roots: Vec<Vec<u8>>,
+        credentials: Vec<PathBuf>,
+    ) -> Self {
         Self {
             insecure,
             extra_roots,
@@ -330,7 +334,12 @@ pub fn host_variant() -> Option<String> {
             let v = cpuinfo
                 .lines()
                 .find_map(|l| l.strip_prefix("CPU architecture"))
-                .and_then(|l| l.trim_start_matches([' ', '\t', ':']).trim().parse::<u32>().ok())?;
+                .and_then(|l| {
+                    l.trim_start_matches([' ', '\t', ':'])
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                })?;
             Some(format!("v{}", v.min(8)))
         }
         _ => None,
@@ -408,7 +417,9 @@ mod tests {
     #[test]
     fn variant_selection() {
         let entry = |arch: &str, variant: Option<&str>, d: char| {
-            let v = variant.map(|v| format!(r#","variant":"{v}""#)).unwrap_or_default();
+            let v = variant
+                .map(|v| format!(r#","variant":"{v}""#))
+                .unwrap_or_default();
             format!(
                 r#"{{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{arch}"{v}}}}}"#,
                 d.to_string().repeat(64)
@@ -432,7 +443,11 @@ mod tests {
         assert_eq!(pick("arm64", Some("v8")).as_deref(), Some("c"));
         assert_eq!(pick("amd64", None), None);
         assert_eq!(
-            index.manifests.iter().filter_map(platform_string).collect::<Vec<_>>(),
+            index
+                .manifests
+                .iter()
+                .filter_map(platform_string)
+                .collect::<Vec<_>>(),
             ["linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"]
         );
     }

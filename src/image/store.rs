@@ -201,9 +201,7 @@ impl BlobWriter {
                 });
             }
         }
-        let dest = self
-            .dir
-            .join(sha256_hex(&actual).expect("formatted above"));
+        let dest = self.dir.join(sha256_hex(&actual).expect("formatted above"));
         if dest.is_file() {
             return Ok((dest, actual, false)); // same content already stored; Drop removes ours
         }
@@ -444,12 +442,17 @@ mod tests {
         let db = DbFile::open(tmp.path()).unwrap();
         assert_eq!(db.read().unwrap(), Db::default());
         db.update(|d| {
-            d.refs
-                .insert("docker.io/library/busybox:latest".into(), "sha256:aa".into())
+            d.refs.insert(
+                "docker.io/library/busybox:latest".into(),
+                "sha256:aa".into(),
+            )
         })
         .unwrap();
         let again = DbFile::open(tmp.path()).unwrap().read().unwrap();
-        assert_eq!(again.refs_to("sha256:aa"), vec!["docker.io/library/busybox:latest"]);
+        assert_eq!(
+            again.refs_to("sha256:aa"),
+            vec!["docker.io/library/busybox:latest"]
+        );
         let mut names = names(tmp.path());
         names.sort();
         assert_eq!(names, vec!["db.json", "lock"]);

@@ -137,9 +137,12 @@ pub fn apply_layer_file(
     let reader = io::BufReader::with_capacity(256 * 1024, file);
     match compression {
         Compression::None => apply_layer_with(reader, root, opts),
-        Compression::Gzip => apply_layer_with(flate2::read::MultiGzDecoder::new(reader), root, opts),
+        Compression::Gzip => {
+            apply_layer_with(flate2::read::MultiGzDecoder::new(reader), root, opts)
+        }
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(reader).map_err(UnpackError::Archive)?;
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(reader).map_err(UnpackError::Archive)?;
             apply_layer_with(decoder, root, opts)
         }
     }

@@ -11,7 +11,11 @@ fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: EntryType, data: &[u8]
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_size(data.len() as u64);
-    h.set_mode(if kind == EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     if matches!(kind, EntryType::Char | EntryType::Block) {
         h.set_device_major(8).unwrap();
         h.set_device_minor(0).unwrap();
@@ -40,7 +44,10 @@ fn overlay_mode_writes_overlayfs_whiteouts() {
     let stats = apply_layer_with(&b.into_inner().unwrap()[..], tmp.path(), &overlay()).unwrap();
     assert_eq!(stats.entries, 7);
     let wh = fs::symlink_metadata(tmp.path().join("etc/shadow")).unwrap();
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "0/0 whiteout");
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "0/0 whiteout"
+    );
     let wh = fs::symlink_metadata(tmp.path().join("deep/er/gone")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
     assert_eq!(

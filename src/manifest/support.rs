@@ -121,11 +121,12 @@ fn lifecycle_supported(v: &Value) -> bool {
     let Some(m) = v.as_object() else { return false };
     m.iter().all(|(k, h)| {
         matches!(k.as_str(), "postStart" | "preStop")
-            && h.as_object().is_some_and(|h| {
-                h.keys()
+            && h.as_object().is_some_and(|m| {
+                m.keys()
                     .all(|a| matches!(a.as_str(), "exec" | "httpGet" | "sleep"))
-                    && http_get_supported(&h["httpGet"])
             })
+            // Index the Value, not the Map: a Map panics on a missing key.
+            && http_get_supported(&h["httpGet"])
     })
 }
 
@@ -252,5 +253,24 @@ pub fn check_fields(
         if !allowed {
             errors.push(FieldError::unsupported(format!("{path}.{key}")));
         }
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn probes_and_hooks_support_never_panics() {
+        assert!(lifecycle_supported(&json!({"preStop": {"exec": {"command": ["x"]}}})));
+        assert!(lifecycle_supported(&json!({"postStart": {"sleep": {"seconds": 1}}})));
+        assert!(!lifecycle_supported(&json!({"postStart": {"tcpSocket": {"port": 1}}})));
+        assert!(!lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})));
+        assert!(!lifecycle_supported(&json!({"preStop": 3})));
+        assert!(probe_supported(&json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})));
+        assert!(!probe_supported(&json!({"grpc": {"port": 1}})));
+        assert!(!probe_supported(&json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})));
+        assert!(!probe_supported(&json!([])));
     }
 }

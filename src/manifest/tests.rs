@@ -509,11 +509,11 @@ fn unsupported_fields() {
         ),
         (
             "",
-            "securityContext: {privileged: true}",
+            "securityContext: {seLinuxOptions: {level: s0}}",
             "spec.containers[0].securityContext: not supported",
         ),
         (
-            "securityContext: {runAsUser: 1000}",
+            "securityContext: {seLinuxOptions: {level: s0}}",
             "",
             "spec.securityContext: not supported",
         ),
@@ -523,16 +523,6 @@ fn unsupported_fields() {
             "shareProcessNamespace: true",
             "",
             "spec.shareProcessNamespace: not supported",
-        ),
-        (
-            "hostAliases: [{ip: 1.2.3.4, hostnames: [a]}]",
-            "",
-            "spec.hostAliases: not supported",
-        ),
-        (
-            "dnsConfig: {nameservers: [1.1.1.1]}",
-            "",
-            "spec.dnsConfig: not supported",
         ),
         (
             "runtimeClassName: gvisor",
@@ -553,17 +543,12 @@ fn unsupported_fields() {
         ),
         ("os: {name: windows}", "", "spec.os: not supported"),
         (
-            "volumes:\n- {name: d, downwardAPI: {}}",
-            "",
-            "spec.volumes[0].downwardAPI: not supported by hostlet yet",
-        ),
-        (
             "volumes:\n- {name: n, nfs: {server: s, path: /}}",
             "",
             "spec.volumes[0].nfs: not supported",
         ),
         (
-            "volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}",
+            "volumes:\n- name: p\n  projected:\n    sources:\n    - clusterTrustBundle: {path: x}",
             "",
             "spec.volumes[0].projected: not supported",
         ),
@@ -579,18 +564,8 @@ fn unsupported_fields() {
         ),
         (
             "volumes:\n- {name: d, hostPath: {path: /d}}",
-            "volumeMounts:\n- {name: d, mountPath: /d, subPath: x}",
-            "volumeMounts[0].subPath: not supported",
-        ),
-        (
-            "volumes:\n- {name: d, hostPath: {path: /d}}",
-            "volumeMounts:\n- {name: d, mountPath: /d, mountPropagation: Bidirectional}",
-            "volumeMounts[0].mountPropagation: not supported",
-        ),
-        (
-            "",
-            "env:\n- name: A\n  valueFrom: {resourceFieldRef: {resource: limits.cpu}}",
-            "env[0].valueFrom.resourceFieldRef: not supported by hostlet yet",
+            "volumeMounts:\n- {name: d, mountPath: /d, subPathExpr: x}",
+            "volumeMounts[0].subPathExpr: not supported",
         ),
         (
             "",
@@ -805,7 +780,7 @@ fn unknown_fields_are_warnings_or_strict_errors() {
     assert_eq!(
         shown,
         [
-            format!("9:5: spec.containers[0].imagePullPolcy: {UNKNOWN_FIELD}"),
+            format!("10:5: spec.containers[0].imagePullPolcy: {UNKNOWN_FIELD}"),
             format!("6:3: spec.restartPolice: {UNKNOWN_FIELD}"),
         ]
     );

@@ -33,6 +33,9 @@ pub struct MonitorConfig {
     pub bundle: PathBuf,
     /// Read-only image layers, the overlay's lower directories, topmost first.
     pub lower: Vec<PathBuf>,
+    /// Manifest digest of the container's image: the image store keeps it while in use.
+    #[serde(default)]
+    pub image_digest: String,
     pub log_path: PathBuf,
     pub stop_signal: i32,
     /// The cgroup path in the spec, to read OOM kills before the cgroup is removed.

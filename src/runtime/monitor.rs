@@ -330,7 +330,9 @@ impl Monitor {
         }
         let _ = self.log.finish();
         let (exit_code, signal) = status.unwrap_or((128 + libc::SIGKILL, Some(libc::SIGKILL)));
-        let oom_killed = signal == Some(libc::SIGKILL) && oom_kills(&self.cfg.cgroups_path) > 0;
+        // Whoever the kernel picked in the cgroup, a failed exit after a memcg OOM kill is
+        // the OOM's doing (containerd reports it the same way).
+        let oom_killed = exit_code != 0 && oom_kills(&self.cfg.cgroups_path) > 0;
         let rec = ExitRecord {
             exit_code,
             signal,

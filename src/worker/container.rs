@@ -153,6 +153,7 @@ pub(super) async fn start(
         restart_count,
         bundle: bundle_dir,
         lower: image.lower_dirs(),
+        image_digest: image.digest.clone(),
         log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
         stop_signal: bundle::stop_signal(&image.config),
         cgroups_path,

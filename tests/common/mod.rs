@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+mod fixture;
+pub use fixture::*;
+
 /// Tags `rootfs/build.sh` creates and [`Registry::start`] pushes.
 pub const IMAGE_TAGS: &[&str] = &["test", "entry"];
 /// Repository the test image is pushed to.

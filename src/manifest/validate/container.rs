@@ -178,7 +178,7 @@ pub(super) fn validate_container(
             None | Some(0) => {}
             Some(_) if !host_network => errors.push(FieldError::new(
                 format!("{ppath}.hostPort"),
-                "needs pod networking, which hostlet does not have: use hostNetwork: true (with hostPort equal to containerPort) or remove hostPort",
+                "not supported by hostlet yet (only with hostNetwork: true): hostPort needs pod networking, which hostlet does not have",
             )),
             Some(hp) if !(1..=65535).contains(&hp) => errors.push(FieldError::new(
                 format!("{ppath}.hostPort"),

@@ -1,0 +1,82 @@
+//! A registry, agent dirs and a running agent for one integration test, cleaned up on
+//! drop (also when the test fails): every manifest is removed and an agent runs until
+//! every container is gone, so no test leaves containers behind on the host.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub const T: Duration = Duration::from_secs(30);
+
+/// A registry, agent dirs and an agent; on drop (also when a test fails) every manifest
+/// is removed and an agent runs until every container is gone, so no test leaves
+/// containers behind on the host.
+pub struct Fixture {
+    pub agent: Option<Agent>,
+    pub dirs: AgentDirs,
+    pub reg: Registry,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_args(&[])
+    }
+
+    pub fn with_args(extra: &[&str]) -> Self {
+        let reg = Registry::start();
+        let dirs = AgentDirs::new();
+        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
+        Fixture { agent, dirs, reg }
+    }
+
+    pub fn agent(&self) -> &Agent {
+        self.agent.as_ref().expect("agent running")
+    }
+
+    pub fn wait<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_until(T_WAIT, what, || self.dirs.agent_log(), f)
+    }
+
+    pub fn image(&self) -> String {
+        self.reg.image("test")
+    }
+
+    /// The PID of the one live process whose command line holds `marker`.
+    pub fn container_pid(&self, marker: &str) -> i32 {
+        self.wait(&format!("one process with {marker}"), || {
+            let pids = find_pids_by_cmdline(marker);
+            (pids.len() == 1).then(|| pids[0])
+        })
+    }
+
+    pub fn container_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.dirs.root.join("containers"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+const T_WAIT: Duration = T;
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
+            for e in rd.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let alive = self.agent.as_mut().is_some_and(|a| a.is_running());
+        if !alive {
+            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !self.container_dirs().is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !self.container_dirs().is_empty() {
+            eprintln!("containers left after cleanup:\n{}", self.dirs.agent_log());
+        }
+    }
+}
