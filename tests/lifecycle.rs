@@ -225,3 +225,72 @@ spec:
     });
     assert!(line.contains("exit_code=137") && line.contains("OOMKilled"), "{line}");
 }
+
+/// A gRPC health server on 127.0.0.1 answering with whatever `status` holds
+/// (1 = SERVING, 2 = NOT_SERVING). Runs until the test process ends.
+fn grpc_health_server(status: std::sync::Arc<std::sync::atomic::AtomicU8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { continue };
+                let status = status.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(sock).await else { return };
+                    while let Some(Ok((req, mut respond))) = conn.accept().await {
+                        assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                        let resp = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let mut send = respond.send_response(resp, false).unwrap();
+                        let s = status.load(std::sync::atomic::Ordering::SeqCst);
+                        send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, s]), false).unwrap();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        send.send_trailers(trailers).unwrap();
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn grpc_liveness_probe_restarts_when_not_serving() {
+    let f = Fixture::new();
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(1));
+    let port = grpc_health_server(status.clone());
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: grpcpod}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: {img}
+    command: ["sh", "-c", "while true; do sleep 0.2; done", "marker-grpc"]
+    livenessProbe:
+      grpc: {{port: {port}}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+        img = f.image()
+    );
+    write_manifest(&f.dirs, "grpc.yaml", &yaml);
+    let pid = f.container_pid("marker-grpc");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(find_pids_by_cmdline("marker-grpc"), vec![pid], "restarted while SERVING");
+    status.store(2, std::sync::atomic::Ordering::SeqCst);
+    f.wait("restart by grpc liveness", || {
+        cri_log_files(&f.dirs.logs, "grpcpod", "app").iter().any(|p| p.ends_with("app/1.log")).then_some(())
+    });
+    assert!(f.dirs.agent_log().contains("NOT_SERVING"), "{}", f.dirs.agent_log());
+}

@@ -181,6 +181,12 @@ fn cli_and_api_against_a_running_agent() {
     assert_eq!(ok(echoed, "exec -i cat"), "piped input\n");
     let code = hostlet(&root, &["exec", "web", "--", "sh", "-c", "exit 7"]).status.code();
     assert_eq!(code, Some(7));
+    // -t: a real terminal inside the container (here without a terminal outside).
+    let tty = ok(hostlet(&root, &["exec", "-t", "web", "--", "sh", "-c", "tty; echo term=$TERM; exit 0"]), "exec -t");
+    assert!(tty.contains("/dev/pts/"), "{tty:?}");
+    assert!(tty.contains("term="), "{tty:?}");
+    let code = hostlet(&root, &["exec", "-t", "web", "--", "sh", "-c", "exit 5"]).status.code();
+    assert_eq!(code, Some(5));
     let missing = hostlet(&root, &["exec", "web", "-c", "nope", "--", "true"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("container \"nope\" not found"));

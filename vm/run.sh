@@ -12,7 +12,8 @@
 # The repo is shared read-only at the same absolute path as on the host (the test
 # binaries hold CARGO_MANIFEST_DIR and CARGO_BIN_EXE_hostlet); results land in
 # HOSTLET_VM_OUT (default REPO/target/vm): guest.log, provision.log, test-NAME.log,
-# results.txt, console.log.
+# results.txt, console.log. The binaries are copied to HOSTLET_VM_OUT/bin at build time;
+# inside the VM the hostlet copy is bind-mounted at the binary's original path.
 #
 # Environment:
 #   HOSTLET_VM_ACCEL    auto (default: KVM when /dev/kvm is usable and the CPU shows
@@ -91,6 +92,13 @@ while read -r name path; do
 	[[ "$path" == "$repo"/* ]] || die "test binary $name is outside the repo ($path): the VM only sees the repo"
 done <"$OUT/tests.list"
 cut -d' ' -f1 "$OUT/tests.list" | paste -sd' ' | sed 's/^/tests: /'
+# Snapshot the binaries: a later cargo build on the host (another terminal, another
+# checkout sharing the target dir) must not swap them under the running VM.
+mkdir -p "$OUT/bin"
+cp "$bin" "$OUT/bin/hostlet"
+while read -r name path; do
+	cp "$path" "$OUT/bin/$name"
+done <"$OUT/tests.list"
 mkdir -p "$repo/target/tmp"
 {
 	printf 'HOSTLET_BIN=%q\n' "$bin"

@@ -19,6 +19,9 @@ pub struct ExecInArgs {
     /// Kill the command after this many milliseconds
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Give the command a terminal, relayed to this process's stdio (`hostlet exec -t`)
+    #[arg(long)]
+    pub tty: bool,
     /// The container id
     pub id: String,
     /// The command and its arguments
@@ -31,6 +34,9 @@ pub fn exec_in(args: ExecInArgs) -> i32 {
     init_tracing();
     let root = crate::state::Layout::new(&args.root_dir).runtime();
     let timeout = args.timeout_ms.map(std::time::Duration::from_millis);
+    if args.tty {
+        return crate::runtime::exec_tty::main(&root, &args.id, args.argv);
+    }
     crate::runtime::exec::main(&root, &args.id, args.argv, timeout)
 }
 

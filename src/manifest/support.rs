@@ -4,7 +4,7 @@
 //! These tables are allow-lists on purpose: a field missing from them — including fields that a
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
-//! Today that rejects, among others: grpc probes, HTTPS httpGet probes and hooks, a non-empty `securityContext` (pod and container), `stdin`/`tty`,
+//! Today that rejects, among others: HTTPS httpGet probes and hooks, a non-empty `securityContext` (pod and container), `stdin`/`tty`,
 //! `shareProcessNamespace`, `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
 //! `activeDeadlineSeconds`, `volumeMounts[].subPath`/`mountPropagation`, `volumeDevices`,
 //! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
@@ -92,6 +92,7 @@ pub const CONTAINER: &[(&str, Support)] = &[
 
 const PROBE_FIELDS: &[&str] = &[
     "exec",
+    "grpc",
     "httpGet",
     "tcpSocket",
     "initialDelaySeconds",
@@ -102,7 +103,7 @@ const PROBE_FIELDS: &[&str] = &[
     "terminationGracePeriodSeconds",
 ];
 
-/// Probes run exec, httpGet over plain HTTP and tcpSocket; grpc and HTTPS not yet.
+/// Probes run exec, httpGet over plain HTTP, tcpSocket and grpc; HTTPS not yet.
 fn probe_supported(v: &Value) -> bool {
     let Some(m) = v.as_object() else { return false };
     m.keys().all(|k| PROBE_FIELDS.contains(&k.as_str())) && http_get_supported(&v["httpGet"])
@@ -269,7 +270,7 @@ mod lifecycle_tests {
         assert!(!lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})));
         assert!(!lifecycle_supported(&json!({"preStop": 3})));
         assert!(probe_supported(&json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})));
-        assert!(!probe_supported(&json!({"grpc": {"port": 1}})));
+        assert!(probe_supported(&json!({"grpc": {"port": 1}})));
         assert!(!probe_supported(&json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})));
         assert!(!probe_supported(&json!([])));
     }

@@ -2,6 +2,7 @@
 //! runtime's exec helper), httpGet and tcpSocket from the agent into the pod's network
 //! namespace. A probe only reports; the container supervisor decides what to do.
 
+pub mod grpc;
 pub mod net;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::mpsc;
 
@@ -79,6 +80,7 @@ pub enum Action<'a> {
     Exec(&'a ExecAction),
     HttpGet(&'a HTTPGetAction),
     TcpSocket(&'a TCPSocketAction),
+    Grpc(&'a GRPCAction),
 }
 
 impl<'a> Action<'a> {
@@ -88,6 +90,7 @@ impl<'a> Action<'a> {
             .map(Action::Exec)
             .or_else(|| p.http_get.as_ref().map(Action::HttpGet))
             .or_else(|| p.tcp_socket.as_ref().map(Action::TcpSocket))
+            .or_else(|| p.grpc.as_ref().map(Action::Grpc))
     }
 }
 
@@ -102,6 +105,10 @@ pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Durat
                 TIMED_OUT => Err(format!("command {argv:?} timed out after {}s", timeout.as_secs_f32())),
                 code => Err(format!("command {argv:?} exited with {code}: {}", out.output.trim())),
             }
+        }
+        Action::Grpc(g) => {
+            let addr = t.addr(None, &IntOrString::Int(g.port))?;
+            grpc::check(t.netns(), addr, g.service.as_deref().unwrap_or(""), timeout).await
         }
         Action::TcpSocket(tcp) => {
             let addr = t.addr(tcp.host.as_deref(), &tcp.port)?;

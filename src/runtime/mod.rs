@@ -4,6 +4,7 @@
 //! files in the container directory and signals sent through a pidfd.
 
 pub mod exec;
+pub mod exec_tty;
 pub mod monitor;
 pub mod proc;
 mod supervise;
