@@ -15,7 +15,9 @@ use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
 
 /// Bucket bounds in seconds: pulls take from milliseconds (local registry) to minutes.
-const PULL_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const PULL_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 /// The kubelet's `pod_start_duration_seconds` buckets.
 const POD_START_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0,
@@ -118,7 +120,9 @@ pub fn container_start(duration: Duration, ok: bool) {
     let r = registry();
     if ok {
         r.starts_ok.fetch_add(1, Ordering::Relaxed);
-        lock(&r.hist).container_start.observe(duration.as_secs_f64());
+        lock(&r.hist)
+            .container_start
+            .observe(duration.as_secs_f64());
     } else {
         r.starts_failed.fetch_add(1, Ordering::Relaxed);
     }
@@ -200,7 +204,9 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
 
 /// Escapes a label value per the text exposition format.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The whole `/metrics` body.
@@ -210,25 +216,48 @@ pub fn render(status: &StatusStore) -> String {
     let r = registry();
     let mut out = String::with_capacity(8192);
 
-    header(&mut out, "hostlet_build_info", "hostlet's version; always 1", "gauge");
-    let _ = writeln!(out, "hostlet_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-    header(&mut out, "hostlet_sources_synced", "1 once every manifest source delivered its first complete view", "gauge");
+    header(
+        &mut out,
+        "hostlet_build_info",
+        "hostlet's version; always 1",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "hostlet_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    header(
+        &mut out,
+        "hostlet_sources_synced",
+        "1 once every manifest source delivered its first complete view",
+        "gauge",
+    );
     let _ = writeln!(out, "hostlet_sources_synced {}", u8::from(status.synced()));
 
     let mut phases: BTreeMap<&str, u64> = ["Pending", "Running", "Succeeded", "Failed", "Unknown"]
         .into_iter()
         .map(|p| (p, 0))
         .collect();
-    let mut states: BTreeMap<&str, u64> = [("running", 0), ("waiting", 0), ("terminated", 0)].into();
+    let mut states: BTreeMap<&str, u64> =
+        [("running", 0), ("waiting", 0), ("terminated", 0)].into();
     let mut restarts = Vec::new();
     for pod in &pods {
         let st = pod.status.clone().unwrap_or_default();
         let phase = st.phase.as_deref().unwrap_or("Unknown");
-        let known = if phases.contains_key(phase) { phase } else { "Unknown" };
+        let known = if phases.contains_key(phase) {
+            phase
+        } else {
+            "Unknown"
+        };
         if let Some(n) = phases.get_mut(known) {
             *n += 1;
         }
-        let all = st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten());
+        let all = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten());
         for c in all {
             let state = match &c.state {
                 Some(s) if s.running.is_some() => "running",
@@ -248,11 +277,21 @@ pub fn render(status: &StatusStore) -> String {
     for (phase, n) in &phases {
         let _ = writeln!(out, "hostlet_pods{{phase=\"{phase}\"}} {n}");
     }
-    header(&mut out, "hostlet_containers", "Containers by state", "gauge");
+    header(
+        &mut out,
+        "hostlet_containers",
+        "Containers by state",
+        "gauge",
+    );
     for (state, n) in &states {
         let _ = writeln!(out, "hostlet_containers{{state=\"{state}\"}} {n}");
     }
-    header(&mut out, "hostlet_container_restarts_total", "Restarts of each container of the current pods", "counter");
+    header(
+        &mut out,
+        "hostlet_container_restarts_total",
+        "Restarts of each container of the current pods",
+        "counter",
+    );
     for (ns, pod, c, n) in &restarts {
         let _ = writeln!(
             out,
@@ -262,22 +301,69 @@ pub fn render(status: &StatusStore) -> String {
             label(c)
         );
     }
-    header(&mut out, "hostlet_container_starts_total", "Container start attempts by result", "counter");
-    let _ = writeln!(out, "hostlet_container_starts_total{{result=\"success\"}} {}", r.starts_ok.load(Ordering::Relaxed));
-    let _ = writeln!(out, "hostlet_container_starts_total{{result=\"failure\"}} {}", r.starts_failed.load(Ordering::Relaxed));
-    header(&mut out, "hostlet_image_pulls_total", "Image pulls from a registry by result", "counter");
-    let _ = writeln!(out, "hostlet_image_pulls_total{{result=\"success\"}} {}", r.pulls_ok.load(Ordering::Relaxed));
-    let _ = writeln!(out, "hostlet_image_pulls_total{{result=\"failure\"}} {}", r.pulls_failed.load(Ordering::Relaxed));
-    header(&mut out, "hostlet_manifest_errors", "Manifests not (or not entirely) applied, by kind, in the sources' latest view", "gauge");
+    header(
+        &mut out,
+        "hostlet_container_starts_total",
+        "Container start attempts by result",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "hostlet_container_starts_total{{result=\"success\"}} {}",
+        r.starts_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "hostlet_container_starts_total{{result=\"failure\"}} {}",
+        r.starts_failed.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "hostlet_image_pulls_total",
+        "Image pulls from a registry by result",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "hostlet_image_pulls_total{{result=\"success\"}} {}",
+        r.pulls_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "hostlet_image_pulls_total{{result=\"failure\"}} {}",
+        r.pulls_failed.load(Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "hostlet_manifest_errors",
+        "Manifests not (or not entirely) applied, by kind, in the sources' latest view",
+        "gauge",
+    );
     let manifest = lock(&r.manifest).clone();
     for kind in ERROR_KINDS {
         let n = manifest.get(kind.as_str()).copied().unwrap_or(0);
-        let _ = writeln!(out, "hostlet_manifest_errors{{kind=\"{}\"}} {n}", kind.as_str());
+        let _ = writeln!(
+            out,
+            "hostlet_manifest_errors{{kind=\"{}\"}} {n}",
+            kind.as_str()
+        );
     }
     let h = lock(&r.hist);
-    h.pull.render(&mut out, "hostlet_image_pull_duration_seconds", "Duration of successful image pulls");
-    h.container_start.render(&mut out, "hostlet_container_start_duration_seconds", "Duration of container create and start");
-    h.pod_start.render(&mut out, "hostlet_pod_start_duration_seconds", "From the agent seeing a pod to all its containers running");
+    h.pull.render(
+        &mut out,
+        "hostlet_image_pull_duration_seconds",
+        "Duration of successful image pulls",
+    );
+    h.container_start.render(
+        &mut out,
+        "hostlet_container_start_duration_seconds",
+        "Duration of container create and start",
+    );
+    h.pod_start.render(
+        &mut out,
+        "hostlet_pod_start_duration_seconds",
+        "From the agent seeing a pod to all its containers running",
+    );
     out
 }
 

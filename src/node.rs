@@ -20,6 +20,9 @@ pub struct NodeInfo {
     pub seccomp_dir: PathBuf,
     /// `--pod-max-pids`; not positive means no limit.
     pub pod_max_pids: i64,
+    /// The lowest oom_score_adj hostlet can give: -1000 with CAP_SYS_RESOURCE, else its
+    /// own (lowering it needs the capability), as containerd restricts it in that case.
+    pub min_oom_score_adj: i32,
 }
 
 impl NodeInfo {
@@ -34,8 +37,26 @@ impl NodeInfo {
             seccomp_default: true,
             seccomp_dir: root_dir.join("seccomp"),
             pod_max_pids: -1,
+            min_oom_score_adj: min_oom_score_adj(),
         }
     }
+}
+
+fn min_oom_score_adj() -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if eff & (1 << CAP_SYS_RESOURCE) != 0 {
+        return -1000;
+    }
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn mem_total() -> Option<i64> {

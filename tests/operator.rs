@@ -42,7 +42,11 @@ fn hostlet_stdin(root: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .arg("--root-dir")
         .arg(root)
         .args(&args[1..])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn hostlet");
@@ -109,7 +113,8 @@ fn cli_and_api_against_a_running_agent() {
     ]);
     let root = f.dirs.root.clone();
     let addr = format!("127.0.0.1:{port}");
-    let web = "echo hello-from-web; echo second line; echo to-stderr >&2; while true; do sleep 1; done";
+    let web =
+        "echo hello-from-web; echo second line; echo to-stderr >&2; while true; do sleep 1; done";
     write_manifest(&f.dirs, "web.yaml", &pod("web", &f.image(), web, ""));
     let crash = "echo run-$(cat /proc/uptime); exit 3";
     write_manifest(&f.dirs, "crash.yaml", &pod("crash", &f.image(), crash, ""));
@@ -122,14 +127,21 @@ fn cli_and_api_against_a_running_agent() {
     f.wait("web Running in `hostlet pods`", || {
         let out = text(&hostlet(&root, &["pods"]));
         out.lines()
-            .any(|l| l.starts_with("web-testnode ") && l.contains(" 1/1 ") && l.contains(" Running "))
+            .any(|l| {
+                l.starts_with("web-testnode ") && l.contains(" 1/1 ") && l.contains(" Running ")
+            })
             .then_some(())
     });
     let table = ok(hostlet(&root, &["pods"]), "pods");
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
 
-    let list: serde_json::Value = serde_json::from_str(&ok(hostlet(&root, &["pods", "-o", "json"]), "pods -o json")).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(hostlet(&root, &["pods", "-o", "json"]), "pods -o json")).unwrap();
     assert_eq!(list["kind"], "PodList");
     let web_pod = list["items"]
         .as_array()
@@ -139,7 +151,8 @@ fn cli_and_api_against_a_running_agent() {
         .expect("web in the list")
         .clone();
     assert_eq!(web_pod["status"]["phase"], "Running");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&ok(hostlet(&root, &["pods", "-o", "yaml"]), "pods -o yaml")).unwrap();
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&ok(hostlet(&root, &["pods", "-o", "yaml"]), "pods -o yaml")).unwrap();
     assert_eq!(yaml["kind"], serde_yaml::Value::from("PodList"));
 
     // The read-only port serves the same API.
@@ -149,43 +162,121 @@ fn cli_and_api_against_a_running_agent() {
     assert_eq!(one["metadata"]["name"], "web-testnode");
     assert_eq!(one["kind"], "Pod");
     assert_eq!(http_get(&addr, "/pods/default/nope").unwrap().0, 404);
-    assert_eq!(http_get(&addr, "/healthz").unwrap(), (200, "ok".to_string()));
+    assert_eq!(
+        http_get(&addr, "/healthz").unwrap(),
+        (200, "ok".to_string())
+    );
 
     // ps and inspect.
     let ps = ok(hostlet(&root, &["ps"]), "ps");
-    let web_row = ps.lines().find(|l| l.ends_with("web-testnode")).unwrap_or_else(|| panic!("{ps}"));
+    let web_row = ps
+        .lines()
+        .find(|l| l.ends_with("web-testnode"))
+        .unwrap_or_else(|| panic!("{ps}"));
     assert!(web_row.contains("Running"), "{ps}");
     let id = web_row.split_whitespace().next().unwrap().to_string();
-    let all: serde_json::Value = serde_json::from_str(&ok(hostlet(&root, &["ps", "-a", "-o", "json"]), "ps -a")).unwrap();
-    assert!(all["containers"].as_array().unwrap().iter().any(|c| c["podName"] == "crash-testnode"), "{all}");
-    let pod_json: serde_json::Value = serde_json::from_str(&ok(hostlet(&root, &["inspect", "web"]), "inspect web")).unwrap();
+    let all: serde_json::Value =
+        serde_json::from_str(&ok(hostlet(&root, &["ps", "-a", "-o", "json"]), "ps -a")).unwrap();
+    assert!(
+        all["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["podName"] == "crash-testnode"),
+        "{all}"
+    );
+    let pod_json: serde_json::Value =
+        serde_json::from_str(&ok(hostlet(&root, &["inspect", "web"]), "inspect web")).unwrap();
     assert_eq!(pod_json["metadata"]["name"], "web-testnode");
-    let c_json: serde_json::Value = serde_json::from_str(&ok(hostlet(&root, &["inspect", &id[..id.len() - 2]]), "inspect id prefix")).unwrap();
+    let c_json: serde_json::Value = serde_json::from_str(&ok(
+        hostlet(&root, &["inspect", &id[..id.len() - 2]]),
+        "inspect id prefix",
+    ))
+    .unwrap();
     assert_eq!(c_json["id"], id.as_str());
-    assert!(c_json["info"]["config"]["log_path"].as_str().unwrap().ends_with("/main/0.log"), "{c_json}");
+    assert!(
+        c_json["info"]["config"]["log_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/main/0.log"),
+        "{c_json}"
+    );
 
     // logs.
-    let logs = ok(hostlet(&root, &["logs", "web"]), "logs");
+    // The container writes asynchronously to its start being reported.
+    let logs = f.wait("web's three lines in `hostlet logs`", || {
+        let l = text(&hostlet(&root, &["logs", "web"]));
+        (l.lines().count() >= 3).then_some(l)
+    });
     assert_eq!(logs, "hello-from-web\nsecond line\nto-stderr\n");
-    assert_eq!(ok(hostlet(&root, &["logs", "--tail", "1", "web-testnode", "main"]), "logs --tail"), "to-stderr\n");
-    let ts = ok(hostlet(&root, &["logs", "--timestamps", "-c", "main", "default/web"]), "logs --timestamps");
+    assert_eq!(
+        ok(
+            hostlet(&root, &["logs", "--tail", "1", "web-testnode", "main"]),
+            "logs --tail"
+        ),
+        "to-stderr\n"
+    );
+    let ts = ok(
+        hostlet(
+            &root,
+            &["logs", "--timestamps", "-c", "main", "default/web"],
+        ),
+        "logs --timestamps",
+    );
     let first = ts.lines().next().unwrap();
     let (stamp, rest) = first.split_once(' ').unwrap();
     assert!(stamp.ends_with('Z') && stamp.contains('T'), "{first}");
     assert_eq!(rest, "hello-from-web");
-    assert_eq!(ok(hostlet(&root, &["logs", "--since", "1h", "web"]), "logs --since").lines().count(), 3);
+    assert_eq!(
+        ok(
+            hostlet(&root, &["logs", "--since", "1h", "web"]),
+            "logs --since"
+        )
+        .lines()
+        .count(),
+        3
+    );
 
     // exec: output, stdin, exit code passthrough, error for a missing container.
-    assert_eq!(ok(hostlet(&root, &["exec", "web", "--", "cat", "/etc/hostname"]), "exec cat").trim(), "web-testnode");
-    let echoed = hostlet_stdin(&root, &["exec", "-i", "web", "--", "cat"], Some("piped input\n"));
+    assert_eq!(
+        ok(
+            hostlet(&root, &["exec", "web", "--", "cat", "/etc/hostname"]),
+            "exec cat"
+        )
+        .trim(),
+        "web-testnode"
+    );
+    let echoed = hostlet_stdin(
+        &root,
+        &["exec", "-i", "web", "--", "cat"],
+        Some("piped input\n"),
+    );
     assert_eq!(ok(echoed, "exec -i cat"), "piped input\n");
-    let code = hostlet(&root, &["exec", "web", "--", "sh", "-c", "exit 7"]).status.code();
+    let code = hostlet(&root, &["exec", "web", "--", "sh", "-c", "exit 7"])
+        .status
+        .code();
     assert_eq!(code, Some(7));
     // -t: a real terminal inside the container (here without a terminal outside).
-    let tty = ok(hostlet(&root, &["exec", "-t", "web", "--", "sh", "-c", "tty; echo term=$TERM; exit 0"]), "exec -t");
+    let tty = ok(
+        hostlet(
+            &root,
+            &[
+                "exec",
+                "-t",
+                "web",
+                "--",
+                "sh",
+                "-c",
+                "tty; echo term=$TERM; exit 0",
+            ],
+        ),
+        "exec -t",
+    );
     assert!(tty.contains("/dev/pts/"), "{tty:?}");
     assert!(tty.contains("term="), "{tty:?}");
-    let code = hostlet(&root, &["exec", "-t", "web", "--", "sh", "-c", "exit 5"]).status.code();
+    let code = hostlet(&root, &["exec", "-t", "web", "--", "sh", "-c", "exit 5"])
+        .status
+        .code();
     assert_eq!(code, Some(5));
     let missing = hostlet(&root, &["exec", "web", "-c", "nope", "--", "true"]);
     assert!(!missing.status.success());
@@ -194,11 +285,17 @@ fn cli_and_api_against_a_running_agent() {
     // The crashing pod restarts; --previous shows the dead instance.
     f.wait("crash restarted", || {
         let p = text(&hostlet(&root, &["pods"]));
-        let row = p.lines().find(|l| l.starts_with("crash-testnode "))?.to_string();
+        let row = p
+            .lines()
+            .find(|l| l.starts_with("crash-testnode "))?
+            .to_string();
         let restarts: u32 = row.split_whitespace().nth(3)?.parse().ok()?;
         (restarts >= 1).then_some(())
     });
-    let prev = ok(hostlet(&root, &["logs", "--previous", "crash"]), "logs --previous");
+    let prev = ok(
+        hostlet(&root, &["logs", "--previous", "crash"]),
+        "logs --previous",
+    );
     assert!(prev.starts_with("run-"), "{prev:?}");
     let no_prev = hostlet(&root, &["logs", "--previous", "web"]);
     assert!(String::from_utf8_lossy(&no_prev.stderr).contains("previous terminated container"));
@@ -206,7 +303,11 @@ fn cli_and_api_against_a_running_agent() {
     // /metrics through a real Prometheus text parser.
     let m = f.wait("metrics with the restart and the pod start", || {
         let m = metrics(&addr);
-        let restarts = sample(&m, "hostlet_container_restarts_total", &[("pod", "crash-testnode")])?;
+        let restarts = sample(
+            &m,
+            "hostlet_container_restarts_total",
+            &[("pod", "crash-testnode")],
+        )?;
         let starts = sample(&m, "hostlet_pod_start_duration_seconds", &[])?;
         (restarts >= 1.0 && starts >= 1.0).then_some(m)
     });
@@ -214,7 +315,15 @@ fn cli_and_api_against_a_running_agent() {
     assert!(sample(&m, "hostlet_containers", &[("state", "running")]).unwrap() >= 1.0);
     assert!(sample(&m, "hostlet_image_pulls_total", &[("result", "success")]).unwrap() >= 1.0);
     assert!(sample(&m, "hostlet_image_pull_duration_seconds", &[]).unwrap() >= 1.0);
-    assert!(sample(&m, "hostlet_container_starts_total", &[("result", "success")]).unwrap() >= 2.0);
+    assert!(
+        sample(
+            &m,
+            "hostlet_container_starts_total",
+            &[("result", "success")]
+        )
+        .unwrap()
+            >= 2.0
+    );
     assert_eq!(sample(&m, "hostlet_sources_synced", &[]), Some(1.0));
     assert!(sample(&m, "hostlet_manifest_errors", &[("kind", "invalid")]).is_some());
     for s in &m.samples {
@@ -222,24 +331,42 @@ fn cli_and_api_against_a_running_agent() {
     }
 
     let v = ok(hostlet(&root, &["version"]), "version");
-    assert!(v.contains(env!("CARGO_PKG_VERSION")) && v.contains("agent: running, synced"), "{v}");
+    assert!(
+        v.contains(env!("CARGO_PKG_VERSION")) && v.contains("agent: running, synced"),
+        "{v}"
+    );
 }
 
 #[test]
 fn without_an_agent_every_verb_says_so_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    for verb in [&["pods"][..], &["ps", "-a"], &["inspect", "x"], &["logs", "x"], &["exec", "x", "--", "true"]] {
+    for verb in [
+        &["pods"][..],
+        &["ps", "-a"],
+        &["inspect", "x"],
+        &["logs", "x"],
+        &["exec", "x", "--", "true"],
+    ] {
         let o = hostlet(dir.path(), verb);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{verb:?}: {o:?}");
         assert_eq!(err.lines().count(), 1, "{verb:?}: {err}");
-        assert!(err.contains("no hostlet agent is running at"), "{verb:?}: {err}");
+        assert!(
+            err.contains("no hostlet agent is running at"),
+            "{verb:?}: {err}"
+        );
     }
     let v = ok(hostlet(dir.path(), &["version"]), "version without agent");
     assert!(v.contains("no hostlet agent"), "{v}");
     for shell in ["bash", "zsh", "fish"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_hostlet")).args(["completion", shell]).output().unwrap();
-        assert!(o.status.success() && text(&o).contains("hostlet"), "{shell}");
+        let o = Command::new(env!("CARGO_BIN_EXE_hostlet"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && text(&o).contains("hostlet"),
+            "{shell}"
+        );
     }
 }
 
@@ -247,7 +374,11 @@ fn log_dir_files(logs: &Path, pod: &str) -> Vec<PathBuf> {
     let dir = fs::read_dir(logs)
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with(&format!("default_{pod}-testnode_")))
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("default_{pod}-testnode_"))
+        })
         .map(|e| e.path().join("main"));
     dir.and_then(|d| fs::read_dir(d).ok())
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -256,10 +387,17 @@ fn log_dir_files(logs: &Path, pod: &str) -> Vec<PathBuf> {
 
 #[test]
 fn logs_rotate_bounded_and_follow_across_rotation() {
-    let f = Fixture::with_args(&["--seccomp-default=false", "--container-log-max-size", "64Ki", "--container-log-max-files", "3"]);
+    let f = Fixture::with_args(&[
+        "--seccomp-default=false",
+        "--container-log-max-size",
+        "64Ki",
+        "--container-log-max-files",
+        "3",
+    ]);
     let root = f.dirs.root.clone();
     // Paced: ~1 KiB lines every 5 ms, a rotation about every third of a second.
-    let paced = "sleep 2; pad=$(printf '%0900d' 0); i=0; while [ $i -lt 400 ]; do echo \"n=$i $pad\"; \
+    let paced =
+        "sleep 2; pad=$(printf '%0900d' 0); i=0; while [ $i -lt 400 ]; do echo \"n=$i $pad\"; \
                  i=$((i+1)); usleep 5000; done; echo done-paced; while true; do sleep 1; done";
     write_manifest(&f.dirs, "paced.yaml", &pod("paced", &f.image(), paced, ""));
     // Megabytes as fast as the container can print them.
@@ -269,7 +407,9 @@ fn logs_rotate_bounded_and_follow_across_rotation() {
 
     f.wait("paced running", || {
         let p = text(&hostlet(&root, &["pods"]));
-        p.lines().any(|l| l.starts_with("paced-testnode ") && l.contains("Running")).then_some(())
+        p.lines()
+            .any(|l| l.starts_with("paced-testnode ") && l.contains("Running"))
+            .then_some(())
     });
     let out_path = f.dirs.base.join("follow.out");
     let mut follower = Command::new(env!("CARGO_BIN_EXE_hostlet"))
@@ -283,12 +423,18 @@ fn logs_rotate_bounded_and_follow_across_rotation() {
     f.wait("burst done", || {
         let files = log_dir_files(&f.dirs.logs, "burst");
         let live = files.iter().find(|p| p.ends_with("0.log"))?;
-        fs::read_to_string(live).ok()?.contains("done-burst").then_some(())
+        fs::read_to_string(live)
+            .ok()?
+            .contains("done-burst")
+            .then_some(())
     });
     f.wait("paced done", || {
         let files = log_dir_files(&f.dirs.logs, "paced");
         let live = files.iter().find(|p| p.ends_with("0.log"))?;
-        fs::read_to_string(live).ok()?.contains("done-paced").then_some(())
+        fs::read_to_string(live)
+            .ok()?
+            .contains("done-paced")
+            .then_some(())
     });
     // Bounded: the live file and at most two compressed ones, each about 64 KiB.
     for pod in ["burst", "paced"] {
@@ -298,18 +444,30 @@ fn logs_rotate_bounded_and_follow_across_rotation() {
         assert!(!rotated.is_empty(), "{pod}: no rotation: {files:?}");
         for r in &rotated {
             let name = r.file_name().unwrap().to_string_lossy();
-            assert!(name.starts_with("0.log.") && name.ends_with(".gz"), "{name}");
+            assert!(
+                name.starts_with("0.log.") && name.ends_with(".gz"),
+                "{name}"
+            );
         }
         let total: u64 = files.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
-        assert!(total < 3 * (64 * 1024 + 64 * 1024), "{pod}: {total} bytes in {files:?}");
+        assert!(
+            total < 3 * (64 * 1024 + 64 * 1024),
+            "{pod}: {total} bytes in {files:?}"
+        );
     }
     // Several megabytes went through, yet the directory holds well under one.
-    let burst_total: u64 = log_dir_files(&f.dirs.logs, "burst").iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let burst_total: u64 = log_dir_files(&f.dirs.logs, "burst")
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
     assert!(burst_total < 1024 * 1024, "{burst_total}");
 
     // The follower saw every line, in order, across the rotations.
     f.wait("the follower printing the last line", || {
-        fs::read_to_string(&out_path).ok()?.contains("done-paced").then_some(())
+        fs::read_to_string(&out_path)
+            .ok()?
+            .contains("done-paced")
+            .then_some(())
     });
     let _ = follower.kill();
     let _ = follower.wait();
@@ -318,11 +476,21 @@ fn logs_rotate_bounded_and_follow_across_rotation() {
         .lines()
         .filter_map(|l| l.strip_prefix("n=")?.split(' ').next()?.parse().ok())
         .collect();
-    assert_eq!(numbers, (0..400).collect::<Vec<u32>>(), "follower output in {}", out_path.display());
+    assert_eq!(
+        numbers,
+        (0..400).collect::<Vec<u32>>(),
+        "follower output in {}",
+        out_path.display()
+    );
 }
 
 /// Receives datagrams until one contains `want` (or the time is up).
-fn receive_until(sock: &UnixDatagram, want: &str, within: Duration, log: &dyn Fn() -> String) -> String {
+fn receive_until(
+    sock: &UnixDatagram,
+    want: &str,
+    within: Duration,
+    log: &dyn Fn() -> String,
+) -> String {
     let deadline = Instant::now() + within;
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
@@ -335,7 +503,10 @@ fn receive_until(sock: &UnixDatagram, want: &str, within: Duration, log: &dyn Fn
             got.push(msg);
         }
     }
-    panic!("no {want:?} within {within:?}; got {got:?}; agent log:\n{}", log());
+    panic!(
+        "no {want:?} within {within:?}; got {got:?}; agent log:\n{}",
+        log()
+    );
 }
 
 #[test]
@@ -358,7 +529,8 @@ fn config_file_and_systemd_notify() {
     .unwrap();
     let notify_path = dirs.base.join("notify.sock");
     let sock = UnixDatagram::bind(&notify_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let log = fs::File::create(&dirs.agent_log).unwrap();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_hostlet"))
         .arg("run")
@@ -368,7 +540,12 @@ fn config_file_and_systemd_notify() {
         .arg(&dirs.root)
         .arg("--pod-logs-dir")
         .arg(&dirs.logs)
-        .args(["--hostname-override", NODE_NAME, "--read-only-port", &flag_port.to_string()])
+        .args([
+            "--hostname-override",
+            NODE_NAME,
+            "--read-only-port",
+            &flag_port.to_string(),
+        ])
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "300000")
         .env("RUST_LOG", "info")
@@ -388,10 +565,15 @@ fn config_file_and_systemd_notify() {
     // The flag's port wins over the file's; the file's other fields apply.
     let flag_addr = format!("127.0.0.1:{flag_port}");
     assert_eq!(http_get(&flag_addr, "/healthz").map(|r| r.0), Some(200));
-    assert_eq!(http_get(&format!("127.0.0.1:{file_port}"), "/healthz"), None);
+    assert_eq!(
+        http_get(&format!("127.0.0.1:{file_port}"), "/healthz"),
+        None
+    );
     let logged = agent_log();
     assert!(
-        logged.contains("ignoring config fields") && logged.contains("clusterDNS") && logged.contains("authentication"),
+        logged.contains("ignoring config fields")
+            && logged.contains("clusterDNS")
+            && logged.contains("authentication"),
         "{logged}"
     );
 
@@ -399,5 +581,8 @@ fn config_file_and_systemd_notify() {
     receive_until(&sock, "STOPPING=1", Duration::from_secs(10), &agent_log);
     let status = agent.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(!dirs.root.join("hostlet.sock").exists(), "socket left behind");
+    assert!(
+        !dirs.root.join("hostlet.sock").exists(),
+        "socket left behind"
+    );
 }

@@ -34,9 +34,7 @@ impl Fixture {
         let reg = Registry::start();
         let dirs = AgentDirs::new();
         prepare(&dirs);
-        let mut args = vec!["--seccomp-default", "false"];
-        args.extend_from_slice(extra);
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), &args));
+        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
         Fixture { agent, dirs, reg }
     }
 
@@ -356,7 +354,7 @@ fn url_source_with_header_etag_and_empty_body() {
         "500ms",
     ];
     drop(f.agent.take());
-    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[&["--seccomp-default", "false"][..], &args[..]].concat()));
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
     let pid = f.pid("marker-url-1");
     // Unchanged content: 304s, and the pod is left alone.
     let before = srv.not_modified();
@@ -421,7 +419,7 @@ fn both_sources_at_once_the_file_wins_a_name_clash() {
         "--http-check-frequency",
         "500ms",
     ];
-    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[&["--seccomp-default", "false"][..], &args[..]].concat()));
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
     f.pid("marker-both-file");
     f.pid("marker-both-only");
     f.log_has("another source declares the same namespace/name");

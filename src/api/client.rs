@@ -7,7 +7,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no hostlet agent is running at {path} (is `hostlet run` started with this --root-dir?)")]
+    #[error(
+        "no hostlet agent is running at {path} (is `hostlet run` started with this --root-dir?)"
+    )]
     NoAgent { path: PathBuf },
     #[error("permission denied on {path}: the status socket is root's (try sudo)")]
     Denied { path: PathBuf },
@@ -37,15 +39,24 @@ pub fn get(socket: &Path, target: &str) -> Result<(u16, Vec<u8>), ClientError> {
         },
         _ => io(e),
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-    s.set_write_timeout(Some(Duration::from_secs(30))).map_err(io)?;
-    write!(s, "GET {target} HTTP/1.1\r\nHost: hostlet\r\nConnection: close\r\n\r\n").map_err(io)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))
+        .map_err(io)?;
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: hostlet\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(io)?;
     let malformed = || ClientError::Malformed {
         path: socket.to_path_buf(),
     };
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(malformed)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(malformed)?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| malformed())?;
     let code = head
         .split_whitespace()

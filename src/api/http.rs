@@ -112,7 +112,10 @@ where
             Ok(req) if req.method == "GET" || req.method == "HEAD" => {
                 (handler(&req), req.method == "HEAD")
             }
-            Ok(_) => (Response::text(405, "text/plain", "only GET is served\n"), false),
+            Ok(_) => (
+                Response::text(405, "text/plain", "only GET is served\n"),
+                false,
+            ),
         },
     };
     let mut out = format!(
@@ -143,7 +146,12 @@ mod tests {
         assert_eq!(r.method, "GET");
         assert_eq!(r.path, "/pods/default/web");
         assert_eq!(r.query, "x=1");
-        for bad in [&b"GET\r\n\r\n"[..], b"GET pods HTTP/1.1\r\n\r\n", b"GET / SPDY\r\n\r\n", b"\xff\r\n\r\n"] {
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"GET pods HTTP/1.1\r\n\r\n",
+            b"GET / SPDY\r\n\r\n",
+            b"\xff\r\n\r\n",
+        ] {
             assert_eq!(parse(bad), Err(400), "{bad:?}");
         }
     }
@@ -154,7 +162,10 @@ mod tests {
         let task = tokio::spawn(serve_one(server, |req| {
             Response::text(200, "text/plain", format!("path={}", req.path))
         }));
-        client.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
         let mut got = String::new();
         client.read_to_string(&mut got).await.unwrap();
         task.await.unwrap();

@@ -178,7 +178,10 @@ pub fn handle(status: &StatusStore, req: &Request) -> Response {
             Some(pod) => json(200, &pod),
             None => not_found(format!("pods \"{name}\" not found in namespace \"{ns}\"")),
         },
-        _ => not_found(format!("no such endpoint {}: try /pods, /pods/NAMESPACE/NAME, /healthz or /metrics", req.path)),
+        _ => not_found(format!(
+            "no such endpoint {}: try /pods, /pods/NAMESPACE/NAME, /healthz or /metrics",
+            req.path
+        )),
     }
 }
 
@@ -222,7 +225,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(socket_path(dir.path()), b"stale").unwrap();
         let server = bind(dir.path(), None).await.unwrap();
-        let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
+        let mode = std::fs::metadata(socket_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let st = StatusStore::new();
         st.set_synced();

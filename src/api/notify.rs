@@ -62,7 +62,10 @@ pub async fn run(status: StatusStore) {
             }
         }
     }
-    send(&format!("READY=1\nSTATUS=running, sources synced\nMAINPID={}", std::process::id()));
+    send(&format!(
+        "READY=1\nSTATUS=running, sources synced\nMAINPID={}",
+        std::process::id()
+    ));
     let Some(w) = watchdog else { return };
     let mut tick = tokio::time::interval(w / 2);
     loop {

@@ -204,7 +204,8 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
                            "source": source, "options": ["rbind", propagation, mode]}));
     }
 
-    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes);
+    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes)
+        .max(inp.node.min_oom_score_adj);
     let caps = &sec.caps;
     let value = json!({
         "ociVersion": "1.0.2",

@@ -212,3 +212,15 @@ fn unsafe_sysctls_are_refused() {
     let e = spec_json(&RULES.replace("net.ipv4.ip_unprivileged_port_start", "kernel.msgmax"), 0).unwrap_err();
     assert!(e.to_string().contains("SysctlForbidden"), "{e}");
 }
+
+#[test]
+fn oom_score_adj_is_not_lowered_below_what_the_agent_may_set() {
+    let p = pod("metadata: {name: g, uid: u}\nspec:\n  containers: [{name: c, image: x, resources: {limits: {cpu: 1, memory: 1Gi}}}]\n");
+    let adj = |min: i32| {
+        let n = NodeInfo { min_oom_score_adj: min, ..node() };
+        let s = render_with(&p, 0, &image(IMAGE), Path::new("/nonexistent"), &n).unwrap();
+        stable_json(&s)["process"]["oomScoreAdj"].clone()
+    };
+    assert_eq!(adj(-1000), -997);
+    assert_eq!(adj(0), 0);
+}

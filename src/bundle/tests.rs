@@ -31,6 +31,7 @@ fn node() -> NodeInfo {
         seccomp_default: true,
         seccomp_dir: PathBuf::from("/var/lib/hostlet/seccomp"),
         pod_max_pids: -1,
+        min_oom_score_adj: -1000,
     }
 }
 

@@ -12,7 +12,12 @@ use crate::runtime::MonitorConfig;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RootArgs {
     /// hostlet's root dir, where the agent's socket hostlet.sock lives
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/hostlet", env = "HOSTLET_ROOT_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/hostlet",
+        env = "HOSTLET_ROOT_DIR"
+    )]
     pub root_dir: PathBuf,
 }
 
@@ -36,13 +41,16 @@ impl RootArgs {
 
     pub fn pods(&self) -> anyhow::Result<Vec<Pod>> {
         let body = self.get("/pods")?;
-        let list: List<Pod> = serde_json::from_slice(&body).context("decoding the agent's pod list")?;
+        let list: List<Pod> =
+            serde_json::from_slice(&body).context("decoding the agent's pod list")?;
         Ok(list.items)
     }
 
     /// The container's record in the root dir (`monitor.json`), if it still exists.
     pub fn monitor_config(&self, id: &str) -> Option<MonitorConfig> {
-        let path = crate::state::Layout::new(&self.root_dir).container(id).join("monitor.json");
+        let path = crate::state::Layout::new(&self.root_dir)
+            .container(id)
+            .join("monitor.json");
         crate::state::read_json(&path).ok().flatten()
     }
 
@@ -89,23 +97,35 @@ pub fn find_pod(pods: Vec<Pod>, wanted: &str, ns: Option<&str>) -> anyhow::Resul
     let exact: Vec<&Pod> = in_ns.iter().filter(|p| name(p) == wanted).collect();
     let candidates = if exact.is_empty() {
         let prefix = format!("{wanted}-");
-        in_ns.iter().filter(|p| name(p).starts_with(&prefix)).collect()
+        in_ns
+            .iter()
+            .filter(|p| name(p).starts_with(&prefix))
+            .collect()
     } else {
         exact
     };
     match candidates.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("pod {wanted:?} not found{}", ns.map(|n| format!(" in namespace {n:?}")).unwrap_or_default()),
+        [] => bail!(
+            "pod {wanted:?} not found{}",
+            ns.map(|n| format!(" in namespace {n:?}"))
+                .unwrap_or_default()
+        ),
         many => bail!(
             "pod {wanted:?} is ambiguous: {} (use NAMESPACE/NAME)",
-            many.iter().map(|p| format!("{}/{}", namespace(p), name(p))).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|p| format!("{}/{}", namespace(p), name(p)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 /// Every container status of a pod, init containers first.
 pub fn statuses(p: &Pod) -> Vec<ContainerStatus> {
-    let Some(st) = &p.status else { return Vec::new() };
+    let Some(st) = &p.status else {
+        return Vec::new();
+    };
     st.init_container_statuses
         .iter()
         .flatten()
@@ -123,7 +143,11 @@ pub fn find_container(pod: &Pod, wanted: Option<&str>) -> anyhow::Result<Contain
             format!(
                 "container {w:?} not found in pod {:?}; it has: {}",
                 name(pod),
-                statuses(pod).iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                statuses(pod)
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         });
     }
@@ -132,12 +156,18 @@ pub fn find_container(pod: &Pod, wanted: Option<&str>) -> anyhow::Result<Contain
         .as_ref()
         .and_then(|s| s.container_statuses.clone())
         .unwrap_or_default();
-    let first = app.first().cloned().with_context(|| format!("pod {:?} has no containers", name(pod)))?;
+    let first = app
+        .first()
+        .cloned()
+        .with_context(|| format!("pod {:?} has no containers", name(pod)))?;
     if all.len() > 1 {
         eprintln!(
             "Defaulted container {:?} out of: {}",
             first.name,
-            all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            all.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(first)
@@ -145,7 +175,9 @@ pub fn find_container(pod: &Pod, wanted: Option<&str>) -> anyhow::Result<Contain
 
 /// The runtime id in a `hostlet://ID` container id.
 pub fn runtime_id(c: &ContainerStatus) -> Option<&str> {
-    c.container_id.as_deref().map(|id| id.strip_prefix("hostlet://").unwrap_or(id))
+    c.container_id
+        .as_deref()
+        .map(|id| id.strip_prefix("hostlet://").unwrap_or(id))
 }
 
 /// kubectl's human durations: 45s, 3m20s, 5h10m, 3d4h, 2y30d.
@@ -155,15 +187,27 @@ pub fn human_duration(d: std::time::Duration) -> String {
     if s < 120 {
         format!("{s}s")
     } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
+        if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 24 * 8 {
-        if h % 24 == 0 { format!("{}d", h / 24) } else { format!("{}d{}h", h / 24, h % 24) }
+        if h % 24 == 0 {
+            format!("{}d", h / 24)
+        } else {
+            format!("{}d{}h", h / 24, h % 24)
+        }
     } else if h < 24 * 365 * 2 {
         format!("{}d", h / 24)
     } else if h < 24 * 365 * 8 {
@@ -247,16 +291,29 @@ mod tests {
 
     #[test]
     fn finds_pods_by_the_names_operators_type() {
-        let pods = vec![pod("default", "web-n1"), pod("kube-system", "web-n1"), pod("default", "db-n1")];
+        let pods = vec![
+            pod("default", "web-n1"),
+            pod("kube-system", "web-n1"),
+            pod("default", "db-n1"),
+        ];
         assert_eq!(name(&find_pod(pods.clone(), "db", None).unwrap()), "db-n1");
-        assert_eq!(name(&find_pod(pods.clone(), "db-n1", None).unwrap()), "db-n1");
+        assert_eq!(
+            name(&find_pod(pods.clone(), "db-n1", None).unwrap()),
+            "db-n1"
+        );
         let e = find_pod(pods.clone(), "web", None).unwrap_err().to_string();
-        assert!(e.contains("ambiguous") && e.contains("kube-system/web-n1"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("kube-system/web-n1"),
+            "{e}"
+        );
         let p = find_pod(pods.clone(), "kube-system/web", None).unwrap();
         assert_eq!(namespace(&p), "kube-system");
         let p = find_pod(pods.clone(), "web-n1", Some("default")).unwrap();
         assert_eq!(namespace(&p), "default");
-        assert!(find_pod(pods, "nope", None).unwrap_err().to_string().contains("not found"));
+        assert!(find_pod(pods, "nope", None)
+            .unwrap_err()
+            .to_string()
+            .contains("not found"));
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub fn main(args: ExecArgs) -> anyhow::Result<i32> {
     };
     let exe = std::env::current_exe().context("locating the hostlet binary")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("exec-in").arg("--root-dir").arg(&args.root.root_dir);
+    cmd.arg("exec-in")
+        .arg("--root-dir")
+        .arg(&args.root.root_dir);
     if args.tty {
         use std::io::IsTerminal;
         if !std::io::stdin().is_terminal() && args.stdin {

@@ -107,12 +107,20 @@ fn log_path(args: &LogsArgs) -> anyhow::Result<(PathBuf, Option<String>)> {
         .and_then(|id| args.root.monitor_config(id))
         .or_else(|| find_config(&args.root, &pod_uid, &c.name));
     let Some(cfg) = cfg else {
-        bail!("container {:?} in pod {:?} has not started yet: no log", c.name, client::name(&pod));
+        bail!(
+            "container {:?} in pod {:?} has not started yet: no log",
+            c.name,
+            client::name(&pod)
+        );
     };
     let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
     if args.previous {
         let Some(n) = cfg.restart_count.checked_sub(1) else {
-            bail!("previous terminated container {:?} in pod {:?} not found", c.name, client::name(&pod));
+            bail!(
+                "previous terminated container {:?} in pod {:?} not found",
+                c.name,
+                client::name(&pod)
+            );
         };
         let path = cfg.log_path.with_file_name(format!("{n}.log"));
         return Ok((path, None));
@@ -121,7 +129,11 @@ fn log_path(args: &LogsArgs) -> anyhow::Result<(PathBuf, Option<String>)> {
 }
 
 /// Any record of this pod's container under the root dir, newest instance first.
-fn find_config(root: &RootArgs, pod_uid: &str, container: &str) -> Option<crate::runtime::MonitorConfig> {
+fn find_config(
+    root: &RootArgs,
+    pod_uid: &str,
+    container: &str,
+) -> Option<crate::runtime::MonitorConfig> {
     let dir = crate::state::Layout::new(&root.root_dir).containers();
     std::fs::read_dir(dir)
         .ok()?
@@ -169,7 +181,15 @@ pub fn main(args: LogsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(id) = running_id else { return Ok(()) };
-    follow(&args.root, &id, &path, reader, partial_tail, &mut printer, &mut stdout)
+    follow(
+        &args.root,
+        &id,
+        &path,
+        reader,
+        partial_tail,
+        &mut printer,
+        &mut stdout,
+    )
 }
 
 fn write_out(w: &mut impl Write, out: &mut Vec<u8>) -> anyhow::Result<()> {
@@ -189,7 +209,8 @@ fn tail_start(lines: &[Vec<u8>], n: usize) -> usize {
     }
     let mut complete = 0;
     for i in (0..lines.len()).rev() {
-        let is_full = parse(lines[i].strip_suffix(b"\n").unwrap_or(&lines[i])).is_some_and(|r| !r.partial);
+        let is_full =
+            parse(lines[i].strip_suffix(b"\n").unwrap_or(&lines[i])).is_some_and(|r| !r.partial);
         if is_full {
             if complete == n {
                 return i + 1;
@@ -281,10 +302,15 @@ mod tests {
 
     #[test]
     fn tail_counts_logical_lines() {
-        let lines: Vec<Vec<u8>> = ["t stdout F a", "t stdout P b", "t stdout F c", "t stdout F d"]
-            .iter()
-            .map(|l| format!("{l}\n").into_bytes())
-            .collect();
+        let lines: Vec<Vec<u8>> = [
+            "t stdout F a",
+            "t stdout P b",
+            "t stdout F c",
+            "t stdout F d",
+        ]
+        .iter()
+        .map(|l| format!("{l}\n").into_bytes())
+        .collect();
         assert_eq!(tail_start(&lines, 1), 3);
         assert_eq!(tail_start(&lines, 2), 1);
         assert_eq!(tail_start(&lines, 3), 0);

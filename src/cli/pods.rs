@@ -53,7 +53,10 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
         .filter(|p| args.namespace.as_deref().is_none_or(|n| namespace(p) == n))
         .collect();
     if args.output != Format::Table {
-        let list = k8s_openapi::List { items: pods, metadata: Default::default() };
+        let list = k8s_openapi::List {
+            items: pods,
+            metadata: Default::default(),
+        };
         return client::print_structured(args.output, &list);
     }
     if pods.is_empty() {
@@ -64,7 +67,11 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = pods
         .iter()
         .map(|p| {
-            let app = p.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+            let app = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.clone())
+                .unwrap_or_default();
             let ready = app.iter().filter(|c| c.ready).count();
             let restarts: i32 = app.iter().map(|c| c.restart_count).sum();
             let mut row = vec![
@@ -91,8 +98,14 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
 /// kubectl's STATUS column: the most telling container reason, `Init:i/n` while init
 /// containers run, `Terminating` once deletion started.
 pub fn pod_status(p: &Pod) -> String {
-    let Some(st) = &p.status else { return "Unknown".into() };
-    let mut reason = st.reason.clone().or_else(|| st.phase.clone()).unwrap_or_else(|| "Unknown".into());
+    let Some(st) = &p.status else {
+        return "Unknown".into();
+    };
+    let mut reason = st
+        .reason
+        .clone()
+        .or_else(|| st.phase.clone())
+        .unwrap_or_else(|| "Unknown".into());
     let init = st.init_container_statuses.clone().unwrap_or_default();
     let mut initializing = false;
     for (i, c) in init.iter().enumerate() {
@@ -106,7 +119,12 @@ pub fn pod_status(p: &Pod) -> String {
                 (_, Some(s)) if s != 0 => format!("Init:Signal:{s}"),
                 _ => format!("Init:ExitCode:{}", t.exit_code),
             };
-        } else if let Some(r) = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty() && r != "PodInitializing") {
+        } else if let Some(r) = state
+            .waiting
+            .as_ref()
+            .and_then(|w| w.reason.clone())
+            .filter(|r| !r.is_empty() && r != "PodInitializing")
+        {
             reason = format!("Init:{r}");
         } else {
             reason = format!("Init:{i}/{}", init.len());
@@ -118,7 +136,12 @@ pub fn pod_status(p: &Pod) -> String {
         let mut has_running = false;
         for c in st.container_statuses.iter().flatten().rev() {
             let state = c.state.clone().unwrap_or_default();
-            if let Some(r) = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty()) {
+            if let Some(r) = state
+                .waiting
+                .as_ref()
+                .and_then(|w| w.reason.clone())
+                .filter(|r| !r.is_empty())
+            {
                 reason = r;
             } else if let Some(t) = &state.terminated {
                 reason = match (&t.reason, t.signal) {
@@ -136,7 +159,11 @@ pub fn pod_status(p: &Pod) -> String {
                 .iter()
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
-            reason = if ready { "Running".into() } else { "NotReady".into() };
+            reason = if ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
     if p.metadata.deletion_timestamp.is_some() {
@@ -179,7 +206,9 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
             rows.push(vec![
                 runtime_id(&c).unwrap_or("-").to_string(),
                 c.image.clone(),
-                created(&c).map(|t| format!("{} ago", age(Some(t)))).unwrap_or_else(|| "-".into()),
+                created(&c)
+                    .map(|t| format!("{} ago", age(Some(t))))
+                    .unwrap_or_else(|| "-".into()),
                 state_name(&c),
                 c.name.clone(),
                 c.restart_count.to_string(),
@@ -204,7 +233,19 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
     match args.output {
         Format::Table => print!(
             "{}",
-            client::table(&["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"], &rows)
+            client::table(
+                &[
+                    "CONTAINER",
+                    "IMAGE",
+                    "CREATED",
+                    "STATE",
+                    "NAME",
+                    "ATTEMPT",
+                    "POD ID",
+                    "POD"
+                ],
+                &rows
+            )
         ),
         f => client::print_structured(f, &json!({ "containers": items }))?,
     }
@@ -213,7 +254,11 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
 
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let pods = args.root.pods()?;
-    let format = if args.output == Format::Table { Format::Json } else { args.output };
+    let format = if args.output == Format::Table {
+        Format::Json
+    } else {
+        args.output
+    };
     let containers: Vec<(Pod, ContainerStatus)> = pods
         .iter()
         .flat_map(|p| statuses(p).into_iter().map(move |c| (p.clone(), c)))
@@ -232,16 +277,27 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         .collect();
     match hits.as_slice() {
         [(p, c)] => print_container(&args.root, format, p, c),
-        [] => bail!("{pod_err}; no container id starts with {:?} either", args.target),
+        [] => bail!(
+            "{pod_err}; no container id starts with {:?} either",
+            args.target
+        ),
         many => bail!(
             "container id prefix {:?} is ambiguous: {}",
             args.target,
-            many.iter().filter_map(|(_, c)| runtime_id(c)).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .filter_map(|(_, c)| runtime_id(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
-fn print_container(root: &RootArgs, format: Format, p: &Pod, c: &ContainerStatus) -> anyhow::Result<()> {
+fn print_container(
+    root: &RootArgs,
+    format: Format,
+    p: &Pod,
+    c: &ContainerStatus,
+) -> anyhow::Result<()> {
     let id = runtime_id(c).unwrap_or_default().to_string();
     let dir = root.container_dir(&id);
     let spec = p

@@ -90,7 +90,9 @@ fn scalar(v: &Value) -> Option<String> {
 pub fn parse(text: &str) -> Result<FileFlags, ParseError> {
     let doc: Value = serde_yaml::from_str(text).map_err(ParseError::Yaml)?;
     let Value::Mapping(map) = doc else {
-        return Err(ParseError::Invalid("expected a KubeletConfiguration object".into()));
+        return Err(ParseError::Invalid(
+            "expected a KubeletConfiguration object".into(),
+        ));
     };
     let get = |k: &str| map.get(Value::String(k.into()));
     let kind = get("kind").and_then(Value::as_str);
@@ -123,25 +125,33 @@ pub fn parse(text: &str) -> Result<FileFlags, ParseError> {
         }
         match key {
             "staticPodURLHeader" => {
-                let Value::Mapping(h) = v else { return Err(bad("a map of header names to lists of values")) };
+                let Value::Mapping(h) = v else {
+                    return Err(bad("a map of header names to lists of values"));
+                };
                 for (name, values) in h {
-                    let name = name.as_str().ok_or_else(|| bad("header names as strings"))?;
+                    let name = name
+                        .as_str()
+                        .ok_or_else(|| bad("header names as strings"))?;
                     let values = match values {
                         Value::Sequence(s) => s.iter().map(scalar).collect::<Option<Vec<_>>>(),
                         other => scalar(other).map(|s| vec![s]),
                     }
                     .ok_or_else(|| bad("header values as strings"))?;
                     for value in values {
-                        out.flags.push(("manifest_url_header", format!("{name}:{value}")));
+                        out.flags
+                            .push(("manifest_url_header", format!("{name}:{value}")));
                     }
                 }
             }
             "crashLoopBackOff" => {
-                let Value::Mapping(c) = v else { return Err(bad("an object")) };
+                let Value::Mapping(c) = v else {
+                    return Err(bad("an object"));
+                };
                 for (ck, cv) in c {
                     match ck.as_str() {
                         Some("maxContainerRestartPeriod") => {
-                            let value = scalar(cv).ok_or_else(|| bad("maxContainerRestartPeriod as a duration"))?;
+                            let value = scalar(cv)
+                                .ok_or_else(|| bad("maxContainerRestartPeriod as a duration"))?;
                             out.flags.push(("crash_loop_backoff_max", value));
                         }
                         Some(other) => out.ignored.push(format!("crashLoopBackOff.{other}")),
@@ -206,15 +216,32 @@ rotateCertificates: true
         assert!(has("crash_loop_backoff_max", "1m"));
         let mut ignored = f.ignored.clone();
         ignored.sort();
-        assert_eq!(ignored, ["authentication", "cgroupDriver", "clusterDNS", "rotateCertificates"]);
+        assert_eq!(
+            ignored,
+            [
+                "authentication",
+                "cgroupDriver",
+                "clusterDNS",
+                "rotateCertificates"
+            ]
+        );
     }
 
     #[test]
     fn refuses_other_kinds_and_bad_values() {
         let e = parse("apiVersion: v1\nkind: Pod\n").unwrap_err();
-        assert!(matches!(e, ParseError::Invalid(ref m) if m.contains("KubeletConfiguration")), "{e:?}");
-        let e = parse(&format!("apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nstaticPodPath: [a]\n")).unwrap_err();
-        assert!(matches!(e, ParseError::Invalid(ref m) if m.starts_with("staticPodPath")), "{e:?}");
+        assert!(
+            matches!(e, ParseError::Invalid(ref m) if m.contains("KubeletConfiguration")),
+            "{e:?}"
+        );
+        let e = parse(&format!(
+            "apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nstaticPodPath: [a]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, ParseError::Invalid(ref m) if m.starts_with("staticPodPath")),
+            "{e:?}"
+        );
         assert!(matches!(parse("{"), Err(ParseError::Yaml(_))));
         let f = parse(&format!("apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nreadOnlyPort: 0\ncgroupDriver: cgroupfs\n")).unwrap();
         assert_eq!(f, FileFlags::default());

@@ -4,7 +4,7 @@
 //! These tables are allow-lists on purpose: a field missing from them — including fields that a
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
-//! Today that rejects, among others: HTTPS httpGet probes and hooks, a non-empty `securityContext` (pod and container), `stdin`/`tty`,
+//! Today that rejects, among others: a non-empty `securityContext` (pod and container), `stdin`/`tty`,
 //! `shareProcessNamespace`, `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
 //! `activeDeadlineSeconds`, `volumeMounts[].subPath`/`mountPropagation`, `volumeDevices`,
 //! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
@@ -103,7 +103,7 @@ const PROBE_FIELDS: &[&str] = &[
     "terminationGracePeriodSeconds",
 ];
 
-/// Probes run exec, httpGet over plain HTTP, tcpSocket and grpc; HTTPS not yet.
+/// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.
 fn probe_supported(v: &Value) -> bool {
     let Some(m) = v.as_object() else { return false };
     m.keys().all(|k| PROBE_FIELDS.contains(&k.as_str())) && http_get_supported(&v["httpGet"])
@@ -114,10 +114,10 @@ fn http_get_supported(v: &Value) -> bool {
         || v["scheme"].is_null()
         || v["scheme"]
             .as_str()
-            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+            .is_some_and(|s| matches!(s, "HTTP" | "HTTPS"))
 }
 
-/// postStart/preStop with exec, httpGet (plain HTTP) or sleep.
+/// postStart/preStop with exec, httpGet or sleep.
 fn lifecycle_supported(v: &Value) -> bool {
     let Some(m) = v.as_object() else { return false };
     m.iter().all(|(k, h)| {
@@ -267,11 +267,12 @@ mod lifecycle_tests {
         assert!(lifecycle_supported(&json!({"preStop": {"exec": {"command": ["x"]}}})));
         assert!(lifecycle_supported(&json!({"postStart": {"sleep": {"seconds": 1}}})));
         assert!(!lifecycle_supported(&json!({"postStart": {"tcpSocket": {"port": 1}}})));
-        assert!(!lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})));
+        assert!(lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})));
+        assert!(!lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "FTP"}}})));
         assert!(!lifecycle_supported(&json!({"preStop": 3})));
         assert!(probe_supported(&json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})));
         assert!(probe_supported(&json!({"grpc": {"port": 1}})));
-        assert!(!probe_supported(&json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})));
+        assert!(probe_supported(&json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})));
         assert!(!probe_supported(&json!([])));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod net;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -116,9 +117,11 @@ pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Durat
             blocking(move || net::connect(ns, addr, timeout).map(drop)).await
         }
         Action::HttpGet(h) => {
-            if h.scheme.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("http")) {
-                return Err(format!("scheme {:?} is not supported yet", h.scheme));
-            }
+            let https = match h.scheme.as_deref().unwrap_or("HTTP") {
+                s if s.eq_ignore_ascii_case("http") => false,
+                s if s.eq_ignore_ascii_case("https") => true,
+                s => return Err(format!("unknown scheme {s:?}")),
+            };
             let addr = t.addr(h.host.as_deref(), &h.port)?;
             let path = h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
             let headers: Vec<(String, String)> =
@@ -128,7 +131,7 @@ pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Durat
             blocking(move || {
                 let stream = net::connect(ns, addr, timeout)?;
                 let host = addr.to_string();
-                let r = net::http_get(stream, &host, &path, &headers, deadline)?;
+                let r = net::http_get(stream, https, &host, &path, &headers, deadline)?;
                 if (200..400).contains(&r.status) {
                     Ok(())
                 } else {

@@ -36,14 +36,33 @@ pub struct HttpResponse {
 
 /// A plain HTTP/1.1 GET over a connected stream, as the kubelet's prober sends it.
 pub fn http_get(
-    mut stream: TcpStream,
+    stream: TcpStream,
+    https: bool,
     host: &str,
     path: &str,
     headers: &[(String, String)],
     deadline: Instant,
 ) -> Result<HttpResponse, String> {
     let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    // Socket timeouts bound every read and write, TLS handshake included.
     stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
+    if https {
+        let ip = stream.peer_addr().map(|a| a.ip().to_string()).map_err(|e| e.to_string())?;
+        let mut tls = super::tls::wrap(stream, &ip)?;
+        return exchange(&mut tls, host, path, headers, deadline);
+    }
+    let mut stream = stream;
+    exchange(&mut stream, host, path, headers, deadline)
+}
+
+fn exchange(
+    stream: &mut (impl Read + Write),
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    deadline: Instant,
+) -> Result<HttpResponse, String> {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !has("user-agent") {
@@ -61,7 +80,6 @@ pub fn http_get(
     let mut chunk = [0u8; 4096];
     // The kubelet reads at most 10 KiB of a probe's body.
     while buf.len() < 10 * 1024 {
-        stream.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -103,7 +121,7 @@ mod tests {
         });
         let stream = connect(None, addr, Duration::from_secs(1)).unwrap();
         let headers = vec![("X-Check".to_string(), "yes".to_string())];
-        let r = http_get(stream, "127.0.0.1", "/healthz", &headers, Instant::now() + Duration::from_secs(2)).unwrap();
+        let r = http_get(stream, false, "127.0.0.1", "/healthz", &headers, Instant::now() + Duration::from_secs(2)).unwrap();
         assert_eq!(r.status, 503);
         assert_eq!(r.body, "busy");
         let req = server.join().unwrap();
@@ -117,5 +135,57 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         assert!(connect(None, addr, Duration::from_millis(500)).unwrap_err().contains("dial tcp"));
+    }
+}
+
+#[cfg(test)]
+mod https_tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::process::{Command, Stdio};
+
+    /// HTTPS against `openssl s_server` with a throwaway self-signed certificate: the
+    /// probe must succeed without verifying it, as the kubelet's does.
+    #[test]
+    fn https_get_skips_certificate_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is needed for this test: apt-get install openssl");
+        assert!(st.success());
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(port.to_string())
+            .arg("-key")
+            .arg(&key)
+            .arg("-cert")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let attempt = connect(None, addr, Duration::from_secs(1))
+                .and_then(|s| http_get(s, true, "127.0.0.1", "/", &[], Instant::now() + Duration::from_secs(3)));
+            match attempt {
+                Ok(r) => break r,
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_eq!(r.status, 200);
     }
 }

@@ -47,10 +47,19 @@ impl Drop for RawMode {
 
 /// The container's own process settings (user, env, capabilities, cwd …) with `argv`,
 /// a terminal and the caller's `TERM`.
-fn process_file(runtime_root: &Path, id: &str, argv: Vec<String>, dir: &Path) -> Result<PathBuf, String> {
+fn process_file(
+    runtime_root: &Path,
+    id: &str,
+    argv: Vec<String>,
+    dir: &Path,
+) -> Result<PathBuf, String> {
     let c = Container::load(runtime_root.join(id)).map_err(|e| e.to_string())?;
-    let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json")).map_err(|e| e.to_string())?;
-    let mut process = spec.process().clone().ok_or("the container has no process")?;
+    let spec =
+        oci_spec::runtime::Spec::load(c.bundle().join("config.json")).map_err(|e| e.to_string())?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or("the container has no process")?;
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
     let mut env: Vec<String> = process
         .env()
@@ -60,7 +69,10 @@ fn process_file(runtime_root: &Path, id: &str, argv: Vec<String>, dir: &Path) ->
         .filter(|e| !e.starts_with("TERM="))
         .collect();
     env.push(format!("TERM={term}"));
-    process.set_args(Some(argv)).set_env(Some(env)).set_terminal(Some(true));
+    process
+        .set_args(Some(argv))
+        .set_env(Some(env))
+        .set_terminal(Some(true));
     let path = dir.join(format!("hostlet-exec-{}.json", std::process::id()));
     let json = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
     std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -68,12 +80,19 @@ fn process_file(runtime_root: &Path, id: &str, argv: Vec<String>, dir: &Path) ->
 }
 
 fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
-    let (conn, _) = listener.accept().map_err(|e| format!("console socket: {e}"))?;
+    let (conn, _) = listener
+        .accept()
+        .map_err(|e| format!("console socket: {e}"))?;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
-        .map_err(|e| format!("receiving the terminal: {e}"))?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("receiving the terminal: {e}"))?;
     for c in msg.cmsgs().map_err(|e| e.to_string())? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
@@ -123,9 +142,17 @@ pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>) -> i32 {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(runtime_root)
-        .map(|b| b.with_executor(ResetSignalsExecutor).with_console_socket(Some(&sock_path)))
+        .map(|b| {
+            b.with_executor(ResetSignalsExecutor)
+                .with_console_socket(Some(&sock_path))
+        })
         .and_then(|b| b.validate_id())
-        .and_then(|b| b.as_tenant().with_process(Some(&process)).with_detach(true).build());
+        .and_then(|b| {
+            b.as_tenant()
+                .with_process(Some(&process))
+                .with_detach(true)
+                .build()
+        });
     let pid = match pid {
         Ok(pid) => pid,
         Err(e) => {
@@ -173,7 +200,11 @@ fn relay(master: &OwnedFd, sigfd: Option<&SignalFd>) {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(_) => return,
         }
-        let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
         let (master_ready, sig_ready) = (ready(0), sigfd.is_some() && ready(1));
         let stdin_ready = stdin_open && ready(if sigfd.is_some() { 2 } else { 1 });
         drop(fds);
