@@ -141,8 +141,8 @@ web_answers() {
 	local pid
 	pid="$(pgrep -f -- 'httpd -f -vv -p 8080' | head -n1)" || return 1
 	[[ -n "$pid" ]] || return 1
-	nsenter --target "$pid" --net busybox wget -S -q -O /dev/null http://127.0.0.1:8080/ 2>&1 |
-		grep -q 'HTTP/1.[01] [0-9]'
+	timeout 10 nsenter --target "$pid" --net busybox wget -T 5 -S -q -O /dev/null \
+		http://127.0.0.1:8080/ 2>&1 | grep -q 'HTTP/1.[01] [0-9]'
 }
 
 apt_install "${PACKAGES[@]}"
@@ -166,6 +166,7 @@ for ((i = 0; i < WAIT; i++)); do
 	[[ $hello -eq 0 || $web -eq 0 ]] || break
 	# A crash-looping agent will not bring the pods up: say so now.
 	(($(systemctl show -p NRestarts --value hostlet.service) < 3)) || break
+	((i % 15 != 14)) || say "still waiting: hello logging: $hello, web answering: $web"
 	sleep 1
 done
 if [[ $hello -eq 0 || $web -eq 0 ]]; then

@@ -41,7 +41,7 @@ phase_end
 
 rc=0
 phase "vagrant/provision.sh"
-HOSTLET_BIN="$HOSTLET_BIN" "$repo/vagrant/provision.sh" >"$OUT/provision.log" 2>&1
+HOSTLET_BIN="$HOSTLET_BIN" timeout -k 10 400 "$repo/vagrant/provision.sh" >"$OUT/provision.log" 2>&1
 code=$?
 if [[ $code -eq 0 ]]; then
 	tail -n 8 "$OUT/provision.log"

@@ -125,7 +125,7 @@ fn log_path(args: &LogsArgs) -> anyhow::Result<(PathBuf, Option<String>)> {
         let path = cfg.log_path.with_file_name(format!("{n}.log"));
         return Ok((path, None));
     }
-    Ok((cfg.log_path, running.then(|| cfg.id)))
+    Ok((cfg.log_path, running.then_some(cfg.id)))
 }
 
 /// Any record of this pod's container under the root dir, newest instance first.

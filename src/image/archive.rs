@@ -22,6 +22,9 @@ use super::{blocking, layer_specs, parse_json, reference, ImageError, ImageStore
 const SMALL: &[&str] = &["index.json", "oci-layout", "manifest.json", "repositories"];
 const SMALL_MAX: u64 = 16 << 20;
 
+/// An image found in an archive: (names, manifest digest, index digests to keep).
+type Found = (Vec<String>, String, Vec<String>);
+
 /// One image of an archive, as imported.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Imported {
@@ -124,7 +127,7 @@ impl ImageStore {
     }
 
     /// (names, manifest digest, index digests) of an OCI layout.
-    fn oci_images(&self, scan: &Scan) -> Result<Vec<(Vec<String>, String, Vec<String>)>, String> {
+    fn oci_images(&self, scan: &Scan) -> Result<Vec<Found>, String> {
         for (path, (digest, _, _)) in &scan.files {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 if digest.strip_prefix("sha256:") != Some(hex) {
@@ -182,11 +185,7 @@ impl ImageStore {
     }
 
     /// Docker archive entries, with a docker schema 2 manifest written for each.
-    async fn docker_images(
-        &self,
-        scan: &Scan,
-        manifest_json: &[u8],
-    ) -> Result<Vec<(Vec<String>, String, Vec<String>)>, String> {
+    async fn docker_images(&self, scan: &Scan, manifest_json: &[u8]) -> Result<Vec<Found>, String> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Entry {

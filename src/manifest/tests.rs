@@ -488,23 +488,18 @@ fn api_references() {
 fn unsupported_fields() {
     for (spec, container, want) in [
         (
-            "initContainers:\n- {name: init, image: busybox}",
             "",
-            "spec.initContainers: not supported by hostlet yet",
-        ),
-        (
-            "",
-            "readinessProbe: {tcpSocket: {port: 80}}",
+            "readinessProbe: {httpGet: {port: 80, scheme: FTP}}",
             "spec.containers[0].readinessProbe: not supported",
         ),
         (
             "",
-            "startupProbe: {tcpSocket: {port: 80}}",
+            "startupProbe: {httpGet: {port: 80, scheme: https}}",
             "spec.containers[0].startupProbe: not supported",
         ),
         (
             "",
-            "lifecycle: {preStop: {sleep: {seconds: 1}}}",
+            "lifecycle: {preStop: {tcpSocket: {port: 80}}}",
             "spec.containers[0].lifecycle: not supported",
         ),
         (
@@ -707,7 +702,7 @@ fn env_checks() {
 fn all_errors_are_reported() {
     let e = decode_str(&pod(
         "restartPolicy: Sometimes",
-        "livenessProbe: {tcpSocket: {port: 80}}",
+        "livenessProbe: {httpGet: {port: 80, scheme: FTP}}",
     ))
     .unwrap_err();
     let ManifestError::Invalid { errors, .. } = &e else {
