@@ -157,10 +157,10 @@ spec:
   containers:
   - name: a
     image: {img}
-    command: [sh, -c, 'echo shm-ok > /dev/shm/x; hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -o link show lo; echo done-a; exec sleep 1000', sbx-a]
+    command: [sh, -c, 'echo shm-ok > /dev/shm/x; hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -o link show lo; echo done-a; sleep 1000', sbx-a]
   - name: b
     image: {img}
-    command: [sh, -c, 'sleep 1; cat /dev/shm/x; echo done-b; exec sleep 1000', sbx-b]
+    command: [sh, -c, 'sleep 1; cat /dev/shm/x; echo done-b; sleep 1000', sbx-b]
 "#
         ),
     );
@@ -254,7 +254,7 @@ spec:
   containers:
   - name: main
     image: {img}
-    command: [sh, -c, 'id; touch /rootfs-file 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; touch /scratch/f && stat -c %g /scratch/f; echo end; exec sleep 1000', sec-main]
+    command: [sh, -c, 'id; touch /rootfs-file 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; touch /scratch/f && stat -c %g /scratch/f; echo end; sleep 1000', sec-main]
     securityContext:
       allowPrivilegeEscalation: false
       readOnlyRootFilesystem: true
@@ -262,7 +262,7 @@ spec:
     volumeMounts: [{{name: scratch, mountPath: /scratch}}]
   - name: root
     image: {img}
-    command: [sh, -c, 'exec sleep 1000', sec-root]
+    command: [sh, -c, 'sleep 1000', sec-root]
     securityContext: {{runAsUser: 0, capabilities: {{add: [SYS_TIME]}}, seccompProfile: {{type: Unconfined}}}}
 "#
         ),
@@ -323,11 +323,11 @@ spec:
   containers:
   - name: a
     image: {img}
-    command: [sh, -c, 'exec sleep 1000', qos-g-a]
+    command: [sh, -c, 'sleep 1000', qos-g-a]
     resources: {{limits: {{cpu: 500m, memory: 64Mi}}}}
   - name: b
     image: {img}
-    command: [sh, -c, 'exec sleep 1000', qos-g-b]
+    command: [sh, -c, 'sleep 1000', qos-g-b]
     resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
 ---
 "#
@@ -338,14 +338,14 @@ spec:
         &f.dirs,
         "burst.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: burstable}}\nspec:\n  containers:\n  - name: a\n    image: {img}\n    command: [sh, -c, 'exec sleep 1000', qos-b-a]\n    resources: {{requests: {{cpu: 100m, memory: 1Gi}}}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: burstable}}\nspec:\n  containers:\n  - name: a\n    image: {img}\n    command: [sh, -c, 'sleep 1000', qos-b-a]\n    resources: {{requests: {{cpu: 100m, memory: 1Gi}}}}\n"
         ),
     );
     write_manifest(
         &f.dirs,
         "best.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: besteffort}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh, -c, 'exec sleep 1000', qos-e-a]}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: besteffort}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh, -c, 'sleep 1000', qos-e-a]}}\n"
         ),
     );
     let g = f.container_pid("qos-g-a");
@@ -399,7 +399,7 @@ spec:
   containers:
   - name: main
     image: {img}
-    command: [sh, -c, 'mkdir -p /disk/sub && echo x > /sub/f && echo end; exec sleep 1000', tmpfs-main]
+    command: [sh, -c, 'mkdir -p /disk/sub && echo x > /sub/f && echo end; sleep 1000', tmpfs-main]
     resources: {{limits: {{memory: 32Mi}}}}
     volumeMounts:
     - {{name: fast, mountPath: /fast}}
@@ -450,7 +450,7 @@ spec:
     command:
     - sh
     - -c
-    - 'cat /etc/kubernetes/pki/ca.crt; ls -d /etc/ssl/certs; echo log > /var/log/apiserver/audit.log; test -f /etc/kubernetes/audit.yaml && echo policy; echo end; exec sleep 1000'
+    - 'cat /etc/kubernetes/pki/ca.crt; ls -d /etc/ssl/certs; echo log > /var/log/apiserver/audit.log; test -f /etc/kubernetes/audit.yaml && echo policy; echo end; sleep 1000'
     - cp-apiserver
     resources: {{requests: {{cpu: 250m}}}}
     volumeMounts:

@@ -32,6 +32,8 @@ pub enum ApiError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: another agent is listening there (one agent per --root-dir)")]
+    InUse { path: PathBuf },
     #[error("read-only port 127.0.0.1:{port}: {source}")]
     Port { port: u16, source: std::io::Error },
 }
@@ -44,8 +46,11 @@ pub async fn bind(root_dir: &Path, read_only_port: Option<u16>) -> Result<Server
         path: path.clone(),
         source,
     };
-    // A socket left by an earlier agent: nobody listens on it any more, or we would not
-    // be starting (the agent holds the root dir alone).
+    // A live agent answers on its socket: never steal it. One that does not answer was
+    // left by an agent that is gone.
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        return Err(ApiError::InUse { path });
+    }
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
         _ => {}
@@ -239,6 +244,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+        let again = bind(dir.path(), None).await.err().map(|e| e.to_string());
+        assert!(again.is_some_and(|e| e.contains("another agent")));
         task.abort();
     }
 }
