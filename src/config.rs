@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub insecure_registries: Vec<String>,
     pub file_check_frequency: Duration,
     pub crash_backoff: BackoffPolicy,
+    /// How long the logs of a deleted pod stay before they are removed.
+    pub pod_logs_gc_delay: Duration,
     /// `--container-log-max-size` / `--container-log-max-files`.
     pub log_limits: crate::logs::LogLimits,
     /// `--read-only-port`: the status API on 127.0.0.1 too.

@@ -84,6 +84,7 @@ impl Manager {
             self.start_pod(pod.clone(), mine);
         }
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
+        crate::metrics::manifest_problems(&snap.problems);
         self.deps.status.set_synced();
         for (uid, containers) in adopted {
             tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");

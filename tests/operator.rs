@@ -105,7 +105,6 @@ fn cli_and_api_against_a_running_agent() {
     let port = free_port();
     let port_s = port.to_string();
     let f = Fixture::with_args(&[
-        "--seccomp-default=false",
         "--read-only-port",
         &port_s,
         "--crash-loop-backoff-initial",
@@ -388,7 +387,6 @@ fn log_dir_files(logs: &Path, pod: &str) -> Vec<PathBuf> {
 #[test]
 fn logs_rotate_bounded_and_follow_across_rotation() {
     let f = Fixture::with_args(&[
-        "--seccomp-default=false",
         "--container-log-max-size",
         "64Ki",
         "--container-log-max-files",

@@ -71,7 +71,7 @@ fn pod_runs_isolated_with_limits_and_cri_logs() {
 
     let mem = cgroup_dir(pid, "memory");
     assert!(
-        mem.to_string_lossy().contains("/hostlet/"),
+        mem.to_string_lossy().contains("/kubepods"),
         "{}",
         mem.display()
     );
@@ -116,7 +116,7 @@ fn pod_runs_isolated_with_limits_and_cri_logs() {
 
 #[test]
 fn killed_container_restarts_then_removed_manifest_cleans_up() {
-    let f = Fixture::new();
+    let f = Fixture::with_args(&["--pod-logs-gc-delay", "2s"]);
     write_manifest(
         &f.dirs,
         "crash.yaml",
@@ -168,6 +168,10 @@ fn killed_container_restarts_then_removed_manifest_cleans_up() {
         .join("hostlet")
         .join("x")
         .exists());
+    // The pod's own state goes once its last container is gone.
+    f.wait("pod dir removed", || {
+        (!f.dirs.root.join("pods").read_dir().unwrap().any(|_| true)).then_some(())
+    });
     let root = f.dirs.root.canonicalize().unwrap();
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
@@ -175,10 +179,11 @@ fn killed_container_restarts_then_removed_manifest_cleans_up() {
         "mounts left under {}:\n{mounts}",
         root.display()
     );
-    assert!(
-        !f.dirs.root.join("pods").read_dir().unwrap().any(|_| true),
-        "pod dir left behind"
-    );
+    // Logs outlive the pod for --pod-logs-gc-delay, then they go too.
+    assert!(!cri_log_files(&f.dirs.logs, "crash", "main").is_empty());
+    f.wait("logs of the deleted pod removed", || {
+        (!f.dirs.logs.read_dir().unwrap().any(|_| true)).then_some(())
+    });
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Longest crash-loop back-off delay (the kubelet's is 300s)
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = duration)]
     pub crash_loop_backoff_max: Duration,
+    /// How long the logs of a deleted pod are kept before they are removed
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration, hide = true)]
+    pub pod_logs_gc_delay: Duration,
     #[command(flatten)]
     pub images: crate::cli::pull::RunImageArgs,
     /// Give containers that name no seccomp profile the RuntimeDefault one (the kubelet's
@@ -115,6 +118,7 @@ impl RunArgs {
                 .unwrap_or_else(config::default_node_name),
             insecure_registries: self.insecure_registry,
             file_check_frequency: self.file_check_frequency,
+            pod_logs_gc_delay: self.pod_logs_gc_delay,
             crash_backoff: BackoffPolicy {
                 initial: self.crash_loop_backoff_initial,
                 max: self.crash_loop_backoff_max,
@@ -196,6 +200,7 @@ async fn agent(
         },
         status: status.clone(),
         log_limits: cfg.log_limits,
+        pod_logs_gc_delay: cfg.pod_logs_gc_delay,
         node: crate::node::NodeInfo {
             seccomp_default: cfg.seccomp_default,
             pod_max_pids: cfg.pod_max_pids,

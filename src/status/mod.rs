@@ -133,6 +133,10 @@ impl StatusStore {
         })
     }
 
+    pub fn has_pod(&self, uid: &str) -> bool {
+        self.with(|i| i.pods.contains_key(uid))
+    }
+
     pub fn pod_removed(&self, uid: &str) {
         self.with(|i| i.pods.remove(uid));
     }

@@ -39,6 +39,8 @@ pub struct Deps {
     pub cgroups: Option<crate::cgroups::Hierarchy>,
     /// `--container-log-max-size` / `--container-log-max-files`.
     pub log_limits: crate::logs::LogLimits,
+    /// How long the logs of a deleted pod stay readable before they are removed.
+    pub pod_logs_gc_delay: Duration,
 }
 
 /// The record of a pod kept in its directory, so an agent that restarts after the
@@ -193,10 +195,31 @@ pub async fn run_pod(
         if let Err(e) = state::remove_dir_all(&pod_dir) {
             tracing::warn!(error = %e, "removing pod directory");
         }
+        if !stopping {
+            gc_logs_later(&deps, &pod);
+        }
         tracing::info!("pod terminated");
     }
     .instrument(span)
     .await
+}
+
+/// Removes a deleted pod's log directory after a while, as the kubelet's garbage
+/// collection does, so `hostlet logs` still works right after a pod went away.
+fn gc_logs_later(deps: &Arc<Deps>, pod: &StaticPod) {
+    let dir = crate::logs::pod_log_dir(&deps.pod_logs_dir, pod.namespace(), pod.name(), &pod.uid);
+    let (deps, uid) = (deps.clone(), pod.uid.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(deps.pod_logs_gc_delay).await;
+        // The same manifest may have come back meanwhile: its logs are in use again.
+        if deps.status.has_pod(&uid) {
+            return;
+        }
+        match state::remove_dir_all(&dir) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), "removed logs of a deleted pod"),
+            Err(e) => tracing::warn!(error = %e, "removing logs of a deleted pod"),
+        }
+    });
 }
 
 /// Resolves once the flag turns true (or its sender is gone). Returns nothing, so no
