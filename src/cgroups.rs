@@ -77,9 +77,12 @@ fn quantity<'a>(map: &'a Option<BTreeMap<String, Quantity>>, k: &str) -> Option<
 impl Compute {
     pub fn of(c: &Container) -> Self {
         let r = c.resources.clone().unwrap_or_default();
-        let cpu = |q: Option<&Quantity>| q.and_then(|q| parse_cpu_millis(q).ok()).filter(|v| *v > 0);
-        let mem =
-            |q: Option<&Quantity>| q.and_then(|q| parse_memory_bytes(q).ok()).filter(|v| *v > 0);
+        let cpu =
+            |q: Option<&Quantity>| q.and_then(|q| parse_cpu_millis(q).ok()).filter(|v| *v > 0);
+        let mem = |q: Option<&Quantity>| {
+            q.and_then(|q| parse_memory_bytes(q).ok())
+                .filter(|v| *v > 0)
+        };
         let cpu_limit = cpu(quantity(&r.limits, "cpu"));
         let memory_limit = mem(quantity(&r.limits, "memory"));
         Self {
@@ -147,7 +150,10 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 /// The node-critical static pods (kubeadm's control plane) get Guaranteed's score.
 fn node_critical(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.priority_class_name.as_deref()) == Some("system-node-critical")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.priority_class_name.as_deref())
+        == Some("system-node-critical")
 }
 
 /// `GetContainerOOMScoreAdjust`, for a node with `memory_capacity` bytes.
@@ -250,14 +256,28 @@ impl PodCgroup {
 pub enum Hierarchy {
     /// One mount per controller under the root (`<root>/cpu`, `<root>/memory` …); this
     /// includes the "hybrid" layout whose cgroup2 mount has no controllers.
-    V1 { root: PathBuf },
-    V2 { root: PathBuf },
+    V1 {
+        root: PathBuf,
+    },
+    V2 {
+        root: PathBuf,
+    },
 }
 
 /// The v1 controllers hostlet creates pod cgroups in: those libcontainer puts containers in.
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer", "blkio", "hugetlb",
-    "net_cls", "net_prio", "perf_event",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "pids",
+    "devices",
+    "freezer",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
 ];
 
 impl Hierarchy {

@@ -281,7 +281,11 @@ pub fn create(
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("sandbox").arg("create").arg(&files.dir);
     cmd.arg("--hostname").arg(hostname);
-    for (on, flag) in [(shared.net, "--net"), (shared.ipc, "--ipc"), (shared.uts, "--uts")] {
+    for (on, flag) in [
+        (shared.net, "--net"),
+        (shared.ipc, "--ipc"),
+        (shared.uts, "--uts"),
+    ] {
         if on {
             cmd.arg(flag);
         }
@@ -362,7 +366,11 @@ fn helper(dir: &Path, hostname: &str, shared: Shared) -> Result<(), SandboxError
     if shared.uts {
         nix::unistd::sethostname(hostname).map_err(sys("sethostname"))?;
     }
-    for (on, kind) in [(shared.net, "net"), (shared.ipc, "ipc"), (shared.uts, "uts")] {
+    for (on, kind) in [
+        (shared.net, "net"),
+        (shared.ipc, "ipc"),
+        (shared.uts, "uts"),
+    ] {
         if !on {
             continue;
         }
@@ -376,7 +384,10 @@ fn helper(dir: &Path, hostname: &str, shared: Shared) -> Result<(), SandboxError
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(sys(format!("bind-mounting {source} on {}", target.display())))?;
+        .map_err(sys(format!(
+            "bind-mounting {source} on {}",
+            target.display()
+        )))?;
     }
     Ok(())
 }
@@ -397,11 +408,21 @@ fn loopback_up() -> Result<(), nix::Error> {
     }
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass and own.
     unsafe {
-        if libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+        if libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCGIFFLAGS,
+            &mut ifr,
+        ) < 0
+        {
             return Err(nix::Error::last());
         }
         ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCSIFFLAGS, &ifr) < 0 {
+        if libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCSIFFLAGS,
+            &ifr,
+        ) < 0
+        {
             return Err(nix::Error::last());
         }
     }
@@ -439,7 +460,10 @@ mod tests {
         let p = pod("metadata: {name: web}\nspec:\n  containers: []\n  hostAliases:\n  - {ip: 10.0.0.1, hostnames: [a, b]}\n");
         let h = hosts_file(&p, "ignored\n");
         assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
-        assert!(h.ends_with("\n# Entries added by HostAliases.\n10.0.0.1\ta\tb\n"), "{h}");
+        assert!(
+            h.ends_with("\n# Entries added by HostAliases.\n10.0.0.1\ta\tb\n"),
+            "{h}"
+        );
         let p = pod("metadata: {name: web}\nspec: {hostNetwork: true, containers: []}\n");
         assert_eq!(
             hosts_file(&p, "127.0.0.1 localhost\n"),
@@ -471,7 +495,9 @@ mod tests {
         let p = pod("metadata: {name: web-node1}\nspec: {hostname: db, containers: []}\n");
         assert_eq!(hostname(&p).unwrap(), "db");
         let long = format!("{}-x", "a".repeat(62));
-        let p = pod(&format!("metadata: {{name: {long}}}\nspec: {{containers: []}}\n"));
+        let p = pod(&format!(
+            "metadata: {{name: {long}}}\nspec: {{containers: []}}\n"
+        ));
         assert_eq!(hostname(&p).unwrap(), "a".repeat(62));
         let p = pod("metadata: {name: x}\nspec: {hostname: Bad_Name, containers: []}\n");
         assert!(hostname(&p).is_err());

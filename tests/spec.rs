@@ -110,7 +110,11 @@ fn pod_cgroup(pid: i32, controller: &str) -> PathBuf {
     let dir = cgroup_dir(pid, controller);
     let parent = dir.parent().unwrap().to_path_buf();
     let name = parent.file_name().unwrap().to_string_lossy().to_string();
-    assert!(name.starts_with("pod"), "{} is not in a pod cgroup", dir.display());
+    assert!(
+        name.starts_with("pod"),
+        "{} is not in a pod cgroup",
+        dir.display()
+    );
     parent
 }
 
@@ -151,16 +155,17 @@ fn pod_sandbox_is_shared_by_its_containers() {
 kind: Pod
 metadata: {{name: sandbox}}
 spec:
+  terminationGracePeriodSeconds: 1
   hostname: box
   hostAliases: [{{ip: 10.1.2.3, hostnames: [db.local, db]}}]
   dnsConfig: {{nameservers: [192.0.2.53], searches: [svc.example]}}
   containers:
   - name: a
     image: {img}
-    command: [sh, -c, 'echo shm-ok > /dev/shm/x; hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -o link show lo; echo done-a; sleep 1000', sbx-a]
+    command: [sh, -c, 'echo shm-ok > /dev/shm/x; hostname; cat /etc/hostname; cat /etc/hosts; cat /etc/resolv.conf; ip -o link show lo; echo done-a; while :; do sleep 1; done', sbx-a]
   - name: b
     image: {img}
-    command: [sh, -c, 'sleep 1; cat /dev/shm/x; echo done-b; sleep 1000', sbx-b]
+    command: [sh, -c, 'sleep 1; cat /dev/shm/x; echo done-b; while :; do sleep 1; done', sbx-b]
 "#
         ),
     );
@@ -169,30 +174,57 @@ spec:
     let text = a.join("\n");
     assert_eq!(a[0], "box", "{text}");
     assert_eq!(a[1], "box", "{text}");
-    assert!(text.contains("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost"), "{text}");
-    assert!(text.contains("# Entries added by HostAliases.\n10.1.2.3\tdb.local\tdb"), "{text}");
+    assert!(
+        text.contains("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# Entries added by HostAliases.\n10.1.2.3\tdb.local\tdb"),
+        "{text}"
+    );
     assert!(text.contains("nameserver 192.0.2.53"), "{text}");
     assert!(text.contains("svc.example"), "{text}");
     assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "lo is up: {text}");
-    assert!(b.contains(&"shm-ok".to_string()), "/dev/shm is the pod's: {b:?}");
+    assert!(
+        b.contains(&"shm-ok".to_string()),
+        "/dev/shm is the pod's: {b:?}"
+    );
 
     let (pa, pb) = (f.container_pid("sbx-a"), f.container_pid("sbx-b"));
     for ns in ["net", "ipc", "uts"] {
         let la = ns_link(pa, ns).unwrap();
         assert_eq!(la, ns_link(pb, ns).unwrap(), "{ns} is shared");
-        assert_ne!(la, ns_link(1, ns).unwrap(), "{ns} is not the host's");
+        assert_ne!(
+            la,
+            ns_link(std::process::id() as i32, ns).unwrap(),
+            "{ns} is not the host's"
+        );
     }
     assert_ne!(ns_link(pa, "pid"), ns_link(pb, "pid"), "pid is not shared");
     assert_ne!(ns_link(pa, "mnt"), ns_link(pb, "mnt"));
 
     // Removing the pod releases its namespaces and its directory.
     let pods = f.dirs.root.join("pods");
-    let uid_dir = fs::read_dir(&pods).unwrap().flatten().next().unwrap().path();
-    assert!(mount_line(std::process::id() as i32, &uid_dir.join("ns/net").to_string_lossy()).contains("nsfs"));
+    let uid_dir = fs::read_dir(&pods)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert!(mount_line(
+        std::process::id() as i32,
+        &uid_dir.join("ns/net").to_string_lossy()
+    )
+    .contains("nsfs"));
     remove_manifest(&f.dirs, "sandbox.yaml");
-    f.wait("pod directory removed", || (!uid_dir.exists()).then_some(()));
+    f.wait("pod directory removed", || {
+        (!uid_dir.exists()).then_some(())
+    });
     let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mi.contains(&*uid_dir.to_string_lossy()), "mounts left:\n{mi}");
+    assert!(
+        !mi.contains(&*uid_dir.to_string_lossy()),
+        "mounts left:\n{mi}"
+    );
 }
 
 #[test]
@@ -254,7 +286,7 @@ spec:
   containers:
   - name: main
     image: {img}
-    command: [sh, -c, 'id; touch /rootfs-file 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; touch /scratch/f && stat -c %g /scratch/f; echo end; sleep 1000', sec-main]
+    command: [sh, -c, 'id; touch /rootfs-file 2>/dev/null && echo rootfs-writable || echo rootfs-readonly; touch /scratch/f && stat -c %g /scratch/f; echo end; while :; do sleep 1; done', sec-main]
     securityContext:
       allowPrivilegeEscalation: false
       readOnlyRootFilesystem: true
@@ -262,24 +294,39 @@ spec:
     volumeMounts: [{{name: scratch, mountPath: /scratch}}]
   - name: root
     image: {img}
-    command: [sh, -c, 'sleep 1000', sec-root]
+    command: [sh, -c, 'while :; do sleep 1; done', sec-root]
     securityContext: {{runAsUser: 0, capabilities: {{add: [SYS_TIME]}}, seccompProfile: {{type: Unconfined}}}}
 "#
         ),
     );
     let out = f.output("sec", "main", "end");
     let text = out.join("\n");
-    assert!(text.contains("uid=1000 gid=3000 groups=2000,4000") || text.contains("uid=1000 gid=3000 groups=4000,2000"), "{text}");
+    assert!(
+        text.contains("uid=1000 gid=3000 groups=2000,4000")
+            || text.contains("uid=1000 gid=3000 groups=4000,2000"),
+        "{text}"
+    );
     assert!(text.contains("rootfs-readonly"), "{text}");
-    assert!(out.contains(&"2000".to_string()), "fsGroup owns emptyDir files: {text}");
+    assert!(
+        out.contains(&"2000".to_string()),
+        "fsGroup owns emptyDir files: {text}"
+    );
 
     let pid = f.container_pid("sec-main");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2", "RuntimeDefault by default");
+    assert_eq!(
+        status_field(pid, "Seccomp"),
+        "2",
+        "RuntimeDefault by default"
+    );
     // NET_BIND_SERVICE only (bit 10), in the bounding set; a non-root user has none effective.
     assert_eq!(status_field(pid, "CapBnd"), "0000000000000400");
     assert_eq!(status_field(pid, "CapEff"), "0000000000000000");
-    assert!(mount_line(pid, "/").contains(" ro,") || mount_line(pid, "/").contains(" ro "), "{}", mount_line(pid, "/"));
+    assert!(
+        mount_line(pid, "/").contains(" ro,") || mount_line(pid, "/").contains(" ro "),
+        "{}",
+        mount_line(pid, "/")
+    );
 
     let root = f.container_pid("sec-root");
     assert_eq!(status_field(root, "Seccomp"), "0", "Unconfined");
@@ -320,14 +367,15 @@ fn qos_pod_cgroups_and_oom_score_adj() {
 kind: Pod
 metadata: {{name: guaranteed}}
 spec:
+  terminationGracePeriodSeconds: 1
   containers:
   - name: a
     image: {img}
-    command: [sh, -c, 'sleep 1000', qos-g-a]
+    command: [sh, -c, 'while :; do sleep 1; done', qos-g-a]
     resources: {{limits: {{cpu: 500m, memory: 64Mi}}}}
   - name: b
     image: {img}
-    command: [sh, -c, 'sleep 1000', qos-g-b]
+    command: [sh, -c, 'while :; do sleep 1; done', qos-g-b]
     resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
 ---
 "#
@@ -338,22 +386,39 @@ spec:
         &f.dirs,
         "burst.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: burstable}}\nspec:\n  containers:\n  - name: a\n    image: {img}\n    command: [sh, -c, 'sleep 1000', qos-b-a]\n    resources: {{requests: {{cpu: 100m, memory: 1Gi}}}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: burstable}}\nspec:\n  containers:\n  - name: a\n    image: {img}\n    command: [sh, -c, 'while :; do sleep 1; done', qos-b-a]\n    resources: {{requests: {{cpu: 100m, memory: 1Gi}}}}\n"
         ),
     );
     write_manifest(
         &f.dirs,
         "best.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: besteffort}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh, -c, 'sleep 1000', qos-e-a]}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: besteffort}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh, -c, 'while :; do sleep 1; done', qos-e-a]}}\n"
         ),
     );
     let g = f.container_pid("qos-g-a");
     let pod = pod_cgroup(g, "memory");
-    assert!(pod.starts_with("/sys/fs/cgroup/memory/kubepods/pod"), "{}", pod.display());
-    assert_eq!(pod_cgroup(f.container_pid("qos-g-b"), "memory"), pod, "one pod cgroup");
-    let read = |p: PathBuf| fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string();
-    assert_eq!(read(pod.join("memory.limit_in_bytes")), (96 << 20).to_string());
+    assert!(
+        pod.to_string_lossy()
+            .starts_with("/sys/fs/cgroup/memory/kubepods/pod"),
+        "{}",
+        pod.display()
+    );
+    assert_eq!(
+        pod_cgroup(f.container_pid("qos-g-b"), "memory"),
+        pod,
+        "one pod cgroup"
+    );
+    let read = |p: PathBuf| {
+        fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        read(pod.join("memory.limit_in_bytes")),
+        (96 << 20).to_string()
+    );
     let cpu = pod_cgroup(g, "cpu");
     assert_eq!(read(cpu.join("cpu.shares")), "768");
     assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "75000");
@@ -364,7 +429,12 @@ spec:
 
     let b = f.container_pid("qos-b-a");
     let bpod = pod_cgroup(b, "cpu");
-    assert!(bpod.starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/pod"), "{}", bpod.display());
+    assert!(
+        bpod.to_string_lossy()
+            .starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/pod"),
+        "{}",
+        bpod.display()
+    );
     assert_eq!(read(bpod.join("cpu.shares")), "102");
     assert_eq!(read(bpod.join("cpu.cfs_quota_us")), "-1");
     let want = (1000 - 1000 * (1i64 << 30) / mem_total()).clamp(3, 999) as i32;
@@ -372,12 +442,19 @@ spec:
 
     let e = f.container_pid("qos-e-a");
     let epod = pod_cgroup(e, "cpu");
-    assert!(epod.starts_with("/sys/fs/cgroup/cpu/kubepods/besteffort/pod"), "{}", epod.display());
+    assert!(
+        epod.to_string_lossy()
+            .starts_with("/sys/fs/cgroup/cpu/kubepods/besteffort/pod"),
+        "{}",
+        epod.display()
+    );
     assert_eq!(read(epod.join("cpu.shares")), "2");
     assert_eq!(oom_score_adj(e), expected_oom(1000));
 
     remove_manifest(&f.dirs, "qos.yaml");
-    f.wait("guaranteed pod cgroup removed", || (!pod.exists()).then_some(()));
+    f.wait("guaranteed pod cgroup removed", || {
+        (!pod.exists()).then_some(())
+    });
 }
 
 #[test]
@@ -399,7 +476,7 @@ spec:
   containers:
   - name: main
     image: {img}
-    command: [sh, -c, 'mkdir -p /disk/sub && echo x > /sub/f && echo end; sleep 1000', tmpfs-main]
+    command: [sh, -c, 'mkdir -p /disk/sub && echo x > /sub/f && echo end; while :; do sleep 1; done', tmpfs-main]
     resources: {{limits: {{memory: 32Mi}}}}
     volumeMounts:
     - {{name: fast, mountPath: /fast}}
@@ -412,9 +489,15 @@ spec:
     f.output("tmpfs", "main", "end");
     let pid = f.container_pid("tmpfs-main");
     let fast = mount_line(pid, "/fast");
-    assert!(fast.contains(" - tmpfs ") && fast.contains("size=8192k"), "{fast}");
+    assert!(
+        fast.contains(" - tmpfs ") && fast.contains("size=8192k"),
+        "{fast}"
+    );
     let lim = mount_line(pid, "/podlimit");
-    assert!(lim.contains("size=32768k"), "sized by the pod's memory limit: {lim}");
+    assert!(
+        lim.contains("size=32768k"),
+        "sized by the pod's memory limit: {lim}"
+    );
     assert!(!mount_line(pid, "/disk").contains(" - tmpfs "));
 }
 
@@ -450,7 +533,7 @@ spec:
     command:
     - sh
     - -c
-    - 'cat /etc/kubernetes/pki/ca.crt; ls -d /etc/ssl/certs; echo log > /var/log/apiserver/audit.log; test -f /etc/kubernetes/audit.yaml && echo policy; echo end; sleep 1000'
+    - 'cat /etc/kubernetes/pki/ca.crt; ls -d /etc/ssl/certs; echo log > /var/log/apiserver/audit.log; test -f /etc/kubernetes/audit.yaml && echo policy; echo end; while :; do sleep 1; done'
     - cp-apiserver
     resources: {{requests: {{cpu: 250m}}}}
     volumeMounts:
@@ -471,14 +554,33 @@ spec:
     );
     let out = f.output("kube-apiserver", "kube-apiserver", "end");
     let text = out.join("\n");
-    assert!(text.contains("CERT") && text.contains("/etc/ssl/certs") && text.contains("policy"), "{text}");
-    assert_eq!(fs::read_to_string(host.join("log/audit.log")).unwrap(), "log\n");
+    assert!(
+        text.contains("CERT") && text.contains("/etc/ssl/certs") && text.contains("policy"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_to_string(host.join("log/audit.log")).unwrap(),
+        "log\n"
+    );
     let pid = f.container_pid("cp-apiserver");
-    assert_eq!(ns_link(pid, "net"), ns_link(1, "net"), "hostNetwork");
-    assert_eq!(ns_link(pid, "uts"), ns_link(1, "uts"));
-    assert_eq!(oom_score_adj(pid), expected_oom(-997), "system-node-critical");
+    assert_eq!(
+        ns_link(pid, "net"),
+        ns_link(std::process::id() as i32, "net"),
+        "hostNetwork"
+    );
+    assert_eq!(
+        ns_link(pid, "uts"),
+        ns_link(std::process::id() as i32, "uts")
+    );
+    assert_eq!(
+        oom_score_adj(pid),
+        expected_oom(-997),
+        "system-node-critical"
+    );
     assert_eq!(status_field(pid, "Seccomp"), "2");
-    assert!(pod_cgroup(pid, "cpu").starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/"));
+    assert!(pod_cgroup(pid, "cpu")
+        .to_string_lossy()
+        .starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/pod"));
 }
 
 fn render(f: &Fixture, manifest: &str) -> std::process::Output {
@@ -488,7 +590,12 @@ fn render(f: &Fixture, manifest: &str) -> std::process::Output {
         .arg("render")
         .arg("--root-dir")
         .arg(&f.dirs.root)
-        .args(["--insecure-registry", &f.reg.addr, "--hostname-override", NODE_NAME])
+        .args([
+            "--insecure-registry",
+            &f.reg.addr,
+            "--hostname-override",
+            NODE_NAME,
+        ])
         .arg(&path)
         .output()
         .unwrap()
@@ -502,7 +609,11 @@ fn render_prints_the_runtime_config_of_each_container() {
         &f,
         &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: two}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh]}}\n  - {{name: b, image: {img}, args: [x], resources: {{limits: {{cpu: 1, memory: 1Gi}}}}}}\n"),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -512,8 +623,14 @@ fn render_prints_the_runtime_config_of_each_container() {
     let args = docs[1]["process"]["args"].as_array().unwrap();
     assert_eq!(args.last().unwrap(), "x", "{args:?}");
     let cg = docs[1]["linux"]["cgroupsPath"].as_str().unwrap();
-    assert!(cg.starts_with("/kubepods/burstable/pod") && cg.ends_with("-b-0"), "{cg}");
-    assert_eq!(docs[0]["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    assert!(
+        cg.starts_with("/kubepods/burstable/pod") && cg.ends_with("-b-0"),
+        "{cg}"
+    );
+    assert_eq!(
+        docs[0]["linux"]["seccomp"]["defaultAction"],
+        "SCMP_ACT_ERRNO"
+    );
 
     let bad = render(
         &f,
@@ -521,5 +638,8 @@ fn render_prints_the_runtime_config_of_each_container() {
     );
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("hostPort") && err.contains("pod networking"), "{err}");
+    assert!(
+        err.contains("hostPort") && err.contains("pod networking"),
+        "{err}"
+    );
 }

@@ -44,7 +44,7 @@ fn messages(f: &Fixture, pod: &str) -> Vec<String> {
 fn pod_runs_isolated_with_limits_and_cri_logs() {
     let f = Fixture::new();
     let script = "echo host=$(hostname); echo lo=$(cat /sys/class/net/lo/flags); echo oops >&2; \
-                  echo pid1=$$; while true; do sleep 1; done";
+                  echo pid1=$$$$; while true; do sleep 1; done";
     let extra = "    resources:\n      requests: {cpu: 100m, memory: 32Mi}\n      limits: {cpu: 250m, memory: 64Mi}";
     write_manifest(
         &f.dirs,
@@ -382,15 +382,19 @@ fn restart_policies_and_crash_loop_backoff() {
         &pod("loop", &f.image(), "m-loop", "echo crash; exit 1", "", ""),
     );
 
-    // Always: 0.log, 1.log at once, then 1s, 2s, 2s apart.
-    let files = f.wait("5 crash-loop instances", || {
-        let files = cri_log_files(&f.dirs.logs, "loop", "main");
-        (files.len() >= 5).then_some(files)
+    // Always: instance 1 at once, then 1s, 2s, 2s apart (times from the agent's log).
+    let starts = f.wait("5 crash-loop instances", || {
+        let log = f.dirs.agent_log();
+        let times: Vec<jiff::Timestamp> = log
+            .lines()
+            .filter(|l| l.contains("loop-testnode") && l.contains("container started"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        (times.len() >= 5).then_some(times)
     });
-    let created = |p: &PathBuf| fs::metadata(p).unwrap().modified().unwrap();
-    let gaps: Vec<Duration> = files
+    let gaps: Vec<Duration> = starts
         .windows(2)
-        .map(|w| created(&w[1]).duration_since(created(&w[0])).unwrap())
+        .map(|w| Duration::try_from(w[1].duration_since(w[0])).unwrap())
         .collect();
     assert!(
         gaps[0] < Duration::from_millis(900),
@@ -408,6 +412,8 @@ fn restart_policies_and_crash_loop_backoff() {
         gaps[3] >= Duration::from_millis(1900) && gaps[3] < Duration::from_millis(3500),
         "back-off not capped: {gaps:?}"
     );
+    // Only the current and the previous instance keep their logs, as with the kubelet.
+    assert!(cri_log_files(&f.dirs.logs, "loop", "main").len() <= 2);
     assert!(f.dirs.agent_log().contains("CrashLoopBackOff"));
 
     // Never and OnFailure (after success): one run each, never restarted.

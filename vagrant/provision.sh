@@ -173,6 +173,6 @@ if [[ $hello -eq 0 || $web -eq 0 ]]; then
 	die "demo pods not up after ${i} s: hello logging: $hello, web listening: $web; hostlet.service restarts: $(systemctl show -p NRestarts --value hostlet.service) (journal above)"
 fi
 say "demo pods running after ${i} s:"
-ps -o pid,ppid,args --forest -p "$(pgrep -d, -f 'hostlet (run|monitor)|httpd -f|hello from')" || true
+hostlet pods || true
 tail -n 2 /var/log/pods/default_hello-*/hello/*.log
-say "done: systemctl status hostlet; journalctl -u hostlet; CRI logs in /var/log/pods"
+say "done: sudo hostlet pods; systemctl status hostlet; journalctl -u hostlet; CRI logs in /var/log/pods"

@@ -126,8 +126,16 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
     }
 
     let mut mounts = defaults::mounts();
-    let readonly_paths: &[&str] = if sec.unmasked { &[] } else { defaults::READONLY_PATHS };
-    let masked_paths: &[&str] = if sec.unmasked { &[] } else { defaults::MASKED_PATHS };
+    let readonly_paths: &[&str] = if sec.unmasked {
+        &[]
+    } else {
+        defaults::READONLY_PATHS
+    };
+    let masked_paths: &[&str] = if sec.unmasked {
+        &[]
+    } else {
+        defaults::MASKED_PATHS
+    };
     if sec.privileged {
         for m in mounts.iter_mut() {
             if m["destination"] == "/sys" {
@@ -141,9 +149,13 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
     } else {
         files.shm()
     };
-    mounts.retain(|m| m["destination"] != "/dev/shm" && !(host_ipc && m["destination"] == "/dev/mqueue"));
-    mounts.push(json!({"destination": "/dev/shm", "type": "bind", "source": shm,
-                       "options": ["rbind", "rprivate", "rw"]}));
+    mounts.retain(|m| {
+        m["destination"] != "/dev/shm" && !(host_ipc && m["destination"] == "/dev/mqueue")
+    });
+    mounts.push(
+        json!({"destination": "/dev/shm", "type": "bind", "source": shm,
+                       "options": ["rbind", "rprivate", "rw"]}),
+    );
     let etc_mode = if sec.readonly_root { "ro" } else { "rw" };
     let mounted_by_user = |dest: &str| {
         c.volume_mounts
@@ -157,8 +169,10 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         ("/etc/resolv.conf", files.resolv_conf()),
     ] {
         if !mounted_by_user(dest) {
-            mounts.push(json!({"destination": dest, "type": "bind", "source": source,
-                               "options": ["rbind", "rprivate", etc_mode]}));
+            mounts.push(
+                json!({"destination": dest, "type": "bind", "source": source,
+                               "options": ["rbind", "rprivate", etc_mode]}),
+            );
         }
     }
     let mut rootfs_propagation: Option<&str> = None;
@@ -173,8 +187,15 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         })?;
         if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
             let p = Path::new(sub);
-            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(BundleError::field(&c.name, &f("subPath"), &format!("{sub:?} must be a relative path without '..'")));
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(BundleError::field(
+                    &c.name,
+                    &f("subPath"),
+                    &format!("{sub:?} must be a relative path without '..'"),
+                ));
             }
             source = source.join(p);
         }
@@ -189,10 +210,18 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
                 "rshared"
             }
             Some("Bidirectional") => {
-                return Err(BundleError::field(&c.name, &f("mountPropagation"), "Bidirectional needs a privileged container"))
+                return Err(BundleError::field(
+                    &c.name,
+                    &f("mountPropagation"),
+                    "Bidirectional needs a privileged container",
+                ))
             }
             Some(other) => {
-                return Err(BundleError::field(&c.name, &f("mountPropagation"), &format!("unknown mode {other:?}")))
+                return Err(BundleError::field(
+                    &c.name,
+                    &f("mountPropagation"),
+                    &format!("unknown mode {other:?}"),
+                ))
             }
         };
         let mode = if vm.read_only.unwrap_or(false) {

@@ -116,11 +116,7 @@ pub fn container_env(
                     )
                 })?,
                 (None, Some(r)) => resource_field(pod, c, r, node).map_err(|m| {
-                    BundleError::field(
-                        &c.name,
-                        &format!("env[{i}].valueFrom.resourceFieldRef"),
-                        &m,
-                    )
+                    BundleError::field(&c.name, &format!("env[{i}].valueFrom.resourceFieldRef"), &m)
                 })?,
                 (None, None) => {
                     return Err(BundleError::field(

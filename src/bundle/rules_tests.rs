@@ -59,16 +59,33 @@ fn golden_rules_pod() {
 fn sandbox_namespaces_and_etc_files() {
     let v = spec_json(RULES, 0).unwrap();
     let ns = v["linux"]["namespaces"].as_array().unwrap();
-    let path = |t: &str| ns.iter().find(|n| n["type"] == t).map(|n| n["path"].clone());
-    assert_eq!(path("network").unwrap(), "/var/lib/hostlet/pods/0a0b/ns/net");
+    let path = |t: &str| {
+        ns.iter()
+            .find(|n| n["type"] == t)
+            .map(|n| n["path"].clone())
+    };
+    assert_eq!(
+        path("network").unwrap(),
+        "/var/lib/hostlet/pods/0a0b/ns/net"
+    );
     assert_eq!(path("ipc").unwrap(), "/var/lib/hostlet/pods/0a0b/ns/ipc");
     assert_eq!(path("uts").unwrap(), "/var/lib/hostlet/pods/0a0b/ns/uts");
-    assert_eq!(path("pid").unwrap(), Value::Null, "own pid namespace, not shared");
-    assert!(v.get("hostname").is_none(), "the sandbox holds the hostname");
+    assert_eq!(
+        path("pid").unwrap(),
+        Value::Null,
+        "own pid namespace, not shared"
+    );
+    assert!(
+        v.get("hostname").is_none(),
+        "the sandbox holds the hostname"
+    );
     let mounts = v["mounts"].as_array().unwrap();
     let src = |d: &str| mounts.iter().find(|m| m["destination"] == d).unwrap()["source"].clone();
     assert_eq!(src("/etc/hosts"), "/var/lib/hostlet/pods/0a0b/etc-hosts");
-    assert_eq!(src("/etc/resolv.conf"), "/var/lib/hostlet/pods/0a0b/resolv.conf");
+    assert_eq!(
+        src("/etc/resolv.conf"),
+        "/var/lib/hostlet/pods/0a0b/resolv.conf"
+    );
     assert_eq!(src("/etc/hostname"), "/var/lib/hostlet/pods/0a0b/hostname");
     assert_eq!(src("/dev/shm"), "/var/lib/hostlet/pods/0a0b/shm");
     let env: Vec<String> = serde_json::from_value(v["process"]["env"].clone()).unwrap();
@@ -89,7 +106,13 @@ fn host_namespaces_are_not_joined() {
         .map(|n| n["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["mount"]);
-    let shm = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/dev/shm").unwrap().clone();
+    let shm = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/dev/shm")
+        .unwrap()
+        .clone();
     assert_eq!(shm["source"], "/dev/shm");
 }
 
@@ -130,9 +153,18 @@ fn security_context_rules() {
     let caps: Vec<String> = serde_json::from_value(p["capabilities"]["bounding"].clone()).unwrap();
     assert!(caps.contains(&"CAP_NET_ADMIN".into()) && caps.contains(&"CAP_SYS_TIME".into()));
     assert!(!caps.contains(&"CAP_MKNOD".into()) && !caps.contains(&"CAP_NET_RAW".into()));
-    assert_eq!(v["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"], "80");
+    assert_eq!(
+        v["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+        "80"
+    );
     // /etc files follow a read-only rootfs.
-    let hosts = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/etc/hosts").unwrap().clone();
+    let hosts = v["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/etc/hosts")
+        .unwrap()
+        .clone();
     assert_eq!(hosts["options"][2], "ro");
     // Burstable with a 64Mi request on an 8Gi node.
     assert_eq!(p["oomScoreAdj"], 1000 - 1000 * 64 / (8 * 1024));
@@ -143,7 +175,8 @@ fn security_context_rules() {
 fn capabilities_all_and_privileged() {
     let caps = |sc: &str| {
         let v = spec_json(&format!("metadata: {{name: p, uid: u}}\nspec:\n  containers: [{{name: c, image: x, securityContext: {sc}}}]\n"), 0).unwrap();
-        let c: Vec<String> = serde_json::from_value(v["process"]["capabilities"]["effective"].clone()).unwrap();
+        let c: Vec<String> =
+            serde_json::from_value(v["process"]["capabilities"]["effective"].clone()).unwrap();
         (c, v)
     };
     let (c, _) = caps("{capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}");
@@ -152,7 +185,10 @@ fn capabilities_all_and_privileged() {
     assert_eq!(c.len(), defaults::ALL_CAPABILITIES.len() - 1);
     let (c, v) = caps("{privileged: true}");
     assert_eq!(c.len(), defaults::ALL_CAPABILITIES.len());
-    assert!(v["linux"].get("seccomp").is_none(), "privileged runs unconfined");
+    assert!(
+        v["linux"].get("seccomp").is_none(),
+        "privileged runs unconfined"
+    );
     assert_eq!(v["linux"]["maskedPaths"], json!([]));
     assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], true);
     let (_, v) = caps("{procMount: Unmasked}");
@@ -163,9 +199,16 @@ fn capabilities_all_and_privileged() {
 fn run_as_non_root_is_refused_for_root() {
     let err = |sc: &str, img: &str| {
         let p = pod(&format!("metadata: {{name: p, uid: u}}\nspec:\n  containers: [{{name: c, image: x, securityContext: {sc}}}]\n"));
-        render(&p, 0, &image(img), Path::new("/nonexistent")).err().map(|e| e.to_string())
+        render(&p, 0, &image(img), Path::new("/nonexistent"))
+            .err()
+            .map(|e| e.to_string())
     };
-    let with_user = |u: &str| IMAGE.replace("\"WorkingDir\"", &format!("\"User\":\"{u}\",\"WorkingDir\""));
+    let with_user = |u: &str| {
+        IMAGE.replace(
+            "\"WorkingDir\"",
+            &format!("\"User\":\"{u}\",\"WorkingDir\""),
+        )
+    };
     let e = err("{runAsNonRoot: true}", IMAGE).unwrap();
     assert!(e.contains("image will run as root"), "{e}");
     let e = err("{runAsNonRoot: true, runAsUser: 0}", IMAGE).unwrap();
@@ -180,24 +223,55 @@ fn run_as_non_root_is_refused_for_root() {
 fn seccomp_profiles() {
     let sec = |sc: &str, default: bool| {
         let p = pod(&format!("metadata: {{name: p, uid: u}}\nspec:\n  containers: [{{name: c, image: x, securityContext: {sc}}}]\n"));
-        let n = NodeInfo { seccomp_default: default, ..node() };
-        render_with(&p, 0, &image(IMAGE), Path::new("/nonexistent"), &n).map(|s| stable_json(&s)["linux"]["seccomp"].clone())
+        let n = NodeInfo {
+            seccomp_default: default,
+            ..node()
+        };
+        render_with(&p, 0, &image(IMAGE), Path::new("/nonexistent"), &n)
+            .map(|s| stable_json(&s)["linux"]["seccomp"].clone())
     };
     assert_eq!(sec("{}", true).unwrap()["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(sec("{}", false).unwrap(), Value::Null);
-    assert_eq!(sec("{seccompProfile: {type: Unconfined}}", true).unwrap(), Value::Null);
-    let l = sec("{seccompProfile: {type: Localhost, localhostProfile: audit.json}}", true).unwrap();
+    assert_eq!(
+        sec("{seccompProfile: {type: Unconfined}}", true).unwrap(),
+        Value::Null
+    );
+    let l = sec(
+        "{seccompProfile: {type: Localhost, localhostProfile: audit.json}}",
+        true,
+    )
+    .unwrap();
     assert_eq!(l["defaultAction"], "SCMP_ACT_LOG");
-    let e = sec("{seccompProfile: {type: Localhost, localhostProfile: ../x.json}}", true).unwrap_err();
+    let e = sec(
+        "{seccompProfile: {type: Localhost, localhostProfile: ../x.json}}",
+        true,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("relative path"), "{e}");
-    let e = sec("{seccompProfile: {type: Localhost, localhostProfile: missing.json}}", true).unwrap_err();
-    assert!(e.to_string().contains("/var/lib/hostlet/seccomp/missing.json"), "{e}");
+    let e = sec(
+        "{seccompProfile: {type: Localhost, localhostProfile: missing.json}}",
+        true,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/var/lib/hostlet/seccomp/missing.json"),
+        "{e}"
+    );
 }
 
 #[test]
 fn volume_mount_options() {
     let v = spec_json(RULES, 0).unwrap();
-    let m = |d: &str| v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == d).unwrap().clone();
+    let m = |d: &str| {
+        v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == d)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(m("/data")["source"], "/var/lib/data/sub/dir");
     assert_eq!(m("/host")["options"], json!(["rbind", "rslave", "ro"]));
     assert_eq!(v["linux"]["rootfsPropagation"], "rslave");
@@ -209,7 +283,11 @@ fn volume_mount_options() {
 
 #[test]
 fn unsafe_sysctls_are_refused() {
-    let e = spec_json(&RULES.replace("net.ipv4.ip_unprivileged_port_start", "kernel.msgmax"), 0).unwrap_err();
+    let e = spec_json(
+        &RULES.replace("net.ipv4.ip_unprivileged_port_start", "kernel.msgmax"),
+        0,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("SysctlForbidden"), "{e}");
 }
 
@@ -217,7 +295,10 @@ fn unsafe_sysctls_are_refused() {
 fn oom_score_adj_is_not_lowered_below_what_the_agent_may_set() {
     let p = pod("metadata: {name: g, uid: u}\nspec:\n  containers: [{name: c, image: x, resources: {limits: {cpu: 1, memory: 1Gi}}}]\n");
     let adj = |min: i32| {
-        let n = NodeInfo { min_oom_score_adj: min, ..node() };
+        let n = NodeInfo {
+            min_oom_score_adj: min,
+            ..node()
+        };
         let s = render_with(&p, 0, &image(IMAGE), Path::new("/nonexistent"), &n).unwrap();
         stable_json(&s)["process"]["oomScoreAdj"].clone()
     };

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext,
+};
 use oci_spec::image::Config as ImageConfig;
 use serde_json::Value;
 
@@ -60,10 +62,7 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
     let run_as_user = sc.run_as_user.or(psc.run_as_user);
     let run_as_group = sc.run_as_group.or(psc.run_as_group);
     let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
-    let image_user = inp
-        .image
-        .and_then(|i| i.user().clone())
-        .unwrap_or_default();
+    let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
 
     // The kubelet's verifyRunAsNonRoot, with its messages.
     if run_as_non_root {
@@ -88,9 +87,8 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
     }
 
     let (image_uid, image_gid) = process::user(inp.image, inp.image_file)?;
-    let to_u32 = |f: &str, v: i64| {
-        u32::try_from(v).map_err(|_| field(f, format!("{v} is not a valid id")))
-    };
+    let to_u32 =
+        |f: &str, v: i64| u32::try_from(v).map_err(|_| field(f, format!("{v} is not a valid id")));
     let uid = match run_as_user {
         Some(u) => to_u32("securityContext.runAsUser", u)?,
         None => image_uid,
@@ -102,7 +100,12 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
         (None, None) => image_gid,
     };
     let mut additional_gids = process::member_gids(uid, inp.image_file);
-    for g in psc.supplemental_groups.iter().flatten().chain(psc.fs_group.iter()) {
+    for g in psc
+        .supplemental_groups
+        .iter()
+        .flatten()
+        .chain(psc.fs_group.iter())
+    {
         let g = to_u32("securityContext.supplementalGroups", *g)?;
         if !additional_gids.contains(&g) {
             additional_gids.push(g);
@@ -111,7 +114,10 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
 
     let privileged = sc.privileged.unwrap_or(false);
     let caps = if privileged {
-        defaults::ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+        defaults::ALL_CAPABILITIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     } else {
         capabilities(&sc)
     };
@@ -135,10 +141,16 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
             return Err(field(&f, format!("SysctlForbidden: {name} is not a safe sysctl (unsafe sysctls are not supported)")));
         }
         if host_network && name.starts_with("net.") {
-            return Err(field(&f, format!("SysctlForbidden: {name} is forbidden with hostNetwork")));
+            return Err(field(
+                &f,
+                format!("SysctlForbidden: {name} is forbidden with hostNetwork"),
+            ));
         }
         if host_ipc && name.starts_with("kernel.shm") {
-            return Err(field(&f, format!("SysctlForbidden: {name} is forbidden with hostIPC")));
+            return Err(field(
+                &f,
+                format!("SysctlForbidden: {name} is forbidden with hostIPC"),
+            ));
         }
         sysctls.insert(name, s.value.clone());
     }
@@ -168,7 +180,10 @@ fn normalize_cap(c: &str) -> String {
 
 /// containerd's order: add ALL, drop ALL, then the named adds, then the named drops.
 fn capabilities(sc: &SecurityContext) -> Vec<String> {
-    let mut caps: Vec<String> = defaults::CAPABILITIES.iter().map(|s| s.to_string()).collect();
+    let mut caps: Vec<String> = defaults::CAPABILITIES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let Some(cs) = &sc.capabilities else {
         return caps;
     };
@@ -176,7 +191,10 @@ fn capabilities(sc: &SecurityContext) -> Vec<String> {
     let drop = cs.drop.clone().unwrap_or_default();
     let is_all = |c: &String| c.eq_ignore_ascii_case("ALL");
     if add.iter().any(is_all) {
-        caps = defaults::ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        caps = defaults::ALL_CAPABILITIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     }
     if drop.iter().any(is_all) {
         caps.clear();
@@ -216,16 +234,27 @@ fn seccomp_for(
             let path = std::path::Path::new(&rel);
             if rel.is_empty()
                 || path.is_absolute()
-                || path.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
             {
-                return Err(field(format!("localhostProfile {rel:?} must be a relative path inside {}", inp.node.seccomp_dir.display())));
+                return Err(field(format!(
+                    "localhostProfile {rel:?} must be a relative path inside {}",
+                    inp.node.seccomp_dir.display()
+                )));
             }
             let bytes = (inp.seccomp_file)(&rel).ok_or_else(|| {
-                field(format!("cannot read {}", inp.node.seccomp_dir.join(&rel).display()))
+                field(format!(
+                    "cannot read {}",
+                    inp.node.seccomp_dir.join(&rel).display()
+                ))
             })?;
-            seccomp::localhost(&bytes)
-                .map(Some)
-                .map_err(|e| field(format!("{}: {e}", inp.node.seccomp_dir.join(&rel).display())))
+            seccomp::localhost(&bytes).map(Some).map_err(|e| {
+                field(format!(
+                    "{}: {e}",
+                    inp.node.seccomp_dir.join(&rel).display()
+                ))
+            })
         }
         other => Err(field(format!("unknown seccomp profile type {other:?}"))),
     }

@@ -55,7 +55,10 @@ fn pod_cgroup_paths() {
 #[test]
 fn pod_limits_like_resource_config_for_pod() {
     let g = pod_limits(
-        &with_resources(&["{limits: {cpu: 1, memory: 1Gi}}", "{limits: {cpu: 500m, memory: 1Gi}}"]),
+        &with_resources(&[
+            "{limits: {cpu: 1, memory: 1Gi}}",
+            "{limits: {cpu: 500m, memory: 1Gi}}",
+        ]),
         -1,
     );
     assert_eq!(
@@ -69,7 +72,10 @@ fn pod_limits_like_resource_config_for_pod() {
     );
     // Burstable: quota/memory only when every container declares the limit.
     let b = pod_limits(
-        &with_resources(&["{requests: {cpu: 250m}, limits: {memory: 1Gi}}", "{requests: {cpu: 250m}}"]),
+        &with_resources(&[
+            "{requests: {cpu: 250m}, limits: {memory: 1Gi}}",
+            "{requests: {cpu: 250m}}",
+        ]),
         100,
     );
     assert_eq!(
@@ -90,19 +96,38 @@ fn pod_limits_like_resource_config_for_pod() {
 fn oom_score_adj_by_qos() {
     let cap = 10 * GI;
     let g = with_resources(&["{limits: {cpu: 1, memory: 1Gi}}"]);
-    assert_eq!(oom_score_adj(&g, &g.spec.as_ref().unwrap().containers[0], cap), -997);
+    assert_eq!(
+        oom_score_adj(&g, &g.spec.as_ref().unwrap().containers[0], cap),
+        -997
+    );
     let e = with_resources(&["{}"]);
-    assert_eq!(oom_score_adj(&e, &e.spec.as_ref().unwrap().containers[0], cap), 1000);
+    assert_eq!(
+        oom_score_adj(&e, &e.spec.as_ref().unwrap().containers[0], cap),
+        1000
+    );
     let b = with_resources(&["{requests: {memory: 1Gi}}"]);
-    assert_eq!(oom_score_adj(&b, &b.spec.as_ref().unwrap().containers[0], cap), 900);
+    assert_eq!(
+        oom_score_adj(&b, &b.spec.as_ref().unwrap().containers[0], cap),
+        900
+    );
     let tiny = with_resources(&["{requests: {cpu: 1m}}"]);
-    assert_eq!(oom_score_adj(&tiny, &tiny.spec.as_ref().unwrap().containers[0], cap), 999);
+    assert_eq!(
+        oom_score_adj(&tiny, &tiny.spec.as_ref().unwrap().containers[0], cap),
+        999
+    );
     let huge = with_resources(&["{requests: {memory: 100Gi}}"]);
-    assert_eq!(oom_score_adj(&huge, &huge.spec.as_ref().unwrap().containers[0], cap), 3);
+    assert_eq!(
+        oom_score_adj(&huge, &huge.spec.as_ref().unwrap().containers[0], cap),
+        3
+    );
     let mut critical = with_resources(&["{requests: {cpu: 100m}}"]);
     critical.spec.as_mut().unwrap().priority_class_name = Some("system-node-critical".into());
     assert_eq!(
-        oom_score_adj(&critical, &critical.spec.as_ref().unwrap().containers[0], cap),
+        oom_score_adj(
+            &critical,
+            &critical.spec.as_ref().unwrap().containers[0],
+            cap
+        ),
         -997
     );
 }
@@ -128,7 +153,12 @@ fn v1_tree_gets_pod_cgroup_and_limits() {
     std::fs::write(root.path().join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
     std::fs::write(root.path().join("cpuset/cpuset.mems"), "0\n").unwrap();
     let h = Hierarchy::detect(root.path()).unwrap();
-    assert_eq!(h, Hierarchy::V1 { root: root.path().into() });
+    assert_eq!(
+        h,
+        Hierarchy::V1 {
+            root: root.path().into()
+        }
+    );
     let p = with_resources(&["{limits: {cpu: 1, memory: 1Gi}}"]);
     let cg = PodCgroup::of(&p, "u1");
     create(&h, &cg, &pod_limits(&p, 64)).unwrap();
@@ -136,29 +166,50 @@ fn v1_tree_gets_pod_cgroup_and_limits() {
     assert_eq!(read(&d("cpu").join("cpu.shares")), "1024");
     assert_eq!(read(&d("cpu").join("cpu.cfs_quota_us")), "100000");
     assert_eq!(read(&d("cpu").join("cpu.cfs_period_us")), "100000");
-    assert_eq!(read(&d("memory").join("memory.limit_in_bytes")), GI.to_string());
+    assert_eq!(
+        read(&d("memory").join("memory.limit_in_bytes")),
+        GI.to_string()
+    );
     assert_eq!(read(&d("pids").join("pids.max")), "64");
     assert_eq!(read(&d("cpuset").join("cpuset.cpus")), "0-1");
     assert_eq!(read(&root.path().join("cpuset/kubepods/cpuset.mems")), "0");
 
     let e = with_resources(&["{}"]);
     create(&h, &PodCgroup::of(&e, "u2"), &pod_limits(&e, -1)).unwrap();
-    assert_eq!(read(&root.path().join("cpu/kubepods/besteffort/cpu.shares")), "2");
-    assert_eq!(read(&root.path().join("cpu/kubepods/besteffort/podu2/cpu.shares")), "2");
+    assert_eq!(
+        read(&root.path().join("cpu/kubepods/besteffort/cpu.shares")),
+        "2"
+    );
+    assert_eq!(
+        read(&root.path().join("cpu/kubepods/besteffort/podu2/cpu.shares")),
+        "2"
+    );
 }
 
 #[test]
 fn v2_tree_gets_pod_cgroup_weight_and_max() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+    std::fs::write(
+        root.path().join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .unwrap();
     let h = Hierarchy::detect(root.path()).unwrap();
-    assert_eq!(h, Hierarchy::V2 { root: root.path().into() });
+    assert_eq!(
+        h,
+        Hierarchy::V2 {
+            root: root.path().into()
+        }
+    );
     let p = with_resources(&["{requests: {cpu: 500m}, limits: {cpu: 2, memory: 512Mi}}"]);
     let cg = PodCgroup::of(&p, "u1");
     assert_eq!(cg.path, "/kubepods/burstable/podu1");
     create(&h, &cg, &pod_limits(&p, -1)).unwrap();
     let d = root.path().join("kubepods/burstable/podu1");
-    assert_eq!(read(&d.join("cpu.weight")), shares_to_weight(512).to_string());
+    assert_eq!(
+        read(&d.join("cpu.weight")),
+        shares_to_weight(512).to_string()
+    );
     assert_eq!(read(&d.join("cpu.max")), "200000 100000");
     assert_eq!(read(&d.join("memory.max")), (512 << 20).to_string());
     assert!(!d.join("pids.max").exists());

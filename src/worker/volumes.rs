@@ -94,7 +94,8 @@ pub fn prepare(
             let p = Path::new(sub);
             if sub.is_empty()
                 || p.is_absolute()
-                || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 continue;
             }
@@ -126,7 +127,11 @@ pub fn paths(pod: &Pod, pod_dir: &Path) -> BTreeMap<String, PathBuf> {
 
 /// tmpfs size of a `medium: Memory` emptyDir (`calculateEmptyDirMemorySize`): node memory,
 /// lowered to the pod's memory limit, lowered to `sizeLimit`.
-pub fn memory_volume_size(pod: &Pod, size_limit: Option<&Quantity>, node: &NodeInfo) -> Option<i64> {
+pub fn memory_volume_size(
+    pod: &Pod,
+    size_limit: Option<&Quantity>,
+    node: &NodeInfo,
+) -> Option<i64> {
     let mut size = node.memory_bytes;
     if let Some(m) = crate::cgroups::pod_limits(pod, -1).memory {
         if m > 0 && m <= size {
@@ -172,9 +177,14 @@ fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<
         let rel = Path::new(&item.path);
         if item.path.is_empty()
             || rel.is_absolute()
-            || rel.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(format!("item path {:?} must be relative without '..'", item.path));
+            return Err(format!(
+                "item path {:?} must be relative without '..'",
+                item.path
+            ));
         }
         let content = match (&item.field_ref, &item.resource_field_ref) {
             (Some(f), _) => crate::bundle::downward_field(pod, &f.field_path, node)

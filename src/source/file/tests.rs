@@ -19,7 +19,12 @@ fn pod_yaml(name: &str, image: &str) -> String {
 
 fn write(dir: &Path, file: &str, content: &str) {
     // Write-then-rename, as editors and config management do, so no half-written file is seen.
-    let tmp = dir.join(format!(".{file}.tmp"));
+    // The temporary file lives outside the watched directory, so a re-list never catches it
+    // (it would be reported as an ignored dotfile: a snapshot the tests do not expect).
+    let tmp = dir.parent().unwrap().join(format!(
+        ".{}-{file}.tmp",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
     fs::write(&tmp, content).unwrap();
     fs::rename(&tmp, dir.join(file)).unwrap();
 }
@@ -182,10 +187,7 @@ async fn broken_file_keeps_last_good() {
     write(
         d,
         "web.yaml",
-        &pod_yaml("web", "nginx:1").replace(
-            "image:",
-            "stdin: true\n    image:",
-        ),
+        &pod_yaml("web", "nginx:1").replace("image:", "stdin: true\n    image:"),
     );
     let s = next(&mut rx).await;
     assert_eq!(s.pods, good.pods);
@@ -245,7 +247,8 @@ async fn missing_dir_is_empty_and_picked_up_later() {
 
     fs::create_dir(&d).unwrap();
     write(&d, "web.yaml", &pod_yaml("web", "nginx:1"));
-    let s = next(&mut rx).await;
+    // A re-list may catch the writer's temporary dotfile first: a snapshot with a problem.
+    let s = until(&mut rx, |s| !s.pods.is_empty()).await;
     assert_eq!(names(&s), ["web-node1"]);
 
     // Removed and recreated: the watch follows the new directory.
@@ -253,7 +256,8 @@ async fn missing_dir_is_empty_and_picked_up_later() {
     assert!(next(&mut rx).await.pods.is_empty());
     fs::create_dir(&d).unwrap();
     write(&d, "db.yaml", &pod_yaml("db", "postgres:16"));
-    assert_eq!(names(&next(&mut rx).await), ["db-node1"]);
+    let s = until(&mut rx, |s| !s.pods.is_empty()).await;
+    assert_eq!(names(&s), ["db-node1"]);
 }
 
 #[tokio::test]
