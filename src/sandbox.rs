@@ -258,14 +258,12 @@ pub fn write_etc(pod: &Pod, files: &PodFiles) -> Result<(), SandboxError> {
     Ok(())
 }
 
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 /// True when every namespace the pod needs is already held (an agent restarted while
 /// the pod ran): the sandbox is reused, not made again.
 pub fn exists(files: &PodFiles, shared: Shared) -> bool {
     let held = |kind: &str| {
         nix::sys::statfs::statfs(&files.ns(kind))
-            .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
             .unwrap_or(false)
     };
     (!shared.net || held("net")) && (!shared.ipc || held("ipc")) && (!shared.uts || held("uts"))

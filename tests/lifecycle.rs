@@ -294,3 +294,105 @@ spec:
     });
     assert!(f.dirs.agent_log().contains("NOT_SERVING"), "{}", f.dirs.agent_log());
 }
+
+/// `hostlet pods -o json` against the running agent: the v1/PodList it prints.
+fn pod_list(f: &Fixture) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["pods", "-o", "json", "--root-dir"])
+        .arg(&f.dirs.root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hostlet pods: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pod_status(f: &Fixture, name: &str) -> Option<serde_json::Value> {
+    let list = pod_list(f);
+    assert_eq!(list["kind"], "PodList");
+    list["items"]
+        .as_array()?
+        .iter()
+        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
+        .map(|p| p["status"].clone())
+}
+
+#[test]
+fn status_reports_readiness_crash_loops_and_phases() {
+    let f = Fixture::with_args(&["--crash-loop-backoff-initial", "20s"]);
+    let img = f.image();
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: ready}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: {img}
+    command: ["sh", "-c", "while true; do sleep 0.2; done"]
+    readinessProbe:
+      exec: {{command: ["test", "-e", "/tmp/ready"]}}
+      periodSeconds: 1
+"#
+    );
+    write_manifest(&f.dirs, "ready.yaml", &yaml);
+    let crash = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: crashy}}
+spec:
+  containers:
+  - {{name: app, image: {img}, command: ["sh", "-c", "echo bye; exit 3"]}}
+"#
+    );
+    write_manifest(&f.dirs, "crashy.yaml", &crash);
+    let done = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: done}}
+spec:
+  restartPolicy: Never
+  containers:
+  - {{name: app, image: {img}, command: ["true"]}}
+"#
+    );
+    write_manifest(&f.dirs, "done.yaml", &done);
+
+    // Running but not ready until the exec probe passes inside the container.
+    let st = f.wait("ready pod running", || {
+        pod_status(&f, "ready").filter(|s| s["phase"] == "Running" && s["containerStatuses"][0]["state"]["running"].is_object())
+    });
+    assert_eq!(st["containerStatuses"][0]["ready"], false, "{st:#}");
+    let cond = |s: &serde_json::Value, t: &str| {
+        s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap()["status"].clone()
+    };
+    assert_eq!(cond(&st, "Ready"), "False");
+    let id = st["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("hostlet://").to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["exec-in", "--root-dir"])
+        .arg(&f.dirs.root)
+        .args([id.as_str(), "--", "touch", "/tmp/ready"])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let st = f.wait("ready flips to true", || {
+        pod_status(&f, "ready").filter(|s| s["containerStatuses"][0]["ready"] == true)
+    });
+    assert_eq!(cond(&st, "Ready"), "True");
+    assert_eq!(cond(&st, "ContainersReady"), "True");
+
+    // A crash loop: waiting CrashLoopBackOff, the restart count, the last termination.
+    let st = f.wait("CrashLoopBackOff", || {
+        pod_status(&f, "crashy").filter(|s| s["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+    });
+    let c = &st["containerStatuses"][0];
+    assert_eq!(c["restartCount"], 1, "{c:#}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{c:#}");
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Error", "{c:#}");
+    assert_eq!(st["phase"], "Running");
+
+    // restartPolicy Never and exit 0: Succeeded, terminated Completed.
+    let st = f.wait("Succeeded", || pod_status(&f, "done").filter(|s| s["phase"] == "Succeeded"));
+    assert_eq!(st["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(cond(&st, "Ready"), "False");
+}
