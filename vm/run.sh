@@ -22,6 +22,8 @@
 #   HOSTLET_VM_MEM      MB (default 3072); HOSTLET_VM_CPUS (default: host's, max 4)
 #   HOSTLET_VM_CACHE    image cache (default /var/cache/hostlet-vm)
 #   TEST_THREADS        --test-threads inside the VM (default 2)
+#   HOSTLET_TEST_TIME_SCALE  factor for the tests' wait timeouts inside the VM (default 3:
+#                       software emulation is ~5x slower; tests/common wait_until)
 set -euo pipefail
 
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -35,6 +37,7 @@ CPUS="${HOSTLET_VM_CPUS:-$(nproc)}"
 ((CPUS <= 4)) || CPUS=4
 OUT="${HOSTLET_VM_OUT:-$repo/target/vm}"
 TEST_THREADS="${TEST_THREADS:-2}"
+TIME_SCALE="${HOSTLET_TEST_TIME_SCALE:-3}"
 KVM_BOOT_LIMIT=120
 
 test_args=()
@@ -104,6 +107,7 @@ mkdir -p "$repo/target/tmp"
 	printf 'HOSTLET_BIN=%q\n' "$bin"
 	printf 'TEST_THREADS=%q\n' "$TEST_THREADS"
 	printf 'TEST_ARGS=%q\n' "${test_args[*]}"
+	printf 'HOSTLET_TEST_TIME_SCALE=%q\n' "$TIME_SCALE"
 } >"$OUT/env"
 phase_end
 

@@ -206,3 +206,70 @@ pub async fn run(kind: Kind, probe: Probe, rt: Arc<impl AsRef<Runtime> + Send + 
         tokio::time::sleep(period).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Layout;
+
+    fn tcp_probe(port: u16, period: i32, failures: i32) -> Probe {
+        Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(port as i32),
+                host: None,
+            }),
+            period_seconds: Some(period),
+            failure_threshold: Some(failures),
+            ..Default::default()
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            container_id: "c".into(),
+            init_pid: 1,
+            host_network: true,
+            ports: Vec::new(),
+        }
+    }
+
+    /// Thresholds and periods follow the kubelet's, checked in virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn liveness_fails_after_the_threshold_and_readiness_passes_at_once() {
+        let rt = Arc::new(Runtime::new(Layout::new("/nonexistent")).unwrap());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (tx, mut rx) = mpsc::channel(4);
+        let t0 = tokio::time::Instant::now();
+        let task = tokio::spawn(run(Kind::Liveness, tcp_probe(closed, 10, 3), rt.clone(), target(), tx));
+        let ev = rx.recv().await.unwrap();
+        assert!(!ev.success && ev.message.contains("dial tcp"), "{ev:?}");
+        // Checks at 0 s, 10 s and 20 s: the third failure is the verdict.
+        assert_eq!(t0.elapsed().as_secs(), 20);
+        task.abort();
+
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = open.local_addr().unwrap().port();
+        let (tx, mut rx) = mpsc::channel(4);
+        let t0 = tokio::time::Instant::now();
+        let task = tokio::spawn(run(Kind::Readiness, tcp_probe(port, 10, 3), rt, target(), tx));
+        let ev = rx.recv().await.unwrap();
+        assert!(ev.success);
+        assert_eq!(t0.elapsed().as_secs(), 0);
+        task.abort();
+    }
+
+    #[test]
+    fn named_ports_resolve_from_the_container() {
+        let mut t = target();
+        t.ports = vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            ..Default::default()
+        }];
+        assert_eq!(t.port(&IntOrString::String("http".into())).unwrap(), 8080);
+        assert_eq!(t.port(&IntOrString::String("81".into())).unwrap(), 81);
+        assert!(t.port(&IntOrString::String("nope".into())).is_err());
+        assert!(t.port(&IntOrString::Int(0)).is_err());
+        assert!(t.addr(Some("example.com"), &IntOrString::Int(1)).is_err());
+    }
+}

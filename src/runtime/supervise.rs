@@ -42,6 +42,12 @@ pub struct Adopted {
     pub exit: Option<ExitRecord>,
 }
 
+impl AsRef<Runtime> for Runtime {
+    fn as_ref(&self) -> &Runtime {
+        self
+    }
+}
+
 impl Runtime {
     pub fn new(layout: Layout) -> std::io::Result<Self> {
         Ok(Self {

@@ -523,6 +523,17 @@ pub fn signal(pid: i32, sig: i32) {
 // ---------------------------------------------------------------------------
 // Waiting
 
+/// Factor for [`wait_until`]'s timeouts: `HOSTLET_TEST_TIME_SCALE` (default 1). The VM
+/// suite (vm/run.sh) sets it, as everything runs ~5x slower under software emulation.
+/// Upper bounds that tests assert on durations are not scaled.
+pub fn time_scale() -> u32 {
+    std::env::var("HOSTLET_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &u32| n >= 1)
+        .unwrap_or(1)
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with
 /// `what` and `log()` (typically the agent log).
 pub fn wait_until<T>(
@@ -531,6 +542,7 @@ pub fn wait_until<T>(
     log: impl Fn() -> String,
     mut f: impl FnMut() -> Option<T>,
 ) -> T {
+    let timeout = timeout * time_scale();
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
