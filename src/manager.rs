@@ -75,6 +75,7 @@ impl Manager {
             }
         }
         // The first snapshot decides what happens to what an earlier agent left running.
+        let first = self.adopted.is_some();
         let mut adopted = self.adopted.take().unwrap_or_default();
         for pod in &snap.pods {
             if self.workers.contains_key(&pod.uid) {
@@ -86,12 +87,32 @@ impl Manager {
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
         crate::metrics::manifest_problems(&snap.problems);
         self.deps.status.set_synced();
+        if first {
+            // Pods an earlier agent left without any container (stopped while backing
+            // off, or between containers) still own a directory, namespaces, a cgroup.
+            for uid in self.pod_dirs() {
+                if !self.desired.contains_key(&uid) && !adopted.contains_key(&uid) {
+                    adopted.insert(uid, Vec::new());
+                }
+            }
+        }
         for (uid, containers) in adopted {
             tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");
             self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| {
                 worker::stop_orphan(uid, containers, deps)
             });
         }
+    }
+
+    fn pod_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.deps.layout.pods())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn start_pod(&mut self, pod: StaticPod, adopted: Vec<Adopted>) {

@@ -518,3 +518,39 @@ fn bad_input_is_reported_and_never_disturbs_other_pods() {
         "image pulled twice"
     );
 }
+
+#[test]
+fn restarted_agent_cleans_up_a_removed_pod_that_had_no_container() {
+    let mut f = Fixture::new();
+    // Never gets a container: its image is on a registry that does not answer.
+    write_manifest(
+        &f.dirs,
+        "stuck.yaml",
+        &pod("stuck", "127.0.0.1:1/none:v1", "marker-stuck", "true", "", ""),
+    );
+    f.wait("pull failure", || {
+        f.dirs.agent_log().contains("ErrImagePull").then_some(())
+    });
+    let pods = f.dirs.root.join("pods");
+    assert_eq!(pods.read_dir().unwrap().count(), 1, "pod dir expected");
+    let uid = pods.read_dir().unwrap().next().unwrap().unwrap().file_name();
+    let pod_cgroup = || {
+        let cg = format!("pod{}", uid.to_string_lossy());
+        let base = if cgroup_v2() { "/sys/fs/cgroup/kubepods" } else { "/sys/fs/cgroup/memory/kubepods" };
+        [base.to_string(), format!("{base}/besteffort")]
+            .iter()
+            .map(|d| Path::new(d).join(&cg))
+            .find(|p| p.exists())
+    };
+    assert!(pod_cgroup().is_some(), "pod cgroup expected");
+    f.agent.as_mut().unwrap().kill9();
+    remove_manifest(&f.dirs, "stuck.yaml");
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));
+    f.wait("pod dir of the removed pod cleaned up", || {
+        (pods.read_dir().unwrap().count() == 0).then_some(())
+    });
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = f.dirs.root.canonicalize().unwrap();
+    assert!(!mounts.contains(root.to_str().unwrap()), "{mounts}");
+    assert_eq!(pod_cgroup(), None, "pod cgroup left behind");
+}
