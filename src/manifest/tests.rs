@@ -545,7 +545,7 @@ fn unsupported_fields() {
         (
             "volumes:\n- name: p\n  projected:\n    sources:\n    - clusterTrustBundle: {path: x}",
             "",
-            "spec.volumes[0].projected: not supported",
+            "projected.sources[0].clusterTrustBundle: static pods may not reference clustertrustbundles",
         ),
         (
             "volumes:\n- {name: m, emptyDir: {medium: HugePages}}",
@@ -570,7 +570,7 @@ fn unsupported_fields() {
         (
             "",
             "restartPolicy: Always",
-            "spec.containers[0].restartPolicy: not supported",
+            "spec.containers[0].restartPolicy: only init containers may set restartPolicy",
         ),
     ] {
         assert_err(&pod(spec, container), want);
