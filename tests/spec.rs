@@ -99,8 +99,7 @@ fn oom_score_adj(pid: i32) -> i32 {
 fn mount_line(pid: i32, target: &str) -> String {
     let text = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     text.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(target))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(target))
         .unwrap_or_else(|| panic!("{target} not mounted in {pid}:\n{text}"))
         .to_string()
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod fixture;
+#[allow(unused_imports)]
 pub use fixture::*;
 
 /// Tags `rootfs/build.sh` creates and [`Registry::start`] pushes.
