@@ -4,7 +4,8 @@
 //! it, and oom_score_adj by QoS (pkg/kubelet/qos/policy.go).
 //!
 //! The pure part (class, paths, limits, scores) is used by the bundle and `hostlet render`;
-//! [`create`]/[`remove`] write the cgroup tree, on v1 (one hierarchy per controller) or v2.
+//! [`create`]/[`remove`] write the cgroup tree, on v1 (one hierarchy per controller) or v2,
+//! or have systemd make it as slices ([`systemd`], `--cgroup-driver systemd`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
+
+pub mod systemd;
+pub use systemd::Driver;
 
 pub const CFS_PERIOD: u64 = 100_000;
 const MIN_SHARES: u64 = 2;
@@ -32,6 +36,12 @@ pub enum CgroupError {
     },
     #[error("no cgroup hierarchy found under {0}")]
     NoHierarchy(PathBuf),
+    #[error("the systemd cgroup driver needs systemd as init, but systemd is not running (no /run/systemd/system); use --cgroup-driver cgroupfs")]
+    NoSystemd,
+    #[error("the systemd cgroup driver needs the unified cgroup v2 hierarchy at {0}")]
+    SystemdNeedsV2(PathBuf),
+    #[error("systemd unit {unit}: {message}")]
+    Systemd { unit: String, message: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
@@ -219,6 +229,7 @@ pub fn pod_limits(pod: &Pod, pod_max_pids: i64) -> PodLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodCgroup {
     pub qos: QosClass,
+    pub uid: String,
     /// `/kubepods[/burstable|/besteffort]/pod<UID>`.
     pub path: String,
 }
@@ -232,13 +243,29 @@ impl PodCgroup {
         }
         Self {
             qos,
+            uid: uid.to_string(),
             path: format!("{path}/pod{uid}"),
         }
     }
 
-    /// The spec's `cgroupsPath` of a container of this pod.
+    /// The spec's `cgroupsPath` of a container of this pod (cgroupfs driver).
     pub fn container(&self, id: &str) -> String {
         format!("{}/{id}", self.path)
+    }
+
+    /// The spec's `cgroupsPath` of a container of this pod with the host's driver: with
+    /// systemd, `<pod slice>:hostlet:<id>` (libcontainer's form for a scope in a slice).
+    pub fn container_with(&self, h: Option<&Hierarchy>, id: &str) -> String {
+        match h {
+            Some(Hierarchy::Systemd { .. }) => {
+                format!(
+                    "{}:{}:{id}",
+                    systemd::pod_slice(self),
+                    systemd::SCOPE_PREFIX
+                )
+            }
+            _ => self.container(id),
+        }
     }
 
     /// Ancestors to create first, outermost first (`/kubepods`, then the QoS level).
@@ -260,6 +287,10 @@ pub enum Hierarchy {
         root: PathBuf,
     },
     V2 {
+        root: PathBuf,
+    },
+    /// v2 with systemd managing the tree: pod slices and container scopes.
+    Systemd {
         root: PathBuf,
     },
 }
@@ -292,11 +323,31 @@ impl Hierarchy {
         Err(CgroupError::NoHierarchy(root.into()))
     }
 
+    /// The hierarchy `driver` works with: [`Self::detect`] for cgroupfs; for systemd, a
+    /// running systemd and v2.
+    pub fn for_driver(root: &Path, driver: Driver) -> Result<Self, CgroupError> {
+        match driver {
+            Driver::Cgroupfs => Self::detect(root),
+            Driver::Systemd if !systemd::booted() => Err(CgroupError::NoSystemd),
+            Driver::Systemd => match Self::detect(root) {
+                Ok(Self::V2 { root }) => Ok(Self::Systemd { root }),
+                _ => Err(CgroupError::SystemdNeedsV2(root.into())),
+            },
+        }
+    }
+
+    pub fn driver(&self) -> Driver {
+        match self {
+            Self::Systemd { .. } => Driver::Systemd,
+            _ => Driver::Cgroupfs,
+        }
+    }
+
     /// Every directory that holds cgroup `rel` (one per v1 controller, or one on v2).
     fn dirs(&self, rel: &str) -> Vec<(&'static str, PathBuf)> {
         let rel = rel.trim_start_matches('/');
         match self {
-            Self::V2 { root } => vec![("", root.join(rel))],
+            Self::V2 { root } | Self::Systemd { root } => vec![("", root.join(rel))],
             Self::V1 { root } => {
                 let mut seen: Vec<PathBuf> = Vec::new();
                 let mut out = Vec::new();
@@ -343,6 +394,9 @@ fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
 
 /// Creates the pod cgroup (and `kubepods`, the QoS level) with the pod-level limits.
 pub fn create(h: &Hierarchy, cg: &PodCgroup, limits: &PodLimits) -> Result<(), CgroupError> {
+    if let Hierarchy::Systemd { .. } = h {
+        return systemd::create(cg, limits);
+    }
     let mut levels = cg.ancestors();
     levels.push(cg.path.clone());
     for level in &levels {
@@ -429,6 +483,9 @@ fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
 /// Removes the pod cgroup and whatever container cgroups are left in it. The QoS levels
 /// stay, as with the kubelet.
 pub fn remove(h: &Hierarchy, cg: &PodCgroup) -> Result<(), CgroupError> {
+    if let Hierarchy::Systemd { .. } = h {
+        return systemd::remove(cg);
+    }
     for (_, dir) in h.dirs(&cg.path) {
         if !dir.exists() {
             continue;

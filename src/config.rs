@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub seccomp_default: bool,
     /// `--pod-max-pids`: pids.max of every pod cgroup; not positive is no limit.
     pub pod_max_pids: i64,
+    /// `--cgroup-driver`, resolved: detected when not given.
+    pub cgroup_driver: crate::cgroups::Driver,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@ use super::BundleError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 
 pub use crate::cgroups::{cpu_quota, cpu_shares, CFS_PERIOD};
-const MIN_SHARES: u64 = 2;
 
 fn get<'a>(
     map: &'a Option<std::collections::BTreeMap<String, Quantity>>,
@@ -33,8 +32,7 @@ pub fn linux_resources(c: &Container, privileged: bool) -> Result<Value, BundleE
     // The kubelet derives the request from the limit when only a limit is given.
     let shares = cpu_request
         .or(cpu_limit)
-        .map(cpu_shares)
-        .unwrap_or(MIN_SHARES);
+        .map_or_else(|| cpu_shares(0), cpu_shares);
     let mut cpu_v = json!({"shares": shares});
     if let Some(limit) = cpu_limit {
         cpu_v["quota"] = json!(cpu_quota(limit));

@@ -218,3 +218,105 @@ fn v2_tree_gets_pod_cgroup_weight_and_max() {
         "+cpuset +cpu +io +memory +pids"
     );
 }
+
+#[test]
+fn systemd_slices_as_the_kubelet_names_them() {
+    let uid = "0a0b-c1d2";
+    let burstable = with_resources(&["{requests: {cpu: 500m}, limits: {cpu: 2, memory: 512Mi}}"]);
+    let guaranteed = with_resources(&["{limits: {cpu: 1, memory: 1Gi}}"]);
+    let besteffort = with_resources(&["{}"]);
+    let slice = |p: &Pod| systemd::pod_slice(&PodCgroup::of(p, uid));
+    assert_eq!(slice(&burstable), "kubepods-burstable-pod0a0b_c1d2.slice");
+    assert_eq!(slice(&guaranteed), "kubepods-pod0a0b_c1d2.slice");
+    assert_eq!(slice(&besteffort), "kubepods-besteffort-pod0a0b_c1d2.slice");
+    assert_eq!(
+        systemd::qos_slices(QosClass::Burstable),
+        ["kubepods.slice", "kubepods-burstable.slice"]
+    );
+    assert_eq!(
+        systemd::qos_slices(QosClass::Guaranteed),
+        ["kubepods.slice"]
+    );
+    assert_eq!(
+        systemd::expand_slice("kubepods-burstable-pod0a0b_c1d2.slice"),
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a0b_c1d2.slice"
+    );
+
+    let cg = PodCgroup::of(&burstable, uid);
+    let sd = Hierarchy::Systemd {
+        root: "/sys/fs/cgroup".into(),
+    };
+    let path = cg.container_with(Some(&sd), "0a0b-c1d2-app-0");
+    assert_eq!(
+        path,
+        "kubepods-burstable-pod0a0b_c1d2.slice:hostlet:0a0b-c1d2-app-0"
+    );
+    assert_eq!(
+        systemd::fs_path(&path),
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a0b_c1d2.slice/hostlet-0a0b-c1d2-app-0.scope"
+    );
+    // cgroupfs paths are untouched, with or without a hierarchy.
+    let v2 = Hierarchy::V2 {
+        root: "/sys/fs/cgroup".into(),
+    };
+    assert_eq!(
+        cg.container_with(Some(&v2), "x"),
+        "/kubepods/burstable/pod0a0b-c1d2/x"
+    );
+    assert_eq!(
+        cg.container_with(None, "x"),
+        "/kubepods/burstable/pod0a0b-c1d2/x"
+    );
+    assert_eq!(
+        systemd::fs_path("/kubepods/burstable/podu/x"),
+        "/kubepods/burstable/podu/x"
+    );
+}
+
+#[test]
+fn systemd_pod_slice_properties_are_resource_config_for_pod() {
+    let p = with_resources(&[
+        "{requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: 500m, memory: 128Mi}}",
+    ]);
+    let cg = PodCgroup::of(&p, "u");
+    let props = systemd::pod_props(&cg, &pod_limits(&p, 77));
+    let get = |k: &str| {
+        props
+            .iter()
+            .find(|(n, _, _)| *n == k)
+            .map(|(_, sig, v)| format!("{sig} {v}"))
+    };
+    assert_eq!(
+        get("CPUWeight"),
+        Some(format!("t {}", shares_to_weight(256)))
+    );
+    // 500m: 50000 µs per 100 ms period → 500000 µs per second.
+    assert_eq!(get("CPUQuotaPerSecUSec"), Some("t 500000".into()));
+    assert_eq!(get("MemoryMax"), Some(format!("t {}", 128 << 20)));
+    assert_eq!(get("TasksMax"), Some("t 77".into()));
+    assert_eq!(get("DefaultDependencies"), Some("b false".into()));
+    // Unlimited: no property, systemd's default ("max").
+    let b = with_resources(&["{requests: {cpu: 250m}}"]);
+    let props = systemd::pod_props(&PodCgroup::of(&b, "u"), &pod_limits(&b, -1));
+    assert!(props
+        .iter()
+        .all(|(n, _, _)| !["CPUQuotaPerSecUSec", "MemoryMax", "TasksMax"].contains(n)));
+}
+
+#[test]
+fn cgroup_driver_flag_values() {
+    assert_eq!("systemd".parse::<Driver>(), Ok(Driver::Systemd));
+    assert_eq!("cgroupfs".parse::<Driver>(), Ok(Driver::Cgroupfs));
+    assert!("docker"
+        .parse::<Driver>()
+        .unwrap_err()
+        .contains("\"docker\""));
+    assert_eq!(
+        serde_json::to_string(&Driver::Systemd).unwrap(),
+        "\"systemd\""
+    );
+    if !systemd::booted() {
+        let e = Hierarchy::for_driver(Path::new("/sys/fs/cgroup"), Driver::Systemd).unwrap_err();
+        assert!(e.to_string().contains("systemd is not running"), "{e}");
+    }
+}

@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// Most processes a pod may have (its pod cgroup's pids.max); -1 is no limit
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
+    /// How pod and container cgroups are made: cgroupfs (directories hostlet writes) or
+    /// systemd (slices and scopes); default: systemd when systemd is PID 1
+    #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
+    pub cgroup_driver: Option<String>,
 }
 
 fn header(s: &str) -> Result<(String, String), String> {
@@ -131,6 +135,10 @@ impl RunArgs {
             },
             read_only_port: self.read_only_port,
             pod_max_pids: self.pod_max_pids,
+            cgroup_driver: match self.cgroup_driver.as_deref() {
+                Some(d) => d.parse().map_err(anyhow::Error::msg)?,
+                None => crate::cgroups::Driver::detect(),
+            },
         })
     }
 }
@@ -162,6 +170,16 @@ async fn agent(
     cfg: AgentConfig,
     image_args: crate::cli::pull::RunImageArgs,
 ) -> anyhow::Result<()> {
+    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
+    let cgroups = match crate::cgroups::Hierarchy::for_driver(cgroup_root, cfg.cgroup_driver) {
+        Ok(h) => Some(h),
+        Err(e) if cfg.cgroup_driver == crate::cgroups::Driver::Cgroupfs => {
+            tracing::warn!(error = %e, "no pod cgroups");
+            None
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("--cgroup-driver systemd")),
+    };
+    tracing::info!(cgroup_driver = %cfg.cgroup_driver, "cgroups");
     let layout = Layout::new(&cfg.root_dir);
     for dir in [
         layout.root.clone(),
@@ -206,9 +224,7 @@ async fn agent(
             pod_max_pids: cfg.pod_max_pids,
             ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
         },
-        cgroups: crate::cgroups::Hierarchy::detect(std::path::Path::new("/sys/fs/cgroup"))
-            .map_err(|e| tracing::warn!(error = %e, "no pod cgroups"))
-            .ok(),
+        cgroups,
     });
     let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
         path,

@@ -26,7 +26,12 @@ pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>, timeout: Option<Du
         .with_root_path(runtime_root)
         .map(|b| b.with_executor(ResetSignalsExecutor))
         .and_then(|b| b.validate_id())
-        .and_then(|b| b.as_tenant().with_container_args(argv).with_detach(true).build());
+        .and_then(|b| {
+            b.as_tenant()
+                .with_container_args(argv)
+                .with_detach(true)
+                .build()
+        });
     let pid = match pid {
         Ok(pid) => pid,
         Err(e) => {

@@ -41,6 +41,10 @@ pub struct MonitorConfig {
     pub stop_signal: i32,
     /// The cgroup path in the spec, to read OOM kills before the cgroup is removed.
     pub cgroups_path: String,
+    /// How the container's cgroup is made: with systemd, `cgroups_path` names a scope
+    /// (absent in records of older agents: cgroupfs).
+    #[serde(default)]
+    pub cgroup_driver: crate::cgroups::Driver,
     /// Rotation of the CRI log (absent in records of older agents: the defaults).
     #[serde(default)]
     pub log_limits: crate::logs::LogLimits,

@@ -212,9 +212,11 @@ impl Monitor {
         // The pod's namespaces are joined by path through the spec (see crate::sandbox).
         mount_rootfs(dir, cfg)?;
 
-        let log = CriWriter::open_rotating(&cfg.log_path, cfg.log_limits).map_err(|source| MonitorError::Io {
-            path: cfg.log_path.clone(),
-            source,
+        let log = CriWriter::open_rotating(&cfg.log_path, cfg.log_limits).map_err(|source| {
+            MonitorError::Io {
+                path: cfg.log_path.clone(),
+                source,
+            }
         })?;
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -230,7 +232,7 @@ impl Monitor {
             .with_stderr(err_w)
             .validate_id()?
             .as_init(&cfg.bundle)
-            .with_systemd(false)
+            .with_systemd(cfg.cgroup_driver == crate::cgroups::Driver::Systemd)
             .with_detach(true)
             .build()?;
         container.start()?;
@@ -424,7 +426,8 @@ fn lowerdirs(dirs: &[PathBuf]) -> String {
 /// How many times the kernel OOM-killed in this cgroup (v1 `memory.oom_control`, v2
 /// `memory.events`); 0 when unknown.
 pub fn oom_kills(cgroups_path: &str) -> u64 {
-    let rel = cgroups_path.trim_start_matches('/');
+    let path = crate::cgroups::systemd::fs_path(cgroups_path);
+    let rel = path.trim_start_matches('/');
     let candidates = [
         (
             format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),

@@ -2,8 +2,8 @@
 //! signal them and learn how their containers ended.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -338,7 +338,12 @@ pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
 
 impl Runtime {
     /// Runs `argv` inside container `id` through the `hostlet exec-in` helper.
-    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<ExecOutput, RuntimeError> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("exec-in")
             .arg("--root-dir")
@@ -349,7 +354,10 @@ impl Runtime {
             .arg("--")
             .args(argv)
             .env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .stdin(Stdio::null());
         let exe = self.exe.clone();
         let out = tokio::task::spawn_blocking(move || cmd.output())
@@ -363,7 +371,10 @@ impl Runtime {
         text.extend_from_slice(&out.stderr);
         text.truncate(EXEC_OUTPUT_LIMIT);
         Ok(ExecOutput {
-            code: out.status.code().unwrap_or(128 + out.status.signal().unwrap_or(0)),
+            code: out
+                .status
+                .code()
+                .unwrap_or(128 + out.status.signal().unwrap_or(0)),
             output: String::from_utf8_lossy(&text).into_owned(),
         })
     }

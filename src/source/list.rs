@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::security::{self, InsecureError};
 use super::{ProblemKind, Snapshot, SourceProblem};
-use crate::manifest::{self, Origin, StaticPod, CONFIG_SEEN_ANNOTATION};
+use crate::manifest::{self, Origin, StaticPod};
 
 /// Larger files are refused, as by the kubelet (pkg/kubelet/config/file.go).
 pub const MAX_MANIFEST_SIZE: u64 = 10 << 20;
@@ -158,20 +158,8 @@ impl Lister {
         }
         self.duplicates = duplicates;
 
-        let now = jiff::Timestamp::now().to_string();
         self.seen.retain(|uid, _| uids.contains(uid));
-        for pod in &mut pods {
-            let seen = self
-                .seen
-                .entry(pod.uid.clone())
-                .or_insert_with(|| now.clone())
-                .clone();
-            pod.pod
-                .metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(CONFIG_SEEN_ANNOTATION.to_string(), seen);
-        }
+        super::stamp_seen(&mut self.seen, &mut pods);
         for path in &candidates {
             let Some(state) = self.files.get(path) else {
                 continue;

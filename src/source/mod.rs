@@ -103,3 +103,17 @@ pub fn spawn(
     }
     rx
 }
+
+/// Sets `kubernetes.io/config.seen` to the first time each UID was seen (kept in `seen`),
+/// so the annotation is stable across re-lists and polls.
+pub(crate) fn stamp_seen(seen: &mut std::collections::HashMap<String, String>, pods: &mut [StaticPod]) {
+    let now = jiff::Timestamp::now().to_string();
+    for pod in pods {
+        let first = seen.entry(pod.uid.clone()).or_insert_with(|| now.clone()).clone();
+        pod.pod
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(crate::manifest::CONFIG_SEEN_ANNOTATION.to_string(), first);
+    }
+}

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{ProblemKind, Snapshot, SourceProblem, MAX_MANIFEST_SIZE};
-use crate::manifest::{self, StaticPod, CONFIG_SEEN_ANNOTATION};
+use crate::manifest::{self, StaticPod};
 
 /// The kubelet's HTTP client timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -258,21 +258,9 @@ impl UrlState {
     }
 
     fn set_pods(&mut self, mut pods: Vec<StaticPod>) {
-        let now = jiff::Timestamp::now().to_string();
         let uids: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
         self.seen.retain(|uid, _| uids.contains(uid.as_str()));
-        for pod in &mut pods {
-            let seen = self
-                .seen
-                .entry(pod.uid.clone())
-                .or_insert_with(|| now.clone())
-                .clone();
-            pod.pod
-                .metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(CONFIG_SEEN_ANNOTATION.to_string(), seen);
-        }
+        super::stamp_seen(&mut self.seen, &mut pods);
         self.pods = pods;
     }
 

@@ -109,7 +109,7 @@ pub(super) async fn start(
     // A directory under this id can only be debris of an attempt that never started.
     ctx.deps.runtime.remove(&id);
     let bundle_dir = dir.join("bundle");
-    let cgroups_path = ctx.cgroup.container(&id);
+    let cgroups_path = ctx.cgroup.container_with(ctx.deps.cgroups.as_ref(), &id);
     let pod_dir = layout.pod(&ctx.pod.uid);
     let node = &ctx.deps.node;
     let failed = |message: String| {
@@ -157,6 +157,7 @@ pub(super) async fn start(
         log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
         stop_signal: bundle::stop_signal(&image.config),
         cgroups_path,
+        cgroup_driver: ctx.deps.cgroups.as_ref().map_or_else(Default::default, |h| h.driver()),
         log_limits: ctx.deps.log_limits,
     };
     let started = Instant::now();

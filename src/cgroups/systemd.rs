@@ -1,0 +1,222 @@
+//! The systemd cgroup driver, as the kubelet lays it out with `cgroupDriver: systemd`:
+//! the pod cgroup is the slice `kubepods[-burstable|-besteffort]-pod<UID>.slice` (the uid's
+//! `-` escaped as `_`), containers are scopes `hostlet-<ID>.scope` inside it that
+//! libcontainer starts (cgroupsPath `slice:hostlet:ID`). hostlet starts the QoS and pod
+//! slices as transient units with the pod-level limits as unit properties (MemoryMax,
+//! CPUWeight, CPUQuotaPerSecUSec, TasksMax), so systemd itself keeps them in force when it
+//! re-realizes the tree; stopping the pod slice removes it.
+//!
+//! The D-Bus calls go through `busctl`/`systemctl`, which ship with systemd: libcgroups
+//! keeps its D-Bus client private.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{shares_to_weight, CgroupError, PodCgroup, PodLimits, QosClass, CFS_PERIOD, KUBEPODS};
+
+/// The scope prefix of container units (`hostlet-<ID>.scope`).
+pub const SCOPE_PREFIX: &str = "hostlet";
+
+/// `--cgroup-driver`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+impl Driver {
+    /// systemd when it is PID 1 (libsystemd's `sd_booted` test), else cgroupfs.
+    pub fn detect() -> Self {
+        if booted() {
+            Self::Systemd
+        } else {
+            Self::Cgroupfs
+        }
+    }
+}
+
+impl std::str::FromStr for Driver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cgroupfs" => Ok(Self::Cgroupfs),
+            "systemd" => Ok(Self::Systemd),
+            _ => Err(format!(
+                "unknown cgroup driver {s:?}: expected cgroupfs or systemd"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cgroupfs => "cgroupfs",
+            Self::Systemd => "systemd",
+        })
+    }
+}
+
+pub fn booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// The slices from `kubepods.slice` down to the QoS level, outermost first.
+pub fn qos_slices(qos: QosClass) -> Vec<String> {
+    let mut out = vec![format!("{KUBEPODS}.slice")];
+    if !qos.dir().is_empty() {
+        out.push(format!("{KUBEPODS}-{}.slice", qos.dir()));
+    }
+    out
+}
+
+/// The pod's slice unit, e.g. `kubepods-burstable-pod0a0b_c1.slice`.
+pub fn pod_slice(cg: &PodCgroup) -> String {
+    let mut name = KUBEPODS.to_string();
+    if !cg.qos.dir().is_empty() {
+        name = format!("{name}-{}", cg.qos.dir());
+    }
+    // '-' is the slice hierarchy separator: the kubelet escapes it in the uid.
+    format!("{name}-pod{}.slice", cg.uid.replace('-', "_"))
+}
+
+/// The cgroup directory of a slice, relative to the cgroup root: `a-b.slice` is
+/// `/a.slice/a-b.slice`.
+pub fn expand_slice(slice: &str) -> String {
+    let stem = slice.strip_suffix(".slice").unwrap_or(slice);
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path = format!("{path}/{prefix}.slice");
+    }
+    path
+}
+
+/// The cgroup directory (relative to the cgroup root) of a spec's `cgroupsPath`: the
+/// systemd form `slice:prefix:name` is `<slice dirs>/prefix-name.scope`; anything else
+/// is already a path.
+pub fn fs_path(cgroups_path: &str) -> String {
+    let parts: Vec<&str> = cgroups_path.split(':').collect();
+    match parts.as_slice() {
+        [slice, prefix, name] if !cgroups_path.starts_with('/') => {
+            format!("{}/{prefix}-{name}.scope", expand_slice(slice))
+        }
+        _ => cgroups_path.to_string(),
+    }
+}
+
+/// A D-Bus property of a transient unit, as busctl takes it: name, signature, value.
+type Prop = (&'static str, &'static str, String);
+
+fn slice_props(description: String) -> Vec<Prop> {
+    let mut p: Vec<Prop> = vec![("Description", "s", description)];
+    for acct in [
+        "MemoryAccounting",
+        "CPUAccounting",
+        "TasksAccounting",
+        "IOAccounting",
+    ] {
+        p.push((acct, "b", "true".into()));
+    }
+    p.push(("DefaultDependencies", "b", "false".into()));
+    p
+}
+
+/// The unit properties of a pod slice: the kubelet's `ResourceConfigForPod`.
+pub fn pod_props(cg: &PodCgroup, limits: &PodLimits) -> Vec<Prop> {
+    let mut p = slice_props(format!("hostlet pod {}", cg.uid));
+    p.push((
+        "CPUWeight",
+        "t",
+        shares_to_weight(limits.cpu_shares).to_string(),
+    ));
+    if let Some(q) = limits.cpu_quota {
+        // systemd takes µs per second of wall time and writes `quota period` itself.
+        let per_sec = q.max(0) as u64 * 1_000_000 / CFS_PERIOD;
+        p.push(("CPUQuotaPerSecUSec", "t", per_sec.to_string()));
+    }
+    if let Some(m) = limits.memory {
+        p.push(("MemoryMax", "t", m.max(0).to_string()));
+    }
+    if let Some(n) = limits.pids {
+        p.push(("TasksMax", "t", n.max(0).to_string()));
+    }
+    p
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let what = format!("{cmd:?}");
+    match cmd.output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}
+
+fn systemd_err(unit: &str, message: String) -> CgroupError {
+    CgroupError::Systemd {
+        unit: unit.to_string(),
+        message,
+    }
+}
+
+/// Starts a transient slice; one that exists already (a pod an earlier agent started, a
+/// QoS level) is left as it is.
+fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+    let mut cmd = Command::new("busctl");
+    cmd.args([
+        "call",
+        "--system",
+        "--quiet",
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1",
+        "org.freedesktop.systemd1.Manager",
+        "StartTransientUnit",
+        "ssa(sv)a(sa(sv))",
+        unit,
+        "replace",
+    ]);
+    cmd.arg(props.len().to_string());
+    for (name, sig, value) in props {
+        cmd.args([*name, *sig, value.as_str()]);
+    }
+    cmd.arg("0");
+    match run(&mut cmd) {
+        Ok(()) => {
+            tracing::debug!(unit, "started slice");
+            Ok(())
+        }
+        Err(m) if m.contains("already exists") => Ok(()),
+        Err(m) => Err(systemd_err(unit, m)),
+    }
+}
+
+/// Starts `kubepods.slice`, the QoS slice and the pod slice with its limits.
+pub fn create(cg: &PodCgroup, limits: &PodLimits) -> Result<(), CgroupError> {
+    for slice in qos_slices(cg.qos) {
+        let mut props = slice_props(format!("hostlet {slice}"));
+        // The kubelet's besteffort level: the least cpu weight there is.
+        if cg.qos == QosClass::BestEffort && slice != format!("{KUBEPODS}.slice") {
+            props.push(("CPUWeight", "t", "1".into()));
+        }
+        start_slice(&slice, &props)?;
+    }
+    start_slice(&pod_slice(cg), &pod_props(cg, limits))
+}
+
+/// Stops the pod slice (and any scope left in it); the QoS slices stay, as with the
+/// kubelet.
+pub fn remove(cg: &PodCgroup) -> Result<(), CgroupError> {
+    let unit = pod_slice(cg);
+    match run(Command::new("systemctl").args(["stop", "--quiet", &unit])) {
+        Ok(()) => Ok(()),
+        Err(m) if m.contains("not loaded") => Ok(()),
+        Err(m) => Err(systemd_err(&unit, m)),
+    }
+}
