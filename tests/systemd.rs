@@ -1,0 +1,309 @@
+//! The cgroup driver (`--cgroup-driver cgroupfs|systemd`, detected by default) on real
+//! containers. These tests run on both kinds of host and assert what each must do: where
+//! systemd is PID 1 (the VM suite, vm/run.sh), pod cgroups are slices
+//! (`kubepods-burstable-pod<UID>.slice`) holding container scopes (`hostlet-<ID>.scope`),
+//! with the kubelet's pod-level limits, removed with the pod, and `systemctl restart
+//! hostlet` leaves containers running; without systemd (CI's hybrid v1 host) the default
+//! is cgroupfs and `--cgroup-driver systemd` fails with a clear error.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(40);
+const PODS_MAX: &str = "77";
+
+fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// A registry, agent dirs and an agent; on drop every manifest is removed and the test
+/// waits until every container is gone (the pattern of tests/spine.rs).
+struct Fixture {
+    agent: Option<Agent>,
+    dirs: AgentDirs,
+    reg: Registry,
+}
+
+impl Fixture {
+    fn with_args(extra: &[&str]) -> Self {
+        let reg = Registry::start();
+        let dirs = AgentDirs::new();
+        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
+        Fixture { agent, dirs, reg }
+    }
+
+    fn wait<R>(&self, what: &str, f: impl FnMut() -> Option<R>) -> R {
+        wait_until(T, what, || self.dirs.agent_log(), f)
+    }
+
+    fn container_pid(&self, marker: &str) -> i32 {
+        self.wait(&format!("one process with {marker}"), || {
+            let pids = find_pids_by_cmdline(marker);
+            (pids.len() == 1).then(|| pids[0])
+        })
+    }
+
+    fn container_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.dirs.root.join("containers"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The uid of the only pod.
+    fn pod_uid(&self) -> String {
+        let pods: Vec<String> = fs::read_dir(self.dirs.root.join("pods"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(pods.len(), 1, "one pod expected: {pods:?}");
+        pods[0].clone()
+    }
+
+    /// A Burstable pod `name` with one container `c` (requests 250m/64Mi, limits
+    /// 500m/128Mi) running a loop tagged `marker`; returns the container's pid.
+    fn run_burstable(&self, name: &str, marker: &str) -> i32 {
+        let img = self.reg.image("test");
+        write_manifest(
+            &self.dirs,
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    command: [sh, -c, 'while :; do sleep 1; done', {marker}]\n    resources: {{requests: {{cpu: 250m, memory: 64Mi}}, limits: {{cpu: 500m, memory: 128Mi}}}}\n"
+            ),
+        );
+        self.container_pid(marker)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
+            for e in rd.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        if !self.agent.as_mut().is_some_and(|a| a.is_running()) {
+            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !self.container_dirs().is_empty() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// The v2 cgroup of `pid` (the `0::` line of /proc/PID/cgroup).
+fn unified_cgroup(pid: i32) -> String {
+    let text = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no unified cgroup for {pid}: {text}"))
+        .to_string()
+}
+
+fn container_id(uid: &str, name: &str) -> String {
+    format!("{}-{name}-0", &uid[..16])
+}
+
+fn systemctl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("systemctl {args:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// The pod cgroup under cgroupfs (kubepods/burstable/pod<UID>), holding the container's:
+/// on v1 in each controller's hierarchy, on v2 the unified one.
+fn assert_cgroupfs_layout(f: &Fixture, pid: i32) {
+    let uid = f.pod_uid();
+    let id = container_id(&uid, "c");
+    let rel = format!("kubepods/burstable/pod{uid}");
+    let (mem, cpu, pids) = if cgroup_v2() {
+        let d = Path::new("/sys/fs/cgroup").join(&rel);
+        (d.clone(), d.clone(), d)
+    } else {
+        let d = |ctl: &str| Path::new("/sys/fs/cgroup").join(ctl).join(&rel);
+        (d("memory"), d("cpu"), d("pids"))
+    };
+    assert_eq!(cgroup_dir(pid, "memory"), mem.join(&id));
+    if cgroup_v2() {
+        assert_eq!(read(&mem.join("memory.max")), (128 << 20).to_string());
+        assert_eq!(read(&cpu.join("cpu.max")), "50000 100000");
+        assert_eq!(
+            read(&cpu.join("cpu.weight")),
+            cpu_shares_to_weight(256).to_string()
+        );
+    } else {
+        assert_eq!(
+            read(&mem.join("memory.limit_in_bytes")),
+            (128 << 20).to_string()
+        );
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&cpu.join("cpu.shares")), "256");
+    }
+    assert_eq!(read(&pids.join("pids.max")), PODS_MAX);
+    remove_manifest(&f.dirs, "cg.yaml");
+    f.wait("pod cgroup removed", || (!mem.exists()).then_some(()));
+}
+
+#[test]
+fn pod_cgroups_follow_the_detected_driver() {
+    let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX]);
+    let pid = f.run_burstable("cg", "drv-default");
+    if !systemd_booted() {
+        assert!(
+            f.dirs.agent_log().contains("cgroup_driver=cgroupfs"),
+            "{}",
+            f.dirs.agent_log()
+        );
+        assert_cgroupfs_layout(&f, pid);
+        return;
+    }
+    assert!(
+        f.dirs.agent_log().contains("cgroup_driver=systemd"),
+        "{}",
+        f.dirs.agent_log()
+    );
+    let uid = f.pod_uid();
+    let slice = format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
+    let scope = format!("hostlet-{}.scope", container_id(&uid, "c"));
+    let slice_dir = format!("/kubepods.slice/kubepods-burstable.slice/{slice}");
+    assert_eq!(unified_cgroup(pid), format!("{slice_dir}/{scope}"));
+    for unit in ["kubepods.slice", "kubepods-burstable.slice", &slice, &scope] {
+        assert_eq!(
+            systemctl(&["is-active", unit]).1,
+            "active",
+            "{unit} is not active"
+        );
+    }
+    // The kubelet's ResourceConfigForPod, as unit properties systemd wrote out.
+    let dir = Path::new("/sys/fs/cgroup").join(slice_dir.trim_start_matches('/'));
+    assert_eq!(read(&dir.join("memory.max")), (128 << 20).to_string());
+    assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
+    assert_eq!(
+        read(&dir.join("cpu.weight")),
+        cpu_shares_to_weight(256).to_string()
+    );
+    assert_eq!(read(&dir.join("pids.max")), PODS_MAX);
+    // The container's own limits are on its scope.
+    let lim = cgroup_limits(pid);
+    assert_eq!(lim.memory_max, Some(128 << 20));
+
+    remove_manifest(&f.dirs, "cg.yaml");
+    f.wait("pod slice and container scope removed", || {
+        (!dir.exists() && !process_exists(pid)).then_some(())
+    });
+    let (active, state) = systemctl(&["is-active", &slice]);
+    assert!(!active, "{slice} still {state}");
+}
+
+#[test]
+fn explicit_cgroupfs_driver_and_systemd_without_systemd() {
+    if !systemd_booted() {
+        let dirs = AgentDirs::new();
+        let mut agent = Agent::start_with(&dirs, None, &["--cgroup-driver", "systemd"]);
+        wait_until(
+            T,
+            "the agent exits",
+            || dirs.agent_log(),
+            || (!agent.is_running()).then_some(()),
+        );
+        let log = dirs.agent_log();
+        assert!(log.contains("systemd is not running"), "{log}");
+        assert!(log.contains("--cgroup-driver cgroupfs"), "{log}");
+    }
+    // cgroupfs on request, with or without systemd.
+    let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX, "--cgroup-driver", "cgroupfs"]);
+    let pid = f.run_burstable("cg", "drv-cgroupfs");
+    assert_cgroupfs_layout(&f, pid);
+}
+
+/// With systemd: `systemctl restart hostlet` (the unit vagrant/provision.sh installs,
+/// running the demo pods) leaves the containers running in their scopes and the new
+/// agent adopts them. Without systemd: the same through a restarted agent process.
+#[test]
+fn agent_restart_leaves_containers_in_their_cgroups() {
+    if !systemd_booted() {
+        let mut f = Fixture::with_args(&[]);
+        let pid = f.run_burstable("cg", "drv-restart");
+        let before = cgroup_dir(pid, "memory");
+        f.agent.as_mut().unwrap().sigterm_and_wait();
+        f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));
+        f.wait("the new agent adopts the container", || {
+            f.dirs
+                .agent_log()
+                .contains("found containers of an earlier agent")
+                .then_some(())
+        });
+        assert!(process_exists(pid));
+        assert_eq!(cgroup_dir(pid, "memory"), before);
+        return;
+    }
+    assert_eq!(systemctl(&["is-active", "hostlet.service"]).1, "active");
+    let web = wait_until(T, "the demo web pod's httpd", String::new, || {
+        let pids = find_pids_by_cmdline("httpd -f -vv -p 8080");
+        (pids.len() == 1).then(|| pids[0])
+    });
+    let cg = unified_cgroup(web);
+    assert!(
+        cg.starts_with("/kubepods.slice/kubepods-pod") && cg.contains(".slice/hostlet-"),
+        "the demo web pod (Guaranteed) is not in a pod slice scope: {cg}"
+    );
+    let since = chrono_now();
+    let (ok, _) = systemctl(&["restart", "hostlet.service"]);
+    assert!(ok, "systemctl restart hostlet failed");
+    assert_eq!(systemctl(&["is-active", "hostlet.service"]).1, "active");
+    wait_until(
+        T,
+        "the restarted agent adopts the containers",
+        String::new,
+        || {
+            let out = Command::new("journalctl")
+                .args([
+                    "-u",
+                    "hostlet.service",
+                    "--no-pager",
+                    "-o",
+                    "cat",
+                    "--since",
+                    &since,
+                ])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("found containers of an earlier agent")
+                .then_some(())
+        },
+    );
+    assert!(
+        process_exists(web),
+        "httpd {web} did not survive the restart"
+    );
+    assert_eq!(unified_cgroup(web), cg);
+}
+
+/// `journalctl --since` wants local wall time; `date` gives it.
+fn chrono_now() -> String {
+    let out = Command::new("date")
+        .arg("+%Y-%m-%d %H:%M:%S")
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
