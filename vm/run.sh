@@ -21,6 +21,8 @@
 #   HOSTLET_VM_TIMEOUT  seconds for boot + guest (default 1500)
 #   HOSTLET_VM_MEM      MB (default 3072); HOSTLET_VM_CPUS (default: host's, max 4)
 #   HOSTLET_VM_CACHE    image cache (default /var/cache/hostlet-vm)
+#   HOSTLET_VM_TESTS    test binaries to run inside (default "spine lifecycle systemd";
+#                       "all" for every tests/*.rs)
 #   TEST_THREADS        --test-threads inside the VM (default 2)
 #   HOSTLET_TEST_TIME_SCALE  factor for the tests' wait timeouts inside the VM (default 3:
 #                       software emulation is ~5x slower; tests/common wait_until)
@@ -36,6 +38,7 @@ MEM="${HOSTLET_VM_MEM:-3072}"
 CPUS="${HOSTLET_VM_CPUS:-$(nproc)}"
 ((CPUS <= 4)) || CPUS=4
 OUT="${HOSTLET_VM_OUT:-$repo/target/vm}"
+VM_TESTS="${HOSTLET_VM_TESTS:-spine lifecycle systemd}"
 TEST_THREADS="${TEST_THREADS:-2}"
 TIME_SCALE="${HOSTLET_TEST_TIME_SCALE:-3}"
 KVM_BOOT_LIMIT=120
@@ -43,7 +46,7 @@ KVM_BOOT_LIMIT=120
 test_args=()
 if [[ $# -gt 0 ]]; then
 	[[ "$1" == "--" ]] || {
-		sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+		sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2
 		exit 2
 	}
 	shift
@@ -86,7 +89,14 @@ cargo test --no-run --message-format=json 2>"$repo/target/vm-build.log" >"$repo/
 rm -rf "$OUT"
 mkdir -p "$OUT"
 jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["test"] and .executable != null)
-	| "\(.target.name) \(.executable)"' "$repo/target/vm-build.json" | sort >"$OUT/tests.list"
+	| "\(.target.name) \(.executable)"' "$repo/target/vm-build.json" | sort >"$OUT/tests.all"
+# The binaries that prove what only a systemd + cgroup v2 host shows (cgroup files and
+# drivers, OOM through memory.events, adoption under systemd); "all" runs every one.
+if [[ "$VM_TESTS" == all ]]; then
+	cp "$OUT/tests.all" "$OUT/tests.list"
+else
+	awk -v want=" $VM_TESTS " 'index(want, " " $1 " ")' "$OUT/tests.all" >"$OUT/tests.list"
+fi
 # profile.test false: the binary itself, not its unit-test harness.
 bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["bin"] and .target.name == "hostlet"
 	and .profile.test == false and .executable != null) | .executable' "$repo/target/vm-build.json" | tail -n1)"
