@@ -16,8 +16,9 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::list::{is_manifest_name, Lister};
 use super::Snapshot;
 
-/// After an event, wait until events stop for this long so a burst (an editor's write, rename,
-/// chmod) costs one re-list; short because write-to-snapshot latency matters.
+/// The first event after a quiet spell is listed at once (write-to-snapshot latency matters:
+/// a manifest renamed into place is one event); events following within this are a burst
+/// (an editor's write, rename, chmod), listed once more after they stop for this long.
 const QUIET: Duration = Duration::from_millis(20);
 /// Upper bound on that wait under a constant stream of events.
 const MAX_COALESCE: Duration = Duration::from_millis(200);
@@ -45,6 +46,7 @@ impl FileSource {
             self.strict,
         )));
         let mut last_sent: Option<Snapshot> = None;
+        let mut last_event: Option<Instant> = None;
 
         loop {
             let snapshot = list(&lister).await;
@@ -70,7 +72,10 @@ impl FileSource {
                     _ = tx.closed() => return,
                     _ = sleep_until(next_relist) => break,
                     Some(()) = events.recv() => {
-                        coalesce(&mut events).await;
+                        if last_event.is_some_and(|t| t.elapsed() < QUIET) {
+                            coalesce(&mut events).await;
+                        }
+                        last_event = Some(Instant::now());
                         relist_now = true;
                     }
                     // Files may have been written before the watch existed: re-list once armed.

@@ -159,9 +159,16 @@ impl StatusStore {
                 ..Default::default()
             });
             c.container_id = Some(format!("hostlet://{id}"));
-            c.image_id = image_id.to_string();
+            if !image_id.is_empty() {
+                c.image_id = image_id.to_string();
+            }
             c.started = Some(true);
         })
+    }
+
+    /// The digest of the image the container runs (`imageID`), once it is known.
+    pub fn image_id(&self, uid: &str, kind: Kind, name: &str, image_id: &str) {
+        self.with_container(uid, kind, name, |c| c.image_id = image_id.to_string())
     }
 
     /// Readiness as the probes (or, without a readiness probe, the running state) say.

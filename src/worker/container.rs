@@ -73,6 +73,8 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
         };
         match result {
             Ok(image) => {
+                let kind = ctx.kind_of(&c.name);
+                ctx.deps.status.image_id(&ctx.pod.uid, kind, &c.name, &image.digest);
                 tracing::debug!(image = %reference, digest = %image.digest, elapsed_ms = started.elapsed().as_millis() as u64, "image ready");
                 return Some(image);
             }

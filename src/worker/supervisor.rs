@@ -94,7 +94,7 @@ pub(super) async fn supervise(ctx: Arc<PodCtx>, c: Container, role: Role, mut ad
             previous_id = Some(a.config.id.clone());
             match (a.running, a.exit) {
                 (Some(h), _) => {
-                    status.running(&uid, kind, &c.name, &h.id, &h.started_at, "");
+                    status.running(&uid, kind, &c.name, &h.id, &h.started_at, &a.config.image_digest);
                     let since = Instant::now() - ran_for(&h.started_at);
                     running = Some((h, since, false));
                 }
