@@ -20,18 +20,40 @@ use common::*;
 use util::*;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn machine() -> Vec<String> {
-    let cgroup = if cgroup_v2() { "v2 (unified)" } else { "v1 (hybrid)" };
-    let rev = version("git", &["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"]);
+    let cgroup = if cgroup_v2() {
+        "v2 (unified)"
+    } else {
+        "v1 (hybrid)"
+    };
+    let rev = version(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ],
+    );
     vec![
-        format!("- date: {}", version("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
+        format!(
+            "- date: {}",
+            version("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        ),
         format!(
             "- machine: {} cores ({}), kernel {}, cgroup {cgroup}, load average at start {}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            version("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
+            version(
+                "sh",
+                &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]
+            ),
             version("uname", &["-r"]),
             version("cut", &["-d ", "-f1-3", "/proc/loadavg"]),
         ),
@@ -51,10 +73,16 @@ fn main() {
         // `cargo test --all-targets` also runs bench targets; measuring is `cargo bench`'s job.
         return;
     }
-    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |s: &str| wanted.is_empty() || wanted.iter().any(|w| w == s);
     require_root_and_tools();
-    assert!(which("runc").is_some(), "runc is missing: run benches/run.sh");
+    assert!(
+        which("runc").is_some(),
+        "runc is missing: run benches/run.sh"
+    );
     if !podman_configured() {
         eprintln!("podman is not configured (CONTAINERS_CONF unset): its columns stay empty; run benches/run.sh");
     }
@@ -76,7 +104,11 @@ fn main() {
         t.row(
             "1. manifest written → first instruction",
             &summary(&s.hostlet),
-            &format!("podman kube play {}; runc run {}", summary(&s.podman), summary(&s.runc)),
+            &format!(
+                "podman kube play {}; runc run {}",
+                summary(&s.podman),
+                summary(&s.runc)
+            ),
             &format!(
                 "≤ 1.5× runc: {}×; ≥ 7× faster than podman: {}×",
                 ratio(&s.hostlet, &s.runc),
@@ -92,18 +124,52 @@ fn main() {
             Duration::from_secs(env_or("IDLE_SECS", 60)),
             &reg,
         );
-        t.row("2a. 10 pods written at once → all running", &summary(&s.hostlet10),
-            &format!("podman kube play (10 pods, one file) {}", summary(&s.podman10)), "≤ 300 ms");
-        t.row("2b. 100 pods written at once → all running", &summary(&s.hostlet100), "", "≤ 3 s");
-        t.row("3. container killed → running again (first restart)", &summary(&s.restart_hostlet),
-            &format!("podman (restartPolicy Always) {}", summary(&s.restart_podman)), "≤ 50 ms");
-        let mem = |m: Option<(u64, u64)>| m.map_or("n/a".into(), |(r, p)| format!("RSS {}, PSS {}", mib(r), mib(p)));
-        let per = |m: Option<(u64, u64, usize)>| {
-            m.map_or("n/a".into(), |(r, p, n)| format!("RSS {}, PSS {} (median of {n})", mib(r), mib(p)))
+        t.row(
+            "2a. 10 pods written at once → all running",
+            &summary(&s.hostlet10),
+            &format!(
+                "podman kube play (10 pods, one file) {}",
+                summary(&s.podman10)
+            ),
+            "≤ 300 ms",
+        );
+        t.row(
+            "2b. 100 pods written at once → all running",
+            &summary(&s.hostlet100),
+            "",
+            "≤ 3 s",
+        );
+        t.row(
+            "3. container killed → running again (first restart)",
+            &summary(&s.restart_hostlet),
+            &format!(
+                "podman (restartPolicy Always) {}",
+                summary(&s.restart_podman)
+            ),
+            "≤ 50 ms",
+        );
+        let mem = |m: Option<(u64, u64)>| {
+            m.map_or("n/a".into(), |(r, p)| {
+                format!("RSS {}, PSS {}", mib(r), mib(p))
+            })
         };
-        t.row("4a. agent memory with 100 pods", &mem(s.agent_mem), "podman: no daemon", "≤ 15 MB RSS");
-        t.row("4b. per-container process", &format!("monitor {}", per(s.monitor_mem)),
-            &format!("conmon {}", per(s.conmon_mem)), "≤ 0.5 MB PSS");
+        let per = |m: Option<(u64, u64, usize)>| {
+            m.map_or("n/a".into(), |(r, p, n)| {
+                format!("RSS {}, PSS {} (median of {n})", mib(r), mib(p))
+            })
+        };
+        t.row(
+            "4a. agent memory with 100 pods",
+            &mem(s.agent_mem),
+            "podman: no daemon",
+            "≤ 15 MB RSS",
+        );
+        t.row(
+            "4b. per-container process",
+            &format!("monitor {}", per(s.monitor_mem)),
+            &format!("conmon {}", per(s.conmon_mem)),
+            "≤ 0.5 MB PSS",
+        );
         t.row(
             "5. idle CPU with 100 pods",
             &s.idle_cpu.map_or("n/a".into(), |(a, m, ticks)| {
@@ -117,12 +183,18 @@ fn main() {
     if want("pull") {
         let mib_size = env_or("PULL_MIB", 256);
         let p = pull::run(env_or("PULL_RUNS", 3) as usize, mib_size, &reg);
-        let ratio = match (pull::throughput(&p.hostlet, p.bytes), pull::throughput(&p.skopeo, p.bytes)) {
+        let ratio = match (
+            pull::throughput(&p.hostlet, p.bytes),
+            pull::throughput(&p.skopeo, p.bytes),
+        ) {
             (Some(h), Some(s)) => format!("{:.2}× skopeo's throughput", h / s),
             _ => "n/a".into(),
         };
         t.row(
-            &format!("6. cold pull, {mib_size} MiB random layer ({:.0} MiB)", p.bytes as f64 / 1048576.0),
+            &format!(
+                "6. cold pull, {mib_size} MiB random layer ({:.0} MiB)",
+                p.bytes as f64 / 1048576.0
+            ),
             &pull::describe(&p.hostlet, p.bytes),
             &format!(
                 "skopeo copy to dir: {}; podman pull: {}",

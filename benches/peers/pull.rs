@@ -83,7 +83,10 @@ fn timed(args: &[&str], scratch: &Path) -> Option<(Duration, u64)> {
     let text = fs::read_to_string(&report).ok()?;
     let rss = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))?
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })?
         .parse()
         .ok()?;
     Some((wall, rss))
@@ -95,13 +98,24 @@ pub fn run(runs: usize, mib: u64, reg: &Registry) -> Pull {
         ..Default::default()
     };
     let image = format!("{}/{REPO}", reg.addr);
-    let scratch = tempfile::Builder::new().prefix("hostlet-bench-pull-").tempdir().unwrap();
+    let scratch = tempfile::Builder::new()
+        .prefix("hostlet-bench-pull-")
+        .tempdir()
+        .unwrap();
     let s = scratch.path();
     for i in 0..runs {
         let root = s.join(format!("hostlet{i}"));
         let r = root.to_str().unwrap();
         if let Some(m) = timed(
-            &[hostlet_exe(), "pull", "--root-dir", r, "--insecure-registry", &reg.addr, &image],
+            &[
+                hostlet_exe(),
+                "pull",
+                "--root-dir",
+                r,
+                "--insecure-registry",
+                &reg.addr,
+                &image,
+            ],
             s,
         ) {
             p.hostlet.push(m);
@@ -111,7 +125,17 @@ pub fn run(runs: usize, mib: u64, reg: &Registry) -> Pull {
         let dir = s.join(format!("skopeo{i}"));
         let dest = format!("dir:{}", dir.display());
         let src = format!("docker://{image}");
-        if let Some(m) = timed(&["skopeo", "copy", "-q", "--src-tls-verify=false", &src, &dest], s) {
+        if let Some(m) = timed(
+            &[
+                "skopeo",
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                &src,
+                &dest,
+            ],
+            s,
+        ) {
             p.skopeo.push(m);
         }
         let _ = fs::remove_dir_all(&dir);

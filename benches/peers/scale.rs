@@ -77,7 +77,10 @@ pub fn run(runs10: usize, runs100: usize, idle: Duration, reg: &Registry) -> Sca
             fs::create_dir_all(&out).unwrap();
             let prefix = format!("p{}-{r}-", std::process::id());
             let file = dirs.base.join(format!("{prefix}.yaml"));
-            let docs: Vec<String> = pods(&prefix, 10, &image, &out).into_iter().map(|p| p.1).collect();
+            let docs: Vec<String> = pods(&prefix, 10, &image, &out)
+                .into_iter()
+                .map(|p| p.1)
+                .collect();
             fs::write(&file, docs.join("---\n")).unwrap();
             let w = Waiter::new(&out);
             let t0 = Instant::now();

@@ -41,14 +41,19 @@ pub fn run(runs: usize, reg: &Registry) -> Startup {
         let name = format!("start{i}");
         let yaml = pod(&name, &image, &out, "Never", "touch /out/ready");
         let t0 = write_all(&dirs, &[(name.clone(), yaml)]);
-        let t1 = waiter.wait("ready", T).expect("hostlet: container never touched its file");
+        let t1 = waiter
+            .wait("ready", T)
+            .expect("hostlet: container never touched its file");
         if i > 0 {
             s.hostlet.push(t1 - t0);
         }
         fs::remove_file(dirs.manifests.join(format!("{name}.yaml"))).unwrap();
-        wait_until(T, "pod removed", || dirs.agent_log(), || {
-            (containers(&dirs.root) == 0).then_some(())
-        });
+        wait_until(
+            T,
+            "pod removed",
+            || dirs.agent_log(),
+            || (containers(&dirs.root) == 0).then_some(()),
+        );
 
         if use_podman {
             let out = out_root.join(format!("p{i}"));
@@ -106,7 +111,10 @@ impl RuncBundle {
             serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
         cfg["process"]["args"] = serde_json::json!(["/bin/touch", "/out/ready"]);
         cfg["process"]["terminal"] = serde_json::json!(false);
-        cfg["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+        cfg["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
             "destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]}));
         fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
         RuncBundle { bundle, out }
@@ -124,7 +132,9 @@ impl RuncBundle {
             .stdin(Stdio::null())
             .spawn()
             .expect("runc");
-        let t1 = waiter.wait("ready", T).expect("runc: never touched its file");
+        let t1 = waiter
+            .wait("ready", T)
+            .expect("runc: never touched its file");
         let _ = child.wait();
         let _ = Command::new("runc").args(["delete", "-f", &id]).status();
         t1 - t0

@@ -42,7 +42,10 @@ impl Waiter {
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
             let (p, at) = self.rx.recv_timeout(left).ok()?;
-            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)) {
+            if p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+            {
                 return Some(at);
             }
         }
@@ -101,11 +104,20 @@ impl BenchAgent {
             .arg(&dirs.root)
             .arg("--pod-logs-dir")
             .arg(&dirs.logs)
-            .args(["--hostname-override", NODE_NAME, "--insecure-registry", &reg.addr]);
+            .args([
+                "--hostname-override",
+                NODE_NAME,
+                "--insecure-registry",
+                &reg.addr,
+            ]);
         let _ = writeln!(log, "===== bench: starting {cmd:?}");
         let level = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into());
+        // A user's agent does not capture backtraces; with RUST_BACKTRACE set (as test shells
+        // often have) every error would walk and symbolize the stack.
         let child = cmd
             .env("RUST_LOG", level)
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -140,7 +152,9 @@ pub fn hostlet_exe() -> &'static str {
 
 /// Containers the agent has state for.
 pub fn containers(root: &Path) -> usize {
-    fs::read_dir(root.join("containers")).map(|d| d.count()).unwrap_or(0)
+    fs::read_dir(root.join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Removes every manifest and waits until the agent has no container left.
@@ -148,9 +162,12 @@ pub fn drain(dirs: &AgentDirs) {
     for e in fs::read_dir(&dirs.manifests).unwrap().flatten() {
         let _ = fs::remove_file(e.path());
     }
-    wait_until(Duration::from_secs(120), "pods removed", || dirs.agent_log(), || {
-        (containers(&dirs.root) == 0).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "pods removed",
+        || dirs.agent_log(),
+        || (containers(&dirs.root) == 0).then_some(()),
+    );
 }
 
 /// Writes manifests to dot-files first, then renames them all in a burst: returns the

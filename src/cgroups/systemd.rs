@@ -192,9 +192,16 @@ fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
             tracing::debug!(unit, "started slice");
             Ok(())
         }
-        Err(m) if m.contains("already exists") => Ok(()),
+        Err(m) if unit_exists(&m) => Ok(()),
         Err(m) => Err(systemd_err(unit, m)),
     }
+}
+
+/// systemd's refusals to start a transient unit that is there: `UnitExists` ("Unit X
+/// already exists.") and, for a unit loaded because a sibling or child named it as its
+/// slice, "Unit X was already loaded or has a fragment file.".
+pub fn unit_exists(message: &str) -> bool {
+    message.contains("already exists") || message.contains("already loaded")
 }
 
 /// Starts `kubepods.slice`, the QoS slice and the pod slice with its limits.

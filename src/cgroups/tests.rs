@@ -237,6 +237,13 @@ fn systemd_slices_as_the_kubelet_names_them() {
         systemd::qos_slices(QosClass::Guaranteed),
         ["kubepods.slice"]
     );
+    assert!(systemd::unit_exists(
+        "Call failed: Unit kubepods.slice was already loaded or has a fragment file."
+    ));
+    assert!(systemd::unit_exists(
+        "Call failed: Unit x.slice already exists."
+    ));
+    assert!(!systemd::unit_exists("Call failed: Access denied"));
     assert_eq!(
         systemd::expand_slice("kubepods-burstable-pod0a0b_c1d2.slice"),
         "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a0b_c1d2.slice"
