@@ -535,13 +535,28 @@ fn restarted_agent_cleans_up_a_removed_pod_that_had_no_container() {
     let pods = f.dirs.root.join("pods");
     assert_eq!(pods.read_dir().unwrap().count(), 1, "pod dir expected");
     let uid = pods.read_dir().unwrap().next().unwrap().unwrap().file_name();
+    // The pod cgroup, whatever the driver: `pod<uid>` (cgroupfs) or
+    // `kubepods-…-pod<uid>.slice` (systemd), a few levels below the hierarchy's root.
     let pod_cgroup = || {
-        let cg = format!("pod{}", uid.to_string_lossy());
-        let base = if cgroup_v2() { "/sys/fs/cgroup/kubepods" } else { "/sys/fs/cgroup/memory/kubepods" };
-        [base.to_string(), format!("{base}/besteffort")]
-            .iter()
-            .map(|d| Path::new(d).join(&cg))
-            .find(|p| p.exists())
+        let uid = uid.to_string_lossy().replace('-', "_");
+        let root = if cgroup_v2() { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
+        let mut dirs = vec![(std::path::PathBuf::from(root), 0)];
+        while let Some((d, depth)) = dirs.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if !p.is_dir() {
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.contains(&format!("pod{uid}")) {
+                    return Some(p);
+                }
+                if depth < 3 && (depth > 0 || name.starts_with("kubepods")) {
+                    dirs.push((p, depth + 1));
+                }
+            }
+        }
+        None
     };
     assert!(pod_cgroup().is_some(), "pod cgroup expected");
     f.agent.as_mut().unwrap().kill9();

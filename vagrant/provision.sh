@@ -137,11 +137,12 @@ hello_logged() {
 }
 
 # web_listens: busybox httpd of the web pod listens on port 8080 (0x1F90) in the pod's
-# network namespace (/proc/PID/net/tcp shows the namespace of PID).
+# network namespace (/proc/PID/net/tcp{,6} show the namespace of PID).
 web_listens() {
 	local pid
 	pid="$(pgrep -f -- 'httpd -f -vv -p 8080' | head -n1)" || return 1
-	[[ -n "$pid" ]] && grep -q ':1F90 00000000:0000 0A' "/proc/$pid/net/tcp" 2>/dev/null
+	# busybox httpd listens on [::] where IPv6 exists: the socket is in tcp6 then.
+	[[ -n "$pid" ]] && cat "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null | grep -qE ':1F90 0+:0000 0A'
 }
 
 apt_install "${PACKAGES[@]}"

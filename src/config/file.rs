@@ -47,6 +47,7 @@ const SCALARS: &[(&str, &str)] = &[
     ("seccompDefault", "seccomp_default"),
     ("podPidsLimit", "pod_max_pids"),
     ("readOnlyPort", "read_only_port"),
+    ("cgroupDriver", "cgroup_driver"),
 ];
 
 /// Fields accepted without effect: type metadata, and settings hostlet's behaviour
@@ -159,8 +160,6 @@ pub fn parse(text: &str) -> Result<FileFlags, ParseError> {
                     }
                 }
             }
-            // hostlet writes cgroupfs paths itself; systemd delegation is not implemented.
-            "cgroupDriver" if scalar(v).as_deref() == Some("cgroupfs") => {}
             _ => out.ignored.push(key.to_string()),
         }
     }
@@ -220,7 +219,6 @@ rotateCertificates: true
             ignored,
             [
                 "authentication",
-                "cgroupDriver",
                 "clusterDNS",
                 "rotateCertificates"
             ]
@@ -244,6 +242,7 @@ rotateCertificates: true
         );
         assert!(matches!(parse("{"), Err(ParseError::Yaml(_))));
         let f = parse(&format!("apiVersion: {API_VERSION}\nkind: KubeletConfiguration\nreadOnlyPort: 0\ncgroupDriver: cgroupfs\n")).unwrap();
-        assert_eq!(f, FileFlags::default());
+        assert_eq!(f.flags, [("cgroup_driver", "cgroupfs".to_string())]);
+        assert!(f.ignored.is_empty());
     }
 }

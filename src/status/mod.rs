@@ -166,6 +166,17 @@ impl StatusStore {
         })
     }
 
+    /// Every container of the pod waits for the same reason (the pod cannot be set up).
+    pub fn all_waiting(&self, uid: &str, reason: &str, message: &str) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                for c in p.containers.values_mut() {
+                    c.state = Some(waiting(reason, Some(message.to_string())));
+                }
+            }
+        })
+    }
+
     /// The digest of the image the container runs (`imageID`), once it is known.
     pub fn image_id(&self, uid: &str, kind: Kind, name: &str, image_id: &str) {
         self.with_container(uid, kind, name, |c| c.image_id = image_id.to_string())

@@ -129,36 +129,32 @@ pub async fn run_pod(
         }
         let pod_dir = deps.layout.pod(&pod.uid);
         let stopping = *stop.borrow_and_update();
-        let prepared = if stopping {
-            // Nothing will start: don't create hostPath directories for a pod on its way out.
-            Ok(BTreeMap::new())
-        } else {
-            state::create_dir_all(&pod_dir)
-                .map_err(|e| e.to_string())
-                .and_then(|_| {
-                    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod)
-                        .map_err(|e| e.to_string())
-                })
-                .map(|_| BTreeMap::new())
-        };
-        let prepared = match prepared {
-            Ok(_) if !stopping => {
-                let (p, uid, dir, d) = (pod.pod.clone(), pod.uid.clone(), pod_dir.clone(), deps.clone());
-                tokio::task::spawn_blocking(move || pod_env::prepare(&p, &uid, &dir, &d))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
+        if !stopping {
+            deps.status.pod_added(&pod);
+        }
+        // Nothing starts in a pod whose directory, volumes, namespaces or cgroup could
+        // not be made: retry with back-off, as the kubelet re-syncs a pod. A pod on its
+        // way out creates nothing (no hostPath directories for it).
+        let mut volumes = BTreeMap::new();
+        let mut backoff = backoff::Backoff::retries(deps.pull_backoff);
+        while !*stop.borrow() {
+            match prepare(&pod, &pod_dir, &deps).await {
+                Ok(v) => {
+                    volumes = v;
+                    break;
+                }
+                Err(e) => {
+                    let delay = backoff.next(Duration::ZERO);
+                    tracing::error!(error = %e, reason = "CreateContainerConfigError", retry_in_s = delay.as_secs(), "preparing pod");
+                    deps.status.all_waiting(&pod.uid, "CreateContainerConfigError", &e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stopped(&mut stop) => {}
+                    }
+                }
             }
-            other => other,
-        };
+        }
         let spec = pod.pod.spec.clone().unwrap_or_default();
-        let volumes = match prepared {
-            Ok(v) => v,
-            Err(e) => {
-                // Adopted containers still get supervised and stopped; nothing new starts.
-                tracing::error!(error = %e, reason = "CreateContainerConfigError", "preparing pod");
-                BTreeMap::new()
-            }
-        };
         let grace =
             Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
         let ctx = Arc::new(PodCtx {
@@ -177,9 +173,6 @@ pub async fn run_pod(
         });
         if !stopping {
             tracing::info!("pod started");
-        }
-        if !stopping {
-            deps.status.pod_added(&pod);
         }
         let watch_stop = {
             let (mut stop, status, uid) = (stop.clone(), deps.status.clone(), pod.uid.clone());
@@ -202,6 +195,16 @@ pub async fn run_pod(
     }
     .instrument(span)
     .await
+}
+
+/// The pod's directory, record, environment (volumes, namespaces, cgroup).
+async fn prepare(pod: &StaticPod, pod_dir: &std::path::Path, deps: &Arc<Deps>) -> Result<BTreeMap<String, PathBuf>, String> {
+    state::create_dir_all(pod_dir).map_err(|e| e.to_string())?;
+    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string())?;
+    let (p, uid, dir, d) = (pod.pod.clone(), pod.uid.clone(), pod_dir.to_path_buf(), deps.clone());
+    tokio::task::spawn_blocking(move || pod_env::prepare(&p, &uid, &dir, &d))
+        .await
+        .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
 }
 
 /// Removes a deleted pod's log directory after a while, as the kubelet's garbage
