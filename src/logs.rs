@@ -164,12 +164,17 @@ impl CriWriter {
     /// the oldest rotated files beyond the limit. Readers following the old file keep
     /// their descriptor and see a new inode at the path.
     fn rotate(&mut self, limits: LogLimits) -> io::Result<()> {
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S%.6f").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%d-%H%M%S%.6f")
+            .to_string();
         let mut aside = self.path.as_os_str().to_owned();
         aside.push(format!(".{stamp}"));
         let aside = PathBuf::from(aside);
         std::fs::rename(&self.path, &aside)?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         if let Err(e) = compress(&aside) {
             tracing::warn!(file = %aside.display(), error = %e, "compressing rotated log");
@@ -189,7 +194,8 @@ fn compress(path: &Path) -> io::Result<()> {
     let tmp = PathBuf::from(tmp_name);
     let result = (|| {
         let mut input = File::open(path)?;
-        let mut enc = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?;
         std::fs::rename(&tmp, &gz)
@@ -342,7 +348,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = dir.path().join("c");
         std::fs::create_dir_all(&c).unwrap();
-        for f in ["0.log", "0.log.20240101-000000.000000.gz", "1.log", "2.log", "10.log", "notes"] {
+        for f in [
+            "0.log",
+            "0.log.20240101-000000.000000.gz",
+            "1.log",
+            "2.log",
+            "10.log",
+            "notes",
+        ] {
             std::fs::write(c.join(f), b"x").unwrap();
         }
         CriWriter::open_rotating(&c.join("3.log"), LogLimits::default()).unwrap();

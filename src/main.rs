@@ -9,7 +9,9 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(hostlet::cli::monitor::main(args) as u8)
         }
         // Single-threaded on purpose: it unshares namespaces.
-        Command::Sandbox(cmd) => std::process::ExitCode::from(hostlet::cli::sandbox::main(cmd) as u8),
+        Command::Sandbox(cmd) => {
+            std::process::ExitCode::from(hostlet::cli::sandbox::main(cmd) as u8)
+        }
         Command::ExecIn(args) => {
             std::process::ExitCode::from(hostlet::cli::monitor::exec_in(args) as u8)
         }

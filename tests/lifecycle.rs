@@ -41,9 +41,17 @@ spec:
 "#
     );
     write_manifest(&f.dirs, "ordered.yaml", &yaml);
-    f.wait("app output", || msgs(&f, "ordered", "app").contains(&"app-ran".to_string()).then_some(()));
+    f.wait("app output", || {
+        msgs(&f, "ordered", "app")
+            .contains(&"app-ran".to_string())
+            .then_some(())
+    });
     assert_eq!(msgs(&f, "ordered", "app"), ["one", "two", "two", "app-ran"]);
-    assert_eq!(cri_log_files(&f.dirs.logs, "ordered", "flaky").len(), 2, "flaky init container ran once more");
+    assert_eq!(
+        cri_log_files(&f.dirs.logs, "ordered", "flaky").len(),
+        2,
+        "flaky init container ran once more"
+    );
 
     // restartPolicy Never: a failing init container fails the pod; the app never starts.
     let yaml = format!(
@@ -59,7 +67,9 @@ spec:
 "#
     );
     write_manifest(&f.dirs, "doomed.yaml", &yaml);
-    f.wait("init failure", || f.dirs.agent_log().contains("the pod failed").then_some(()));
+    f.wait("init failure", || {
+        f.dirs.agent_log().contains("the pod failed").then_some(())
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert!(cri_log_files(&f.dirs.logs, "doomed", "app").is_empty());
     assert_eq!(cri_log_files(&f.dirs.logs, "doomed", "broken").len(), 1);
@@ -95,7 +105,11 @@ spec:
         marks = marks.display()
     );
     write_manifest(&f.dirs, "withside.yaml", &yaml);
-    f.wait("app saw the sidecar", || msgs(&f, "withside", "app").contains(&"sidecar-was-up".to_string()).then_some(()));
+    f.wait("app saw the sidecar", || {
+        msgs(&f, "withside", "app")
+            .contains(&"sidecar-was-up".to_string())
+            .then_some(())
+    });
     let side = f.container_pid("marker-side");
     let app = f.container_pid("marker-app");
     // A sidecar restarts on its own, whatever the pod's restartPolicy.
@@ -104,11 +118,20 @@ spec:
         let p = find_pids_by_cmdline("marker-side");
         (p.len() == 1 && p[0] != side).then(|| p[0])
     });
-    assert!(process_exists(app), "app was disturbed by the sidecar's restart");
+    assert!(
+        process_exists(app),
+        "app was disturbed by the sidecar's restart"
+    );
     remove_manifest(&f.dirs, "withside.yaml");
-    f.wait("both stopped", || (!process_exists(app) && !process_exists(side2)).then_some(()));
+    f.wait("both stopped", || {
+        (!process_exists(app) && !process_exists(side2)).then_some(())
+    });
     let order = fs::read_to_string(marks.join("stop")).unwrap();
-    assert_eq!(order.lines().collect::<Vec<_>>(), ["app", "side"], "stop order");
+    assert_eq!(
+        order.lines().collect::<Vec<_>>(),
+        ["app", "side"],
+        "stop order"
+    );
 }
 
 #[test]
@@ -137,13 +160,25 @@ spec:
     write_manifest(&f.dirs, "live.yaml", &yaml);
     let first = f.container_pid("marker-live");
     f.wait("restart by liveness", || {
-        cri_log_files(&f.dirs.logs, "live", "web").iter().any(|p| p.ends_with("web/1.log")).then_some(())
+        cri_log_files(&f.dirs.logs, "live", "web")
+            .iter()
+            .any(|p| p.ends_with("web/1.log"))
+            .then_some(())
     });
     assert!(!process_exists(first));
     let log = f.dirs.agent_log();
-    assert!(log.contains("failed its probe") && log.contains("HTTP probe failed with statuscode: 404"), "{log}");
+    assert!(
+        log.contains("failed its probe") && log.contains("HTTP probe failed with statuscode: 404"),
+        "{log}"
+    );
     // It was healthy for ~3 s first: no restart before the file went away.
-    assert!(msgs(&f, "live", "web").iter().filter(|m| *m == "broken").count() >= 1);
+    assert!(
+        msgs(&f, "live", "web")
+            .iter()
+            .filter(|m| *m == "broken")
+            .count()
+            >= 1
+    );
 }
 
 #[test]
@@ -172,11 +207,18 @@ spec:
     );
     write_manifest(&f.dirs, "hooked.yaml", &yaml);
     let pid = f.container_pid("marker-hooked");
-    f.wait("postStart ran", || fs::read_to_string(marks.join("log")).ok().filter(|l| l.contains("poststart")));
+    f.wait("postStart ran", || {
+        fs::read_to_string(marks.join("log"))
+            .ok()
+            .filter(|l| l.contains("poststart"))
+    });
     remove_manifest(&f.dirs, "hooked.yaml");
     f.wait("stopped", || (!process_exists(pid)).then_some(()));
     let log = fs::read_to_string(marks.join("log")).unwrap();
-    let lines: Vec<&str> = log.lines().filter(|l| *l != "main" && *l != "poststart").collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| *l != "main" && *l != "poststart")
+        .collect();
     assert_eq!(lines, ["prestop", "term"], "{log}");
 
     // A failing postStart kills the container, which is then restarted.
@@ -195,9 +237,17 @@ spec:
 "#
     );
     write_manifest(&f.dirs, "badhook.yaml", &yaml);
-    f.wait("FailedPostStartHook", || f.dirs.agent_log().contains("FailedPostStartHook").then_some(()));
+    f.wait("FailedPostStartHook", || {
+        f.dirs
+            .agent_log()
+            .contains("FailedPostStartHook")
+            .then_some(())
+    });
     f.wait("restarted", || {
-        cri_log_files(&f.dirs.logs, "badhook", "app").iter().any(|p| p.ends_with("app/1.log")).then_some(())
+        cri_log_files(&f.dirs.logs, "badhook", "app")
+            .iter()
+            .any(|p| p.ends_with("app/1.log"))
+            .then_some(())
     });
 }
 
@@ -221,9 +271,16 @@ spec:
     );
     write_manifest(&f.dirs, "hog.yaml", &yaml);
     let line = f.wait("OOM exit", || {
-        f.dirs.agent_log().lines().find(|l| l.contains("container exited") && l.contains("hog")).map(str::to_string)
+        f.dirs
+            .agent_log()
+            .lines()
+            .find(|l| l.contains("container exited") && l.contains("hog"))
+            .map(str::to_string)
     });
-    assert!(line.contains("exit_code=137") && line.contains("OOMKilled"), "{line}");
+    assert!(
+        line.contains("exit_code=137") && line.contains("OOMKilled"),
+        "{line}"
+    );
 }
 
 /// A gRPC health server on 127.0.0.1 answering with whatever `status` holds
@@ -233,14 +290,21 @@ fn grpc_health_server(status: std::sync::Arc<std::sync::atomic::AtomicU8>) -> u1
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
                 let status = status.clone();
                 tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(sock).await else { return };
+                    let Ok(mut conn) = h2::server::handshake(sock).await else {
+                        return;
+                    };
                     while let Some(Ok((req, mut respond))) = conn.accept().await {
                         assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
                         let resp = http::Response::builder()
@@ -249,7 +313,8 @@ fn grpc_health_server(status: std::sync::Arc<std::sync::atomic::AtomicU8>) -> u1
                             .unwrap();
                         let mut send = respond.send_response(resp, false).unwrap();
                         let s = status.load(std::sync::atomic::Ordering::SeqCst);
-                        send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, s]), false).unwrap();
+                        send.send_data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, s]), false)
+                            .unwrap();
                         let mut trailers = http::HeaderMap::new();
                         trailers.insert("grpc-status", "0".parse().unwrap());
                         send.send_trailers(trailers).unwrap();
@@ -287,12 +352,23 @@ spec:
     write_manifest(&f.dirs, "grpc.yaml", &yaml);
     let pid = f.container_pid("marker-grpc");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(find_pids_by_cmdline("marker-grpc"), vec![pid], "restarted while SERVING");
+    assert_eq!(
+        find_pids_by_cmdline("marker-grpc"),
+        vec![pid],
+        "restarted while SERVING"
+    );
     status.store(2, std::sync::atomic::Ordering::SeqCst);
     f.wait("restart by grpc liveness", || {
-        cri_log_files(&f.dirs.logs, "grpcpod", "app").iter().any(|p| p.ends_with("app/1.log")).then_some(())
+        cri_log_files(&f.dirs.logs, "grpcpod", "app")
+            .iter()
+            .any(|p| p.ends_with("app/1.log"))
+            .then_some(())
     });
-    assert!(f.dirs.agent_log().contains("NOT_SERVING"), "{}", f.dirs.agent_log());
+    assert!(
+        f.dirs.agent_log().contains("NOT_SERVING"),
+        "{}",
+        f.dirs.agent_log()
+    );
 }
 
 /// `hostlet pods -o json` against the running agent: the v1/PodList it prints.
@@ -302,7 +378,11 @@ fn pod_list(f: &Fixture) -> serde_json::Value {
         .arg(&f.dirs.root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "hostlet pods: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "hostlet pods: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -360,14 +440,26 @@ spec:
 
     // Running but not ready until the exec probe passes inside the container.
     let st = f.wait("ready pod running", || {
-        pod_status(&f, "ready").filter(|s| s["phase"] == "Running" && s["containerStatuses"][0]["state"]["running"].is_object())
+        pod_status(&f, "ready").filter(|s| {
+            s["phase"] == "Running" && s["containerStatuses"][0]["state"]["running"].is_object()
+        })
     });
     assert_eq!(st["containerStatuses"][0]["ready"], false, "{st:#}");
     let cond = |s: &serde_json::Value, t: &str| {
-        s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap()["status"].clone()
+        s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .unwrap()["status"]
+            .clone()
     };
     assert_eq!(cond(&st, "Ready"), "False");
-    let id = st["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("hostlet://").to_string();
+    let id = st["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("hostlet://")
+        .to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
         .args(["exec-in", "--root-dir"])
         .arg(&f.dirs.root)
@@ -383,7 +475,9 @@ spec:
 
     // A crash loop: waiting CrashLoopBackOff, the restart count, the last termination.
     let st = f.wait("CrashLoopBackOff", || {
-        pod_status(&f, "crashy").filter(|s| s["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+        pod_status(&f, "crashy").filter(|s| {
+            s["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        })
     });
     let c = &st["containerStatuses"][0];
     assert_eq!(c["restartCount"], 1, "{c:#}");
@@ -392,7 +486,12 @@ spec:
     assert_eq!(st["phase"], "Running");
 
     // restartPolicy Never and exit 0: Succeeded, terminated Completed.
-    let st = f.wait("Succeeded", || pod_status(&f, "done").filter(|s| s["phase"] == "Succeeded"));
-    assert_eq!(st["containerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    let st = f.wait("Succeeded", || {
+        pod_status(&f, "done").filter(|s| s["phase"] == "Succeeded")
+    });
+    assert_eq!(
+        st["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
     assert_eq!(cond(&st, "Ready"), "False");
 }

@@ -5,7 +5,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -311,7 +310,10 @@ fn termination_sends_stop_signal_then_kills_after_grace_period() {
         took >= Duration::from_secs(3),
         "killed before the grace period: {took:?}"
     );
-    assert!(took < Duration::from_secs(8) * time_scale(), "took too long: {took:?}");
+    assert!(
+        took < Duration::from_secs(8) * time_scale(),
+        "took too long: {took:?}"
+    );
     f.wait("TERM seen by the container", || {
         messages(&f, "stubborn")
             .iter()
@@ -527,19 +529,36 @@ fn restarted_agent_cleans_up_a_removed_pod_that_had_no_container() {
     write_manifest(
         &f.dirs,
         "stuck.yaml",
-        &pod("stuck", "127.0.0.1:1/none:v1", "marker-stuck", "true", "", ""),
+        &pod(
+            "stuck",
+            "127.0.0.1:1/none:v1",
+            "marker-stuck",
+            "true",
+            "",
+            "",
+        ),
     );
     f.wait("pull failure", || {
         f.dirs.agent_log().contains("ErrImagePull").then_some(())
     });
     let pods = f.dirs.root.join("pods");
     assert_eq!(pods.read_dir().unwrap().count(), 1, "pod dir expected");
-    let uid = pods.read_dir().unwrap().next().unwrap().unwrap().file_name();
+    let uid = pods
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
     // The pod cgroup, whatever the driver: `pod<uid>` (cgroupfs) or
     // `kubepods-…-pod<uid>.slice` (systemd), a few levels below the hierarchy's root.
     let pod_cgroup = || {
         let uid = uid.to_string_lossy().replace('-', "_");
-        let root = if cgroup_v2() { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/memory" };
+        let root = if cgroup_v2() {
+            "/sys/fs/cgroup"
+        } else {
+            "/sys/fs/cgroup/memory"
+        };
         let mut dirs = vec![(std::path::PathBuf::from(root), 0)];
         while let Some((d, depth)) = dirs.pop() {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The integration suite inside a Debian 12 VM with systemd as PID 1 and the unified
-# cgroup v2 hierarchy (docs/vm.md). As root, from anywhere:
+# cgroup v2 hierarchy (README: "hostlet on a real host"). As root, from anywhere:
 #
 #   vm/run.sh [-- TEST_ARGS...]     e.g. vm/run.sh -- pod_runs_isolated
 #

@@ -62,19 +62,27 @@ pub enum Command {
     #[command(after_help = "Examples:\n  sudo hostlet ps\n  sudo hostlet ps -a -o json")]
     Ps(pods::PsArgs),
     /// Show a pod or a container (by id or id prefix) in full, as JSON or YAML
-    #[command(after_help = "Examples:\n  sudo hostlet inspect etcd\n  sudo hostlet inspect -o yaml 3f2a9c")]
+    #[command(
+        after_help = "Examples:\n  sudo hostlet inspect etcd\n  sudo hostlet inspect -o yaml 3f2a9c"
+    )]
     Inspect(pods::InspectArgs),
     /// Print a container's logs, like kubectl logs
-    #[command(after_help = "Examples:\n  sudo hostlet logs etcd\n  sudo hostlet logs -f --tail 20 web -c nginx\n  sudo hostlet logs --previous --timestamps --since 10m web nginx")]
+    #[command(
+        after_help = "Examples:\n  sudo hostlet logs etcd\n  sudo hostlet logs -f --tail 20 web -c nginx\n  sudo hostlet logs --previous --timestamps --since 10m web nginx"
+    )]
     Logs(logs::LogsArgs),
     /// Run a command in a running container; its exit code is hostlet's
-    #[command(after_help = "Examples:\n  sudo hostlet exec etcd -- etcdctl endpoint health\n  sudo hostlet exec -it web -c nginx -- sh")]
+    #[command(
+        after_help = "Examples:\n  sudo hostlet exec etcd -- etcdctl endpoint health\n  sudo hostlet exec -it web -c nginx -- sh"
+    )]
     Exec(exec::ExecArgs),
     /// Print hostlet's version and whether an agent answers on the socket
     #[command(after_help = "Example:\n  hostlet version")]
     Version(version::VersionArgs),
     /// Print a shell completion script
-    #[command(after_help = "Examples:\n  hostlet completion bash > /etc/bash_completion.d/hostlet\n  hostlet completion zsh > \"${fpath[1]}/_hostlet\"\n  hostlet completion fish > ~/.config/fish/completions/hostlet.fish")]
+    #[command(
+        after_help = "Examples:\n  hostlet completion bash > /etc/bash_completion.d/hostlet\n  hostlet completion zsh > \"${fpath[1]}/_hostlet\"\n  hostlet completion fish > ~/.config/fish/completions/hostlet.fish"
+    )]
     Completion(version::CompletionArgs),
     /// Internal: create a pod's namespaces (started by the agent)
     #[command(hide = true, subcommand)]

@@ -166,10 +166,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(agent(cfg, image_args))
 }
 
-async fn agent(
-    cfg: AgentConfig,
-    image_args: crate::cli::pull::RunImageArgs,
-) -> anyhow::Result<()> {
+async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> anyhow::Result<()> {
     let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
     let cgroups = match crate::cgroups::Hierarchy::for_driver(cgroup_root, cfg.cgroup_driver) {
         Ok(h) => Some(h),
@@ -279,10 +276,15 @@ fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
         tracing::warn!(config = %file.display(), fields = %from_file.ignored.join(", "), "ignoring config fields hostlet does not implement");
     }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    anyhow::ensure!(argv.get(1).is_some_and(|a| a == "run"), "--config is a flag of `hostlet run`");
+    anyhow::ensure!(
+        argv.get(1).is_some_and(|a| a == "run"),
+        "--config is a flag of `hostlet run`"
+    );
     let cmd = crate::cli::Cli::command();
     let matches = cmd.clone().try_get_matches_from(&argv)?;
-    let run = matches.subcommand_matches("run").context("parsing `hostlet run`")?;
+    let run = matches
+        .subcommand_matches("run")
+        .context("parsing `hostlet run`")?;
     let run_cmd = cmd.find_subcommand("run").context("the run command")?;
     let mut merged: Vec<std::ffi::OsString> = argv[..2].to_vec();
     let mut unsupported = Vec::new();
@@ -291,7 +293,10 @@ fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
             unsupported.push(*id);
             continue;
         };
-        if matches!(run.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        if matches!(
+            run.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
             continue;
         }
         let long = arg.get_long().context("config flags are long flags")?;
@@ -304,6 +309,8 @@ fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
     let matches = cmd
         .try_get_matches_from(&merged)
         .with_context(|| format!("applying {}", file.display()))?;
-    let run = matches.subcommand_matches("run").context("parsing `hostlet run`")?;
+    let run = matches
+        .subcommand_matches("run")
+        .context("parsing `hostlet run`")?;
     Ok(RunArgs::from_arg_matches(run)?)
 }

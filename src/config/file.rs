@@ -217,11 +217,7 @@ rotateCertificates: true
         ignored.sort();
         assert_eq!(
             ignored,
-            [
-                "authentication",
-                "clusterDNS",
-                "rotateCertificates"
-            ]
+            ["authentication", "clusterDNS", "rotateCertificates"]
         );
     }
 

@@ -1,5 +1,5 @@
 //! Images: references, registry pulls, the content-addressed blob store and unpacked layers.
-//! The only module that talks to registries. See docs/images.md.
+//! The only module that talks to registries. See "Images" in the README.
 //!
 //! On disk, under `<root-dir>/images`:
 //! - `blobs/sha256/<hex>`: manifests, indexes, configs and layers, verified while written;

@@ -189,8 +189,10 @@ fn is_linux_os(v: &Value) -> bool {
 
 /// Every key of `v` is in `allowed` or holds its zero value.
 fn only_keys(v: &Value, allowed: &[&str]) -> bool {
-    v.as_object()
-        .is_some_and(|m| m.iter().all(|(k, x)| allowed.contains(&k.as_str()) || is_zero(x)))
+    v.as_object().is_some_and(|m| {
+        m.iter()
+            .all(|(k, x)| allowed.contains(&k.as_str()) || is_zero(x))
+    })
 }
 
 fn pod_security_supported(v: &Value) -> bool {
@@ -264,15 +266,29 @@ mod lifecycle_tests {
 
     #[test]
     fn probes_and_hooks_support_never_panics() {
-        assert!(lifecycle_supported(&json!({"preStop": {"exec": {"command": ["x"]}}})));
-        assert!(lifecycle_supported(&json!({"postStart": {"sleep": {"seconds": 1}}})));
-        assert!(!lifecycle_supported(&json!({"postStart": {"tcpSocket": {"port": 1}}})));
-        assert!(lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})));
-        assert!(!lifecycle_supported(&json!({"preStop": {"httpGet": {"port": 1, "scheme": "FTP"}}})));
+        assert!(lifecycle_supported(
+            &json!({"preStop": {"exec": {"command": ["x"]}}})
+        ));
+        assert!(lifecycle_supported(
+            &json!({"postStart": {"sleep": {"seconds": 1}}})
+        ));
+        assert!(!lifecycle_supported(
+            &json!({"postStart": {"tcpSocket": {"port": 1}}})
+        ));
+        assert!(lifecycle_supported(
+            &json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})
+        ));
+        assert!(!lifecycle_supported(
+            &json!({"preStop": {"httpGet": {"port": 1, "scheme": "FTP"}}})
+        ));
         assert!(!lifecycle_supported(&json!({"preStop": 3})));
-        assert!(probe_supported(&json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})));
+        assert!(probe_supported(
+            &json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})
+        ));
         assert!(probe_supported(&json!({"grpc": {"port": 1}})));
-        assert!(probe_supported(&json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})));
+        assert!(probe_supported(
+            &json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})
+        ));
         assert!(!probe_supported(&json!([])));
     }
 }

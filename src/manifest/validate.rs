@@ -369,8 +369,9 @@ fn validate_volumes(
                 }
                 let only_downward = source["sources"].as_array().is_some_and(|a| {
                     a.iter().all(|p| {
-                        p.as_object()
-                            .is_some_and(|o| o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null()))
+                        p.as_object().is_some_and(|o| {
+                            o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null())
+                        })
                     })
                 });
                 if errors.len() == before && !only_downward {

@@ -78,14 +78,23 @@ pub fn response_status(frame: &[u8]) -> Result<u64, String> {
 }
 
 /// One health check; `Err` says why the service is not healthy.
-pub async fn check(netns: Option<PathBuf>, addr: SocketAddr, service: &str, timeout: Duration) -> Result<(), String> {
+pub async fn check(
+    netns: Option<PathBuf>,
+    addr: SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let work = async {
         let std_stream = tokio::task::spawn_blocking(move || net::connect(netns, addr, timeout))
             .await
             .map_err(|e| e.to_string())??;
-        std_stream.set_nonblocking(true).map_err(|e| e.to_string())?;
+        std_stream
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
         let stream = tokio::net::TcpStream::from_std(std_stream).map_err(|e| e.to_string())?;
-        let (client, conn) = h2::client::handshake(stream).await.map_err(|e| format!("http2 handshake: {e}"))?;
+        let (client, conn) = h2::client::handshake(stream)
+            .await
+            .map_err(|e| format!("http2 handshake: {e}"))?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -93,12 +102,19 @@ pub async fn check(netns: Option<PathBuf>, addr: SocketAddr, service: &str, time
         conn.abort();
         result
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| format!("timeout: health rpc did not complete within {}s", timeout.as_secs_f32()))?
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        format!(
+            "timeout: health rpc did not complete within {}s",
+            timeout.as_secs_f32()
+        )
+    })?
 }
 
-async fn call(client: h2::client::SendRequest<Bytes>, addr: SocketAddr, service: &str) -> Result<(), String> {
+async fn call(
+    client: h2::client::SendRequest<Bytes>,
+    addr: SocketAddr,
+    service: &str,
+) -> Result<(), String> {
     let mut client = client.ready().await.map_err(|e| e.to_string())?;
     let req = http::Request::builder()
         .method("POST")
@@ -109,7 +125,8 @@ async fn call(client: h2::client::SendRequest<Bytes>, addr: SocketAddr, service:
         .body(())
         .map_err(|e| e.to_string())?;
     let (resp, mut send) = client.send_request(req, false).map_err(|e| e.to_string())?;
-    send.send_data(Bytes::from(request_frame(service)), true).map_err(|e| e.to_string())?;
+    send.send_data(Bytes::from(request_frame(service)), true)
+        .map_err(|e| e.to_string())?;
     let resp = resp.await.map_err(|e| format!("rpc error: {e}"))?;
     let (parts, mut body) = resp.into_parts();
     let mut data = Vec::new();
@@ -135,7 +152,10 @@ async fn call(client: h2::client::SendRequest<Bytes>, addr: SocketAddr, service:
     }
     match response_status(&data)? {
         SERVING => Ok(()),
-        s => Err(format!("service unhealthy (responded with {})", status_name(s))),
+        s => Err(format!(
+            "service unhealthy (responded with {})",
+            status_name(s)
+        )),
     }
 }
 

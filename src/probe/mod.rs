@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, ExecAction, GRPCAction, HTTPGetAction, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::mpsc;
 
@@ -63,14 +65,19 @@ impl Target {
                     .ok_or_else(|| format!("no container port named {name:?}"))?,
             },
         };
-        u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port {n}"))
+        u16::try_from(n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("invalid port {n}"))
     }
 
     fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, String> {
         let ip = match host.filter(|h| !h.is_empty()) {
             // Without pod networking the pod's own address is its loopback.
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(h) => h.parse().map_err(|_| format!("host {h:?} is not an IP address"))?,
+            Some(h) => h
+                .parse()
+                .map_err(|_| format!("host {h:?} is not an IP address"))?,
         };
         Ok(SocketAddr::new(ip, self.port(port)?))
     }
@@ -96,15 +103,29 @@ impl<'a> Action<'a> {
 }
 
 /// Runs `action` once; `Err` carries the failure message the kubelet would log.
-pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Duration) -> Result<(), String> {
+pub async fn check(
+    rt: &Runtime,
+    t: &Target,
+    action: &Action<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
     match action {
         Action::Exec(e) => {
             let argv = e.command.clone().unwrap_or_default();
-            let out = rt.exec(&t.container_id, &argv, timeout).await.map_err(|e| e.to_string())?;
+            let out = rt
+                .exec(&t.container_id, &argv, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
             match out.code {
                 0 => Ok(()),
-                TIMED_OUT => Err(format!("command {argv:?} timed out after {}s", timeout.as_secs_f32())),
-                code => Err(format!("command {argv:?} exited with {code}: {}", out.output.trim())),
+                TIMED_OUT => Err(format!(
+                    "command {argv:?} timed out after {}s",
+                    timeout.as_secs_f32()
+                )),
+                code => Err(format!(
+                    "command {argv:?} exited with {code}: {}",
+                    out.output.trim()
+                )),
             }
         }
         Action::Grpc(g) => {
@@ -123,9 +144,17 @@ pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Durat
                 s => return Err(format!("unknown scheme {s:?}")),
             };
             let addr = t.addr(h.host.as_deref(), &h.port)?;
-            let path = h.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
-            let headers: Vec<(String, String)> =
-                h.http_headers.iter().flatten().map(|x| (x.name.clone(), x.value.clone())).collect();
+            let path = h
+                .path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            let headers: Vec<(String, String)> = h
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|x| (x.name.clone(), x.value.clone()))
+                .collect();
             let ns = t.netns();
             let deadline = Instant::now() + timeout;
             blocking(move || {
@@ -144,7 +173,9 @@ pub async fn check(rt: &Runtime, t: &Target, action: &Action<'_>, timeout: Durat
 }
 
 async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// A verdict change of one probe.
@@ -162,7 +193,13 @@ fn secs(v: Option<i32>, default: i32) -> Duration {
 /// Runs `probe` with the kubelet's timing and thresholds until the task is dropped,
 /// sending an [`Event`] whenever its verdict changes. A startup probe ends after its
 /// first success.
-pub async fn run(kind: Kind, probe: Probe, rt: Arc<impl AsRef<Runtime> + Send + Sync + 'static>, t: Target, tx: mpsc::Sender<Event>) {
+pub async fn run(
+    kind: Kind,
+    probe: Probe,
+    rt: Arc<impl AsRef<Runtime> + Send + Sync + 'static>,
+    t: Target,
+    tx: mpsc::Sender<Event>,
+) {
     let Some(action) = Action::of_probe(&probe) else {
         return;
     };
@@ -182,7 +219,15 @@ pub async fn run(kind: Kind, probe: Probe, rt: Arc<impl AsRef<Runtime> + Send + 
                 ok_run += 1;
                 if !verdict && ok_run >= success_threshold {
                     verdict = true;
-                    if tx.send(Event { kind, success: true, message: String::new() }).await.is_err() {
+                    if tx
+                        .send(Event {
+                            kind,
+                            success: true,
+                            message: String::new(),
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     if kind == Kind::Startup {
@@ -197,7 +242,15 @@ pub async fn run(kind: Kind, probe: Probe, rt: Arc<impl AsRef<Runtime> + Send + 
                 if bad_run >= failure_threshold && (verdict || kind != Kind::Readiness) {
                     verdict = false;
                     bad_run = 0;
-                    if tx.send(Event { kind, success: false, message }).await.is_err() {
+                    if tx
+                        .send(Event {
+                            kind,
+                            success: false,
+                            message,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -237,10 +290,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn liveness_fails_after_the_threshold_and_readiness_passes_at_once() {
         let rt = Arc::new(Runtime::new(Layout::new("/nonexistent")).unwrap());
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let (tx, mut rx) = mpsc::channel(4);
         let t0 = tokio::time::Instant::now();
-        let task = tokio::spawn(run(Kind::Liveness, tcp_probe(closed, 10, 3), rt.clone(), target(), tx));
+        let task = tokio::spawn(run(
+            Kind::Liveness,
+            tcp_probe(closed, 10, 3),
+            rt.clone(),
+            target(),
+            tx,
+        ));
         let ev = rx.recv().await.unwrap();
         assert!(!ev.success && ev.message.contains("dial tcp"), "{ev:?}");
         // Checks at 0 s, 10 s and 20 s: the third failure is the verdict.
@@ -251,7 +314,13 @@ mod tests {
         let port = open.local_addr().unwrap().port();
         let (tx, mut rx) = mpsc::channel(4);
         let t0 = tokio::time::Instant::now();
-        let task = tokio::spawn(run(Kind::Readiness, tcp_probe(port, 10, 3), rt, target(), tx));
+        let task = tokio::spawn(run(
+            Kind::Readiness,
+            tcp_probe(port, 10, 3),
+            rt,
+            target(),
+            tx,
+        ));
         let ev = rx.recv().await.unwrap();
         assert!(ev.success);
         assert_eq!(t0.elapsed().as_secs(), 0);

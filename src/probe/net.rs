@@ -12,15 +12,22 @@ use nix::sched::{setns, CloneFlags};
 
 /// Connects to `addr` from inside the network namespace at `netns` (the host's when
 /// `None`), within `timeout`.
-pub fn connect(netns: Option<PathBuf>, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
-    let dial = move || TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("dial tcp {addr}: {e}"));
+pub fn connect(
+    netns: Option<PathBuf>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, String> {
+    let dial = move || {
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("dial tcp {addr}: {e}"))
+    };
     let Some(ns) = netns else {
         return dial();
     };
     // The thread ends right after, so the namespace it entered goes with it.
     std::thread::spawn(move || {
         let f = std::fs::File::open(&ns).map_err(|e| format!("{}: {e}", ns.display()))?;
-        setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("entering {}: {e}", ns.display()))?;
+        setns(&f, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", ns.display()))?;
         dial()
     })
     .join()
@@ -43,12 +50,23 @@ pub fn http_get(
     headers: &[(String, String)],
     deadline: Instant,
 ) -> Result<HttpResponse, String> {
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     // Socket timeouts bound every read and write, TLS handshake included.
-    stream.set_write_timeout(Some(left())).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(left())).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
     if https {
-        let ip = stream.peer_addr().map(|a| a.ip().to_string()).map_err(|e| e.to_string())?;
+        let ip = stream
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .map_err(|e| e.to_string())?;
         let mut tls = super::tls::wrap(stream, &ip)?;
         return exchange(&mut tls, host, path, headers, deadline);
     }
@@ -75,7 +93,9 @@ fn exchange(
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).map_err(|e| format!("writing request: {e}"))?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| format!("writing request: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     // The kubelet reads at most 10 KiB of a probe's body.
@@ -83,7 +103,13 @@ fn exchange(
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if buf.is_empty() || !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if buf.is_empty()
+                    || !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
                 return Err(format!("reading response: {e}"));
             }
             Err(_) => break,
@@ -99,7 +125,10 @@ fn exchange(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("malformed HTTP response: {status_line:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok(HttpResponse { status, body })
 }
 
@@ -116,17 +145,29 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut req = vec![0u8; 1024];
             let n = s.read(&mut req).unwrap();
-            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy").unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+                .unwrap();
             String::from_utf8_lossy(&req[..n]).into_owned()
         });
         let stream = connect(None, addr, Duration::from_secs(1)).unwrap();
         let headers = vec![("X-Check".to_string(), "yes".to_string())];
-        let r = http_get(stream, false, "127.0.0.1", "/healthz", &headers, Instant::now() + Duration::from_secs(2)).unwrap();
+        let r = http_get(
+            stream,
+            false,
+            "127.0.0.1",
+            "/healthz",
+            &headers,
+            Instant::now() + Duration::from_secs(2),
+        )
+        .unwrap();
         assert_eq!(r.status, 503);
         assert_eq!(r.body, "busy");
         let req = server.join().unwrap();
         assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
-        assert!(req.contains("X-Check: yes\r\n") && req.contains("User-Agent: kube-probe/"), "{req}");
+        assert!(
+            req.contains("X-Check: yes\r\n") && req.contains("User-Agent: kube-probe/"),
+            "{req}"
+        );
     }
 
     #[test]
@@ -134,7 +175,9 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        assert!(connect(None, addr, Duration::from_millis(500)).unwrap_err().contains("dial tcp"));
+        assert!(connect(None, addr, Duration::from_millis(500))
+            .unwrap_err()
+            .contains("dial tcp"));
     }
 }
 
@@ -151,7 +194,17 @@ mod https_tests {
         let dir = tempfile::tempdir().unwrap();
         let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
         let st = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=probe",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -160,7 +213,11 @@ mod https_tests {
             .status()
             .expect("openssl is needed for this test: apt-get install openssl");
         assert!(st.success());
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut server = Command::new("openssl")
             .args(["s_server", "-quiet", "-www", "-accept"])
             .arg(port.to_string())
@@ -176,8 +233,16 @@ mod https_tests {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let r = loop {
-            let attempt = connect(None, addr, Duration::from_secs(1))
-                .and_then(|s| http_get(s, true, "127.0.0.1", "/", &[], Instant::now() + Duration::from_secs(3)));
+            let attempt = connect(None, addr, Duration::from_secs(1)).and_then(|s| {
+                http_get(
+                    s,
+                    true,
+                    "127.0.0.1",
+                    "/",
+                    &[],
+                    Instant::now() + Duration::from_secs(3),
+                )
+            });
             match attempt {
                 Ok(r) => break r,
                 Err(e) if Instant::now() > deadline => panic!("{e}"),

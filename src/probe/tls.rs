@@ -30,7 +30,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -39,7 +44,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -64,8 +74,12 @@ fn config() -> Result<Arc<ClientConfig>, String> {
 }
 
 /// Wraps a connected stream in TLS (the handshake happens on first use).
-pub fn wrap(stream: TcpStream, host: &str) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("server name {host:?}: {e}"))?;
+pub fn wrap(
+    stream: TcpStream,
+    host: &str,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
+    let name =
+        ServerName::try_from(host.to_string()).map_err(|e| format!("server name {host:?}: {e}"))?;
     let conn = ClientConnection::new(config()?, name).map_err(|e| e.to_string())?;
     Ok(StreamOwned::new(conn, stream))
 }

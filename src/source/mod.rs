@@ -106,10 +106,16 @@ pub fn spawn(
 
 /// Sets `kubernetes.io/config.seen` to the first time each UID was seen (kept in `seen`),
 /// so the annotation is stable across re-lists and polls.
-pub(crate) fn stamp_seen(seen: &mut std::collections::HashMap<String, String>, pods: &mut [StaticPod]) {
+pub(crate) fn stamp_seen(
+    seen: &mut std::collections::HashMap<String, String>,
+    pods: &mut [StaticPod],
+) {
     let now = jiff::Timestamp::now().to_string();
     for pod in pods {
-        let first = seen.entry(pod.uid.clone()).or_insert_with(|| now.clone()).clone();
+        let first = seen
+            .entry(pod.uid.clone())
+            .or_insert_with(|| now.clone())
+            .clone();
         pod.pod
             .metadata
             .annotations

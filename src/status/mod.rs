@@ -72,7 +72,13 @@ impl StatusStore {
         f(&mut g)
     }
 
-    fn with_container(&self, uid: &str, kind: Kind, name: &str, f: impl FnOnce(&mut ContainerStatus)) {
+    fn with_container(
+        &self,
+        uid: &str,
+        kind: Kind,
+        name: &str,
+        f: impl FnOnce(&mut ContainerStatus),
+    ) {
         self.with(|i| {
             if let Some(p) = i.pods.get_mut(uid) {
                 if let Some(c) = p.containers.get_mut(&(kind, name.to_string())) {
@@ -99,7 +105,10 @@ impl StatusStore {
     pub fn pod_added(&self, sp: &StaticPod) {
         let spec = sp.pod.spec.clone().unwrap_or_default();
         let mut containers = BTreeMap::new();
-        let lists = [(Kind::Init, spec.init_containers.unwrap_or_default()), (Kind::App, spec.containers)];
+        let lists = [
+            (Kind::Init, spec.init_containers.unwrap_or_default()),
+            (Kind::App, spec.containers),
+        ];
         for (kind, list) in lists {
             let reason = if kind == Kind::App && !containers.is_empty() {
                 "PodInitializing"
@@ -142,7 +151,14 @@ impl StatusStore {
     }
 
     /// The container waits: `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, ….
-    pub fn waiting(&self, uid: &str, kind: Kind, name: &str, reason: &str, message: Option<String>) {
+    pub fn waiting(
+        &self,
+        uid: &str,
+        kind: Kind,
+        name: &str,
+        reason: &str,
+        message: Option<String>,
+    ) {
         self.with_container(uid, kind, name, |c| {
             c.state = Some(waiting(reason, message));
             c.ready = false;
@@ -150,7 +166,15 @@ impl StatusStore {
         })
     }
 
-    pub fn running(&self, uid: &str, kind: Kind, name: &str, id: &str, started_at: &str, image_id: &str) {
+    pub fn running(
+        &self,
+        uid: &str,
+        kind: Kind,
+        name: &str,
+        id: &str,
+        started_at: &str,
+        image_id: &str,
+    ) {
         self.with_container(uid, kind, name, |c| {
             c.state = Some(ContainerState {
                 running: Some(ContainerStateRunning {
@@ -228,16 +252,23 @@ impl StatusStore {
 
     /// Every pod with its status, sorted by namespace/name.
     pub fn pods(&self) -> Vec<Pod> {
-        let mut pods: Vec<Pod> = self.with(|i| i.pods.values().map(|p| render(p, i.host_ip.clone())).collect());
+        let mut pods: Vec<Pod> = self.with(|i| {
+            i.pods
+                .values()
+                .map(|p| render(p, i.host_ip.clone()))
+                .collect()
+        });
         pods.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
         pods
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         self.pods().into_iter().find(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace) && p.metadata.name.as_deref() == Some(name)
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.metadata.name.as_deref() == Some(name)
         })
     }
 }
@@ -248,7 +279,12 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
     let list = |kind: Kind| -> Vec<ContainerStatus> {
         // Spec order, as the kubelet reports.
         let names: Vec<String> = match kind {
-            Kind::Init => spec.init_containers.iter().flatten().map(|c| c.name.clone()).collect(),
+            Kind::Init => spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.clone())
+                .collect(),
             Kind::App => spec.containers.iter().map(|c| c.name.clone()).collect(),
         };
         names

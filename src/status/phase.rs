@@ -73,7 +73,13 @@ pub fn pod_phase(spec: &PodSpec, init: &[ContainerStatus], app: &[ContainerStatu
                 }
             }
             // Waiting after having run once means "restarting", not "not started yet".
-            _ if c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) => stopped += 1,
+            _ if c
+                .last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some()) =>
+            {
+                stopped += 1
+            }
             _ => waiting += 1,
         }
     }
@@ -114,12 +120,31 @@ pub fn conditions(
     let done = matches!(phase, PodPhase::Succeeded | PodPhase::Failed);
     let init_ok = initialized(spec, init) || done;
     let ready = !done && app.iter().all(|c| c.ready);
-    let not_ready = if done { Some("PodCompleted") } else { Some("ContainersNotReady") };
+    let not_ready = if done {
+        Some("PodCompleted")
+    } else {
+        Some("ContainersNotReady")
+    };
     vec![
         condition("PodScheduled", true, None, since),
-        condition("Initialized", init_ok, (!init_ok).then_some("ContainersNotInitialized"), since),
-        condition("ContainersReady", ready, (!ready).then_some(not_ready).flatten(), since),
-        condition("Ready", ready, (!ready).then_some(not_ready).flatten(), since),
+        condition(
+            "Initialized",
+            init_ok,
+            (!init_ok).then_some("ContainersNotInitialized"),
+            since,
+        ),
+        condition(
+            "ContainersReady",
+            ready,
+            (!ready).then_some(not_ready).flatten(),
+            since,
+        ),
+        condition(
+            "Ready",
+            ready,
+            (!ready).then_some(not_ready).flatten(),
+            since,
+        ),
     ]
 }
 
@@ -127,7 +152,8 @@ pub fn conditions(
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+        Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+        ContainerStateWaiting,
     };
 
     fn st(name: &str, state: &str, code: i32, restarts: i32) -> ContainerStatus {
@@ -176,21 +202,40 @@ mod tests {
     #[test]
     fn phases_follow_the_kubelet() {
         let s = spec("Always", &[]);
-        assert_eq!(pod_phase(&s, &[], &[st("a", "waiting", 0, 0)]), PodPhase::Pending);
-        assert_eq!(pod_phase(&s, &[], &[st("a", "running", 0, 0)]), PodPhase::Running);
-        assert_eq!(pod_phase(&s, &[], &[st("a", "terminated", 1, 0)]), PodPhase::Running);
+        assert_eq!(
+            pod_phase(&s, &[], &[st("a", "waiting", 0, 0)]),
+            PodPhase::Pending
+        );
+        assert_eq!(
+            pod_phase(&s, &[], &[st("a", "running", 0, 0)]),
+            PodPhase::Running
+        );
+        assert_eq!(
+            pod_phase(&s, &[], &[st("a", "terminated", 1, 0)]),
+            PodPhase::Running
+        );
         let mut restarting = st("a", "waiting", 0, 1);
         restarting.last_state = st("a", "terminated", 1, 0).state;
         assert_eq!(pod_phase(&s, &[], &[restarting]), PodPhase::Running);
 
         let never = spec("Never", &[]);
-        assert_eq!(pod_phase(&never, &[], &[st("a", "terminated", 0, 0)]), PodPhase::Succeeded);
         assert_eq!(
-            pod_phase(&never, &[], &[st("a", "terminated", 0, 0), st("b", "terminated", 2, 0)]),
+            pod_phase(&never, &[], &[st("a", "terminated", 0, 0)]),
+            PodPhase::Succeeded
+        );
+        assert_eq!(
+            pod_phase(
+                &never,
+                &[],
+                &[st("a", "terminated", 0, 0), st("b", "terminated", 2, 0)]
+            ),
             PodPhase::Failed
         );
         let onf = spec("OnFailure", &[]);
-        assert_eq!(pod_phase(&onf, &[], &[st("a", "terminated", 0, 0)]), PodPhase::Succeeded);
+        assert_eq!(
+            pod_phase(&onf, &[], &[st("a", "terminated", 0, 0)]),
+            PodPhase::Succeeded
+        );
     }
 
     #[test]
@@ -204,9 +249,15 @@ mod tests {
         side.started = Some(true);
         let init_done = [st("init", "terminated", 0, 0), side];
         assert!(initialized(&s, &init_done));
-        assert_eq!(pod_phase(&s, &init_done, &[st("a", "running", 0, 0)]), PodPhase::Running);
+        assert_eq!(
+            pod_phase(&s, &init_done, &[st("a", "running", 0, 0)]),
+            PodPhase::Running
+        );
         let never = spec("Never", &[("init", false)]);
-        assert_eq!(pod_phase(&never, &[st("init", "terminated", 1, 0)], &app), PodPhase::Failed);
+        assert_eq!(
+            pod_phase(&never, &[st("init", "terminated", 1, 0)], &app),
+            PodPhase::Failed
+        );
     }
 
     #[test]
@@ -219,6 +270,13 @@ mod tests {
         assert_eq!(c[3].status, "False");
         a.ready = true;
         let c = conditions(&s, &[], &[a], t, PodPhase::Running);
-        assert_eq!((c[1].status.as_str(), c[2].status.as_str(), c[3].status.as_str()), ("True", "True", "True"));
+        assert_eq!(
+            (
+                c[1].status.as_str(),
+                c[2].status.as_str(),
+                c[3].status.as_str()
+            ),
+            ("True", "True", "True")
+        );
     }
 }

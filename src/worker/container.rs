@@ -74,7 +74,9 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
         match result {
             Ok(image) => {
                 let kind = ctx.kind_of(&c.name);
-                ctx.deps.status.image_id(&ctx.pod.uid, kind, &c.name, &image.digest);
+                ctx.deps
+                    .status
+                    .image_id(&ctx.pod.uid, kind, &c.name, &image.digest);
                 tracing::debug!(image = %reference, digest = %image.digest, elapsed_ms = started.elapsed().as_millis() as u64, "image ready");
                 return Some(image);
             }
@@ -82,13 +84,17 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
                 let reason = e.reason();
                 let delay = backoff.next(Duration::ZERO);
                 let (uid, kind) = (&ctx.pod.uid, ctx.kind_of(&c.name));
-                ctx.deps.status.waiting(uid, kind, &c.name, reason, Some(e.to_string()));
+                ctx.deps
+                    .status
+                    .waiting(uid, kind, &c.name, reason, Some(e.to_string()));
                 tracing::warn!(image = %reference, reason, error = %e, retry_in_s = delay.as_secs(), "image not available; reason ImagePullBackOff until retry");
                 if sleep_or_stop(delay, stop).await {
                     return None;
                 }
                 let message = format!("Back-off pulling image {reference:?}");
-                ctx.deps.status.waiting(uid, kind, &c.name, "ImagePullBackOff", Some(message));
+                ctx.deps
+                    .status
+                    .waiting(uid, kind, &c.name, "ImagePullBackOff", Some(message));
             }
         }
     }
@@ -159,7 +165,11 @@ pub(super) async fn start(
         log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
         stop_signal: bundle::stop_signal(&image.config),
         cgroups_path,
-        cgroup_driver: ctx.deps.cgroups.as_ref().map_or_else(Default::default, |h| h.driver()),
+        cgroup_driver: ctx
+            .deps
+            .cgroups
+            .as_ref()
+            .map_or_else(Default::default, |h| h.driver()),
         log_limits: ctx.deps.log_limits,
     };
     let started = Instant::now();

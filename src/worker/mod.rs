@@ -5,8 +5,8 @@
 pub mod backoff;
 mod container;
 mod pod;
-mod supervisor;
 mod pod_env;
+mod supervisor;
 
 pub(crate) use container::container_id;
 pub mod volumes;
@@ -103,7 +103,12 @@ impl PodCtx {
     }
 
     fn host_network(&self) -> bool {
-        self.pod.pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
+        self.pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
     }
 }
 
@@ -198,10 +203,19 @@ pub async fn run_pod(
 }
 
 /// The pod's directory, record, environment (volumes, namespaces, cgroup).
-async fn prepare(pod: &StaticPod, pod_dir: &std::path::Path, deps: &Arc<Deps>) -> Result<BTreeMap<String, PathBuf>, String> {
+async fn prepare(
+    pod: &StaticPod,
+    pod_dir: &std::path::Path,
+    deps: &Arc<Deps>,
+) -> Result<BTreeMap<String, PathBuf>, String> {
     state::create_dir_all(pod_dir).map_err(|e| e.to_string())?;
     state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string())?;
-    let (p, uid, dir, d) = (pod.pod.clone(), pod.uid.clone(), pod_dir.to_path_buf(), deps.clone());
+    let (p, uid, dir, d) = (
+        pod.pod.clone(),
+        pod.uid.clone(),
+        pod_dir.to_path_buf(),
+        deps.clone(),
+    );
     tokio::task::spawn_blocking(move || pod_env::prepare(&p, &uid, &dir, &d))
         .await
         .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))

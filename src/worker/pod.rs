@@ -19,23 +19,47 @@ struct Running {
 }
 
 fn take(adopted: &mut Vec<Adopted>, name: &str) -> Vec<Adopted> {
-    let (mine, rest) = std::mem::take(adopted).into_iter().partition(|a| a.config.container == name);
+    let (mine, rest) = std::mem::take(adopted)
+        .into_iter()
+        .partition(|a| a.config.container == name);
     *adopted = rest;
     mine
 }
 
-fn spawn(ctx: &Arc<PodCtx>, c: Container, role: Role, adopted: Vec<Adopted>, stop: watch::Receiver<bool>) -> (JoinHandle<Outcome>, watch::Receiver<bool>, watch::Receiver<bool>) {
+fn spawn(
+    ctx: &Arc<PodCtx>,
+    c: Container,
+    role: Role,
+    adopted: Vec<Adopted>,
+    stop: watch::Receiver<bool>,
+) -> (
+    JoinHandle<Outcome>,
+    watch::Receiver<bool>,
+    watch::Receiver<bool>,
+) {
     let (started, started_rx) = watch::channel(false);
     let (finished, finished_rx) = watch::channel(false);
-    let links = Links { stop, started, finished };
-    let task = tokio::spawn(supervisor::supervise(ctx.clone(), c, role, adopted, links).in_current_span());
+    let links = Links {
+        stop,
+        started,
+        finished,
+    };
+    let task =
+        tokio::spawn(supervisor::supervise(ctx.clone(), c, role, adopted, links).in_current_span());
     (task, started_rx, finished_rx)
 }
 
-pub(super) async fn run_containers(ctx: Arc<PodCtx>, spec: PodSpec, mut adopted: Vec<Adopted>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run_containers(
+    ctx: Arc<PodCtx>,
+    spec: PodSpec,
+    mut adopted: Vec<Adopted>,
+    mut stop: watch::Receiver<bool>,
+) {
     let app_names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     // An app container that ran means the init phase is over (the kubelet's rule too).
-    let initialized_before = adopted.iter().any(|a| app_names.contains(&a.config.container.as_str()));
+    let initialized_before = adopted
+        .iter()
+        .any(|a| app_names.contains(&a.config.container.as_str()));
     let mut sidecars: Vec<Running> = Vec::new();
     let mut init_ok = true;
     for c in spec.init_containers.clone().unwrap_or_default() {
@@ -43,7 +67,10 @@ pub(super) async fn run_containers(ctx: Arc<PodCtx>, spec: PodSpec, mut adopted:
         if c.restart_policy.as_deref() == Some("Always") {
             let (stop_tx, stop_rx) = watch::channel(false);
             let (task, mut started, _) = spawn(&ctx, c, Role::Sidecar, mine, stop_rx);
-            sidecars.push(Running { task, stop: stop_tx });
+            sidecars.push(Running {
+                task,
+                stop: stop_tx,
+            });
             tokio::select! {
                 _ = stopped(&mut started) => {}
                 _ = stopped(&mut stop) => { init_ok = false; break; }

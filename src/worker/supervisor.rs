@@ -72,7 +72,13 @@ enum InstanceEnd {
     Stopped,
 }
 
-pub(super) async fn supervise(ctx: Arc<PodCtx>, c: Container, role: Role, mut adopted: Vec<Adopted>, mut links: Links) -> Outcome {
+pub(super) async fn supervise(
+    ctx: Arc<PodCtx>,
+    c: Container,
+    role: Role,
+    mut adopted: Vec<Adopted>,
+    mut links: Links,
+) -> Outcome {
     let span = tracing::info_span!("container", container = %c.name);
     async move {
         let rt = &ctx.deps.runtime;
@@ -173,7 +179,13 @@ pub(super) async fn supervise(ctx: Arc<PodCtx>, c: Container, role: Role, mut ad
 }
 
 /// Supervises one running instance: postStart, probes, exit, stop.
-async fn run_instance(ctx: &Arc<PodCtx>, c: &Container, h: &Handle, fresh: bool, links: &mut Links) -> InstanceEnd {
+async fn run_instance(
+    ctx: &Arc<PodCtx>,
+    c: &Container,
+    h: &Handle,
+    fresh: bool,
+    links: &mut Links,
+) -> InstanceEnd {
     let rt = &ctx.deps.runtime;
     let status = &ctx.deps.status;
     let kind = ctx.kind_of(&c.name);
@@ -197,9 +209,13 @@ async fn run_instance(ctx: &Arc<PodCtx>, c: &Container, h: &Handle, fresh: bool,
     }
     let (tx, mut rx) = mpsc::channel(8);
     let mut probes = JoinSet::new();
-    let spawn = |probes: &mut JoinSet<()>, kind: ProbeKind, p: &Option<k8s_openapi::api::core::v1::Probe>| {
+    let spawn = |probes: &mut JoinSet<()>,
+                 kind: ProbeKind,
+                 p: &Option<k8s_openapi::api::core::v1::Probe>| {
         if let Some(p) = p.clone() {
-            probes.spawn(probe::run(kind, p, ctx.deps.clone(), target.clone(), tx.clone()).in_current_span());
+            probes.spawn(
+                probe::run(kind, p, ctx.deps.clone(), target.clone(), tx.clone()).in_current_span(),
+            );
         }
     };
     let mut started = c.startup_probe.is_none();
@@ -253,7 +269,12 @@ fn mark_started(ctx: &PodCtx, c: &Container, links: &Links) {
 }
 
 /// Runs a postStart or preStop handler; `Err` is the message for the event.
-async fn run_hook(ctx: &PodCtx, hook: &LifecycleHandler, t: &Target, timeout: Duration) -> Result<(), String> {
+async fn run_hook(
+    ctx: &PodCtx,
+    hook: &LifecycleHandler,
+    t: &Target,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(s) = &hook.sleep {
         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
         return Ok(());
@@ -288,7 +309,10 @@ pub(super) async fn terminate(ctx: &Arc<PodCtx>, c: Option<&Container>, h: &Hand
     let rt = &ctx.deps.runtime;
     tracing::info!(container_id = %h.id, grace_s = ctx.grace.as_secs(), "stopping container");
     let mut deadline = Instant::now() + ctx.grace;
-    if let Some(hook) = c.and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.pre_stop.as_ref()) {
+    if let Some(hook) = c
+        .and_then(|c| c.lifecycle.as_ref())
+        .and_then(|l| l.pre_stop.as_ref())
+    {
         let target = Target {
             container_id: h.id.clone(),
             init_pid: h.init_pid,
