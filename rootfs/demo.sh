@@ -103,6 +103,7 @@ show() {
 
 cmd_start() {
 	[[ "$(id -u)" -eq 0 ]] || die "must run as root"
+	"$repo/.ci/deps" # the Debian packages the demo needs; quick when present
 	mkdir -p "$DEMO_DIR" "$MANIFESTS" "$ROOT" "$LOGS"
 	if [[ ! -x "$BIN" ]]; then
 		command -v cargo >/dev/null || die "cargo not found; install Rust with rustup"
