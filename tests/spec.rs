@@ -9,74 +9,11 @@ mod common;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const T: Duration = Duration::from_secs(40);
-
-/// A registry, agent dirs and an agent; on drop every manifest is removed and the test
-/// waits until every container is gone (the pattern of tests/spine.rs).
-struct Fixture {
-    agent: Option<Agent>,
-    dirs: AgentDirs,
-    reg: Registry,
-}
-
-impl Fixture {
-    fn with_args(extra: &[&str]) -> Self {
-        let reg = Registry::start();
-        let dirs = AgentDirs::new();
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
-        Fixture { agent, dirs, reg }
-    }
-
-    fn wait<R>(&self, what: &str, f: impl FnMut() -> Option<R>) -> R {
-        wait_until(T, what, || self.dirs.agent_log(), f)
-    }
-
-    fn image(&self) -> String {
-        self.reg.image("test")
-    }
-
-    fn container_pid(&self, marker: &str) -> i32 {
-        self.wait(&format!("one process with {marker}"), || {
-            let pids = find_pids_by_cmdline(marker);
-            (pids.len() == 1).then(|| pids[0])
-        })
-    }
-
-    /// The CRI log lines of `container` of the pod named `pod` once one contains `until`.
-    fn output(&self, pod: &str, container: &str, until: &str) -> Vec<String> {
-        self.wait(&format!("{pod}/{container} printing {until:?}"), || {
-            let lines = cri_log_messages(&self.dirs.logs, pod, container);
-            lines.iter().any(|l| l.contains(until)).then_some(lines)
-        })
-    }
-
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.dirs.root.join("containers"))
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        if !self.agent.as_mut().is_some_and(|a| a.is_running()) {
-            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn status_field(pid: i32, key: &str) -> String {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -144,7 +81,7 @@ fn mem_total() -> i64 {
 
 #[test]
 fn pod_sandbox_is_shared_by_its_containers() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -228,7 +165,7 @@ spec:
 
 #[test]
 fn env_expansion_and_downward_api() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -270,7 +207,7 @@ spec:
 
 #[test]
 fn security_context_applies() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -337,7 +274,7 @@ spec:
 
 #[test]
 fn run_as_non_root_refuses_a_root_image() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -356,7 +293,7 @@ fn run_as_non_root_refuses_a_root_image() {
 
 #[test]
 fn qos_pod_cgroups_and_oom_score_adj() {
-    let f = Fixture::with_args(&["--pod-max-pids", "77"]);
+    let f = Fixture::with_args(&["--pod-max-pids", "77"]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -458,7 +395,7 @@ spec:
 
 #[test]
 fn memory_empty_dir_is_a_sized_tmpfs() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     write_manifest(
         &f.dirs,
@@ -502,7 +439,7 @@ spec:
 
 #[test]
 fn kubeadm_like_control_plane_pod_runs() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     let host = f.dirs.base.join("host");
     fs::create_dir_all(host.join("pki")).unwrap();
@@ -602,7 +539,7 @@ fn render(f: &Fixture, manifest: &str) -> std::process::Output {
 
 #[test]
 fn render_prints_the_runtime_config_of_each_container() {
-    let f = Fixture::with_args(&[]);
+    let f = Fixture::with_args(&[]).patient(T);
     let img = f.image();
     let out = render(
         &f,

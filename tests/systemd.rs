@@ -9,9 +9,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -22,80 +22,29 @@ fn systemd_booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
-/// A registry, agent dirs and an agent; on drop every manifest is removed and the test
-/// waits until every container is gone (the pattern of tests/spine.rs).
-struct Fixture {
-    agent: Option<Agent>,
-    dirs: AgentDirs,
-    reg: Registry,
+/// The uid of the only pod.
+fn pod_uid(f: &Fixture) -> String {
+    let pods: Vec<String> = fs::read_dir(f.dirs.root.join("pods"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pods.len(), 1, "one pod expected: {pods:?}");
+    pods[0].clone()
 }
 
-impl Fixture {
-    fn with_args(extra: &[&str]) -> Self {
-        let reg = Registry::start();
-        let dirs = AgentDirs::new();
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
-        Fixture { agent, dirs, reg }
-    }
-
-    fn wait<R>(&self, what: &str, f: impl FnMut() -> Option<R>) -> R {
-        wait_until(T, what, || self.dirs.agent_log(), f)
-    }
-
-    fn container_pid(&self, marker: &str) -> i32 {
-        self.wait(&format!("one process with {marker}"), || {
-            let pids = find_pids_by_cmdline(marker);
-            (pids.len() == 1).then(|| pids[0])
-        })
-    }
-
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.dirs.root.join("containers"))
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
-    }
-
-    /// The uid of the only pod.
-    fn pod_uid(&self) -> String {
-        let pods: Vec<String> = fs::read_dir(self.dirs.root.join("pods"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(pods.len(), 1, "one pod expected: {pods:?}");
-        pods[0].clone()
-    }
-
-    /// A Burstable pod `name` with one container `c` (requests 250m/64Mi, limits
-    /// 500m/128Mi) running a loop tagged `marker`; returns the container's pid.
-    fn run_burstable(&self, name: &str, marker: &str) -> i32 {
-        let img = self.reg.image("test");
-        write_manifest(
-            &self.dirs,
-            &format!("{name}.yaml"),
-            &format!(
-                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    command: [sh, -c, 'while :; do sleep 1; done', {marker}]\n    resources: {{requests: {{cpu: 250m, memory: 64Mi}}, limits: {{cpu: 500m, memory: 128Mi}}}}\n"
-            ),
-        );
-        self.container_pid(marker)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        if !self.agent.as_mut().is_some_and(|a| a.is_running()) {
-            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// A Burstable pod `name` with one container `c` (requests 250m/64Mi, limits
+/// 500m/128Mi) running a loop tagged `marker`; returns the container's pid.
+fn run_burstable(f: &Fixture, name: &str, marker: &str) -> i32 {
+    let img = f.reg.image("test");
+    write_manifest(
+        &f.dirs,
+        &format!("{name}.yaml"),
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    command: [sh, -c, 'while :; do sleep 1; done', {marker}]\n    resources: {{requests: {{cpu: 250m, memory: 64Mi}}, limits: {{cpu: 500m, memory: 128Mi}}}}\n"
+        ),
+    );
+    f.container_pid(marker)
 }
 
 fn read(p: &Path) -> String {
@@ -132,7 +81,7 @@ fn systemctl(args: &[&str]) -> (bool, String) {
 /// The pod cgroup under cgroupfs (kubepods/burstable/pod<UID>), holding the container's:
 /// on v1 in each controller's hierarchy, on v2 the unified one.
 fn assert_cgroupfs_layout(f: &Fixture, pid: i32) {
-    let uid = f.pod_uid();
+    let uid = pod_uid(f);
     let id = container_id(&uid, "c");
     let rel = format!("kubepods/burstable/pod{uid}");
     let (mem, cpu, pids) = if cgroup_v2() {
@@ -165,8 +114,8 @@ fn assert_cgroupfs_layout(f: &Fixture, pid: i32) {
 
 #[test]
 fn pod_cgroups_follow_the_detected_driver() {
-    let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX]);
-    let pid = f.run_burstable("cg", "drv-default");
+    let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX]).patient(T);
+    let pid = run_burstable(&f, "cg", "drv-default");
     if !systemd_booted() {
         assert!(
             f.dirs.agent_log().contains("cgroup_driver=cgroupfs"),
@@ -181,7 +130,7 @@ fn pod_cgroups_follow_the_detected_driver() {
         "{}",
         f.dirs.agent_log()
     );
-    let uid = f.pod_uid();
+    let uid = pod_uid(&f);
     let slice = format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
     let scope = format!("hostlet-{}.scope", container_id(&uid, "c"));
     let slice_dir = format!("/kubepods.slice/kubepods-burstable.slice/{slice}");
@@ -230,8 +179,9 @@ fn explicit_cgroupfs_driver_and_systemd_without_systemd() {
         assert!(log.contains("--cgroup-driver cgroupfs"), "{log}");
     }
     // cgroupfs on request, with or without systemd.
-    let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX, "--cgroup-driver", "cgroupfs"]);
-    let pid = f.run_burstable("cg", "drv-cgroupfs");
+    let f =
+        Fixture::with_args(&["--pod-max-pids", PODS_MAX, "--cgroup-driver", "cgroupfs"]).patient(T);
+    let pid = run_burstable(&f, "cg", "drv-cgroupfs");
     assert_cgroupfs_layout(&f, pid);
 }
 
@@ -241,8 +191,8 @@ fn explicit_cgroupfs_driver_and_systemd_without_systemd() {
 #[test]
 fn agent_restart_leaves_containers_in_their_cgroups() {
     if !systemd_booted() {
-        let mut f = Fixture::with_args(&[]);
-        let pid = f.run_burstable("cg", "drv-restart");
+        let mut f = Fixture::with_args(&[]).patient(T);
+        let pid = run_burstable(&f, "cg", "drv-restart");
         let before = cgroup_dir(pid, "memory");
         f.agent.as_mut().unwrap().sigterm_and_wait();
         f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));

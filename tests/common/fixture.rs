@@ -17,6 +17,8 @@ pub struct Fixture {
     pub agent: Option<Agent>,
     pub dirs: AgentDirs,
     pub reg: Registry,
+    /// How long `wait` waits (before `time_scale`).
+    pub patience: Duration,
 }
 
 impl Fixture {
@@ -28,7 +30,18 @@ impl Fixture {
         let reg = Registry::start();
         let dirs = AgentDirs::new();
         let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
-        Fixture { agent, dirs, reg }
+        Fixture {
+            agent,
+            dirs,
+            reg,
+            patience: T,
+        }
+    }
+
+    /// The same fixture, waiting up to `patience` for each condition.
+    pub fn patient(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     pub fn agent(&self) -> &Agent {
@@ -36,7 +49,7 @@ impl Fixture {
     }
 
     pub fn wait<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
-        wait_until(T_WAIT, what, || self.dirs.agent_log(), f)
+        wait_until(self.patience, what, || self.dirs.agent_log(), f)
     }
 
     pub fn image(&self) -> String {
@@ -51,14 +64,20 @@ impl Fixture {
         })
     }
 
+    /// The CRI log lines of `container` of the pod named `pod` once one contains `until`.
+    pub fn output(&self, pod: &str, container: &str, until: &str) -> Vec<String> {
+        self.wait(&format!("{pod}/{container} printing {until:?}"), || {
+            let lines = cri_log_messages(&self.dirs.logs, pod, container);
+            lines.iter().any(|l| l.contains(until)).then_some(lines)
+        })
+    }
+
     pub fn container_dirs(&self) -> Vec<PathBuf> {
         fs::read_dir(self.dirs.root.join("containers"))
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
 }
-
-const T_WAIT: Duration = T;
 
 impl Drop for Fixture {
     fn drop(&mut self) {
