@@ -272,7 +272,11 @@ fn changed_manifest_replaces_the_pod_after_the_old_one_is_gone() {
         !process_exists(old),
         "old container still runs beside the new one"
     );
-    let log = f.dirs.agent_log();
+    // The process can be seen before the agent has logged its start.
+    let log = f.wait("the new container's start logged", || {
+        let log = f.dirs.agent_log();
+        (log.matches("container started").count() >= 2).then_some(log)
+    });
     let stop = log.find("stopping container").expect("old pod stopped");
     let start2 = log.rfind("container started").unwrap();
     assert!(

@@ -176,6 +176,8 @@ struct Monitor {
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
     log: CriWriter,
+    /// OOM kills in the pod's cgroup before this container started.
+    pod_oom_base: u64,
 }
 
 impl Monitor {
@@ -224,6 +226,7 @@ impl Monitor {
             path: "/dev/null".into(),
             source,
         })?;
+        let pod_oom_base = oom_kills_in(&pod_cgroup(&cfg.cgroups_path));
         let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
             .with_root_path(layout.runtime())?
             .with_executor(ResetSignalsExecutor)
@@ -253,6 +256,7 @@ impl Monitor {
             out: Some(out_r),
             err: Some(err_r),
             log,
+            pod_oom_base,
         })
     }
 
@@ -260,6 +264,7 @@ impl Monitor {
     /// the exit and removes the container.
     fn supervise(&mut self) {
         let mut status: Option<(i32, Option<i32>)> = None;
+        let mut oom_at_exit = 0;
         let mut drain_until: Option<Instant> = None;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -326,6 +331,9 @@ impl Monitor {
             if sig_ready {
                 if let Some(s) = self.handle_signals() {
                     status = Some(s);
+                    // Read now, not after draining the pipes: systemd removes an empty
+                    // scope (and its memory.events) soon after the init is gone.
+                    oom_at_exit = oom_kills(&self.cfg.cgroups_path);
                     drain_until = Some(Instant::now() + DRAIN_LIMIT);
                 }
             }
@@ -334,7 +342,12 @@ impl Monitor {
         let (exit_code, signal) = status.unwrap_or((128 + libc::SIGKILL, Some(libc::SIGKILL)));
         // Whoever the kernel picked in the cgroup, a failed exit after a memcg OOM kill is
         // the OOM's doing (containerd reports it the same way).
-        let oom_killed = exit_code != 0 && oom_kills(&self.cfg.cgroups_path) > 0;
+        // The pod's cgroup outlives the container's: a kill counted there since the start
+        // is this container's when the container's own count is already gone.
+        let pod_ooms = oom_kills_in(&pod_cgroup(&self.cfg.cgroups_path));
+        let oom_killed = exit_code != 0
+            && (oom_at_exit.max(oom_kills(&self.cfg.cgroups_path)) > 0
+                || pod_ooms > self.pod_oom_base);
         let rec = ExitRecord {
             exit_code,
             signal,
@@ -426,8 +439,23 @@ fn lowerdirs(dirs: &[PathBuf]) -> String {
 /// How many times the kernel OOM-killed in this cgroup (v1 `memory.oom_control`, v2
 /// `memory.events`); 0 when unknown.
 pub fn oom_kills(cgroups_path: &str) -> u64 {
+    oom_kills_in(&crate::cgroups::systemd::fs_path(cgroups_path))
+}
+
+/// The cgroup (file system path) a container's cgroup sits in: its pod's.
+fn pod_cgroup(cgroups_path: &str) -> String {
     let path = crate::cgroups::systemd::fs_path(cgroups_path);
+    Path::new(&path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn oom_kills_in(path: &str) -> u64 {
     let rel = path.trim_start_matches('/');
+    if rel.is_empty() {
+        return 0;
+    }
     let candidates = [
         (
             format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
