@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -39,19 +38,6 @@ fn mount_line(pid: i32, target: &str) -> String {
         .rfind(|l| l.split(' ').nth(4) == Some(target))
         .unwrap_or_else(|| panic!("{target} not mounted in {pid}:\n{text}"))
         .to_string()
-}
-
-/// The pod cgroup directory of a v1 `controller` holding `pid`'s container cgroup.
-fn pod_cgroup(pid: i32, controller: &str) -> PathBuf {
-    let dir = cgroup_dir(pid, controller);
-    let parent = dir.parent().unwrap().to_path_buf();
-    let name = parent.file_name().unwrap().to_string_lossy().to_string();
-    assert!(
-        name.starts_with("pod"),
-        "{} is not in a pod cgroup",
-        dir.display()
-    );
-    parent
 }
 
 /// What hostlet can give: lowering oom_score_adj needs CAP_SYS_RESOURCE, which some test
@@ -332,59 +318,46 @@ spec:
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: besteffort}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sh, -c, 'while :; do sleep 1; done', qos-e-a]}}\n"
         ),
     );
+    // Pod cgroups by QoS class, with ResourceConfigForPod's limits (v1 or v2, cgroupfs or
+    // systemd driver: whatever this host runs by default).
     let g = f.container_pid("qos-g-a");
-    let pod = pod_cgroup(g, "memory");
-    assert!(
-        pod.to_string_lossy()
-            .starts_with("/sys/fs/cgroup/memory/kubepods/pod"),
-        "{}",
-        pod.display()
-    );
+    let pod = pod_cgroup_dir(g, "memory");
+    assert_eq!(pod_cgroup_qos(&pod), "guaranteed", "{}", pod.display());
     assert_eq!(
-        pod_cgroup(f.container_pid("qos-g-b"), "memory"),
+        pod_cgroup_dir(f.container_pid("qos-g-b"), "memory"),
         pod,
         "one pod cgroup"
     );
-    let read = |p: PathBuf| {
-        fs::read_to_string(&p)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            .trim()
-            .to_string()
+    let shares = |s: u64| {
+        if cgroup_v2() {
+            (None, cpu_shares_to_weight(s))
+        } else {
+            (Some(s), cpu_shares_to_weight(s))
+        }
     };
-    assert_eq!(
-        read(pod.join("memory.limit_in_bytes")),
-        (96 << 20).to_string()
-    );
-    let cpu = pod_cgroup(g, "cpu");
-    assert_eq!(read(cpu.join("cpu.shares")), "768");
-    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "75000");
-    assert_eq!(read(pod_cgroup(g, "pids").join("pids.max")), "77");
+    let lim = pod_cgroup_limits(g);
+    assert_eq!(lim.memory_max, Some(96 << 20));
+    assert_eq!((lim.cpu_shares, lim.cpu_weight), shares(768));
+    assert_eq!(lim.cpu_max, (Some(75000), 100000));
+    assert_eq!(lim.pids_max, Some(77));
     // The container cgroup inside keeps the container's own limits.
     assert_eq!(cgroup_limits(g).memory_max, Some(64 << 20));
     assert_eq!(oom_score_adj(g), expected_oom(-997));
 
     let b = f.container_pid("qos-b-a");
-    let bpod = pod_cgroup(b, "cpu");
-    assert!(
-        bpod.to_string_lossy()
-            .starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/pod"),
-        "{}",
-        bpod.display()
-    );
-    assert_eq!(read(bpod.join("cpu.shares")), "102");
-    assert_eq!(read(bpod.join("cpu.cfs_quota_us")), "-1");
+    let bpod = pod_cgroup_dir(b, "cpu");
+    assert_eq!(pod_cgroup_qos(&bpod), "burstable", "{}", bpod.display());
+    let lim = pod_cgroup_limits(b);
+    assert_eq!((lim.cpu_shares, lim.cpu_weight), shares(102));
+    assert_eq!(lim.cpu_max.0, None);
     let want = (1000 - 1000 * (1i64 << 30) / mem_total()).clamp(3, 999) as i32;
     assert_eq!(oom_score_adj(b), expected_oom(want));
 
     let e = f.container_pid("qos-e-a");
-    let epod = pod_cgroup(e, "cpu");
-    assert!(
-        epod.to_string_lossy()
-            .starts_with("/sys/fs/cgroup/cpu/kubepods/besteffort/pod"),
-        "{}",
-        epod.display()
-    );
-    assert_eq!(read(epod.join("cpu.shares")), "2");
+    let epod = pod_cgroup_dir(e, "cpu");
+    assert_eq!(pod_cgroup_qos(&epod), "besteffort", "{}", epod.display());
+    let lim = pod_cgroup_limits(e);
+    assert_eq!((lim.cpu_shares, lim.cpu_weight), shares(2));
     assert_eq!(oom_score_adj(e), expected_oom(1000));
 
     remove_manifest(&f.dirs, "qos.yaml");
@@ -514,9 +487,8 @@ spec:
         "system-node-critical"
     );
     assert_eq!(status_field(pid, "Seccomp"), "2");
-    assert!(pod_cgroup(pid, "cpu")
-        .to_string_lossy()
-        .starts_with("/sys/fs/cgroup/cpu/kubepods/burstable/pod"));
+    let pod = pod_cgroup_dir(pid, "cpu");
+    assert_eq!(pod_cgroup_qos(&pod), "burstable", "{}", pod.display());
 }
 
 fn render(f: &Fixture, manifest: &str) -> std::process::Output {

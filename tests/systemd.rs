@@ -257,3 +257,124 @@ fn chrono_now() -> String {
         .expect("date");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// READY=1 waits for the first sync of every source: with a manifest URL whose server
+/// holds its first answer, the agent stays "activating" (systemd) or sends nothing on
+/// `$NOTIFY_SOCKET` (elsewhere) until the answer arrives, and turns ready right after.
+#[test]
+fn ready_only_after_the_first_sync() {
+    require_root_and_tools();
+    let dirs = AgentDirs::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/pods", listener.local_addr().unwrap());
+    let (asked_tx, asked) = std::sync::mpsc::channel::<()>();
+    let (release, released_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().expect("accept the agent's request");
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        asked_tx.send(()).unwrap();
+        let _ = released_rx.recv();
+        let body = r#"{"apiVersion":"v1","kind":"PodList","items":[]}"#;
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let args = [
+        env!("CARGO_BIN_EXE_hostlet").to_string(),
+        "run".into(),
+        "--manifest-url".into(),
+        url,
+        "--root-dir".into(),
+        dirs.root.display().to_string(),
+        "--pod-logs-dir".into(),
+        dirs.logs.display().to_string(),
+        "--hostname-override".into(),
+        NODE_NAME.into(),
+    ];
+    let log = || dirs.agent_log();
+    let held = Duration::from_secs(2);
+    if systemd_booted() {
+        let unit = format!("hostlet-ready-test-{}.service", std::process::id());
+        struct StopUnit(String);
+        impl Drop for StopUnit {
+            fn drop(&mut self) {
+                let _ = systemctl(&["stop", &self.0]);
+            }
+        }
+        let mut run = Command::new("systemd-run");
+        run.args(["--no-block", "--collect", "--unit", &unit])
+            .args(["-p", "Type=notify", "-p", "KillMode=process"])
+            .args(["--setenv", "RUST_LOG=info"])
+            .args(&args);
+        let out = run.output().expect("systemd-run");
+        assert!(out.status.success(), "systemd-run: {out:?}");
+        let _stop = StopUnit(unit.clone());
+        let journal = || {
+            let out = Command::new("journalctl")
+                .args(["-u", &unit, "--no-pager", "-o", "cat"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            out.unwrap_or_default()
+        };
+        wait_until(T, "the agent's first manifest request", journal, || {
+            asked.try_recv().ok()
+        });
+        std::thread::sleep(held);
+        assert_eq!(
+            systemctl(&["is-active", &unit]).1,
+            "activating",
+            "the agent is not synced yet: {}",
+            journal()
+        );
+        release.send(()).unwrap();
+        wait_until(T, "the unit to turn active", journal, || {
+            (systemctl(&["is-active", &unit]).1 == "active").then_some(())
+        });
+    } else {
+        let notify_path = dirs.base.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let agent_log = fs::File::create(&dirs.agent_log).unwrap();
+        let mut agent = Command::new(&args[0])
+            .args(&args[1..])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(agent_log.try_clone().unwrap())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut received = String::new();
+        let mut drain = |received: &mut String| {
+            while let Ok(n) = sock.recv(&mut buf) {
+                received.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        wait_until(T, "the agent's first manifest request", log, || {
+            asked.try_recv().ok()
+        });
+        std::thread::sleep(held);
+        drain(&mut received);
+        let early = !received.contains("READY=1");
+        if early {
+            release.send(()).unwrap();
+            wait_until(T, "READY=1 after the first sync", log, || {
+                drain(&mut received);
+                received.contains("READY=1").then_some(())
+            });
+        }
+        signal(agent.id() as i32, libc::SIGTERM);
+        let _ = agent.wait();
+        assert!(
+            early,
+            "READY=1 before the first sync: {received}\n{}",
+            log()
+        );
+    }
+    server.join().unwrap();
+}

@@ -747,24 +747,73 @@ pub struct CgroupLimits {
 
 /// Reads [`CgroupLimits`] from the cgroup(s) of `pid`.
 pub fn cgroup_limits(pid: i32) -> CgroupLimits {
+    limits_in(&format!("cgroup of {pid}"), |c| cgroup_dir(pid, c))
+}
+
+/// Reads [`CgroupLimits`] from the pod cgroup holding `pid`'s container cgroup.
+pub fn pod_cgroup_limits(pid: i32) -> CgroupLimits {
+    limits_in(&format!("pod cgroup of {pid}"), |c| pod_cgroup_dir(pid, c))
+}
+
+/// The pod cgroup directory (for `controller`) holding `pid`'s container cgroup, whatever
+/// the driver: `.../pod<uid>` (cgroupfs) or `.../kubepods-...-pod<uid>.slice` (systemd).
+pub fn pod_cgroup_dir(pid: i32, controller: &str) -> PathBuf {
+    let dir = cgroup_dir(pid, controller);
+    let parent = dir.parent().unwrap().to_path_buf();
+    let name = parent.file_name().unwrap().to_string_lossy().to_string();
+    let systemd_pod =
+        name.starts_with("kubepods-") && name.contains("pod") && name.ends_with(".slice");
+    assert!(
+        name.starts_with("pod") || systemd_pod,
+        "{} is not in a pod cgroup",
+        dir.display()
+    );
+    parent
+}
+
+/// The QoS class a pod cgroup directory sits under: "guaranteed", "burstable" or
+/// "besteffort", for cgroupfs (`kubepods/burstable/pod<uid>`, v1 or v2) and systemd
+/// (`kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice`) layouts.
+pub fn pod_cgroup_qos(pod_dir: &Path) -> &'static str {
+    let name = pod_dir.file_name().unwrap().to_string_lossy().to_string();
+    let parent = pod_dir
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    match (parent.as_str(), name.as_str()) {
+        ("kubepods" | "kubepods.slice", n)
+            if n.starts_with("pod") || n.starts_with("kubepods-pod") =>
+        {
+            "guaranteed"
+        }
+        ("burstable" | "kubepods-burstable.slice", _) => "burstable",
+        ("besteffort" | "kubepods-besteffort.slice", _) => "besteffort",
+        _ => panic!("{} is not a pod cgroup under kubepods", pod_dir.display()),
+    }
+}
+
+fn limits_in(what: &str, dir: impl Fn(&str) -> PathBuf) -> CgroupLimits {
     let read = |controller: &str, file: &str| {
-        let p = cgroup_dir(pid, controller).join(file);
+        let p = dir(controller).join(file);
         fs::read_to_string(&p)
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
             .trim()
             .to_string()
     };
-    let num = |s: &str, what: &str| -> u64 {
+    let num = |s: &str, w: &str| -> u64 {
         s.parse()
-            .unwrap_or_else(|e| panic!("{what} of {pid}: {s:?}: {e}"))
+            .unwrap_or_else(|e| panic!("{file} of {what}: {s:?}: {e}", file = w))
     };
-    let max_or = |s: &str, what: &str| (s != "max").then(|| num(s, what));
+    let max_or = |s: &str, w: &str| (s != "max").then(|| num(s, w));
     let pids_max = max_or(&read("pids", "pids.max"), "pids.max");
     if cgroup_v2() {
         let cpu_max = read("cpu", "cpu.max");
         let (quota, period) = cpu_max
             .split_once(' ')
-            .unwrap_or_else(|| panic!("cpu.max of {pid}: {cpu_max:?}"));
+            .unwrap_or_else(|| panic!("cpu.max of {what}: {cpu_max:?}"));
         CgroupLimits {
             memory_max: max_or(&read("memory", "memory.max"), "memory.max"),
             cpu_max: (max_or(quota, "cpu.max"), num(period, "cpu.max")),
