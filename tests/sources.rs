@@ -8,91 +8,10 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-const T: Duration = Duration::from_secs(30);
-
-/// A registry, agent dirs and an agent; on drop every manifest is removed and an agent runs
-/// until every container is gone (as in tests/spine.rs).
-struct Fixture {
-    agent: Option<Agent>,
-    dirs: AgentDirs,
-    reg: Registry,
-}
-
-impl Fixture {
-    fn with_args(extra: &[&str]) -> Self {
-        Self::prepared(extra, |_| {})
-    }
-
-    /// `prepare` runs on the dirs before the agent starts.
-    fn prepared(extra: &[&str], prepare: impl FnOnce(&AgentDirs)) -> Self {
-        let reg = Registry::start();
-        let dirs = AgentDirs::new();
-        prepare(&dirs);
-        let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
-        Fixture { agent, dirs, reg }
-    }
-
-    fn wait<R>(&self, what: &str, f: impl FnMut() -> Option<R>) -> R {
-        wait_until(T, what, || self.dirs.agent_log(), f)
-    }
-
-    fn image(&self) -> String {
-        self.reg.image("test")
-    }
-
-    fn pid(&self, marker: &str) -> i32 {
-        self.wait(&format!("one process with {marker}"), || {
-            let pids = find_pids_by_cmdline(marker);
-            (pids.len() == 1).then(|| pids[0])
-        })
-    }
-
-    fn gone(&self, marker: &str) {
-        self.wait(&format!("no process with {marker}"), || {
-            find_pids_by_cmdline(marker).is_empty().then_some(())
-        });
-    }
-
-    fn log_has(&self, what: &str) {
-        self.wait(&format!("agent log contains {what:?}"), || {
-            self.dirs.agent_log().contains(what).then_some(())
-        });
-    }
-
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.dirs.root.join("containers"))
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = fs::set_permissions(&self.dirs.manifests, fs::Permissions::from_mode(0o755));
-        if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
-            for e in rd.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        let alive = self.agent.as_mut().is_some_and(|a| a.is_running());
-        if !alive {
-            self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !self.container_dirs().is_empty() {
-            eprintln!("containers left after cleanup:\n{}", self.dirs.agent_log());
-        }
-    }
-}
 
 /// A pod whose container runs `script` with `$0` = `marker`, so the test finds its process.
 fn pod(name: &str, image: &str, marker: &str, script: &str, extra_spec: &str) -> String {
@@ -111,7 +30,7 @@ fn broken_file_keeps_the_last_good_version_until_fixed() {
         "app.yaml",
         &pod("app", &f.image(), "marker-good-v1", LOOP, ""),
     );
-    let pid = f.pid("marker-good-v1");
+    let pid = f.container_pid("marker-good-v1");
     write_manifest(
         &f.dirs,
         "app.yaml",
@@ -141,7 +60,7 @@ fn broken_file_keeps_the_last_good_version_until_fixed() {
         "app.yaml",
         &pod("app", &f.image(), "marker-good-v3", LOOP, ""),
     );
-    f.pid("marker-good-v3");
+    f.container_pid("marker-good-v3");
     f.gone("marker-good-v1");
     f.log_has("manifest is valid again");
 }
@@ -159,7 +78,7 @@ fn duplicate_names_the_first_file_wins() {
         "a.yaml",
         &pod("dup", &f.image(), "marker-dup-a", LOOP, ""),
     );
-    f.pid("marker-dup-a");
+    f.container_pid("marker-dup-a");
     f.log_has("duplicate pod");
     // b.yaml may have started before a.yaml appeared: then it is replaced.
     f.gone("marker-dup-b");
@@ -170,7 +89,7 @@ fn duplicate_names_the_first_file_wins() {
     );
     // Removing the winner lets the other one run.
     remove_manifest(&f.dirs, "a.yaml");
-    f.pid("marker-dup-b");
+    f.container_pid("marker-dup-b");
     f.gone("marker-dup-a");
 }
 
@@ -197,7 +116,7 @@ fn a_changed_file_starts_the_new_pod_after_the_old_one_terminated() {
         "app.yaml",
         &with_mount(pod("app", &f.image(), "marker-chg-1", old, &volume)),
     );
-    f.pid("marker-chg-1");
+    f.container_pid("marker-chg-1");
     f.wait("old pod started", || {
         fs::read_to_string(shared.join("events"))
             .ok()
@@ -208,7 +127,7 @@ fn a_changed_file_starts_the_new_pod_after_the_old_one_terminated() {
         "app.yaml",
         &with_mount(pod("app", &f.image(), "marker-chg-2", new, &volume)),
     );
-    f.pid("marker-chg-2");
+    f.container_pid("marker-chg-2");
     let events = fs::read_to_string(shared.join("events")).unwrap();
     assert_eq!(
         events.lines().collect::<Vec<_>>(),
@@ -232,7 +151,7 @@ fn a_missing_manifest_directory_is_picked_up_when_it_appears() {
     )
     .unwrap();
     fs::rename(&tmp, &f.dirs.manifests).unwrap();
-    f.pid("marker-late");
+    f.container_pid("marker-late");
 }
 
 #[test]
@@ -243,7 +162,7 @@ fn writable_manifests_are_refused() {
         "app.yaml",
         &pod("app", &f.image(), "marker-perm", LOOP, ""),
     );
-    f.pid("marker-perm");
+    f.container_pid("marker-perm");
     let file = f.dirs.manifests.join("app.yaml");
     fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
     f.gone("marker-perm");
@@ -257,7 +176,7 @@ fn writable_manifests_are_refused() {
         "{log}"
     );
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-    f.pid("marker-perm");
+    f.container_pid("marker-perm");
 
     // A world-writable directory: nothing from it runs.
     fs::set_permissions(&f.dirs.manifests, fs::Permissions::from_mode(0o777)).unwrap();
@@ -355,7 +274,7 @@ fn url_source_with_header_etag_and_empty_body() {
     ];
     drop(f.agent.take());
     f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
-    let pid = f.pid("marker-url-1");
+    let pid = f.container_pid("marker-url-1");
     // Unchanged content: 304s, and the pod is left alone.
     let before = srv.not_modified();
     f.wait("several 304s", || {
@@ -365,7 +284,7 @@ fn url_source_with_header_etag_and_empty_body() {
     assert_eq!(*srv.forbidden.lock().unwrap(), 0, "the header was not sent");
 
     srv.set(pod("web", &f.image(), "marker-url-2", LOOP, ""));
-    f.pid("marker-url-2");
+    f.container_pid("marker-url-2");
     f.gone("marker-url-1");
 
     // An invalid body keeps the pods.
@@ -420,8 +339,8 @@ fn both_sources_at_once_the_file_wins_a_name_clash() {
         "500ms",
     ];
     f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
-    f.pid("marker-both-file");
-    f.pid("marker-both-only");
+    f.container_pid("marker-both-file");
+    f.container_pid("marker-both-only");
     f.log_has("another source declares the same namespace/name");
     std::thread::sleep(Duration::from_secs(2));
     assert!(
@@ -430,6 +349,6 @@ fn both_sources_at_once_the_file_wins_a_name_clash() {
     );
     // The file goes: the URL's pod of that name takes its place.
     remove_manifest(&f.dirs, "shared.yaml");
-    f.pid("marker-both-url");
+    f.container_pid("marker-both-url");
     f.gone("marker-both-file");
 }

@@ -18,11 +18,11 @@
 # Environment:
 #   HOSTLET_VM_ACCEL    auto (default: KVM when /dev/kvm is usable and the CPU shows
 #                       vmx/svm and a KVM boot reaches the payload, else tcg) | kvm | tcg
-#   HOSTLET_VM_TIMEOUT  seconds for boot + guest (default 1500)
+#   HOSTLET_VM_TIMEOUT  seconds for boot + guest (default 2400)
 #   HOSTLET_VM_MEM      MB (default 3072); HOSTLET_VM_CPUS (default: host's, max 4)
 #   HOSTLET_VM_CACHE    image cache (default /var/cache/hostlet-vm)
-#   HOSTLET_VM_TESTS    test binaries to run inside (default "spine lifecycle systemd";
-#                       "all" for every tests/*.rs)
+#   HOSTLET_VM_TESTS    test binaries to run inside (default "all": every tests/*.rs;
+#                       or a list such as "spine systemd")
 #   TEST_THREADS        --test-threads inside the VM (default 2)
 #   HOSTLET_TEST_TIME_SCALE  factor for the tests' wait timeouts inside the VM (default 3:
 #                       software emulation is ~5x slower; tests/common wait_until)
@@ -33,12 +33,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 ACCEL="${HOSTLET_VM_ACCEL:-auto}"
-TIMEOUT="${HOSTLET_VM_TIMEOUT:-1500}"
+TIMEOUT="${HOSTLET_VM_TIMEOUT:-2400}"
 MEM="${HOSTLET_VM_MEM:-3072}"
 CPUS="${HOSTLET_VM_CPUS:-$(nproc)}"
 ((CPUS <= 4)) || CPUS=4
 OUT="${HOSTLET_VM_OUT:-$repo/target/vm}"
-VM_TESTS="${HOSTLET_VM_TESTS:-spine lifecycle systemd}"
+VM_TESTS="${HOSTLET_VM_TESTS:-all}"
 TEST_THREADS="${TEST_THREADS:-2}"
 TIME_SCALE="${HOSTLET_TEST_TIME_SCALE:-3}"
 KVM_BOOT_LIMIT=120

@@ -3,6 +3,7 @@
 //! every container is gone, so no test leaves containers behind on the host.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -27,8 +28,14 @@ impl Fixture {
     }
 
     pub fn with_args(extra: &[&str]) -> Self {
+        Self::prepared(extra, |_| {})
+    }
+
+    /// Like [`Fixture::with_args`]; `prepare` runs on the dirs before the agent starts.
+    pub fn prepared(extra: &[&str], prepare: impl FnOnce(&AgentDirs)) -> Self {
         let reg = Registry::start();
         let dirs = AgentDirs::new();
+        prepare(&dirs);
         let agent = Some(Agent::start_with(&dirs, Some(&reg), extra));
         Fixture {
             agent,
@@ -64,6 +71,20 @@ impl Fixture {
         })
     }
 
+    /// Waits until no live process's command line holds `marker`.
+    pub fn gone(&self, marker: &str) {
+        self.wait(&format!("no process with {marker}"), || {
+            find_pids_by_cmdline(marker).is_empty().then_some(())
+        });
+    }
+
+    /// Waits until the agent log contains `what`.
+    pub fn log_has(&self, what: &str) {
+        self.wait(&format!("agent log contains {what:?}"), || {
+            self.dirs.agent_log().contains(what).then_some(())
+        });
+    }
+
     /// The CRI log lines of `container` of the pod named `pod` once one contains `until`.
     pub fn output(&self, pod: &str, container: &str, until: &str) -> Vec<String> {
         self.wait(&format!("{pod}/{container} printing {until:?}"), || {
@@ -81,6 +102,8 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // A test may have made the directory unwritable (refused-manifest checks).
+        let _ = fs::set_permissions(&self.dirs.manifests, fs::Permissions::from_mode(0o755));
         if let Ok(rd) = fs::read_dir(&self.dirs.manifests) {
             for e in rd.flatten() {
                 let _ = fs::remove_file(e.path());
