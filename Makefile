@@ -7,7 +7,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 deps: ## Debian packages for build, demo and tests (root)
 	.ci/deps
 
-build: ## release binary: target/release/hostlet
+build: ## release binaries: target/release/hostlet and target/release/hostlet-monitor
 	cargo build --release
 
 image: ## busybox test image as an OCI layout: target/demo-image/layout

@@ -69,9 +69,23 @@ impl Manager {
     pub fn apply(&mut self, snap: Snapshot) {
         let desired: HashMap<&str, _> = snap.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
         for (uid, e) in &self.workers {
-            if !desired.contains_key(uid.as_str()) && !*e.stop.borrow() {
-                tracing::info!(pod = %e.full_name, uid = %uid, "pod removed from its source; stopping");
-                let _ = e.stop.send(true);
+            if *e.stop.borrow() {
+                continue;
+            }
+            match desired.get(uid.as_str()) {
+                None => {
+                    tracing::info!(pod = %e.full_name, uid = %uid, "pod removed from its source; stopping");
+                    let _ = e.stop.send(true);
+                }
+                // Only a manifest that pins `metadata.uid` keeps its UID across an edit
+                // (otherwise the UID is a hash of the content). The kubelet then restarts
+                // the changed containers; hostlet replaces the whole pod, once the old
+                // one is gone (the worker's end restarts it from `desired`).
+                Some(new) if self.desired.get(uid).is_some_and(|old| old != *new) => {
+                    tracing::info!(pod = %e.full_name, uid = %uid, "pod changed in its source under the same metadata.uid; replacing it");
+                    let _ = e.stop.send(true);
+                }
+                Some(_) => {}
             }
         }
         // The first snapshot decides what happens to what an earlier agent left running.
@@ -135,7 +149,9 @@ impl Manager {
     {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
-        let fut = f(self.deps.clone(), stop_rx);
+        // Boxed: awaited inline, the worker's future (tens of KB, kept for the pod's life)
+        // would be stored twice in the task, as the captured value and as the awaitee.
+        let fut = Box::pin(f(self.deps.clone(), stop_rx));
         let key = uid.clone();
         self.tasks.spawn(async move {
             fut.await;

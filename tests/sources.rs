@@ -137,6 +137,25 @@ fn a_changed_file_starts_the_new_pod_after_the_old_one_terminated() {
     );
 }
 
+/// A manifest that pins `metadata.uid` keeps its UID when edited; the edit still
+/// applies: the old pod stops and the new one starts.
+#[test]
+fn an_edited_manifest_with_a_fixed_uid_is_applied() {
+    let f = Fixture::new();
+    let with_uid = |marker: &str| {
+        pod("pinned", &f.image(), marker, LOOP, "").replace(
+            "  name: pinned\n",
+            "  name: pinned\n  uid: 0c0ffee0-0000-4000-8000-000000000001\n",
+        )
+    };
+    write_manifest(&f.dirs, "pinned.yaml", &with_uid("marker-uid-1"));
+    let old = f.container_pid("marker-uid-1");
+    write_manifest(&f.dirs, "pinned.yaml", &with_uid("marker-uid-2"));
+    f.container_pid("marker-uid-2");
+    assert!(!process_exists(old), "the old container {old} still runs");
+    f.log_has("under the same metadata.uid");
+}
+
 #[test]
 fn a_missing_manifest_directory_is_picked_up_when_it_appears() {
     let f = Fixture::prepared(&[], |dirs| fs::remove_dir(&dirs.manifests).unwrap());

@@ -492,6 +492,11 @@ spec:
 }
 
 fn render(f: &Fixture, manifest: &str) -> std::process::Output {
+    // The cgroupfs form whatever the host's init: the assertions below expect paths.
+    render_with(f, manifest, &["--cgroup-driver", "cgroupfs"])
+}
+
+fn render_with(f: &Fixture, manifest: &str, extra: &[&str]) -> std::process::Output {
     let path = f.dirs.base.join("render.yaml");
     fs::write(&path, manifest).unwrap();
     Command::new(env!("CARGO_BIN_EXE_hostlet"))
@@ -504,6 +509,7 @@ fn render(f: &Fixture, manifest: &str) -> std::process::Output {
             "--hostname-override",
             NODE_NAME,
         ])
+        .args(extra)
         .arg(&path)
         .output()
         .unwrap()
@@ -549,5 +555,315 @@ fn render_prints_the_runtime_config_of_each_container() {
     assert!(
         err.contains("hostPort") && err.contains("pod networking"),
         "{err}"
+    );
+}
+
+/// The pause process recorded in the only pod directory: (pid, start time).
+fn pause_record(f: &Fixture) -> Option<(i32, u64)> {
+    let pods = f.dirs.root.join("pods");
+    let dir = fs::read_dir(pods).ok()?.flatten().next()?.path();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("pause.json")).ok()?).ok()?;
+    Some((rec["pid"].as_i64()? as i32, rec["start_time"].as_u64()?))
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The recorded pause process once it runs (a live process with the recorded start time).
+fn live_pause(f: &Fixture, other_than: Option<i32>) -> i32 {
+    f.wait("a live pause process", || {
+        let (pid, start) = pause_record(f)?;
+        (Some(pid) != other_than && start_time(pid) == Some(start) && process_exists(pid))
+            .then_some(pid)
+    })
+}
+
+#[test]
+fn share_process_namespace_has_a_pause_process_as_pid_1() {
+    let mut f = Fixture::with_args(&[]).patient(T);
+    let img = f.image();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: pns}}
+spec:
+  terminationGracePeriodSeconds: 1
+  shareProcessNamespace: true
+  containers:
+  - name: a
+    image: {img}
+    command: [sh, -c, 'sleep 2; echo "comm1=$(cat /proc/1/comm)"; ps -o pid,args; echo done-a; while :; do sleep 1; done', pidshare-a]
+  - name: b
+    image: {img}
+    command: [sh, -c, 'echo done-b; while :; do sleep 1; done', pidshare-b]
+"#
+    );
+    write_manifest(&f.dirs, "pns.yaml", &manifest);
+    let a = f.output("pns", "a", "done-a");
+    let text = a.join("\n");
+    assert!(
+        text.contains("comm1=pause"),
+        "PID 1 is the pause process:\n{text}"
+    );
+    assert!(text.contains("pidshare-b"), "a sees b's processes:\n{text}");
+
+    let (pa, pb) = (f.container_pid("pidshare-a"), f.container_pid("pidshare-b"));
+    let pause = live_pause(&f, None);
+    let pid_ns = ns_link(pause, "pid").unwrap();
+    assert_eq!(
+        ns_link(pa, "pid").unwrap(),
+        pid_ns,
+        "a joined the pause's pid ns"
+    );
+    assert_eq!(
+        ns_link(pb, "pid").unwrap(),
+        pid_ns,
+        "b joined the pause's pid ns"
+    );
+    assert_ne!(pid_ns, ns_link(std::process::id() as i32, "pid").unwrap());
+    let pod_net = ns_link(pa, "net").unwrap();
+    assert_eq!(
+        ns_link(pause, "net").unwrap(),
+        pod_net,
+        "pause is in the pod's net ns"
+    );
+    let nspid = status_field(pause, "NSpid");
+    assert!(
+        nspid.ends_with("\t1"),
+        "pause is PID 1 of its namespace: {nspid}"
+    );
+    assert_eq!(status_field(pause, "Threads"), "1");
+    let sid = fs::read_to_string(format!("/proc/{pause}/stat")).unwrap();
+    let fields: Vec<&str> = sid[sid.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(fields[3], pause.to_string(), "pause leads its own session");
+    // In the pod cgroup (v1: the pod cgroup itself; v2: its `pause` leaf).
+    let cg = fs::read_to_string(format!("/proc/{pause}/cgroup")).unwrap();
+    let pod_cg = pod_cgroup_dir(pa, "memory");
+    let pod_name = pod_cg.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(cg.contains(&pod_name), "pause in {pod_name}:\n{cg}");
+    let rollup = fs::read_to_string(format!("/proc/{pause}/smaps_rollup")).unwrap();
+    eprintln!(
+        "pause process {pause}: {}",
+        rollup
+            .lines()
+            .filter(|l| l.starts_with("Rss") || l.starts_with("Pss"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // A restarted agent adopts the pause process: same process, containers untouched.
+    f.agent.as_mut().unwrap().kill9();
+    f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));
+    f.wait("the new agent adopted the pod", || {
+        f.dirs.agent_log().contains("adopted").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(live_pause(&f, None), pause, "the pause process is adopted");
+    assert_eq!(f.container_pid("pidshare-a"), pa);
+    assert_eq!(f.container_pid("pidshare-b"), pb);
+
+    // The pause process dies: the kernel kills the pod's processes, and the containers
+    // restart in a new PID namespace under a new pause process.
+    signal(pause, libc::SIGKILL);
+    let pause2 = live_pause(&f, Some(pause));
+    let pid_ns2 = ns_link(pause2, "pid").unwrap();
+    assert_ne!(pid_ns2, pid_ns);
+    assert_eq!(
+        ns_link(pause2, "net").unwrap(),
+        pod_net,
+        "the new pause is in the pod's net ns"
+    );
+    let pa2 = f.wait("a restarted in the new namespace", || {
+        let p = *find_pids_by_cmdline("pidshare-a").first()?;
+        (p != pa && ns_link(p, "pid")? == pid_ns2).then_some(p)
+    });
+    let pb2 = f.wait("b restarted in the new namespace", || {
+        let p = *find_pids_by_cmdline("pidshare-b").first()?;
+        (p != pb && ns_link(p, "pid")? == pid_ns2).then_some(p)
+    });
+    assert!(!process_exists(pa) && !process_exists(pb));
+    let files = cri_log_files(&f.dirs.logs, "pns", "a");
+    assert!(files.len() >= 2, "a restarted: {files:?}");
+    f.wait("a runs again with the new pause as PID 1", || {
+        let lines = cri_log_messages(&f.dirs.logs, "pns", "a");
+        (lines.iter().filter(|l| l.contains("comm1=pause")).count() == 2).then_some(())
+    });
+
+    // Removing the pod kills the pause process and releases its namespace.
+    let start2 = start_time(pause2).unwrap();
+    let pod_dir = fs::read_dir(f.dirs.root.join("pods"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    remove_manifest(&f.dirs, "pns.yaml");
+    f.wait("pod directory removed", || {
+        (!pod_dir.exists()).then_some(())
+    });
+    f.wait("the pause process is gone", || {
+        (start_time(pause2) != Some(start2) || !process_exists(pause2)).then_some(())
+    });
+    assert!(!process_exists(pa2) && !process_exists(pb2));
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mi.contains(&*pod_dir.to_string_lossy()),
+        "mounts left:\n{mi}"
+    );
+}
+
+#[test]
+fn share_process_namespace_renders_and_refuses_host_pid() {
+    let f = Fixture::with_args(&[]).patient(T);
+    let img = f.image();
+    let out = render(
+        &f,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: shared}}\nspec:\n  shareProcessNamespace: true\n  containers:\n  - {{name: a, image: {img}}}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid_ns = doc["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["type"] == "pid")
+        .cloned()
+        .unwrap();
+    let path = pid_ns["path"].as_str().unwrap();
+    assert!(
+        path.starts_with(&*f.dirs.root.join("pods").to_string_lossy()) && path.ends_with("/ns/pid"),
+        "{pid_ns}"
+    );
+    let out = render(
+        &f,
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: both}}\nspec:\n  hostPID: true\n  shareProcessNamespace: true\n  containers:\n  - {{name: a, image: {img}}}\n"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ShareProcessNamespace and HostPID cannot both be enabled"),
+        "{err}"
+    );
+}
+
+#[test]
+fn downward_api_files_follow_a_label_change_in_the_manifest() {
+    let f = Fixture::with_args(&[]).patient(T);
+    let img = f.image();
+    let manifest = |tier: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: dapi, labels: {{tier: {tier}}}, annotations: {{note: n-{tier}}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}
+      - {{path: note, fieldRef: {{fieldPath: "metadata.annotations['note']"}}}}
+  containers:
+  - name: main
+    image: {img}
+    command: [sh, -c, 'cat /info/labels; echo; cat /info/note; echo; echo end; while :; do sleep 1; done', dapi-main]
+    volumeMounts: [{{name: info, mountPath: /info}}]
+"#
+        )
+    };
+    write_manifest(&f.dirs, "dapi.yaml", &manifest("web"));
+    let out = f.output("dapi", "main", "end");
+    assert!(out.contains(&"tier=\"web\"".to_string()), "{out:?}");
+    let first = f.container_pid("dapi-main");
+    let pods = f.dirs.root.join("pods");
+    let old_uid = fs::read_dir(&pods)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name();
+
+    // A label change is a new manifest, so a new UID: the old pod is stopped and the new
+    // one starts with freshly written files.
+    write_manifest(&f.dirs, "dapi.yaml", &manifest("api"));
+    let out = f.output("dapi", "main", "n-api");
+    let text = out.join("\n");
+    assert!(text.contains("tier=\"api\""), "{text}");
+    let second = f.wait("the new pod's container", || {
+        let p = *find_pids_by_cmdline("dapi-main").first()?;
+        (p != first).then_some(p)
+    });
+    assert!(!process_exists(first));
+    let new_uid = f.wait("one pod directory, the new pod's", || {
+        let dirs: Vec<_> = fs::read_dir(&pods)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        (dirs.len() == 1 && dirs[0] != old_uid).then(|| dirs[0].clone())
+    });
+    // The host side: the file in the new pod's volume, as the container sees it.
+    let labels = fs::read_to_string(format!("/proc/{second}/root/info/labels")).unwrap();
+    assert_eq!(labels, "tier=\"api\"\n");
+    assert!(
+        !pods.join(&old_uid).exists(),
+        "old pod {old_uid:?} removed, new {new_uid:?}"
+    );
+}
+
+#[test]
+fn render_follows_the_cgroup_driver() {
+    let f = Fixture::with_args(&[]).patient(T);
+    let img = f.image();
+    let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: drv}}\nspec:\n  containers:\n  - {{name: a, image: {img}, resources: {{requests: {{cpu: 100m}}}}}}\n");
+    let cgroups_path = |extra: &[&str]| {
+        let out = render_with(&f, &manifest, extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["linux"]["cgroupsPath"].as_str().unwrap().to_string()
+    };
+    let fs_form = cgroups_path(&["--cgroup-driver", "cgroupfs"]);
+    assert!(
+        fs_form.starts_with("/kubepods/burstable/pod") && fs_form.ends_with("-a-0"),
+        "{fs_form}"
+    );
+    let uid = fs_form
+        .trim_start_matches("/kubepods/burstable/pod")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let id = fs_form.rsplit('/').next().unwrap();
+    let systemd_form = format!(
+        "kubepods-burstable-pod{}.slice:hostlet:{id}",
+        uid.replace('-', "_")
+    );
+    assert_eq!(cgroups_path(&["--cgroup-driver", "systemd"]), systemd_form);
+    let config = f.dirs.base.join("kubelet.yaml");
+    fs::write(
+        &config,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    assert_eq!(cgroups_path(&["--config", &config]), systemd_form);
+    assert_eq!(
+        cgroups_path(&["--config", &config, "--cgroup-driver", "cgroupfs"]),
+        fs_form
     );
 }

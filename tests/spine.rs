@@ -62,7 +62,7 @@ fn pod_runs_isolated_with_limits_and_cri_logs() {
     // The container's init is a child of its monitor, not of the agent.
     let parent = ppid_of(pid).unwrap();
     assert!(
-        cmdline(parent).unwrap().contains("hostlet monitor"),
+        cmdline(parent).unwrap().contains("hostlet-monitor monitor"),
         "parent {parent}: {:?}",
         cmdline(parent)
     );

@@ -4,9 +4,10 @@
 #
 #   1. installs the Debian packages hostlet and the demo need (only those missing, so it
 #      runs offline when they are all there, as in vm/run.sh's image);
-#   2. installs the hostlet binary to /usr/local/bin: $HOSTLET_BIN if set, else
-#      REPO/target/release/hostlet if present, else builds it with cargo (installing Rust
-#      with rustup and the build packages when cargo is missing; needs network);
+#   2. installs the hostlet binary and the hostlet-monitor beside it to /usr/local/bin:
+#      $HOSTLET_BIN if set, else REPO/target/release/hostlet if present, else builds them
+#      with cargo (installing Rust with rustup and the build packages when cargo is
+#      missing; needs network);
 #   3. builds the busybox demo image (rootfs/build.sh) and serves it from a local registry
 #      on 127.0.0.1:5055 as the systemd unit hostlet-registry.service;
 #   4. installs vagrant/hostlet.service, copies testdata/demo/*.yaml into
@@ -67,8 +68,14 @@ install_binary() {
 		(cd "$repo" && cargo build --release --locked)
 		bin="$CARGO_TARGET_DIR/release/hostlet"
 	fi
+	# The agent runs each container's monitor from hostlet-monitor beside its own binary.
+	local helper
+	helper="$(dirname "$bin")/hostlet-monitor"
 	[[ -x "$bin" ]] || die "$bin is not an executable"
-	say "installing $bin as /usr/local/bin/hostlet"
+	[[ -x "$helper" ]] || die "$helper is not an executable (built with hostlet by cargo build --release)"
+	say "installing $bin and $helper into /usr/local/bin"
+	install -m 0755 "$helper" /usr/local/bin/hostlet-monitor.new
+	mv -f /usr/local/bin/hostlet-monitor.new /usr/local/bin/hostlet-monitor
 	install -m 0755 "$bin" /usr/local/bin/hostlet.new
 	mv -f /usr/local/bin/hostlet.new /usr/local/bin/hostlet
 }

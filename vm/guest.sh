@@ -33,11 +33,13 @@ echo "cpus: $(nproc), memory: $(free -m | awk '/^Mem:/ {print $2}') MB"
 mkdir -p /var/tmp/hostlet-target-tmp
 mount --bind /var/tmp/hostlet-target-tmp "$repo/target/tmp"
 # The binaries vm/run.sh snapshotted, on the VM's disk (faster than 9p); hostlet at its
-# original path, which the test binaries hold (CARGO_BIN_EXE_hostlet).
+# original path, which the test binaries hold (CARGO_BIN_EXE_hostlet), and hostlet-monitor
+# beside it, where the agent looks for it.
 BIN=/var/tmp/hostlet-bin
 mkdir -p "$BIN"
 cp "$OUT"/bin/* "$BIN/"
 mount --bind "$BIN/hostlet" "$HOSTLET_BIN"
+mount --bind "$BIN/hostlet-monitor" "$(dirname "$HOSTLET_BIN")/hostlet-monitor"
 phase_end
 
 rc=0

@@ -101,6 +101,9 @@ fi
 bin="$(jq -r 'select(.reason == "compiler-artifact" and .target.kind == ["bin"] and .target.name == "hostlet"
 	and .profile.test == false and .executable != null) | .executable' "$repo/target/vm-build.json" | tail -n1)"
 [[ -s "$OUT/tests.list" && -x "$bin" ]] || die "no test binaries or hostlet binary in cargo's output"
+# The agent runs hostlet-monitor from its own directory; cargo builds both there.
+helper="$(dirname "$bin")/hostlet-monitor"
+[[ -x "$helper" ]] || die "no $helper beside the hostlet binary in cargo's output"
 while read -r name path; do
 	[[ "$path" == "$repo"/* ]] || die "test binary $name is outside the repo ($path): the VM only sees the repo"
 done <"$OUT/tests.list"
@@ -109,6 +112,7 @@ cut -d' ' -f1 "$OUT/tests.list" | paste -sd' ' | sed 's/^/tests: /'
 # checkout sharing the target dir) must not swap them under the running VM.
 mkdir -p "$OUT/bin"
 cp "$bin" "$OUT/bin/hostlet"
+cp "$helper" "$OUT/bin/hostlet-monitor"
 while read -r name path; do
 	cp "$path" "$OUT/bin/$name"
 done <"$OUT/tests.list"

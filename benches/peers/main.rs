@@ -4,8 +4,11 @@
 //!
 //! Environment: RUNS (row 1, default 10), RUNS_10 / RUNS_100 (row 2, defaults 5 / 2),
 //! IDLE_SECS (row 5, default 60), PULL_RUNS / PULL_MIB (row 6, defaults 3 / 256),
-//! BENCH_RUST_LOG (the agent's RUST_LOG, default `info`). Prints a markdown table and
-//! writes it with the machine's description to target/bench/results.md.
+//! BENCH_RUST_LOG (the agent's RUST_LOG, default `info`), BENCH_SMAPS (set: keep the
+//! agent's and one monitor's /proc smaps and status at 100 pods in target/bench/),
+//! BENCH_AGENT_WRAPPER (a profiler command the agent runs under, e.g. `heaptrack -o FILE`).
+//! Prints a markdown table and writes it with the machine's description to
+//! target/bench/results.md.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -160,7 +163,11 @@ fn main() {
         };
         t.row(
             "4a. agent memory with 100 pods",
-            &mem(s.agent_mem),
+            &format!(
+                "{} 5 s after the last start; {} after the idle window",
+                mem(s.agent_mem),
+                mem(s.agent_mem_idle)
+            ),
             "podman: no daemon",
             "≤ 15 MB RSS",
         );

@@ -21,6 +21,8 @@ pub struct Scale {
     pub restart_podman: Vec<Duration>,
     /// Agent (RSS, PSS) KiB with 100 pods.
     pub agent_mem: Option<(u64, u64)>,
+    /// The same at the end of the idle window.
+    pub agent_mem_idle: Option<(u64, u64)>,
     /// Medians over monitors / conmons: (RSS, PSS) KiB and how many.
     pub monitor_mem: Option<(u64, u64, usize)>,
     pub conmon_mem: Option<(u64, u64, usize)>,
@@ -121,11 +123,30 @@ pub fn run(runs10: usize, runs100: usize, idle: Duration, reg: &Registry) -> Sca
             let mons = monitor_pids(&dirs.root);
             let mems: Vec<(u64, u64)> = mons.iter().copied().filter_map(rss_pss).collect();
             s.monitor_mem = med_mem(&mems);
+            if std::env::var_os("BENCH_SMAPS").is_some() {
+                keep_smaps(agent.pid(), mons.first().copied());
+            }
             s.idle_cpu = idle_cpu(agent.pid(), &mons, idle);
+            s.agent_mem_idle = rss_pss(agent.pid());
         }
         drain(&dirs);
     }
     s
+}
+
+/// BENCH_SMAPS: keeps `/proc/PID/{smaps,status}` of the agent and of one monitor in
+/// target/bench/, for profiling rows 4a and 4b.
+fn keep_smaps(agent: i32, monitor: Option<i32>) {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    let _ = fs::create_dir_all(&out);
+    for (name, pid) in [("agent", Some(agent)), ("monitor", monitor)] {
+        let Some(pid) = pid else { continue };
+        for file in ["smaps", "status"] {
+            if let Ok(text) = fs::read(format!("/proc/{pid}/{file}")) {
+                let _ = fs::write(out.join(format!("{name}.{file}")), text);
+            }
+        }
+    }
 }
 
 fn med_mem(v: &[(u64, u64)]) -> Option<(u64, u64, usize)> {

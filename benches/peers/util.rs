@@ -96,7 +96,18 @@ impl BenchAgent {
             .append(true)
             .open(&dirs.agent_log)
             .expect("open agent.log");
-        let mut cmd = Command::new(hostlet_exe());
+        // BENCH_AGENT_WRAPPER: a profiler that runs the agent (`heaptrack -o FILE`); the
+        // memory and CPU rows then measure the wrapper, not the agent.
+        let wrapper = std::env::var("BENCH_AGENT_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(prog) => {
+                let mut c = Command::new(prog);
+                c.args(words).arg(hostlet_exe());
+                c
+            }
+            None => Command::new(hostlet_exe()),
+        };
         cmd.arg("run")
             .arg("--pod-manifest-path")
             .arg(&dirs.manifests)

@@ -76,7 +76,6 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         .as_ref()
         .ok_or_else(|| BundleError::Config("pod has no spec".into()))?;
     let host_network = spec.host_network.unwrap_or(false);
-    let host_pid = spec.host_pid.unwrap_or(false);
     let host_ipc = spec.host_ipc.unwrap_or(false);
     let files = PodFiles::new(inp.pod_dir);
 
@@ -109,21 +108,9 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         })
         .unwrap_or_else(|| "/".into());
 
-    // The pod's sandbox namespaces are joined by path; hostNetwork/hostIPC keep the host's.
-    let shared = sandbox::Shared::of(pod);
-    let mut namespaces = vec![json!({"type": "mount"})];
-    if !host_pid {
-        namespaces.push(json!({"type": "pid"}));
-    }
-    for (on, kind, file) in [
-        (shared.net, "network", "net"),
-        (shared.ipc, "ipc", "ipc"),
-        (shared.uts, "uts", "uts"),
-    ] {
-        if on {
-            namespaces.push(json!({"type": kind, "path": files.ns(file)}));
-        }
-    }
+    // The pod's sandbox namespaces are joined by path; hostNetwork/hostIPC/hostPID keep
+    // the host's.
+    let namespaces = sandbox::oci_namespaces(pod, &files);
 
     let mut mounts = defaults::mounts();
     let readonly_paths: &[&str] = if sec.unmasked {

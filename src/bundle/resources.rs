@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::BundleError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 
+use crate::cgroups::hugepages;
 pub use crate::cgroups::{cpu_quota, cpu_shares, CFS_PERIOD};
 
 fn get<'a>(
@@ -49,7 +50,35 @@ pub fn linux_resources(c: &Container, privileged: bool) -> Result<Value, BundleE
     if let Some(bytes) = memory_limit {
         v["memory"] = json!({"limit": bytes});
     }
+    // Only the sizes the container asks for, so the spec is the same on every host; the
+    // pod cgroup holds every other size at 0 (crate::cgroups::HostHugepages::pod_values).
+    let hugepages = hugepage_limits(c)?;
+    if !hugepages.is_empty() {
+        v["hugepageLimits"] = json!(hugepages);
+    }
     Ok(v)
+}
+
+/// OCI `hugepageLimits` of `resources.limits.hugepages-<size>` (containerd's form: page
+/// size as runc names it, limit in bytes).
+fn hugepage_limits(c: &Container) -> Result<Vec<Value>, BundleError> {
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let mut out = Vec::new();
+    for (name, q) in limits.into_iter().flatten() {
+        let Some(size) = hugepages::page_size(name) else {
+            continue;
+        };
+        let field = format!("resources.limits[{name}]");
+        let size = size.map_err(|e| BundleError::field(&c.name, &field, &e.to_string()))?;
+        let bytes = parse_memory_bytes(q)
+            .map_err(|e| BundleError::field(&c.name, &field, &e.to_string()))?;
+        out.push((
+            size,
+            json!({"pageSize": hugepages::size_label(size), "limit": bytes}),
+        ));
+    }
+    out.sort_by_key(|(size, _)| *size);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
 }
 
 #[cfg(test)]
@@ -66,5 +95,31 @@ mod tests {
         assert_eq!(cpu_quota(250), 25_000);
         assert_eq!(cpu_quota(1), 1_000);
         assert_eq!(cpu_quota(2000), 200_000);
+    }
+
+    #[test]
+    fn hugepage_limits_as_containerd_writes_them() {
+        let c: Container = serde_yaml::from_str(
+            "{name: c, resources: {limits: {memory: 1Gi, hugepages-1Gi: 2Gi, hugepages-2Mi: 4Mi}}}",
+        )
+        .unwrap();
+        let v = linux_resources(&c, false).unwrap();
+        assert_eq!(
+            v["hugepageLimits"],
+            json!([
+                {"pageSize": "2MB", "limit": 4 << 20},
+                {"pageSize": "1GB", "limit": 2u64 << 30},
+            ])
+        );
+        let plain: Container =
+            serde_yaml::from_str("{name: c, resources: {limits: {memory: 1Gi}}}").unwrap();
+        assert!(linux_resources(&plain, false)
+            .unwrap()
+            .get("hugepageLimits")
+            .is_none());
+        let bad: Container =
+            serde_yaml::from_str("{name: c, resources: {limits: {hugepages-x: 2Mi}}}").unwrap();
+        let e = linux_resources(&bad, false).unwrap_err().to_string();
+        assert!(e.contains("resources.limits[hugepages-x]"), "{e}");
     }
 }

@@ -12,7 +12,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{shares_to_weight, CgroupError, PodCgroup, PodLimits, QosClass, CFS_PERIOD, KUBEPODS};
+use super::hierarchy::{write_v2_hugetlb, Settings};
+use super::node::Levels;
+use super::{
+    shares_to_weight, write, CgroupError, PodCgroup, PodLimits, QosClass, CFS_PERIOD, KUBEPODS,
+};
 
 /// The scope prefix of container units (`hostlet-<ID>.scope`).
 pub const SCOPE_PREFIX: &str = "hostlet";
@@ -226,4 +230,98 @@ pub fn remove(cg: &PodCgroup) -> Result<(), CgroupError> {
         Err(m) if m.contains("not loaded") => Ok(()),
         Err(m) => Err(systemd_err(&unit, m)),
     }
+}
+
+/// The unit properties of a node-level slice (`kubepods.slice` or a QoS slice): the
+/// kubelet's node allocatable and QoS settings. systemd has no hugetlb properties: those
+/// are files ([`write_hugetlb`]).
+pub(crate) fn level_props(slice: &str, s: &Settings) -> Vec<Prop> {
+    let mut p = slice_props(format!("hostlet {slice}"));
+    if let Some(shares) = s.cpu_shares {
+        p.push(("CPUWeight", "t", shares_to_weight(shares).to_string()));
+    }
+    if let Some(m) = s.memory {
+        p.push(("MemoryMax", "t", m.max(0).to_string()));
+    }
+    if let Some(n) = s.pids {
+        p.push(("TasksMax", "t", n.max(0).to_string()));
+    }
+    p
+}
+
+/// Sets properties of a running unit (`SetUnitProperties`, runtime only).
+fn set_props(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+    let mut cmd = Command::new("busctl");
+    cmd.args([
+        "call",
+        "--system",
+        "--quiet",
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1",
+        "org.freedesktop.systemd1.Manager",
+        "SetUnitProperties",
+        "sba(sv)",
+        unit,
+        "true",
+    ]);
+    // Description and the like are only for a new unit.
+    let props: Vec<&Prop> = props
+        .iter()
+        .filter(|(n, _, _)| !["Description", "DefaultDependencies"].contains(n))
+        .collect();
+    cmd.arg(props.len().to_string());
+    for (name, sig, value) in props {
+        cmd.args([*name, *sig, value.as_str()]);
+    }
+    run(&mut cmd).map_err(|m| systemd_err(unit, m))
+}
+
+/// Starts the node-level slices with their limits, or updates the ones that exist.
+pub(crate) fn update_levels(root: &Path, l: &Levels) -> Result<(), CgroupError> {
+    let kubepods = format!("{KUBEPODS}.slice");
+    let levels = [
+        (kubepods, &l.kubepods),
+        (format!("{KUBEPODS}-burstable.slice"), &l.burstable),
+        (format!("{KUBEPODS}-besteffort.slice"), &l.besteffort),
+    ];
+    for (slice, s) in levels {
+        let props = level_props(&slice, s);
+        let dir = root.join(expand_slice(&slice).trim_start_matches('/'));
+        if dir.is_dir() {
+            set_props(&slice, &props)?;
+        } else {
+            start_slice(&slice, &props)?;
+        }
+        write_hugetlb(root, &slice, &s.hugetlb)?;
+    }
+    Ok(())
+}
+
+/// Writes hugetlb limits into a slice's cgroup, delegating the controller down to it
+/// first: systemd does not manage hugetlb, so it neither enables nor resets it.
+pub(crate) fn write_hugetlb(
+    root: &Path,
+    slice: &str,
+    values: &[(String, i64)],
+) -> Result<(), CgroupError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let rel = expand_slice(slice);
+    let mut dir = root.to_path_buf();
+    for part in rel.trim_start_matches('/').split('/') {
+        delegate_hugetlb(&dir)?;
+        dir = dir.join(part);
+    }
+    write_v2_hugetlb(&dir, values)?;
+    // The container scopes below a pod slice need the controller too.
+    delegate_hugetlb(&dir)
+}
+
+fn delegate_hugetlb(dir: &Path) -> Result<(), CgroupError> {
+    let subtree = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    if subtree.split_whitespace().any(|c| c == "hugetlb") {
+        return Ok(());
+    }
+    write(dir, "cgroup.subtree_control", "+hugetlb")
 }

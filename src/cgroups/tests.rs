@@ -1,4 +1,5 @@
 use super::*;
+use k8s_openapi::api::core::v1::Pod;
 
 fn pod(yaml: &str) -> Pod {
     serde_yaml::from_str(yaml).expect("test pod")
@@ -67,7 +68,8 @@ fn pod_limits_like_resource_config_for_pod() {
             cpu_shares: 1536,
             cpu_quota: Some(150_000),
             memory: Some(2 * GI),
-            pids: None
+            pids: None,
+            hugepages: vec![],
         }
     );
     // Burstable: quota/memory only when every container declares the limit.
@@ -84,7 +86,8 @@ fn pod_limits_like_resource_config_for_pod() {
             cpu_shares: 512,
             cpu_quota: None,
             memory: None,
-            pids: Some(100)
+            pids: Some(100),
+            hugepages: vec![],
         }
     );
     let e = pod_limits(&with_resources(&["{}"]), 0);

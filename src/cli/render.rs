@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::bundle::{self, BundleInputs};
-use crate::cgroups::PodCgroup;
+use crate::cgroups::{Driver, Hierarchy, PodCgroup};
 use crate::image::PullPolicy;
 use crate::manifest::{self, Origin};
 use crate::node::NodeInfo;
@@ -21,14 +21,63 @@ pub struct RenderArgs {
     /// The node name used in pod names (<name>-<node>); default: the host name, lowercased
     #[arg(long, value_name = "NAME")]
     pub hostname_override: Option<String>,
-    /// Give containers that name no seccomp profile the RuntimeDefault one
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub seccomp_default: bool,
+    /// Give containers that name no seccomp profile the RuntimeDefault one [default: true]
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub seccomp_default: Option<bool>,
+    /// The cgroup driver `hostlet run` uses, which decides the form of cgroupsPath:
+    /// cgroupfs (a path) or systemd (slice:hostlet:id); default: systemd when systemd is PID 1
+    #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
+    pub cgroup_driver: Option<String>,
+    /// The kubelet config file `hostlet run` reads: its cgroupDriver and seccompDefault
+    /// apply unless given as flags
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The pod manifest (YAML or JSON)
     pub manifest: PathBuf,
 }
 
+/// `--cgroup-driver` and `--seccomp-default`, else the config file's, else the defaults of
+/// `hostlet run`.
+fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool)> {
+    let from_file = match &args.config {
+        Some(file) => crate::config::file::read(file)?.flags,
+        None => Vec::new(),
+    };
+    let file = |id: &str| {
+        from_file
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, v)| v.clone())
+    };
+    let driver = match args.cgroup_driver.clone().or_else(|| file("cgroup_driver")) {
+        Some(d) => d.parse().map_err(anyhow::Error::msg)?,
+        None => Driver::detect(),
+    };
+    let seccomp_default = match (args.seccomp_default, file("seccomp_default")) {
+        (Some(b), _) => b,
+        (None, Some(v)) => v
+            .parse()
+            .with_context(|| format!("seccompDefault {v:?}: expected true or false"))?,
+        (None, None) => true,
+    };
+    Ok((driver, seccomp_default))
+}
+
+/// The container's `cgroupsPath` as the agent writes it with `driver`
+/// ([`PodCgroup::container_with`] of the hierarchy `hostlet run` would use).
+pub fn cgroups_path(driver: Driver, cgroup: &PodCgroup, id: &str) -> String {
+    let h = match driver {
+        Driver::Systemd => Some(Hierarchy::Systemd {
+            root: "/sys/fs/cgroup".into(),
+        }),
+        // cgroupfs paths do not depend on the hierarchy's version.
+        Driver::Cgroupfs => None,
+    };
+    cgroup.container_with(h.as_ref(), id)
+}
+
 pub fn main(args: RenderArgs) -> anyhow::Result<()> {
+    let (driver, seccomp_default) = settings(&args)?;
     let node_name = args
         .hostname_override
         .clone()
@@ -49,7 +98,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     let root = std::path::absolute(&args.store.root_dir)?;
     let layout = Layout::new(&root);
     let node = NodeInfo {
-        seccomp_default: args.seccomp_default,
+        seccomp_default,
         ..NodeInfo::detect(node_name, &root)
     };
     let store = args.store.open()?;
@@ -76,7 +125,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
                 image: &image.config,
                 image_file: &|rel| image.read_file(rel),
                 rootfs: &rootfs,
-                cgroups_path: &cgroup.container(&id),
+                cgroups_path: &cgroups_path(driver, &cgroup, &id),
                 volumes: &volumes,
                 pod_dir: &pod_dir,
                 node: &node,
@@ -89,4 +138,84 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cgroup(yaml: &str) -> PodCgroup {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(yaml).unwrap();
+        PodCgroup::of(&pod, "12ab-34cd")
+    }
+
+    #[test]
+    fn cgroups_path_follows_the_driver() {
+        let burstable = cgroup("metadata: {name: x}\nspec: {containers: [{name: a, resources: {requests: {cpu: 100m}}}]}\n");
+        assert_eq!(
+            cgroups_path(Driver::Cgroupfs, &burstable, "12ab-34cd-a-0"),
+            "/kubepods/burstable/pod12ab-34cd/12ab-34cd-a-0"
+        );
+        // libcontainer's slice:prefix:name form; the scope is hostlet-<id>.scope.
+        assert_eq!(
+            cgroups_path(Driver::Systemd, &burstable, "12ab-34cd-a-0"),
+            "kubepods-burstable-pod12ab_34cd.slice:hostlet:12ab-34cd-a-0"
+        );
+        let guaranteed = cgroup("metadata: {name: x}\nspec: {containers: [{name: a, resources: {limits: {cpu: 1, memory: 1Gi}}}]}\n");
+        assert_eq!(
+            cgroups_path(Driver::Systemd, &guaranteed, "i"),
+            "kubepods-pod12ab_34cd.slice:hostlet:i"
+        );
+        assert_eq!(
+            crate::cgroups::systemd::fs_path(&cgroups_path(Driver::Systemd, &guaranteed, "i")),
+            "/kubepods.slice/kubepods-pod12ab_34cd.slice/hostlet-i.scope"
+        );
+    }
+
+    fn args(extra: &[&str]) -> RenderArgs {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            render: RenderArgs,
+        }
+        let mut argv = vec!["render"];
+        argv.extend_from_slice(extra);
+        argv.push("pod.yaml");
+        Cli::parse_from(argv).render
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("hostlet-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kubelet.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nseccompDefault: false\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(
+            settings(&args(&["--config", f])).unwrap(),
+            (Driver::Systemd, false)
+        );
+        assert_eq!(
+            settings(&args(&[
+                "--config",
+                f,
+                "--cgroup-driver",
+                "cgroupfs",
+                "--seccomp-default",
+                "true"
+            ]))
+            .unwrap(),
+            (Driver::Cgroupfs, true)
+        );
+        assert_eq!(
+            settings(&args(&["--cgroup-driver", "systemd"])).unwrap(),
+            (Driver::Systemd, true)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

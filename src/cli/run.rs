@@ -83,6 +83,17 @@ pub struct RunArgs {
     /// systemd (slices and scopes); default: systemd when systemd is PID 1
     #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
+    /// Resources set aside for Kubernetes daemons, taken off the node allocatable that
+    /// limits the kubepods cgroup (cpu=100m,memory=256Mi,pid=1000,hugepages-2Mi=4Mi)
+    #[arg(long, value_name = "NAME=QUANTITY,...", default_value = "")]
+    pub kube_reserved: crate::cgroups::Reserved,
+    /// Resources set aside for the operating system, taken off the node allocatable too
+    #[arg(long, value_name = "NAME=QUANTITY,...", default_value = "")]
+    pub system_reserved: crate::cgroups::Reserved,
+    /// How often disk emptyDirs are measured against their sizeLimit (the kubelet's
+    /// housekeeping interval)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, hide = true)]
+    pub housekeeping_interval: Duration,
 }
 
 fn header(s: &str) -> Result<(String, String), String> {
@@ -153,20 +164,47 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         "no pod source: give --pod-manifest-path or --manifest-url (or staticPodPath or staticPodURL in --config)"
     );
     let image_args = args.images.clone();
+    let node_args = NodeArgs {
+        kube_reserved: args.kube_reserved.clone(),
+        system_reserved: args.system_reserved.clone(),
+        housekeeping_interval: args.housekeeping_interval,
+    };
     let cfg = args.into_config()?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("hostlet run must run as root (it creates namespaces, cgroups and mounts)");
     }
+    // glibc gives every thread that allocates an arena of its own (up to 8 per core) and
+    // an arena keeps its peak; tokio's blocking threads made them ~12 MiB of the agent's
+    // RSS at 100 pods (BENCHMARKS.md row 4a). Two are plenty for an agent that mostly waits.
+    // SAFETY: only sets a malloc parameter, before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     // One thread is enough: the agent mostly waits. Blocking work (unpacking layers)
-    // goes to tokio's blocking pool.
+    // goes to tokio's blocking pool. 100 pods started at once leave ~80 of its threads
+    // waiting for work; let them go after a second instead of tokio's default ten.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(Duration::from_secs(1))
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(agent(cfg, image_args))
+    rt.block_on(agent(cfg, image_args, node_args))
 }
 
-async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> anyhow::Result<()> {
+/// The flags of node allocatable and housekeeping, which the config file does not carry.
+struct NodeArgs {
+    kube_reserved: crate::cgroups::Reserved,
+    system_reserved: crate::cgroups::Reserved,
+    housekeeping_interval: Duration,
+}
+
+/// How often the QoS cgroups are rewritten besides pod changes (the kubelet's
+/// periodicQOSCgroupUpdateInterval).
+const QOS_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+
+async fn agent(
+    cfg: AgentConfig,
+    image_args: crate::cli::pull::RunImageArgs,
+    node_args: NodeArgs,
+) -> anyhow::Result<()> {
     let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
     let cgroups = match crate::cgroups::Hierarchy::for_driver(cgroup_root, cfg.cgroup_driver) {
         Ok(h) => Some(h),
@@ -195,6 +233,12 @@ async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> 
     );
     let images = image_args.open(&layout.images(), cfg.insecure_registries.clone())?;
     let runtime = Runtime::new(layout.clone()).context("locating the hostlet binary")?;
+    if let Err(e) = runtime.check_helper() {
+        anyhow::bail!(
+            "cannot run the container helper {e}; install {} next to hostlet",
+            crate::runtime::HELPER
+        );
+    }
     let adopted = runtime.adopt_all().await;
     if !adopted.is_empty() {
         tracing::info!(
@@ -203,6 +247,25 @@ async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> 
         );
     }
     let status = StatusStore::new();
+    let node = crate::node::NodeInfo {
+        seccomp_default: cfg.seccomp_default,
+        pod_max_pids: cfg.pod_max_pids,
+        ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
+    };
+    let capacity = crate::cgroups::Capacity::detect(node.cpu_milli, node.memory_bytes);
+    let allocatable = crate::cgroups::Allocatable::of(
+        &capacity,
+        &[&node_args.kube_reserved, &node_args.system_reserved],
+    );
+    tracing::info!(cpu_milli = allocatable.cpu_milli, memory = allocatable.memory, pids = ?allocatable.pids, "node allocatable");
+    let node_cgroups = Arc::new(crate::cgroups::NodeCgroups::new(
+        cgroups.clone(),
+        allocatable,
+    ));
+    tokio::spawn(crate::cgroups::node::keep_updated(
+        node_cgroups.clone(),
+        QOS_UPDATE_INTERVAL,
+    ));
     let deps = Arc::new(Deps {
         images,
         runtime,
@@ -216,12 +279,10 @@ async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> 
         status: status.clone(),
         log_limits: cfg.log_limits,
         pod_logs_gc_delay: cfg.pod_logs_gc_delay,
-        node: crate::node::NodeInfo {
-            seccomp_default: cfg.seccomp_default,
-            pod_max_pids: cfg.pod_max_pids,
-            ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
-        },
+        node,
         cgroups,
+        node_cgroups,
+        housekeeping_interval: node_args.housekeeping_interval,
     });
     let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
         path,
@@ -238,6 +299,7 @@ async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> 
     });
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
+    tokio::spawn(trim_heap());
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
@@ -254,6 +316,21 @@ async fn agent(cfg: AgentConfig, image_args: crate::cli::pull::RunImageArgs) -> 
     tracing::info!("hostlet stopping; containers keep running");
     manager.abort();
     Ok(())
+}
+
+/// Hands the heap's free pages back to the kernel now and then. A burst of pod changes
+/// (every manifest parsed and cloned into snapshots, workers started) leaves freed memory
+/// between live allocations, which `free` never returns; at 100 pods that was ~2 MiB of
+/// the agent's RSS (BENCHMARKS.md row 4a). A pass over a heap this size takes well under
+/// a millisecond.
+async fn trim_heap() {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // SAFETY: malloc_trim only releases free memory; any thread may call it.
+        unsafe { libc::malloc_trim(0) };
+    }
 }
 
 async fn shutdown_signal() {

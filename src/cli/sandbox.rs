@@ -1,4 +1,5 @@
-//! `hostlet sandbox create DIR`: make a pod's namespaces (internal, see crate::sandbox).
+//! `hostlet sandbox create DIR`: make a pod's namespaces and its pause process
+//! (internal, see crate::sandbox).
 
 use std::path::PathBuf;
 
@@ -24,9 +25,16 @@ pub struct CreateArgs {
     /// A UTS namespace
     #[arg(long)]
     pub uts: bool,
+    /// A PID namespace whose PID 1 is a pause process (recorded in DIR/pause.json)
+    #[arg(long)]
+    pub pid: bool,
+    /// A cgroup.procs file the pause process goes in; repeatable
+    #[arg(long, value_name = "FILE")]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
-/// Runs before any thread exists: unshare(2) applies to the calling thread only.
+/// Runs before any thread exists: unshare(2) applies to the calling thread only, and the
+/// pause process is forked from this process.
 pub fn main(cmd: SandboxCommand) -> i32 {
     match cmd {
         SandboxCommand::Create(a) => crate::sandbox::helper_main(
@@ -36,7 +44,9 @@ pub fn main(cmd: SandboxCommand) -> i32 {
                 net: a.net,
                 ipc: a.ipc,
                 uts: a.uts,
+                pid: a.pid,
             },
+            &a.cgroup_procs,
         ),
     }
 }

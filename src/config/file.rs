@@ -144,6 +144,26 @@ pub fn parse(text: &str) -> Result<FileFlags, ParseError> {
                     }
                 }
             }
+            // Node allocatable: maps of resource name to quantity, as the flags'
+            // `cpu=100m,memory=256Mi`.
+            "kubeReserved" | "systemReserved" => {
+                let Value::Mapping(m) = v else {
+                    return Err(bad("a map of resource names to quantities"));
+                };
+                let pairs = m
+                    .iter()
+                    .map(|(name, q)| Some(format!("{}={}", name.as_str()?, scalar(q)?)))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("a map of resource names to quantities"))?;
+                if !pairs.is_empty() {
+                    let flag = if key == "kubeReserved" {
+                        "kube_reserved"
+                    } else {
+                        "system_reserved"
+                    };
+                    out.flags.push((flag, pairs.join(",")));
+                }
+            }
             "crashLoopBackOff" => {
                 let Value::Mapping(c) = v else {
                     return Err(bad("an object"));
@@ -194,6 +214,9 @@ podPidsLimit: 4096
 readOnlyPort: 10255
 crashLoopBackOff:
   maxContainerRestartPeriod: 1m
+kubeReserved: {cpu: 100m, memory: 256Mi}
+systemReserved:
+  memory: 1Gi
 rotateCertificates: true
 "#;
 
@@ -213,6 +236,8 @@ rotateCertificates: true
         assert!(has("pod_max_pids", "4096"));
         assert!(has("read_only_port", "10255"));
         assert!(has("crash_loop_backoff_max", "1m"));
+        assert!(has("kube_reserved", "cpu=100m,memory=256Mi"));
+        assert!(has("system_reserved", "memory=1Gi"));
         let mut ignored = f.ignored.clone();
         ignored.sort();
         assert_eq!(

@@ -1,37 +1,199 @@
 //! Image references, normalised the way docker does (`busybox` → `docker.io/library/busybox:latest`).
+//!
+//! Parsed by hand rather than with `Reference::from_str`: oci-spec matches references with one
+//! large Unicode regex whose compiled form stays in the agent's heap for its lifetime (~7 MB
+//! measured, see BENCHMARKS.md row 4a). The grammar is distribution's
+//! (`github.com/distribution/reference`):
+//!
+//! ```text
+//! reference        := name [ ":" tag ] [ "@" digest ]
+//! name             := [ domain "/" ] path-component [ "/" path-component ]*
+//! domain           := domain-component [ "." domain-component ]* [ ":" port ]
+//! domain-component := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
+//! path-component   := [a-z0-9]+ [ separator [a-z0-9]+ ]*
+//! separator        := "." | "_" | "__" | "-"+
+//! tag              := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+//! digest           := "sha256:" [a-f0-9]{64}      (the only algorithm hostlet pulls)
+//! ```
+//!
+//! The first component is the domain only when it contains `.` or `:` or is `localhost`
+//! (docker's rule); otherwise the registry is `docker.io`, and a one-component name there
+//! gets `library/`.
 
 use oci_client::Reference;
 
 use super::ImageError;
+
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_LEGACY: &str = "index.docker.io";
+const DEFAULT_TAG: &str = "latest";
+/// distribution's NameTotalLengthMax, checked on the normalised `registry/repository`.
+const NAME_MAX: usize = 255;
+const TAG_MAX: usize = 128;
 
 /// Parses and normalises `reference`. A malformed reference is `ImageError::InvalidName`.
 ///
 /// A reference carrying both a tag and a digest keeps both in its normalised form; the digest is
 /// what is pulled.
 pub fn parse(reference: &str) -> Result<Reference, ImageError> {
-    let invalid = |message: String| ImageError::InvalidName {
+    split(reference).map_err(|message| ImageError::InvalidName {
         reference: reference.to_string(),
         message,
-    };
-    if reference.trim() != reference {
-        return Err(invalid("leading or trailing whitespace".into()));
-    }
-    let parsed: Reference = reference.parse().map_err(|e| invalid(format!("{e}")))?;
-    // docker refuses upper-case repository names; the registry would refuse them later anyway.
-    if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(invalid("repository name must be lowercase".into()));
-    }
-    if let Some(digest) = parsed.digest() {
-        if !digest.starts_with("sha256:") {
-            return Err(invalid(format!("unsupported digest algorithm in {digest}")));
-        }
-    }
-    Ok(parsed)
+    })
 }
 
 /// The normalised form of a reference, used as the key of the tag → digest store.
 pub fn normalised(reference: &Reference) -> String {
     reference.whole()
+}
+
+fn split(s: &str) -> Result<Reference, String> {
+    if s.is_empty() {
+        return Err("repository name must have at least one component".into());
+    }
+    if s.trim() != s {
+        return Err("leading or trailing whitespace".into());
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((rest, digest)) => (rest, Some(check_digest(digest)?)),
+        None => (s, None),
+    };
+    // A ':' after the last '/' starts the tag; one before it belongs to the registry's port.
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => {
+            let (name, tag) = rest.split_at(last_slash + i);
+            (name, Some(check_tag(&tag[1..])?))
+        }
+        None => (rest, None),
+    };
+    let (registry, repository) = split_domain(name)?;
+    if registry.len() + 1 + repository.len() > NAME_MAX {
+        return Err(format!(
+            "repository name must not be more than {NAME_MAX} characters"
+        ));
+    }
+    Ok(match (tag, digest) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
+        (None, Some(d)) => Reference::with_digest(registry, repository, d),
+        (Some(t), None) => Reference::with_tag(registry, repository, t),
+        (None, None) => Reference::with_tag(registry, repository, DEFAULT_TAG.into()),
+    })
+}
+
+/// Splits `name` into (registry, repository), checking both and applying docker.io's defaults.
+fn split_domain(name: &str) -> Result<(String, String), String> {
+    let (domain, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            check_domain(first)?;
+            (first, rest)
+        }
+        _ => (DOCKER_HUB, name),
+    };
+    for component in path.split('/') {
+        check_path_component(component)?;
+    }
+    let domain = if domain == DOCKER_HUB_LEGACY {
+        DOCKER_HUB
+    } else {
+        domain
+    };
+    let repository = if domain == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((domain.to_string(), repository))
+}
+
+fn check_domain(domain: &str) -> Result<(), String> {
+    let bad = || format!("invalid registry host {domain:?}");
+    let (host, port) = match domain.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (domain, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("invalid port in registry {domain:?}"));
+        }
+    }
+    for label in host.split('.') {
+        let b = label.as_bytes();
+        let ok = !b.is_empty()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-';
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+fn check_path_component(component: &str) -> Result<(), String> {
+    if component.bytes().any(|b| b.is_ascii_uppercase()) {
+        // docker refuses upper-case repository names; the registry would refuse them later anyway.
+        return Err("repository name must be lowercase".into());
+    }
+    let bad = || format!("invalid repository name component {component:?}");
+    let b = component.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return Err(bad());
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator: ".", "_", "__" or a run of '-', always between alphanumerics.
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => i += if b.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+            b'-' => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return Err(bad()),
+        }
+        if !b.get(i).copied().is_some_and(alnum) {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+fn check_tag(tag: &str) -> Result<String, String> {
+    let b = tag.as_bytes();
+    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+    let ok = !b.is_empty()
+        && b.len() <= TAG_MAX
+        && word(&b[0])
+        && b[1..].iter().all(|c| word(c) || *c == b'.' || *c == b'-');
+    if ok {
+        Ok(tag.to_string())
+    } else {
+        Err(format!("invalid tag {tag:?}"))
+    }
+}
+
+fn check_digest(digest: &str) -> Result<String, String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err(format!("invalid digest {digest:?}"));
+    };
+    if algorithm != "sha256" {
+        return Err(format!("unsupported digest algorithm in {digest}"));
+    }
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!(
+            "invalid digest {digest:?}: sha256 needs 64 lower-case hex digits"
+        ));
+    }
+    Ok(digest.to_string())
 }
 
 #[cfg(test)]
@@ -40,6 +202,16 @@ mod tests {
 
     fn norm(s: &str) -> String {
         normalised(&parse(s).unwrap())
+    }
+
+    fn parts(s: &str) -> (String, String, Option<String>, Option<String>) {
+        let r = parse(s).unwrap();
+        (
+            r.registry().to_string(),
+            r.repository().to_string(),
+            r.tag().map(str::to_string),
+            r.digest().map(str::to_string),
+        )
     }
 
     #[test]
@@ -51,6 +223,14 @@ mod tests {
             norm("index.docker.io/library/busybox"),
             "docker.io/library/busybox:latest"
         );
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("bitnami/redis:7"), "docker.io/bitnami/redis:7");
         assert_eq!(norm("quay.io/coreos/etcd:v3.5"), "quay.io/coreos/etcd:v3.5");
         assert_eq!(
@@ -58,6 +238,7 @@ mod tests {
             "127.0.0.1:5000/library/busybox:test"
         );
         assert_eq!(norm("localhost/pause"), "localhost/pause:latest");
+        assert_eq!(norm("localhost:5000/pause"), "localhost:5000/pause:latest");
         let d = "sha256:".to_string() + &"a".repeat(64);
         assert_eq!(
             norm(&format!("busybox@{d}")),
@@ -73,23 +254,134 @@ mod tests {
         );
     }
 
+    /// The cases of oci-spec's own reference tests that hostlet accepts, split the same way.
+    #[test]
+    fn splits_like_oci_spec() {
+        let s = |x: &str| x.to_string();
+        let d = "sha256:".to_string() + &"0123456789abcdef".repeat(4);
+        assert_eq!(
+            parts("test.com:tag"),
+            (s("docker.io"), s("library/test.com"), Some(s("tag")), None)
+        );
+        assert_eq!(
+            parts("test.com:5000"),
+            (s("docker.io"), s("library/test.com"), Some(s("5000")), None)
+        );
+        assert_eq!(
+            parts("test.com/repo:tag"),
+            (s("test.com"), s("repo"), Some(s("tag")), None)
+        );
+        assert_eq!(
+            parts("test:5000/repo"),
+            (s("test:5000"), s("repo"), Some(s("latest")), None)
+        );
+        assert_eq!(
+            parts(&format!("test:5000/repo@{d}")),
+            (s("test:5000"), s("repo"), None, Some(d.clone()))
+        );
+        assert_eq!(
+            parts(&format!("test:5000/repo:tag@{d}")),
+            (s("test:5000"), s("repo"), Some(s("tag")), Some(d.clone()))
+        );
+        assert_eq!(
+            parts("sub-dom1.foo.com/bar/baz/quux:some-long-tag"),
+            (
+                s("sub-dom1.foo.com"),
+                s("bar/baz/quux"),
+                Some(s("some-long-tag")),
+                None
+            )
+        );
+        assert_eq!(
+            parts("b.gcr.io/test.example.com/my-app:test.example.com"),
+            (
+                s("b.gcr.io"),
+                s("test.example.com/my-app"),
+                Some(s("test.example.com")),
+                None
+            )
+        );
+        assert_eq!(
+            parts("xn--n3h.com/myimage:xn--n3h.com"),
+            (s("xn--n3h.com"), s("myimage"), Some(s("xn--n3h.com")), None)
+        );
+        // Upper-case hosts are valid, upper-case repositories are not.
+        assert_eq!(
+            parts("Docker.Example.com/foo:TAG_1"),
+            (s("Docker.Example.com"), s("foo"), Some(s("TAG_1")), None)
+        );
+    }
+
+    #[test]
+    fn path_component_separators() {
+        for ok in ["a.b", "a_b", "a__b", "a-b", "a---b", "a0.b1_c2__d3-e4", "0"] {
+            assert!(parse(ok).is_ok(), "{ok:?} should parse");
+        }
+        for bad in [
+            "a..b", "a___b", "a._b", "-a", "a-", ".a", "a.", "_a", "a_", "a/", "/a", "a//b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        let tag = "t".repeat(TAG_MAX);
+        assert!(parse(&format!("busybox:{tag}")).is_ok());
+        assert!(parse(&format!("busybox:{tag}t")).is_err());
+        // docker.io/library/ is 18 characters of the 255.
+        let name = "a".repeat(NAME_MAX - 18);
+        assert!(parse(&name).is_ok());
+        assert!(parse(&format!("{name}a")).is_err());
+    }
+
     #[test]
     fn rejects_malformed() {
+        let d = "a".repeat(64);
         for bad in [
             "",
             " busybox",
+            "busybox ",
             "Busybox",
+            "library/Busybox",
             "busybox:",
+            "busybox@",
             "busybox@sha256:abc",
             "busybox@md5:d41d8cd98f00b204e9800998ecf8427e",
+            &format!("busybox@sha256:{}", d.to_uppercase()),
+            &format!("busybox@sha256:{d}a"),
+            &format!("busybox@sha256:{d}@sha256:{d}"),
             "http://busybox",
             "busy box",
             "busybox:tag:tag",
+            "busybox:-tag",
+            "busybox:ta g",
+            "busybox:tä",
+            "localhost:/busybox",
+            "localhost:50a0/busybox",
+            "-bad.com/busybox",
+            "bad-.com/busybox",
+            "bad..com/busybox",
+            "a__b.c/busybox",
+            "[::1]:5000/busybox",
         ] {
             match parse(bad) {
                 Err(ImageError::InvalidName { reference, .. }) => assert_eq!(reference, bad),
                 other => panic!("{bad:?}: expected InvalidName, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        let msg = |s: &str| parse(s).unwrap_err().to_string();
+        assert!(
+            msg("Busybox").contains("must be lowercase"),
+            "{}",
+            msg("Busybox")
+        );
+        assert!(msg("busybox@md5:00").contains("unsupported digest algorithm"));
+        assert!(msg("busybox:").contains("invalid tag"));
+        assert!(msg("bad..com/x").contains("invalid registry host"));
     }
 }

@@ -5,7 +5,7 @@
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
 //! Today that rejects, among others: a non-empty `securityContext` (pod and container), `stdin`/`tty`,
-//! `shareProcessNamespace`, `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
+//! `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
 //! `activeDeadlineSeconds`, `volumeMounts[].subPath`/`mountPropagation`, `volumeDevices`,
 //! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
 //!
@@ -40,6 +40,7 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("hostNetwork", Implemented),
     ("hostPID", Implemented),
     ("hostIPC", Implemented),
+    ("shareProcessNamespace", Implemented),
     ("nodeName", Implemented),
     ("dnsPolicy", Implemented),
     ("hostname", Implemented),

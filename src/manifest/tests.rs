@@ -435,8 +435,13 @@ fn resources() {
     );
     assert_err(
         &pod("", "resources:\n  limits: {hugepages-2Mi: 1Gi}"),
-        "resources.limits[hugepages-2Mi]: not supported by hostlet yet",
+        "spec.containers[0].resources: HugePages require cpu or memory",
     );
+    assert!(decode_str(&pod(
+        "",
+        "resources:\n  limits: {memory: 1Gi, hugepages-2Mi: 4Mi}"
+    ))
+    .is_ok());
     assert_err(
         &pod("", "resources:\n  limits: {nvidia.com/gpu: 1}"),
         "resources.limits[nvidia.com/gpu]: not supported",
@@ -515,9 +520,9 @@ fn unsupported_fields() {
         ("", "stdin: true", "spec.containers[0].stdin: not supported"),
         ("", "tty: true", "spec.containers[0].tty: not supported"),
         (
-            "shareProcessNamespace: true",
+            "shareProcessNamespace: true\nhostPID: true",
             "",
-            "spec.shareProcessNamespace: not supported",
+            "spec.shareProcessNamespace: ShareProcessNamespace and HostPID cannot both be enabled",
         ),
         (
             "runtimeClassName: gvisor",

@@ -11,6 +11,7 @@ use super::quantity::parse_memory_bytes;
 use super::support::{self, check_fields};
 
 mod container;
+mod hugepages;
 use container::{quantity, validate_container};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +131,13 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
                 format!("{h:?} must be a lowercase RFC 1123 label"),
             ));
         }
+    }
+    // The API server's rule (validatePodSpecSecurityContext): one PID namespace or the other.
+    if spec.share_process_namespace == Some(true) && spec.host_pid == Some(true) {
+        errors.push(FieldError::new(
+            "spec.shareProcessNamespace",
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
     }
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
         errors.push(FieldError::new(

@@ -1,5 +1,5 @@
 //! The only user of `libcontainer`. The agent never calls it: each container gets a
-//! monitor process (this binary re-executed, single-threaded, see [`monitor`]) that
+//! monitor process (the `hostlet-monitor` helper binary, single-threaded, see [`monitor`]) that
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use supervise::{Adopted, ExecOutput, Handle, Runtime};
+pub use supervise::{Adopted, ExecOutput, Handle, Runtime, HELPER};
 
 /// Signal from the agent to a monitor: stop the container with its stop signal.
 pub const SIG_STOP: i32 = libc::SIGTERM;
@@ -108,6 +108,14 @@ pub(crate) const MONITOR_LOG: &str = "monitor.log";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_helper_is_named() {
+        let rt = Runtime::new(crate::state::Layout::new("/nonexistent")).unwrap();
+        assert_eq!(rt.helper().file_name().unwrap(), HELPER);
+        let e = rt.check_helper().unwrap_err().to_string();
+        assert!(e.contains(&rt.helper().display().to_string()), "{e}");
+    }
 
     fn rec(code: i32, oom: bool, err: Option<&str>) -> ExitRecord {
         ExitRecord {

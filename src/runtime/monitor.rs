@@ -1,4 +1,4 @@
-//! The per-container monitor: `hostlet monitor DIR`, started by the agent, single-threaded
+//! The per-container monitor: `hostlet-monitor monitor DIR`, started by the agent, single-threaded
 //! and without tokio because libcontainer clones from its caller (LIBCONTAINER.md). It
 //! survives agent restarts: it runs in its own session, is the parent and subreaper of the
 //! container's init, holds the container's stdout/stderr and writes the CRI log, and when

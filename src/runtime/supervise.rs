@@ -18,8 +18,15 @@ use crate::state::{self, Layout};
 /// tens of milliseconds; this only bounds a wedged kernel or filesystem.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The helper binary the agent runs for each container (`monitor`), for `exec-in` and for
+/// pod sandboxes, looked up next to the agent's own executable. A separate small binary:
+/// each monitor lives as long as its container, and the agent's 23 MB executable cost
+/// ~0.7 MiB of private relocated pages per monitor (BENCHMARKS.md row 4b).
+pub const HELPER: &str = "hostlet-monitor";
+
 pub struct Runtime {
     layout: Layout,
+    /// The [`HELPER`] binary.
     exe: PathBuf,
 }
 
@@ -49,11 +56,33 @@ impl AsRef<Runtime> for Runtime {
 }
 
 impl Runtime {
+    /// Does not check that the helper exists; see [`Runtime::check_helper`].
     pub fn new(layout: Layout) -> std::io::Result<Self> {
-        Ok(Self {
-            layout,
-            exe: std::env::current_exe()?,
-        })
+        let agent = std::env::current_exe()?;
+        let exe = agent.with_file_name(HELPER);
+        Ok(Self { layout, exe })
+    }
+
+    /// The helper binary: `hostlet-monitor` beside the agent's executable.
+    pub fn helper(&self) -> &Path {
+        &self.exe
+    }
+
+    /// Fails, naming the path, when the helper binary is missing or not executable, so the
+    /// agent refuses to start instead of failing every container.
+    pub fn check_helper(&self) -> Result<(), RuntimeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&self.exe).map_err(|source| RuntimeError::Io {
+            path: self.exe.clone(),
+            source,
+        })?;
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            return Err(RuntimeError::Io {
+                path: self.exe.clone(),
+                source: std::io::Error::other("not an executable file"),
+            });
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> &Layout {
@@ -337,7 +366,7 @@ pub struct ExecOutput {
 pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
 
 impl Runtime {
-    /// Runs `argv` inside container `id` through the `hostlet exec-in` helper.
+    /// Runs `argv` inside container `id` through the `hostlet-monitor exec-in` helper.
     pub async fn exec(
         &self,
         id: &str,

@@ -31,6 +31,8 @@ struct PodEntry {
     started: Timestamp,
     containers: BTreeMap<(Kind, String), ContainerStatus>,
     terminating_since: Option<Timestamp>,
+    /// Set when the pod was evicted: (reason, message); the phase is then Failed.
+    evicted: Option<(String, String)>,
 }
 
 /// Shared, cheap to clone; every method takes a short lock.
@@ -130,6 +132,7 @@ impl StatusStore {
             started: Timestamp::now(),
             containers,
             terminating_since: None,
+            evicted: None,
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
     }
@@ -138,6 +141,16 @@ impl StatusStore {
         self.with(|i| {
             if let Some(p) = i.pods.get_mut(uid) {
                 p.terminating_since.get_or_insert_with(Timestamp::now);
+            }
+        })
+    }
+
+    /// The pod was evicted: phase Failed with the eviction's reason and message, whatever
+    /// its containers do (the kubelet's eviction status function).
+    pub fn pod_evicted(&self, uid: &str, reason: &str, message: &str) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.evicted = Some((reason.to_string(), message.to_string()));
             }
         })
     }
@@ -294,7 +307,10 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
     };
     let init = list(Kind::Init);
     let app = list(Kind::App);
-    let phase = pod_phase(&spec, &init, &app);
+    let phase = match p.evicted {
+        Some(_) => PodPhase::Failed,
+        None => pod_phase(&spec, &init, &app),
+    };
     let pod_ip = if spec.host_network.unwrap_or(false) {
         host_ip.clone()
     } else {
@@ -308,6 +324,8 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
         start_time: Some(Time(p.started)),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(app),
+        reason: p.evicted.as_ref().map(|e| e.0.clone()),
+        message: p.evicted.as_ref().map(|e| e.1.clone()),
         ..Default::default()
     });
     // What `kubectl get` reads to print Terminating.

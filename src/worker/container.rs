@@ -130,6 +130,10 @@ pub(super) async fn start(
             start_error: Some(message),
         })
     };
+    // A shared PID namespace whose pause process died takes no new process: replace it.
+    super::pod_env::ensure_sandbox(ctx)
+        .await
+        .map_err(|e| failed(format!("pod sandbox: {e}")))?;
     let spec = bundle::build_spec(
         &ctx.pod.pod,
         c,

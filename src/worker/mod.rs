@@ -4,6 +4,7 @@
 
 pub mod backoff;
 mod container;
+pub mod eviction;
 mod pod;
 mod pod_env;
 mod supervisor;
@@ -41,6 +42,10 @@ pub struct Deps {
     pub log_limits: crate::logs::LogLimits,
     /// How long the logs of a deleted pod stay readable before they are removed.
     pub pod_logs_gc_delay: Duration,
+    /// `kubepods` and the QoS level cgroups, updated as pods come and go.
+    pub node_cgroups: Arc<crate::cgroups::NodeCgroups>,
+    /// How often disk emptyDirs are measured against their `sizeLimit`.
+    pub housekeeping_interval: Duration,
 }
 
 /// The record of a pod kept in its directory, so an agent that restarts after the
@@ -55,8 +60,24 @@ struct PodCtx {
     /// The pod cgroup; containers' cgroups go inside it.
     cgroup: crate::cgroups::PodCgroup,
     log_dir: PathBuf,
+    /// terminationGracePeriodSeconds, at least [`MIN_GRACE`]; see [`PodCtx::grace`].
     grace: Duration,
     restart_policy: RestartPolicy,
+    /// The eviction message once the pod is evicted (eviction::guard).
+    evicted: watch::Receiver<Option<String>>,
+}
+
+impl PodCtx {
+    /// The grace period of a stop: the pod's own, or for an eviction the kubelet's
+    /// override of 1 s (immediateEvictionGracePeriodSeconds), which its 2 s minimum
+    /// raises to [`MIN_GRACE`].
+    fn grace(&self) -> Duration {
+        if self.evicted.borrow().is_some() {
+            MIN_GRACE
+        } else {
+            self.grace
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +158,15 @@ pub async fn run_pod(
         if !stopping {
             deps.status.pod_added(&pod);
         }
+        if let Some(message) = eviction::recorded(&pod_dir) {
+            // Evicted before the agent restarted: it stays so until the manifest changes.
+            eviction::hold_recorded(&pod, &deps, &message, &mut stop).await;
+            deps.status.pod_removed(&pod.uid);
+            if let Err(e) = state::remove_dir_all(&pod_dir) {
+                tracing::warn!(error = %e, "removing pod directory");
+            }
+            return;
+        }
         // Nothing starts in a pod whose directory, volumes, namespaces or cgroup could
         // not be made: retry with back-off, as the kubelet re-syncs a pod. A pod on its
         // way out creates nothing (no hostPath directories for it).
@@ -162,6 +192,7 @@ pub async fn run_pod(
         let spec = pod.pod.spec.clone().unwrap_or_default();
         let grace =
             Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let (run_stop, evicted) = eviction::guard(&pod, &volumes, &deps, stop.clone());
         let ctx = Arc::new(PodCtx {
             log_dir: crate::logs::pod_log_dir(
                 &deps.pod_logs_dir,
@@ -175,6 +206,7 @@ pub async fn run_pod(
             cgroup: crate::cgroups::PodCgroup::of(&pod.pod, &pod.uid),
             grace: grace.max(MIN_GRACE),
             restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
+            evicted: evicted.clone(),
         });
         if !stopping {
             tracing::info!("pod started");
@@ -186,10 +218,17 @@ pub async fn run_pod(
                 status.pod_terminating(&uid);
             })
         };
-        pod::run_containers(ctx, spec, adopted, stop.clone()).await;
+        pod::run_containers(ctx, spec, adopted, run_stop).await;
+        let evicted = evicted.borrow().clone();
+        if let Some(message) = evicted {
+            eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop).await;
+        }
         watch_stop.abort();
         deps.status.pod_removed(&pod.uid);
         pod_env::teardown(&pod.pod, &pod.uid, &pod_dir, &deps);
+        if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
+            tracing::warn!(error = %e, "updating QoS cgroups");
+        }
         if let Err(e) = state::remove_dir_all(&pod_dir) {
             tracing::warn!(error = %e, "removing pod directory");
         }
@@ -216,9 +255,15 @@ async fn prepare(
         pod_dir.to_path_buf(),
         deps.clone(),
     );
-    tokio::task::spawn_blocking(move || pod_env::prepare(&p, &uid, &dir, &d))
-        .await
-        .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
+    tokio::task::spawn_blocking(move || {
+        // The QoS levels first, as the kubelet's UpdateQOSCgroups before the pod cgroup.
+        if let Err(e) = d.node_cgroups.pod_started(&uid, &p) {
+            tracing::warn!(error = %e, "updating QoS cgroups");
+        }
+        pod_env::prepare(&p, &uid, &dir, &d)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
 }
 
 /// Removes a deleted pod's log directory after a while, as the kubelet's garbage

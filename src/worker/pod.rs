@@ -77,7 +77,10 @@ pub(super) async fn run_containers(
             }
         } else if initialized_before {
             for a in mine {
-                supervisor::stop_instance(&ctx, None, a).await;
+                // Boxed here and below: stopping (preStop hooks, probes' HTTP client) is
+                // the largest state, and inline it would size this future, which lives as
+                // long as the pod, for it.
+                Box::pin(supervisor::stop_instance(&ctx, None, a)).await;
             }
         } else {
             let (task, _, _) = spawn(&ctx, c, Role::Init, mine, stop.clone());
@@ -106,7 +109,7 @@ pub(super) async fn run_containers(
     // Containers left over from an earlier version of this pod's spec.
     for a in adopted {
         apps.push(tokio::spawn(async move { Outcome::Stopped }));
-        supervisor::stop_adopted(ctx.clone(), a).await;
+        Box::pin(supervisor::stop_adopted(ctx.clone(), a)).await;
     }
     // Sidecars stop when the pod stops, or once every app container is done for good
     // (a pod with restartPolicy Never/OnFailure that completed), as the kubelet does.

@@ -1,17 +1,17 @@
 //! What a pod has on the host besides its containers: volumes, the sandbox (namespaces,
-//! /etc files, /dev/shm) and the pod cgroup. Made before the first container starts and
-//! removed after the last one ended.
+//! the pause process of a shared PID namespace, /etc files, /dev/shm) and the pod
+//! cgroup. Made before the first container starts and removed after the last one ended.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{volumes, Deps};
+use super::{volumes, Deps, PodCtx};
 use crate::cgroups::{self, PodCgroup};
-use crate::sandbox::{self, PodFiles, Shared};
+use crate::sandbox::{self, Placement, PodFiles, Shared};
 
-/// Blocking: runs the sandbox helper and writes cgroup files.
+/// Blocking: writes cgroup files and runs the sandbox helper.
 pub(super) fn prepare(
     pod: &Pod,
     uid: &str,
@@ -21,18 +21,50 @@ pub(super) fn prepare(
     let vols = volumes::prepare(pod, pod_dir, &deps.node).map_err(|e| e.to_string())?;
     let files = PodFiles::new(pod_dir);
     sandbox::write_etc(pod, &files).map_err(|e| e.to_string())?;
-    let shared = Shared::of(pod);
-    if (shared.net || shared.ipc || shared.uts) && !sandbox::exists(&files, shared) {
-        let hostname = sandbox::hostname(pod).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| format!("locating hostlet: {e}"))?;
-        sandbox::create(&exe, &files, shared, &hostname).map_err(|e| e.to_string())?;
-    }
+    let cg = PodCgroup::of(pod, uid);
+    // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
-        let cg = PodCgroup::of(pod, uid);
         cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))
             .map_err(|e| e.to_string())?;
     }
+    ensure_sandbox_blocking(pod, &cg, &files, deps)?;
     Ok(vols)
+}
+
+/// Makes whatever the pod's sandbox misses: everything at pod setup; nothing for an
+/// adopted pod whose sandbox is intact; a new PID namespace and pause process when the
+/// pause process died.
+fn ensure_sandbox_blocking(
+    pod: &Pod,
+    cg: &PodCgroup,
+    files: &PodFiles,
+    deps: &Deps,
+) -> Result<(), String> {
+    let shared = Shared::of(pod);
+    if sandbox::exists(files, shared) {
+        return Ok(());
+    }
+    let hostname = sandbox::hostname(pod).map_err(|e| e.to_string())?;
+    // The small helper binary: the pause process is a fork of it and maps it for life.
+    let exe = deps.runtime.helper();
+    let placement = Placement::of(deps.cgroups.as_ref(), cg);
+    sandbox::ensure(exe, files, shared, &hostname, &placement).map_err(|e| e.to_string())
+}
+
+/// Called before each container start. When the pause process of a shared PID namespace
+/// died, the kernel killed every process of the pod with it; the containers that restart
+/// (per restartPolicy) get a new PID namespace with a new pause process, as the kubelet
+/// restarts a pod's containers in a new sandbox.
+pub(super) async fn ensure_sandbox(ctx: &PodCtx) -> Result<(), String> {
+    let pod = &ctx.pod.pod;
+    let files = PodFiles::new(&ctx.deps.layout.pod(&ctx.pod.uid));
+    if !Shared::of(pod).pid || sandbox::pause::alive(&files).is_some() {
+        return Ok(());
+    }
+    let (pod, cg, deps) = (pod.clone(), ctx.cgroup.clone(), ctx.deps.clone());
+    tokio::task::spawn_blocking(move || ensure_sandbox_blocking(&pod, &cg, &files, &deps))
+        .await
+        .unwrap_or_else(|e| Err(format!("recreating the pod sandbox: {e}")))
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.

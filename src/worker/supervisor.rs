@@ -198,7 +198,7 @@ async fn run_instance(
     if fresh {
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let result = tokio::select! {
-                r = run_hook(ctx, hook, &target, ctx.grace) => r,
+                r = run_hook(ctx, hook, &target, ctx.grace()) => r,
                 exit = rt.wait(h) => return InstanceEnd::Exited(exit),
             };
             if let Err(message) = result {
@@ -307,8 +307,8 @@ pub(super) async fn stop_adopted(ctx: Arc<PodCtx>, a: Adopted) {
 /// that uses up the grace period gets the kubelet's one-time 2 s extension.
 pub(super) async fn terminate(ctx: &Arc<PodCtx>, c: Option<&Container>, h: &Handle) -> ExitRecord {
     let rt = &ctx.deps.runtime;
-    tracing::info!(container_id = %h.id, grace_s = ctx.grace.as_secs(), "stopping container");
-    let mut deadline = Instant::now() + ctx.grace;
+    tracing::info!(container_id = %h.id, grace_s = ctx.grace().as_secs(), "stopping container");
+    let mut deadline = Instant::now() + ctx.grace();
     if let Some(hook) = c
         .and_then(|c| c.lifecycle.as_ref())
         .and_then(|l| l.pre_stop.as_ref())
@@ -320,7 +320,7 @@ pub(super) async fn terminate(ctx: &Arc<PodCtx>, c: Option<&Container>, h: &Hand
             ports: c.and_then(|c| c.ports.clone()).unwrap_or_default(),
         };
         let run = tokio::select! {
-            r = tokio::time::timeout(ctx.grace, run_hook(ctx, hook, &target, ctx.grace)) => Some(r),
+            r = tokio::time::timeout(ctx.grace(), run_hook(ctx, hook, &target, ctx.grace())) => Some(r),
             exit = rt.wait(h) => return exit,
         };
         match run {

@@ -119,10 +119,14 @@ pub(super) fn validate_container(
                 match name.as_str() {
                     "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
                     "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
+                    n if n.starts_with(crate::cgroups::hugepages::RESOURCE_PREFIX) => {
+                        super::hugepages::check_value(n, q, &field, errors)
+                    }
                     _ => errors.push(FieldError::unsupported(field)),
                 }
             }
         }
+        super::hugepages::check_requirements(res, &rpath, errors);
         for (r, name) in support::RESOURCE_NAMES.iter().enumerate() {
             if let (Some(req), Some(lim)) = (parsed[0][r], parsed[1][r]) {
                 if req > lim {

@@ -1,0 +1,226 @@
+//! The pod's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, written as the kubelet
+//! writes them, into the pod directory; containers bind-mount them.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{io, PodFiles, SandboxError};
+
+const HOSTS_HEADER: &str = "# Kubernetes-managed hosts file.\n";
+const HOSTS_HEADER_HOST_NETWORK: &str = "# Kubernetes-managed hosts file (host network).\n";
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false)
+}
+
+/// The pod's hostname (`GeneratePodHostNameAndDomain`): `spec.hostname` or the pod name,
+/// cut to 63 characters without a trailing `-` or `.`.
+pub fn hostname(pod: &Pod) -> Result<String, SandboxError> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut h = match pod.spec.as_ref().and_then(|s| s.hostname.clone()) {
+        Some(h) if !h.is_empty() => {
+            let ok = h.len() <= 63
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !h.starts_with('-')
+                && !h.ends_with('-');
+            if !ok {
+                return Err(SandboxError::Hostname(h));
+            }
+            h
+        }
+        _ => name,
+    };
+    if h.len() > 63 {
+        h.truncate(63);
+        while h.ends_with('-') || h.ends_with('.') {
+            h.pop();
+        }
+    }
+    Ok(h)
+}
+
+/// `/etc/hosts` as the kubelet writes it. The pod has no IP of its own (no pod network),
+/// so there is no line for the pod's hostname; hostNetwork pods get the host's file.
+pub fn hosts_file(pod: &Pod, host_hosts: &str) -> String {
+    let mut out = String::new();
+    if host_network(pod) {
+        out.push_str(HOSTS_HEADER_HOST_NETWORK);
+        out.push_str(host_hosts);
+    } else {
+        out.push_str(HOSTS_HEADER);
+        out.push_str("127.0.0.1\tlocalhost\n");
+        out.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
+        out.push_str("fe00::0\tip6-localnet\n");
+        out.push_str("fe00::0\tip6-mcastprefix\n");
+        out.push_str("fe00::1\tip6-allnodes\n");
+        out.push_str("fe00::2\tip6-allrouters\n");
+    }
+    let aliases = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default();
+    if !aliases.is_empty() {
+        out.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            let names = a.hostnames.unwrap_or_default().join("\t");
+            out.push_str(&format!("{}\t{names}\n", a.ip));
+        }
+    }
+    out
+}
+
+const MAX_NAMESERVERS: usize = 3;
+const MAX_SEARCHES: usize = 32;
+
+/// `/etc/resolv.conf`: the host's (dnsPolicy Default, and ClusterFirst's fallback without
+/// cluster DNS), or nothing for `None`, then `dnsConfig` appended as the kubelet does.
+pub fn resolv_conf(pod: &Pod, host_resolv: &str) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let (mut servers, mut searches, mut options) = if spec.dns_policy.as_deref() == Some("None") {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        parse_resolv(host_resolv)
+    };
+    if let Some(cfg) = spec.dns_config {
+        servers.extend(cfg.nameservers.unwrap_or_default());
+        searches.extend(cfg.searches.unwrap_or_default());
+        for o in cfg.options.unwrap_or_default() {
+            let name = o.name.unwrap_or_default();
+            let opt = match o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name.clone(),
+            };
+            options.retain(|x: &String| x.split(':').next() != Some(name.as_str()));
+            options.push(opt);
+        }
+    }
+    dedup(&mut servers);
+    dedup(&mut searches);
+    servers.truncate(MAX_NAMESERVERS);
+    searches.truncate(MAX_SEARCHES);
+    let mut out = String::new();
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for s in &servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+fn dedup(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.clone()));
+}
+
+/// The kubelet's `parseResolvConf`: nameservers, the last `search` line, options.
+fn parse_resolv(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut servers, mut searches, mut options) = (Vec::new(), Vec::new(), Vec::new());
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or("");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.first() {
+            Some(&"nameserver") if fields.len() > 1 => servers.push(fields[1].to_string()),
+            Some(&"search") => {
+                searches = fields[1..]
+                    .iter()
+                    .filter(|s| **s != ".")
+                    .map(|s| s.trim_end_matches('.').to_string())
+                    .collect()
+            }
+            Some(&"options") => {
+                for o in &fields[1..] {
+                    let name = o.split(':').next().unwrap_or("");
+                    options.retain(|x: &String| x.split(':').next() != Some(name));
+                    options.push(o.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    (servers, searches, options)
+}
+
+/// Writes the pod's /etc files into its pod directory.
+pub fn write_etc(pod: &Pod, files: &PodFiles) -> Result<(), SandboxError> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let hosts = hosts_file(pod, &read("/etc/hosts"));
+    let resolv = resolv_conf(pod, &read("/etc/resolv.conf"));
+    let name = if host_network(pod) {
+        crate::config::default_node_name()
+    } else {
+        hostname(pod)?
+    };
+    for (path, text) in [
+        (files.hosts(), hosts),
+        (files.resolv_conf(), resolv),
+        (files.hostname(), format!("{name}\n")),
+    ] {
+        std::fs::write(&path, text).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn hosts_file_like_the_kubelet() {
+        let p = pod("metadata: {name: web}\nspec:\n  containers: []\n  hostAliases:\n  - {ip: 10.0.0.1, hostnames: [a, b]}\n");
+        let h = hosts_file(&p, "ignored\n");
+        assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(
+            h.ends_with("\n# Entries added by HostAliases.\n10.0.0.1\ta\tb\n"),
+            "{h}"
+        );
+        let p = pod("metadata: {name: web}\nspec: {hostNetwork: true, containers: []}\n");
+        assert_eq!(
+            hosts_file(&p, "127.0.0.1 localhost\n"),
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
+        );
+    }
+
+    #[test]
+    fn resolv_conf_with_dns_config() {
+        let host = "# c\nnameserver 1.1.1.1\nsearch a.example. b.example\noptions ndots:2 edns0\n";
+        let p = pod("metadata: {name: x}\nspec: {containers: []}\n");
+        assert_eq!(
+            resolv_conf(&p, host),
+            "search a.example b.example\nnameserver 1.1.1.1\noptions ndots:2 edns0\n"
+        );
+        let p = pod("metadata: {name: x}\nspec:\n  containers: []\n  dnsConfig:\n    nameservers: [1.1.1.1, 9.9.9.9]\n    searches: [c.example]\n    options: [{name: ndots, value: '5'}, {name: rotate}]\n");
+        assert_eq!(
+            resolv_conf(&p, host),
+            "search a.example b.example c.example\nnameserver 1.1.1.1\nnameserver 9.9.9.9\noptions edns0 ndots:5 rotate\n"
+        );
+        let p = pod("metadata: {name: x}\nspec:\n  containers: []\n  dnsPolicy: None\n  dnsConfig: {nameservers: [8.8.8.8]}\n");
+        assert_eq!(resolv_conf(&p, host), "nameserver 8.8.8.8\n");
+    }
+
+    #[test]
+    fn hostnames() {
+        let p = pod("metadata: {name: web-node1}\nspec: {containers: []}\n");
+        assert_eq!(hostname(&p).unwrap(), "web-node1");
+        let p = pod("metadata: {name: web-node1}\nspec: {hostname: db, containers: []}\n");
+        assert_eq!(hostname(&p).unwrap(), "db");
+        let long = format!("{}-x", "a".repeat(62));
+        let p = pod(&format!(
+            "metadata: {{name: {long}}}\nspec: {{containers: []}}\n"
+        ));
+        assert_eq!(hostname(&p).unwrap(), "a".repeat(62));
+        let p = pod("metadata: {name: x}\nspec: {hostname: Bad_Name, containers: []}\n");
+        assert!(hostname(&p).is_err());
+    }
+}

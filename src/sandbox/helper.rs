@@ -1,0 +1,190 @@
+//! `hostlet sandbox create DIR`: a single-threaded process that makes the namespaces a
+//! pod misses, forks the pause process into a new PID namespace, bind-mounts the
+//! namespace files under `DIR/ns` and exits.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::CloneFlags;
+
+use super::{held, io, pause, sys, PodFiles, SandboxError, Shared};
+
+/// The helper: runs single-threaded in its own process; returns the exit code.
+pub fn helper_main(dir: &Path, hostname: &str, want: Shared, cgroup_procs: &[PathBuf]) -> i32 {
+    match helper(dir, hostname, want, cgroup_procs) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hostlet sandbox: {e}");
+            1
+        }
+    }
+}
+
+/// True when `path` is a mount point of this mount namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    // Field 5 is the mount point, with spaces and the like octal-escaped.
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
+
+fn bind(source: &Path, target: &Path) -> Result<(), SandboxError> {
+    std::fs::File::create(target).map_err(io(target))?;
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys(format!(
+        "bind-mounting {} on {}",
+        source.display(),
+        target.display()
+    )))
+}
+
+fn helper(
+    dir: &Path,
+    hostname: &str,
+    want: Shared,
+    cgroup_procs: &[PathBuf],
+) -> Result<(), SandboxError> {
+    let files = PodFiles::new(dir);
+    let ns_dir = files.ns_dir();
+    std::fs::create_dir_all(&ns_dir).map_err(io(&ns_dir))?;
+    // A private mount of its own, as `ip netns` does: the namespace mounts below must not
+    // propagate into other mount namespaces, which would keep them alive after removal.
+    // Made once: a later call (a new PID namespace) finds it in place.
+    if !is_mount_point(&ns_dir) {
+        mount(
+            Some(&ns_dir),
+            &ns_dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(format!("bind-mounting {}", ns_dir.display())))?;
+        mount(
+            None::<&str>,
+            &ns_dir,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(sys(format!("making {} private", ns_dir.display())))?;
+    }
+
+    if want.ipc {
+        // containerd's sandbox /dev/shm: shared by the pod's containers, 64 MiB.
+        let shm = files.shm();
+        std::fs::create_dir_all(&shm).map_err(io(&shm))?;
+        mount(
+            Some("shm"),
+            &shm,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )
+        .map_err(sys(format!("mounting tmpfs on {}", shm.display())))?;
+    }
+
+    if want.pid {
+        // Joined before the fork so the pause process is charged to the pod from its
+        // first page; the helper leaves the cgroup when it exits.
+        for p in cgroup_procs {
+            std::fs::write(p, "0").map_err(io(p))?;
+        }
+    }
+
+    let mut flags = CloneFlags::empty();
+    for (on, f) in [
+        (want.net, CloneFlags::CLONE_NEWNET),
+        (want.ipc, CloneFlags::CLONE_NEWIPC),
+        (want.uts, CloneFlags::CLONE_NEWUTS),
+        (want.pid, CloneFlags::CLONE_NEWPID),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    nix::sched::unshare(flags).map_err(sys("unshare"))?;
+    if want.net {
+        loopback_up().map_err(sys("bringing lo up"))?;
+    }
+    if want.uts {
+        nix::unistd::sethostname(hostname).map_err(sys("sethostname"))?;
+    }
+    for (on, kind) in [(want.net, "net"), (want.ipc, "ipc"), (want.uts, "uts")] {
+        if on {
+            bind(Path::new(&format!("/proc/self/ns/{kind}")), &files.ns(kind))?;
+        }
+    }
+    if want.pid {
+        // A new pause process for a pod that has its other namespaces already (the old
+        // one died) lives in them too, as a pause container would.
+        for (on, kind, flag) in [
+            (want.net, "net", CloneFlags::CLONE_NEWNET),
+            (want.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+            (want.uts, "uts", CloneFlags::CLONE_NEWUTS),
+        ] {
+            if !on && held(&files, kind) {
+                let path = files.ns(kind);
+                let ns = std::fs::File::open(&path).map_err(io(&path))?;
+                nix::sched::setns(&ns, flag).map_err(sys(format!("joining {}", path.display())))?;
+            }
+        }
+        // The first child after unshare(CLONE_NEWPID) is PID 1 of the new namespace; it
+        // also lives in the pod's network, IPC and UTS namespaces, as a pause container.
+        let pid = pause::spawn().map_err(sys("forking the pause process"))?;
+        let placed = bind(Path::new(&format!("/proc/{pid}/ns/pid")), &files.ns("pid"))
+            .and_then(|()| pause::record(&files, pid));
+        if let Err(e) = placed {
+            // SAFETY: kill(2) on the child we just forked and still own (not reaped).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
+fn loopback_up() -> Result<(), nix::Error> {
+    // SAFETY: plain socket(2) call; the fd is owned by `sock` right after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass and own.
+    unsafe {
+        if libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCGIFFLAGS,
+            &mut ifr,
+        ) < 0
+        {
+            return Err(nix::Error::last());
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCSIFFLAGS,
+            &ifr,
+        ) < 0
+        {
+            return Err(nix::Error::last());
+        }
+    }
+    Ok(())
+}
