@@ -325,3 +325,27 @@ fn delegate_hugetlb(dir: &Path) -> Result<(), CgroupError> {
     }
     write(dir, "cgroup.subtree_control", "+hugetlb")
 }
+
+/// Writes the hugepage limits of a container's spec into its scope. youki's systemd
+/// manager sets only what systemd has unit properties for, and huge pages have none (runc
+/// writes those files itself). The monitor calls this once libcontainer has created the
+/// container in its scope and before the container starts.
+pub fn scope_hugepage_limits(cgroups_path: &str, bundle: &Path) -> Result<(), CgroupError> {
+    let config = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| CgroupError::Io {
+        path: config.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let values: Vec<(String, i64)> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.hugepage_limits().as_ref())
+        .map(|l| l.iter().map(|h| (h.page_size().clone(), h.limit())).collect())
+        .unwrap_or_default();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let dir = Path::new("/sys/fs/cgroup").join(fs_path(cgroups_path).trim_start_matches('/'));
+    write_v2_hugetlb(&dir, &values)
+}

@@ -76,8 +76,12 @@ pub fn main(dir: &Path) -> i32 {
     );
     match Monitor::start(dir, &cfg, &layout) {
         Ok(mut m) => {
-            println!("ok");
-            let _ = std::io::stdout().flush();
+            // Not println!: it panics when the agent died during the handshake (EPIPE),
+            // and the container would be left without anyone reading its output. The
+            // next agent adopts this monitor instead.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "ok");
+            let _ = out.flush();
             // The agent may be gone later; a write to its closed pipe must not kill us.
             redirect_stdout_to_null();
             m.supervise();
@@ -138,7 +142,7 @@ pub fn cleanup(dir: &Path) -> i32 {
 }
 
 fn handshake_error(message: &str) -> i32 {
-    println!("error: {}", message.replace('\n', " "));
+    let _ = writeln!(std::io::stdout(), "error: {}", message.replace('\n', " "));
     1
 }
 
@@ -238,6 +242,10 @@ impl Monitor {
             .with_systemd(cfg.cgroup_driver == crate::cgroups::Driver::Systemd)
             .with_detach(true)
             .build()?;
+        if cfg.cgroup_driver == crate::cgroups::Driver::Systemd {
+            crate::cgroups::systemd::scope_hugepage_limits(&cfg.cgroups_path, &cfg.bundle)
+                .map_err(|e| MonitorError::Other(e.to_string()))?;
+        }
         container.start()?;
         let init = container
             .pid()
