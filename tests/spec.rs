@@ -676,7 +676,10 @@ spec:
     let pid_ns2 = ns_link(pause2, "pid").unwrap();
     // Not compared with the old namespace's link: nsfs inode numbers are reused once a
     // namespace is freed (seen in the VM). The old PID 1 is gone, so is its namespace.
-    assert!(!process_exists(pause), "the killed pause process {pause} is still there");
+    assert!(
+        !process_exists(pause),
+        "the killed pause process {pause} is still there"
+    );
     assert!(
         status_field(pause2, "NSpid").ends_with("\t1"),
         "the new pause process is not PID 1 of its namespace"

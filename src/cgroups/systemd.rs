@@ -341,7 +341,11 @@ pub fn scope_hugepage_limits(cgroups_path: &str, bundle: &Path) -> Result<(), Cg
         .as_ref()
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.hugepage_limits().as_ref())
-        .map(|l| l.iter().map(|h| (h.page_size().clone(), h.limit())).collect())
+        .map(|l| {
+            l.iter()
+                .map(|h| (h.page_size().clone(), h.limit()))
+                .collect()
+        })
         .unwrap_or_default();
     if values.is_empty() {
         return Ok(());
