@@ -296,20 +296,6 @@ fn read_trim(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok().map(|s| s.trim().to_string())
 }
 
-fn mem_total() -> u64 {
-    let text = fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 /// Pre-allocated huge pages, bytes: taken off allocatable memory.
 fn hugepages_bytes() -> u64 {
     let Ok(rd) = fs::read_dir("/sys/kernel/mm/hugepages") else {

@@ -51,20 +51,6 @@ fn expected_oom(want: i32) -> i32 {
     }
 }
 
-fn mem_total() -> i64 {
-    let text = fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: i64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 #[test]
 fn pod_sandbox_is_shared_by_its_containers() {
     let f = Fixture::with_args(&[]).patient(T);
@@ -350,7 +336,7 @@ spec:
     let lim = pod_cgroup_limits(b);
     assert_eq!((lim.cpu_shares, lim.cpu_weight), shares(102));
     assert_eq!(lim.cpu_max.0, None);
-    let want = (1000 - 1000 * (1i64 << 30) / mem_total()).clamp(3, 999) as i32;
+    let want = (1000 - 1000 * (1i64 << 30) / (mem_total() as i64)).clamp(3, 999) as i32;
     assert_eq!(oom_score_adj(b), expected_oom(want));
 
     let e = f.container_pid("qos-e-a");

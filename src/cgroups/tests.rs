@@ -1,11 +1,11 @@
 use super::*;
 use k8s_openapi::api::core::v1::Pod;
 
-fn pod(yaml: &str) -> Pod {
+pub(super) fn pod(yaml: &str) -> Pod {
     serde_yaml::from_str(yaml).expect("test pod")
 }
 
-fn with_resources(res: &[&str]) -> Pod {
+pub(super) fn with_resources(res: &[&str]) -> Pod {
     let containers: String = res
         .iter()
         .enumerate()

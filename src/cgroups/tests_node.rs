@@ -3,30 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::hierarchy::Settings;
 use super::hugepages::{self, size_label, HostHugepages, HugepageLimit};
 use super::node::{levels, write_levels};
+use super::tests::{pod, with_resources};
 use super::*;
 
 const MI: i64 = 1 << 20;
 const GI: i64 = 1 << 30;
-
-fn pod(yaml: &str) -> Pod {
-    serde_yaml::from_str(yaml).expect("test pod")
-}
-
-fn with_resources(res: &[&str]) -> Pod {
-    let containers: String = res
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("  - {{name: c{i}, image: x, resources: {r}}}\n"))
-        .collect();
-    pod(&format!(
-        "metadata: {{name: p}}\nspec:\n  containers:\n{containers}"
-    ))
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p)

@@ -859,3 +859,14 @@ pub fn cpu_shares_to_weight(shares: u64) -> u64 {
     let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
     (10f64.powf(exponent).ceil() as u64).clamp(1, 10_000)
 }
+
+/// MemTotal of /proc/meminfo, in bytes (the node's memory capacity as the kubelet reads it).
+pub fn mem_total() -> u64 {
+    let text = fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in /proc/meminfo: {text}"));
+    kb * 1024
+}
