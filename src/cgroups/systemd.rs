@@ -170,9 +170,9 @@ fn systemd_err(unit: &str, message: String) -> CgroupError {
     }
 }
 
-/// Starts a transient slice; one that exists already (a pod an earlier agent started, a
-/// QoS level) is left as it is.
-fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+/// `busctl call` of a method of systemd's manager object on the system bus; the caller
+/// appends the method's arguments.
+pub(crate) fn manager_call(method: &str, signature: &str) -> Command {
     let mut cmd = Command::new("busctl");
     cmd.args([
         "call",
@@ -181,11 +181,17 @@ fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
         "org.freedesktop.systemd1",
         "/org/freedesktop/systemd1",
         "org.freedesktop.systemd1.Manager",
-        "StartTransientUnit",
-        "ssa(sv)a(sa(sv))",
-        unit,
-        "replace",
+        method,
+        signature,
     ]);
+    cmd
+}
+
+/// Starts a transient slice; one that exists already (a pod an earlier agent started, a
+/// QoS level) is left as it is.
+fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+    let mut cmd = manager_call("StartTransientUnit", "ssa(sv)a(sa(sv))");
+    cmd.args([unit, "replace"]);
     cmd.arg(props.len().to_string());
     for (name, sig, value) in props {
         cmd.args([*name, *sig, value.as_str()]);
@@ -251,19 +257,8 @@ pub(crate) fn level_props(slice: &str, s: &Settings) -> Vec<Prop> {
 
 /// Sets properties of a running unit (`SetUnitProperties`, runtime only).
 fn set_props(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
-    let mut cmd = Command::new("busctl");
-    cmd.args([
-        "call",
-        "--system",
-        "--quiet",
-        "org.freedesktop.systemd1",
-        "/org/freedesktop/systemd1",
-        "org.freedesktop.systemd1.Manager",
-        "SetUnitProperties",
-        "sba(sv)",
-        unit,
-        "true",
-    ]);
+    let mut cmd = manager_call("SetUnitProperties", "sba(sv)");
+    cmd.args([unit, "true"]);
     // Description and the like are only for a new unit.
     let props: Vec<&Prop> = props
         .iter()

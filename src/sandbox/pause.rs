@@ -10,7 +10,6 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -258,16 +257,8 @@ impl Placement {
         };
         // A dead pause process's scope may linger until systemd collects it.
         let unit = format!("{scope}-{pid}.scope");
-        let out = Command::new("busctl")
+        let out = cgroups::systemd::manager_call("StartTransientUnit", "ssa(sv)a(sa(sv))")
             .args([
-                "call",
-                "--system",
-                "--quiet",
-                "org.freedesktop.systemd1",
-                "/org/freedesktop/systemd1",
-                "org.freedesktop.systemd1.Manager",
-                "StartTransientUnit",
-                "ssa(sv)a(sa(sv))",
                 &unit,
                 "fail",
                 "3",
