@@ -1,6 +1,14 @@
 use super::*;
 use k8s_openapi::api::core::v1::Pod;
 
+/// A systemd unit property as `signature value`, as busctl takes it.
+pub(super) fn prop(props: &[(&str, &str, String)], name: &str) -> Option<String> {
+    props
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, sig, v)| format!("{sig} {v}"))
+}
+
 pub(super) fn pod(yaml: &str) -> Pod {
     serde_yaml::from_str(yaml).expect("test pod")
 }
@@ -290,12 +298,7 @@ fn systemd_pod_slice_properties_are_resource_config_for_pod() {
     ]);
     let cg = PodCgroup::of(&p, "u");
     let props = systemd::pod_props(&cg, &pod_limits(&p, 77));
-    let get = |k: &str| {
-        props
-            .iter()
-            .find(|(n, _, _)| *n == k)
-            .map(|(_, sig, v)| format!("{sig} {v}"))
-    };
+    let get = |k: &str| prop(&props, k);
     assert_eq!(
         get("CPUWeight"),
         Some(format!("t {}", shares_to_weight(256)))

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::hierarchy::Settings;
 use super::hugepages::{self, size_label, HostHugepages, HugepageLimit};
 use super::node::{levels, write_levels};
-use super::tests::{pod, with_resources};
+use super::tests::{pod, prop, with_resources};
 use super::*;
 
 const MI: i64 = 1 << 20;
@@ -335,12 +335,7 @@ fn systemd_level_properties_and_hugetlb_files() {
         ..Default::default()
     };
     let props = systemd::level_props("kubepods.slice", &s);
-    let get = |k: &str| {
-        props
-            .iter()
-            .find(|(n, _, _)| *n == k)
-            .map(|(_, sig, v)| format!("{sig} {v}"))
-    };
+    let get = |k: &str| prop(&props, k);
     assert_eq!(
         get("CPUWeight"),
         Some(format!("t {}", shares_to_weight(2048)))

@@ -16,7 +16,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest, IMAGE_MANIFEST_MEDIA
 
 use super::pull::{parse_manifest, select_platform, Parsed};
 use super::store::{io_err, Blobs};
-use super::{blocking, layer_specs, parse_json, reference, ImageError, ImageStore};
+use super::{blocking, layer_specs, parse_json, reference, stored_size, ImageError, ImageStore};
 
 /// Index files kept in memory; anything else is stored as a blob.
 const SMALL: &[&str] = &["index.json", "oci-layout", "manifest.json", "repositories"];
@@ -97,13 +97,7 @@ impl ImageStore {
             let image = self.local(&label, &digest).await?;
             let manifest_bytes = self.read_blob(&digest).await?;
             let manifest: OciImageManifest = parse_json(&digest, &manifest_bytes)?;
-            let size = manifest_bytes.len() as u64
-                + u64::try_from(manifest.config.size).unwrap_or(0)
-                + manifest
-                    .layers
-                    .iter()
-                    .map(|l| u64::try_from(l.size).unwrap_or(0))
-                    .sum::<u64>();
+            let size = stored_size(manifest_bytes.len(), &manifest);
             let index = extra.first().cloned();
             if names.is_empty() {
                 self.record(None, &digest, Some((size, index.clone())), false)

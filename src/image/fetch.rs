@@ -84,13 +84,7 @@ impl ImageStore {
         drop(downloads);
 
         let layers = self.materialise(key, &digest, &specs).await?;
-        let size = resolved.manifest_bytes.len() as u64
-            + u64::try_from(manifest.config.size).unwrap_or(0)
-            + manifest
-                .layers
-                .iter()
-                .map(|l| u64::try_from(l.size).unwrap_or(0))
-                .sum::<u64>();
+        let size = stored_size(resolved.manifest_bytes.len(), manifest);
         let index = resolved.index.as_ref().map(|(d, _)| d.clone());
         self.record(Some(key), &digest, Some((size, index)), true)
             .await?;

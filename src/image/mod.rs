@@ -367,6 +367,14 @@ impl Drop for PinGuard {
     }
 }
 
+/// The bytes an image's blobs take in the store: its manifest, config and layers.
+fn stored_size(manifest_len: usize, manifest: &OciImageManifest) -> u64 {
+    let blob = |size: i64| u64::try_from(size).unwrap_or(0);
+    manifest_len as u64
+        + blob(manifest.config.size)
+        + manifest.layers.iter().map(|l| blob(l.size)).sum::<u64>()
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(digest: &str, bytes: &[u8]) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Io {
         path: PathBuf::from(format!("blob {digest}")),
