@@ -292,7 +292,7 @@ fn changed_manifest_replaces_the_pod_after_the_old_one_is_gone() {
 fn termination_sends_stop_signal_then_kills_after_grace_period() {
     let f = Fixture::new();
     // A trap for TERM that ignores it: only SIGKILL after the grace period ends it.
-    let script = "trap 'echo got TERM' TERM; while true; do sleep 0.1; done";
+    let script = "trap 'echo got TERM' TERM; echo trap-set; while true; do sleep 0.1; done";
     write_manifest(
         &f.dirs,
         "stubborn.yaml",
@@ -306,6 +306,13 @@ fn termination_sends_stop_signal_then_kills_after_grace_period() {
         ),
     );
     let pid = f.container_pid("marker-grace");
+    // The process shows up before its shell has run `trap` (seen under emulation).
+    f.wait("the TERM trap set", || {
+        messages(&f, "stubborn")
+            .iter()
+            .any(|m| m == "trap-set")
+            .then_some(())
+    });
     let t0 = Instant::now();
     remove_manifest(&f.dirs, "stubborn.yaml");
     f.wait("container gone", || (!process_exists(pid)).then_some(()));
