@@ -20,4 +20,5 @@ pub mod sandbox;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod tls;
 pub mod worker;

@@ -4,17 +4,6 @@ use hostlet::cli::{Cli, Command};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        // Before anything starts a thread: the monitor forks through libcontainer.
-        Command::Monitor(args) => {
-            std::process::ExitCode::from(hostlet::cli::monitor::main(args) as u8)
-        }
-        // Single-threaded on purpose: it unshares namespaces.
-        Command::Sandbox(cmd) => {
-            std::process::ExitCode::from(hostlet::cli::sandbox::main(cmd) as u8)
-        }
-        Command::ExecIn(args) => {
-            std::process::ExitCode::from(hostlet::cli::monitor::exec_in(args) as u8)
-        }
         Command::Run(args) => {
             init_tracing();
             match hostlet::cli::run::main(args) {

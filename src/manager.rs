@@ -28,7 +28,7 @@ pub struct Manager {
     tasks: JoinSet<String>,
     /// The pods the latest snapshot declares, to restart one whose worker was still
     /// stopping when it came back (the same file removed and restored quickly).
-    desired: HashMap<String, StaticPod>,
+    desired: HashMap<String, Arc<StaticPod>>,
 }
 
 impl Manager {
@@ -81,7 +81,12 @@ impl Manager {
                 // (otherwise the UID is a hash of the content). The kubelet then restarts
                 // the changed containers; hostlet replaces the whole pod, once the old
                 // one is gone (the worker's end restarts it from `desired`).
-                Some(new) if self.desired.get(uid).is_some_and(|old| old != *new) => {
+                Some(new)
+                    if self
+                        .desired
+                        .get(uid)
+                        .is_some_and(|old| !Arc::ptr_eq(old, new) && old != *new) =>
+                {
                     tracing::info!(pod = %e.full_name, uid = %uid, "pod changed in its source under the same metadata.uid; replacing it");
                     let _ = e.stop.send(true);
                 }
@@ -129,7 +134,7 @@ impl Manager {
             .unwrap_or_default()
     }
 
-    fn start_pod(&mut self, pod: StaticPod, adopted: Vec<Adopted>) {
+    fn start_pod(&mut self, pod: Arc<StaticPod>, adopted: Vec<Adopted>) {
         let full_name = pod.full_name();
         let predecessors: Vec<_> = self
             .workers

@@ -464,7 +464,7 @@ spec:
         .unwrap()
         .trim_start_matches("hostlet://")
         .to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet-monitor"))
         .args(["exec-in", "--root-dir"])
         .arg(&f.dirs.root)
         .args([id.as_str(), "--", "touch", "/tmp/ready"])

@@ -257,7 +257,7 @@ pub fn clk_tck() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-/// PIDs of every `hostlet monitor` under `root`.
+/// PIDs of every `hostlet-monitor monitor` under `root`.
 pub fn monitor_pids(root: &Path) -> Vec<i32> {
     let needle = format!("monitor {}", root.display());
     find_pids_by_cmdline(&needle)

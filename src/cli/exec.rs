@@ -1,5 +1,5 @@
 //! `hostlet exec`: run a command in a running container, like `kubectl exec`. The work
-//! is done by `hostlet exec-in` (single-threaded, it forks through libcontainer) with
+//! is done by `hostlet-monitor exec-in` (single-threaded, it forks through libcontainer) with
 //! this terminal's stdio; its exit status is passed through.
 
 use std::process::{Command, Stdio};
@@ -44,7 +44,7 @@ pub fn main(args: ExecArgs) -> anyhow::Result<i32> {
             pod.metadata.name.as_deref().unwrap_or("")
         ),
     };
-    let exe = std::env::current_exe().context("locating the hostlet binary")?;
+    let exe = crate::runtime::helper_path().context("locating the hostlet binary")?;
     let mut cmd = Command::new(exe);
     cmd.arg("exec-in")
         .arg("--root-dir")

@@ -84,13 +84,4 @@ pub enum Command {
         after_help = "Examples:\n  hostlet completion bash > /etc/bash_completion.d/hostlet\n  hostlet completion zsh > \"${fpath[1]}/_hostlet\"\n  hostlet completion fish > ~/.config/fish/completions/hostlet.fish"
     )]
     Completion(version::CompletionArgs),
-    /// Internal: create a pod's namespaces (started by the agent)
-    #[command(hide = true, subcommand)]
-    Sandbox(sandbox::SandboxCommand),
-    /// Internal: supervise one container (started by the agent)
-    #[command(hide = true)]
-    Monitor(monitor::MonitorArgs),
-    /// Internal: run a command inside a running container (probes, hooks)
-    #[command(hide = true)]
-    ExecIn(monitor::ExecInArgs),
 }

@@ -1,4 +1,4 @@
-//! `hostlet monitor DIR`: the per-container monitor process (internal).
+//! `hostlet-monitor monitor DIR`: the per-container monitor process (internal).
 
 use std::path::PathBuf;
 

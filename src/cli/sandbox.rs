@@ -1,4 +1,4 @@
-//! `hostlet sandbox create DIR`: make a pod's namespaces and its pause process
+//! `hostlet-monitor sandbox create DIR`: make a pod's namespaces and its pause process
 //! (internal, see crate::sandbox).
 
 use std::path::PathBuf;

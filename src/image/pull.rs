@@ -74,6 +74,7 @@ impl Registry {
     }
 
     pub fn session(&self, reference: &Reference) -> Session {
+        crate::tls::provider();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
             platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes

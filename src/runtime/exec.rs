@@ -1,5 +1,5 @@
 //! Running a command inside a running container (probes, hooks, `hostlet exec`):
-//! `hostlet exec-in ID -- CMD...`, a single-threaded helper process that joins the
+//! `hostlet-monitor exec-in ID -- CMD...`, a single-threaded helper process that joins the
 //! container through libcontainer's tenant builder (its namespaces, cgroup, user and
 //! environment), waits for the command and exits with its status. The agent never
 //! calls libcontainer itself.
@@ -19,7 +19,7 @@ pub const TIMED_OUT: i32 = 124;
 /// Exit status of the helper when the command could not be started in the container.
 pub const CANNOT_EXEC: i32 = 126;
 
-/// Entry point of `hostlet exec-in`; returns the process exit code: the command's code,
+/// Entry point of `hostlet-monitor exec-in`; returns the process exit code: the command's code,
 /// 128 + signal, [`TIMED_OUT`] or [`CANNOT_EXEC`].
 pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>, timeout: Option<Duration>) -> i32 {
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())

@@ -1,4 +1,4 @@
-//! `hostlet exec-in --tty`: like [`super::exec`], but the command gets a pseudo-terminal.
+//! `hostlet-monitor exec-in --tty`: like [`super::exec`], but the command gets a pseudo-terminal.
 //! libcontainer opens the pty inside the container and hands its master over a console
 //! socket; this process relays between its own stdio and the master (raw mode when its
 //! stdin is a terminal, window size kept in step) until the command exits.
@@ -114,7 +114,7 @@ fn copy_window_size(master: &OwnedFd) {
     }
 }
 
-/// Entry point of `hostlet exec-in --tty`; returns the command's exit status.
+/// Entry point of `hostlet-monitor exec-in --tty`; returns the command's exit status.
 pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>) -> i32 {
     let dir = std::env::temp_dir();
     let sock_path = dir.join(format!("hostlet-exec-{}.sock", std::process::id()));

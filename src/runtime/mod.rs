@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use supervise::{Adopted, ExecOutput, Handle, Runtime, HELPER};
+pub use supervise::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
 
 /// Signal from the agent to a monitor: stop the container with its stop signal.
 pub const SIG_STOP: i32 = libc::SIGTERM;

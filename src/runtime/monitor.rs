@@ -60,7 +60,7 @@ fn now() -> String {
     rfc3339_nano(jiff::Timestamp::now())
 }
 
-/// Entry point of `hostlet monitor DIR`; returns the process exit code.
+/// Entry point of `hostlet-monitor monitor DIR`; returns the process exit code.
 pub fn main(dir: &Path) -> i32 {
     let cfg = match state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) {
         Ok(Some(cfg)) => cfg,
@@ -107,7 +107,7 @@ pub fn main(dir: &Path) -> i32 {
     }
 }
 
-/// Entry point of `hostlet monitor --cleanup DIR`: the monitor of DIR is gone; kill and
+/// Entry point of `hostlet-monitor monitor --cleanup DIR`: the monitor of DIR is gone; kill and
 /// delete whatever is left of its container and record an exit if none was recorded.
 pub fn cleanup(dir: &Path) -> i32 {
     let Ok(Some(cfg)) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) else {

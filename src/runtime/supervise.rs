@@ -24,6 +24,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// ~0.7 MiB of private relocated pages per monitor (BENCHMARKS.md row 4b).
 pub const HELPER: &str = "hostlet-monitor";
 
+/// [`HELPER`] beside the running executable (the agent's, or the CLI's for `hostlet exec`).
+pub fn helper_path() -> std::io::Result<PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(HELPER))
+}
+
 pub struct Runtime {
     layout: Layout,
     /// The [`HELPER`] binary.
@@ -58,9 +63,10 @@ impl AsRef<Runtime> for Runtime {
 impl Runtime {
     /// Does not check that the helper exists; see [`Runtime::check_helper`].
     pub fn new(layout: Layout) -> std::io::Result<Self> {
-        let agent = std::env::current_exe()?;
-        let exe = agent.with_file_name(HELPER);
-        Ok(Self { layout, exe })
+        Ok(Self {
+            layout,
+            exe: helper_path()?,
+        })
     }
 
     /// The helper binary: `hostlet-monitor` beside the agent's executable.

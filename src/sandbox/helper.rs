@@ -1,4 +1,4 @@
-//! `hostlet sandbox create DIR`: a single-threaded process that makes the namespaces a
+//! `hostlet-monitor sandbox create DIR`: a single-threaded process that makes the namespaces a
 //! pod misses, forks the pause process into a new PID namespace, bind-mounts the
 //! namespace files under `DIR/ns` and exits.
 

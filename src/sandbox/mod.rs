@@ -6,7 +6,7 @@
 //! `/etc/resolv.conf`, `/etc/hostname` ([`etc`]) and its shared `/dev/shm`.
 //!
 //! unshare(2) and fork(2) must not run in the multi-threaded agent, so [`create`] runs
-//! the hidden `hostlet sandbox create DIR` ([`helper_main`]): a short-lived
+//! the `hostlet-monitor sandbox create DIR` ([`helper_main`]): a short-lived
 //! single-threaded process that unshares, sets things up, forks the pause process,
 //! bind-mounts the namespace files and exits. Removing is done by the agent: kill the
 //! pause process (by pidfd, after checking its start time), umount2 + unlink.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -31,7 +32,7 @@ pub fn is_manifest_name(name: &str) -> bool {
 struct FileState {
     /// Digest of the bytes last decoded, so unchanged files are not decoded (or reported) again.
     digest: Option<Vec<u8>>,
-    last_good: Option<StaticPod>,
+    last_good: Option<Arc<StaticPod>>,
     /// The error last reported for this file; the same error is not logged again.
     error: Option<(ProblemKind, String)>,
     /// Unknown fields of the last good version, as `line:col: field: message`.
@@ -111,6 +112,7 @@ impl Lister {
         }
 
         let mut pods = Vec::new();
+        let mut pod_files = Vec::new();
         let mut names: HashMap<String, &Path> = HashMap::new();
         let mut uids: HashSet<String> = HashSet::new();
         let mut duplicates = HashSet::new();
@@ -155,11 +157,25 @@ impl Lister {
             }
             names.insert(full_name, path);
             pods.push(pod.clone());
+            pod_files.push(path);
         }
         self.duplicates = duplicates;
 
         self.seen.retain(|uid, _| uids.contains(uid));
         super::stamp_seen(&mut self.seen, &mut pods);
+        // Keep the stamped version as the file's last good one, so the next list shares it
+        // instead of stamping (copying) it again.
+        for (path, pod) in pod_files.into_iter().zip(&pods) {
+            if let Some(state) = self.files.get_mut(path) {
+                if !state
+                    .last_good
+                    .as_ref()
+                    .is_some_and(|p| Arc::ptr_eq(p, pod))
+                {
+                    state.last_good = Some(pod.clone());
+                }
+            }
+        }
         for path in &candidates {
             let Some(state) = self.files.get(path) else {
                 continue;
@@ -304,7 +320,7 @@ fn report(path: &Path, state: &mut FileState, result: Result<StaticPod, (Problem
             if state.error.take().is_some() {
                 tracing::info!(file = %path.display(), pod = %pod.full_name(), "manifest is valid again");
             }
-            state.last_good = Some(pod);
+            state.last_good = Some(Arc::new(pod));
         }
         Err(error) => {
             if state.error.as_ref() != Some(&error) {

@@ -11,13 +11,19 @@ pub mod url;
 
 pub use list::{is_manifest_name, MAX_MANIFEST_SIZE};
 
+use std::sync::Arc;
+
 use crate::manifest::StaticPod;
 
 /// Every valid pod one source (or, after [`merge`], every source) currently declares, in
 /// sorted file order, duplicates removed; and what is wrong with the rest.
+///
+/// Pods are shared, not copied: the source's last good version, the manager's desired
+/// set, the worker and the status store all hold the same decoded pod (about 12 KB each;
+/// copies were a third of the agent's heap at 100 pods, BENCHMARKS.md row 4a).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub pods: Vec<StaticPod>,
+    pub pods: Vec<Arc<StaticPod>>,
     /// Files or bodies not (or not entirely) applied, for the status API; sorted by origin.
     pub problems: Vec<SourceProblem>,
 }
@@ -105,21 +111,30 @@ pub fn spawn(
 }
 
 /// Sets `kubernetes.io/config.seen` to the first time each UID was seen (kept in `seen`),
-/// so the annotation is stable across re-lists and polls.
+/// so the annotation is stable across re-lists and polls. A pod already stamped with that
+/// time is left as it is (and stays shared).
 pub(crate) fn stamp_seen(
     seen: &mut std::collections::HashMap<String, String>,
-    pods: &mut [StaticPod],
+    pods: &mut [Arc<StaticPod>],
 ) {
     let now = jiff::Timestamp::now().to_string();
     for pod in pods {
-        let first = seen
-            .entry(pod.uid.clone())
-            .or_insert_with(|| now.clone())
-            .clone();
-        pod.pod
+        let first = seen.entry(pod.uid.clone()).or_insert_with(|| now.clone());
+        let annotations = &pod.pod.metadata.annotations;
+        let current = annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::manifest::CONFIG_SEEN_ANNOTATION));
+        if current == Some(first) {
+            continue;
+        }
+        Arc::make_mut(pod)
+            .pod
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
-            .insert(crate::manifest::CONFIG_SEEN_ANNOTATION.to_string(), first);
+            .insert(
+                crate::manifest::CONFIG_SEEN_ANNOTATION.to_string(),
+                first.clone(),
+            );
     }
 }

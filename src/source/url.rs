@@ -6,6 +6,7 @@
 //! supports them answers 304 and sends no body.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -45,6 +46,7 @@ impl UrlSource {
     /// Runs until `tx` is closed; sends a snapshot after the first poll (whatever its outcome)
     /// and whenever the pods or the problems change.
     pub async fn run(self, tx: mpsc::Sender<Snapshot>) {
+        crate::tls::provider();
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("hostlet/", env!("CARGO_PKG_VERSION")))
@@ -144,7 +146,7 @@ pub struct UrlState {
     url: String,
     node: String,
     strict: bool,
-    pods: Vec<StaticPod>,
+    pods: Vec<Arc<StaticPod>>,
     /// Problems of the current body (invalid, duplicates, warnings).
     body_problems: Vec<SourceProblem>,
     /// The last poll failed: logged once, reported until a poll succeeds.
@@ -225,7 +227,7 @@ impl UrlState {
                         problems.push(self.problem(ProblemKind::Duplicate, msg));
                         continue;
                     }
-                    pods.push(d.pod);
+                    pods.push(Arc::new(d.pod));
                 }
                 self.body_problems = problems;
                 self.set_pods(pods);
@@ -257,7 +259,7 @@ impl UrlState {
         }
     }
 
-    fn set_pods(&mut self, mut pods: Vec<StaticPod>) {
+    fn set_pods(&mut self, mut pods: Vec<Arc<StaticPod>>) {
         let uids: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
         self.seen.retain(|uid, _| uids.contains(uid.as_str()));
         super::stamp_seen(&mut self.seen, &mut pods);

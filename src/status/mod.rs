@@ -27,7 +27,8 @@ pub enum Kind {
 
 #[derive(Debug, Clone)]
 struct PodEntry {
-    pod: Pod,
+    /// Shared with the pod's worker, not a copy.
+    pod: Arc<StaticPod>,
     started: Timestamp,
     containers: BTreeMap<(Kind, String), ContainerStatus>,
     terminating_since: Option<Timestamp>,
@@ -104,12 +105,12 @@ impl StatusStore {
     }
 
     /// A pod worker started: every container is waiting to be created.
-    pub fn pod_added(&self, sp: &StaticPod) {
-        let spec = sp.pod.spec.clone().unwrap_or_default();
+    pub fn pod_added(&self, sp: &Arc<StaticPod>) {
+        let spec = sp.pod.spec.as_ref();
         let mut containers = BTreeMap::new();
         let lists = [
-            (Kind::Init, spec.init_containers.unwrap_or_default()),
-            (Kind::App, spec.containers),
+            (Kind::Init, spec.and_then(|s| s.init_containers.as_deref())),
+            (Kind::App, spec.map(|s| &s.containers[..])),
         ];
         for (kind, list) in lists {
             let reason = if kind == Kind::App && !containers.is_empty() {
@@ -117,18 +118,18 @@ impl StatusStore {
             } else {
                 "ContainerCreating"
             };
-            for c in list {
+            for c in list.unwrap_or_default() {
                 let st = ContainerStatus {
                     name: c.name.clone(),
                     image: c.image.clone().unwrap_or_default(),
                     state: Some(waiting(reason, None)),
                     ..Default::default()
                 };
-                containers.insert((kind, c.name), st);
+                containers.insert((kind, c.name.clone()), st);
             }
         }
         let entry = PodEntry {
-            pod: sp.pod.clone(),
+            pod: sp.clone(),
             started: Timestamp::now(),
             containers,
             terminating_since: None,
@@ -287,7 +288,7 @@ impl StatusStore {
 }
 
 fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
-    let mut pod = p.pod.clone();
+    let mut pod = p.pod.pod.clone();
     let spec = pod.spec.clone().unwrap_or_default();
     let list = |kind: Kind| -> Vec<ContainerStatus> {
         // Spec order, as the kubelet reports.

@@ -312,11 +312,11 @@ spec:
     #[test]
     fn evicted_pod_is_failed_with_reason_and_message() {
         let store = crate::status::StatusStore::new();
-        let sp = StaticPod {
+        let sp = std::sync::Arc::new(StaticPod {
             pod: pod("metadata: {name: p, namespace: default}\nspec:\n  containers: [{name: c, image: x}]\n"),
             uid: "u1".into(),
             source: Default::default(),
-        };
+        });
         store.pod_added(&sp);
         let before = store.pods()[0].status.clone().unwrap();
         assert_eq!(before.phase.as_deref(), Some("Pending"));

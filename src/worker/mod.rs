@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Container;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -54,7 +55,7 @@ const POD_RECORD: &str = "pod.json";
 
 /// Per-pod facts shared by its container supervisors.
 struct PodCtx {
-    pod: StaticPod,
+    pod: Arc<StaticPod>,
     deps: Arc<Deps>,
     volumes: BTreeMap<String, PathBuf>,
     /// The pod cgroup; containers' cgroups go inside it.
@@ -112,6 +113,17 @@ impl AsRef<Runtime> for Deps {
 }
 
 impl PodCtx {
+    /// The pod's init containers and app containers.
+    fn containers(&self) -> (&[Container], &[Container]) {
+        match self.pod.pod.spec.as_ref() {
+            Some(s) => (
+                s.init_containers.as_deref().unwrap_or_default(),
+                &s.containers,
+            ),
+            None => (&[], &[]),
+        }
+    }
+
     /// Whether `name` is an init container (sidecars included) or an app container.
     fn kind_of(&self, name: &str) -> crate::status::Kind {
         let spec = self.pod.pod.spec.as_ref();
@@ -139,7 +151,7 @@ const MIN_GRACE: Duration = Duration::from_secs(2);
 /// Runs the pod until `stop` turns true, then terminates it; `predecessors` are the
 /// "done" flags of earlier pods with the same name, which must be fully gone first.
 pub async fn run_pod(
-    pod: StaticPod,
+    pod: Arc<StaticPod>,
     adopted: Vec<Adopted>,
     deps: Arc<Deps>,
     mut stop: watch::Receiver<bool>,
@@ -160,7 +172,7 @@ pub async fn run_pod(
         }
         if let Some(message) = eviction::recorded(&pod_dir) {
             // Evicted before the agent restarted: it stays so until the manifest changes.
-            eviction::hold_recorded(&pod, &deps, &message, &mut stop).await;
+            Box::pin(eviction::hold_recorded(&pod, &deps, &message, &mut stop)).await;
             deps.status.pod_removed(&pod.uid);
             if let Err(e) = state::remove_dir_all(&pod_dir) {
                 tracing::warn!(error = %e, "removing pod directory");
@@ -173,7 +185,7 @@ pub async fn run_pod(
         let mut volumes = BTreeMap::new();
         let mut backoff = backoff::Backoff::retries(deps.pull_backoff);
         while !*stop.borrow() {
-            match prepare(&pod, &pod_dir, &deps).await {
+            match Box::pin(prepare(&pod, &pod_dir, &deps)).await {
                 Ok(v) => {
                     volumes = v;
                     break;
@@ -189,9 +201,10 @@ pub async fn run_pod(
                 }
             }
         }
-        let spec = pod.pod.spec.clone().unwrap_or_default();
-        let grace =
-            Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let spec = pod.pod.spec.as_ref();
+        let grace = spec.and_then(|s| s.termination_grace_period_seconds);
+        let grace = Duration::from_secs(grace.unwrap_or(30).max(0) as u64);
+        let restart_policy = spec.and_then(|s| s.restart_policy.as_deref());
         let (run_stop, evicted) = eviction::guard(&pod, &volumes, &deps, stop.clone());
         let ctx = Arc::new(PodCtx {
             log_dir: crate::logs::pod_log_dir(
@@ -205,7 +218,7 @@ pub async fn run_pod(
             volumes,
             cgroup: crate::cgroups::PodCgroup::of(&pod.pod, &pod.uid),
             grace: grace.max(MIN_GRACE),
-            restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
+            restart_policy: RestartPolicy::parse(restart_policy),
             evicted: evicted.clone(),
         });
         if !stopping {
@@ -218,10 +231,11 @@ pub async fn run_pod(
                 status.pod_terminating(&uid);
             })
         };
-        pod::run_containers(ctx, spec, adopted, run_stop).await;
+        // Boxed, as the other phases below: each lives in the task only while it runs.
+        Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
         let evicted = evicted.borrow().clone();
         if let Some(message) = evicted {
-            eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop).await;
+            Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
         }
         watch_stop.abort();
         deps.status.pod_removed(&pod.uid);
@@ -297,12 +311,43 @@ pub async fn stop_orphan(uid: String, adopted: Vec<Adopted>, deps: Arc<Deps>) {
         Ok(Some(pod)) => pod,
         _ => Default::default(),
     };
-    let pod = StaticPod {
+    let pod = Arc::new(StaticPod {
         pod,
         uid,
         source: crate::manifest::Origin::default(),
-    };
+    });
     let (tx, rx) = watch::channel(true);
     run_pod(pod, adopted, deps, rx, Vec::new()).await;
     drop(tx);
+}
+
+#[cfg(test)]
+mod future_sizes {
+    //! The futures that live as long as a pod or a container are kept small: their larger
+    //! phases (start, stop, hooks, eviction) are boxed and allocated only while they run.
+    //! Inline, `supervise` was 8.9 KB in a debug build, so 100 pods kept ~1 MB for states
+    //! they were not in (BENCHMARKS.md row 4a).
+
+    fn ret3<A, B, C, R>(_: impl Fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+    fn ret5<A, B, C, D, E, R>(_: impl Fn(A, B, C, D, E) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn long_lived_futures_stay_small() {
+        let sizes = [
+            ("run_pod", ret5(super::run_pod)),
+            ("run_containers", ret3(super::pod::run_containers)),
+            ("supervise", ret5(super::supervisor::supervise)),
+            ("run_instance", ret5(super::supervisor::run_instance)),
+        ];
+        for (name, size) in sizes {
+            assert!(
+                size <= 3072,
+                "{name}'s future is {size} bytes; box its large phases"
+            );
+        }
+    }
 }

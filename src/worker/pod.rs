@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -26,9 +25,10 @@ fn take(adopted: &mut Vec<Adopted>, name: &str) -> Vec<Adopted> {
     mine
 }
 
+/// Starts the supervisor of the `index`th container of `role`'s list.
 fn spawn(
     ctx: &Arc<PodCtx>,
-    c: Container,
+    index: usize,
     role: Role,
     adopted: Vec<Adopted>,
     stop: watch::Receiver<bool>,
@@ -44,29 +44,30 @@ fn spawn(
         started,
         finished,
     };
-    let task =
-        tokio::spawn(supervisor::supervise(ctx.clone(), c, role, adopted, links).in_current_span());
+    let task = tokio::spawn(
+        supervisor::supervise(ctx.clone(), index, role, adopted, links).in_current_span(),
+    );
     (task, started_rx, finished_rx)
 }
 
 pub(super) async fn run_containers(
     ctx: Arc<PodCtx>,
-    spec: PodSpec,
     mut adopted: Vec<Adopted>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let app_names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    let (init_containers, containers) = ctx.containers();
+    let app_names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
     // An app container that ran means the init phase is over (the kubelet's rule too).
     let initialized_before = adopted
         .iter()
         .any(|a| app_names.contains(&a.config.container.as_str()));
     let mut sidecars: Vec<Running> = Vec::new();
     let mut init_ok = true;
-    for c in spec.init_containers.clone().unwrap_or_default() {
+    for (i, c) in init_containers.iter().enumerate() {
         let mine = take(&mut adopted, &c.name);
         if c.restart_policy.as_deref() == Some("Always") {
             let (stop_tx, stop_rx) = watch::channel(false);
-            let (task, mut started, _) = spawn(&ctx, c, Role::Sidecar, mine, stop_rx);
+            let (task, mut started, _) = spawn(&ctx, i, Role::Sidecar, mine, stop_rx);
             sidecars.push(Running {
                 task,
                 stop: stop_tx,
@@ -83,7 +84,7 @@ pub(super) async fn run_containers(
                 Box::pin(supervisor::stop_instance(&ctx, None, a)).await;
             }
         } else {
-            let (task, _, _) = spawn(&ctx, c, Role::Init, mine, stop.clone());
+            let (task, _, _) = spawn(&ctx, i, Role::Init, mine, stop.clone());
             match task.await.unwrap_or(Outcome::Failed) {
                 Outcome::Succeeded => {}
                 outcome => {
@@ -99,9 +100,9 @@ pub(super) async fn run_containers(
     let mut apps = Vec::new();
     let mut finished = Vec::new();
     if init_ok {
-        for c in spec.containers.clone() {
+        for (i, c) in containers.iter().enumerate() {
             let mine = take(&mut adopted, &c.name);
-            let (task, _, done) = spawn(&ctx, c, Role::App, mine, stop.clone());
+            let (task, _, done) = spawn(&ctx, i, Role::App, mine, stop.clone());
             apps.push(task);
             finished.push(done);
         }

@@ -67,20 +67,27 @@ pub(super) struct Links {
     pub finished: watch::Sender<bool>,
 }
 
-enum InstanceEnd {
+pub(super) enum InstanceEnd {
     Exited(ExitRecord),
     Stopped,
 }
 
+/// Supervises the `index`th container of `role`'s list in the pod's spec.
 pub(super) async fn supervise(
     ctx: Arc<PodCtx>,
-    c: Container,
+    index: usize,
     role: Role,
     mut adopted: Vec<Adopted>,
     mut links: Links,
 ) -> Outcome {
+    let (init, app) = ctx.containers();
+    let list = if role == Role::App { app } else { init };
+    // The spec is the one the pod's containers were started from: the index is in it.
+    let Some(c) = list.get(index) else {
+        return Outcome::Failed;
+    };
     let span = tracing::info_span!("container", container = %c.name);
-    async move {
+    async {
         let rt = &ctx.deps.runtime;
         let (uid, kind) = (ctx.pod.uid.clone(), role.kind());
         let status = &ctx.deps.status;
@@ -88,7 +95,7 @@ pub(super) async fn supervise(
         adopted.sort_by_key(|a| a.config.restart_count);
         let newest = adopted.pop();
         for old in adopted {
-            stop_instance(&ctx, None, old).await;
+            Box::pin(stop_instance(&ctx, None, old)).await;
         }
         let mut restart_count = newest.as_ref().map_or(0, |a| a.config.restart_count);
         status.set_restart_count(&uid, kind, &c.name, restart_count);
@@ -114,7 +121,9 @@ pub(super) async fn supervise(
         let mut crash = Backoff::restarts(ctx.deps.crash_backoff);
         let outcome = loop {
             if let Some((h, since, fresh)) = running.take() {
-                match run_instance(&ctx, &c, &h, fresh, &mut links).await {
+                // Boxed, as start and the stop paths: each phase's state is allocated
+                // only while it runs, and this future lives as long as the container.
+                match Box::pin(run_instance(&ctx, c, &h, fresh, &mut links)).await {
                     InstanceEnd::Exited(exit) => {
                         log_exit(&h.id, restart_count, &exit);
                         status.terminated(&uid, kind, &c.name, &h.id, &exit);
@@ -152,7 +161,7 @@ pub(super) async fn supervise(
                 break Outcome::Stopped;
             }
             status.waiting(&uid, kind, &c.name, "ContainerCreating", None);
-            match start(&ctx, &c, restart_count, &mut links.stop).await {
+            match Box::pin(start(&ctx, c, restart_count, &mut links.stop)).await {
                 Ok(h) => {
                     if let Some(old) = previous_id.replace(h.id.clone()) {
                         rt.remove(&old);
@@ -179,7 +188,7 @@ pub(super) async fn supervise(
 }
 
 /// Supervises one running instance: postStart, probes, exit, stop.
-async fn run_instance(
+pub(super) async fn run_instance(
     ctx: &Arc<PodCtx>,
     c: &Container,
     h: &Handle,
@@ -198,12 +207,12 @@ async fn run_instance(
     if fresh {
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let result = tokio::select! {
-                r = run_hook(ctx, hook, &target, ctx.grace()) => r,
+                r = Box::pin(run_hook(ctx, hook, &target, ctx.grace())) => r,
                 exit = rt.wait(h) => return InstanceEnd::Exited(exit),
             };
             if let Err(message) = result {
                 tracing::warn!(reason = "FailedPostStartHook", %message, "postStart hook failed; killing the container");
-                return InstanceEnd::Exited(terminate(ctx, Some(c), h).await);
+                return InstanceEnd::Exited(Box::pin(terminate(ctx, Some(c), h)).await);
             }
         }
     }
@@ -231,7 +240,7 @@ async fn run_instance(
         tokio::select! {
             exit = rt.wait(h) => return InstanceEnd::Exited(exit),
             _ = stopped(&mut links.stop) => {
-                terminate(ctx, Some(c), h).await;
+                Box::pin(terminate(ctx, Some(c), h)).await;
                 return InstanceEnd::Stopped;
             }
             Some(ev) = rx.recv() => {
@@ -249,7 +258,7 @@ async fn run_instance(
                     (ProbeKind::Liveness | ProbeKind::Startup, false) => {
                         tracing::info!(probe = ev.kind.as_str(), message = %ev.message, "container failed its probe, will be restarted");
                         probes.abort_all();
-                        return InstanceEnd::Exited(terminate(ctx, Some(c), h).await);
+                        return InstanceEnd::Exited(Box::pin(terminate(ctx, Some(c), h)).await);
                     }
                     _ => {}
                 }
@@ -320,7 +329,7 @@ pub(super) async fn terminate(ctx: &Arc<PodCtx>, c: Option<&Container>, h: &Hand
             ports: c.and_then(|c| c.ports.clone()).unwrap_or_default(),
         };
         let run = tokio::select! {
-            r = tokio::time::timeout(ctx.grace(), run_hook(ctx, hook, &target, ctx.grace())) => Some(r),
+            r = tokio::time::timeout(ctx.grace(), Box::pin(run_hook(ctx, hook, &target, ctx.grace()))) => Some(r),
             exit = rt.wait(h) => return exit,
         };
         match run {

@@ -21,7 +21,7 @@ fn url_pod(url: &str, name: &str) -> StaticPod {
 
 fn snap(pods: Vec<StaticPod>) -> Snapshot {
     Snapshot {
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         problems: Vec::new(),
     }
 }
