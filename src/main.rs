@@ -60,13 +60,21 @@ fn verb(f: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
     }
 }
 
+/// RUST_LOG as `LEVEL` and `TARGET=LEVEL` directives (`info,hostlet=debug`); `info` when
+/// unset or unparsable. Target filters rather than tracing-subscriber's EnvFilter, whose
+/// span and field matching compiles regular expressions at every start (regex code was
+/// ~0.5 MB of the agent's resident memory, BENCHMARKS.md row 4a).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    tracing_subscriber::registry().with(filter).with(fmt).init();
 }

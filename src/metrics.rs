@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 
 use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
@@ -154,47 +153,18 @@ const ERROR_KINDS: [ProblemKind; 5] = [
 /// the agent first seeing the pod to its last container running (the kubelet's
 /// `pod_start_duration_seconds`). Pods gone from the store are forgotten.
 pub fn observe_pod_starts(status: &StatusStore) {
-    let pods = status.pods();
+    let pods = status.start_times();
     let r = registry();
     let mut seen = lock(&r.started_pods);
-    let live: HashSet<String> = pods.iter().filter_map(pod_uid).collect();
-    seen.retain(|uid| live.contains(uid));
-    for pod in &pods {
-        let Some(uid) = pod_uid(pod) else { continue };
-        if seen.contains(&uid) {
-            continue;
-        }
-        if let Some(latency) = start_latency(pod) {
-            seen.insert(uid);
+    let live: HashSet<&str> = pods.iter().map(|(uid, _, _)| uid.as_str()).collect();
+    seen.retain(|uid| live.contains(uid.as_str()));
+    for (uid, start, last) in &pods {
+        let Some(last) = *last else { continue };
+        if seen.insert(uid.clone()) {
+            let latency = last.duration_since(*start).as_secs_f64().max(0.0);
             lock(&r.hist).pod_start.observe(latency);
         }
     }
-}
-
-fn pod_uid(pod: &Pod) -> Option<String> {
-    pod.metadata.uid.clone()
-}
-
-/// Seconds from the pod's start time to its last app container running, once all run.
-fn start_latency(pod: &Pod) -> Option<f64> {
-    let st = pod.status.as_ref()?;
-    let start = st.start_time.as_ref()?.0;
-    let statuses = st.container_statuses.as_ref()?;
-    if statuses.is_empty() {
-        return None;
-    }
-    let mut last = start;
-    for c in statuses {
-        let s = c.state.as_ref()?;
-        let at = s
-            .running
-            .as_ref()
-            .and_then(|r| r.started_at.as_ref())
-            .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))?;
-        last = last.max(at.0);
-    }
-    let d = last.duration_since(start);
-    Some(d.as_secs_f64().max(0.0))
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -61,10 +61,16 @@ fn init_tracing() {
     let Ok(fd) = dup else { return };
     // SAFETY: fcntl just returned this new fd; nothing else owns it.
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let filter = tracing_subscriber::EnvFilter::new("warn,libcgroups=error,libcontainer=warn");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("libcgroups", LevelFilter::ERROR);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+        .with_writer(std::sync::Mutex::new(file));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
         .try_init();
 }

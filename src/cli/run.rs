@@ -175,9 +175,10 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     // glibc gives every thread that allocates an arena of its own (up to 8 per core) and
     // an arena keeps its peak; tokio's blocking threads made them ~12 MiB of the agent's
-    // RSS at 100 pods (BENCHMARKS.md row 4a). Two are plenty for an agent that mostly waits.
+    // RSS at 100 pods (BENCHMARKS.md row 4a). One is enough: the async work runs on one
+    // thread, and the blocking threads mostly wait on the kernel, not on malloc.
     // SAFETY: only sets a malloc parameter, before any thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // One thread is enough: the agent mostly waits. Blocking work (unpacking layers)
     // goes to tokio's blocking pool. 100 pods started at once leave ~80 of its threads
     // waiting for work; let them go after a second instead of tokio's default ten.

@@ -30,7 +30,9 @@ struct PodEntry {
     /// Shared with the pod's worker, not a copy.
     pod: Arc<StaticPod>,
     started: Timestamp,
-    containers: BTreeMap<(Kind, String), ContainerStatus>,
+    /// In spec order, init containers first. A Vec, not a map: a B-tree node holds room
+    /// for eleven ContainerStatus (~7.8 KB) even for the usual one container.
+    containers: Vec<(Kind, ContainerStatus)>,
     terminating_since: Option<Timestamp>,
     /// Set when the pod was evicted: (reason, message); the phase is then Failed.
     evicted: Option<(String, String)>,
@@ -84,7 +86,8 @@ impl StatusStore {
     ) {
         self.with(|i| {
             if let Some(p) = i.pods.get_mut(uid) {
-                if let Some(c) = p.containers.get_mut(&(kind, name.to_string())) {
+                let found = p.containers.iter_mut().find(|(k, c)| *k == kind && c.name == name);
+                if let Some((_, c)) = found {
                     f(c);
                 }
             }
@@ -107,7 +110,7 @@ impl StatusStore {
     /// A pod worker started: every container is waiting to be created.
     pub fn pod_added(&self, sp: &Arc<StaticPod>) {
         let spec = sp.pod.spec.as_ref();
-        let mut containers = BTreeMap::new();
+        let mut containers = Vec::new();
         let lists = [
             (Kind::Init, spec.and_then(|s| s.init_containers.as_deref())),
             (Kind::App, spec.map(|s| &s.containers[..])),
@@ -125,7 +128,7 @@ impl StatusStore {
                     state: Some(waiting(reason, None)),
                     ..Default::default()
                 };
-                containers.insert((kind, c.name.clone()), st);
+                containers.push((kind, st));
             }
         }
         let entry = PodEntry {
@@ -208,7 +211,7 @@ impl StatusStore {
     pub fn all_waiting(&self, uid: &str, reason: &str, message: &str) {
         self.with(|i| {
             if let Some(p) = i.pods.get_mut(uid) {
-                for c in p.containers.values_mut() {
+                for (_, c) in p.containers.iter_mut() {
                     c.state = Some(waiting(reason, Some(message.to_string())));
                 }
             }
@@ -279,6 +282,19 @@ impl StatusStore {
         pods
     }
 
+    /// Every pod's UID, when its worker started it, and when its last app container
+    /// started once all of them have (running or since terminated). Read every second for
+    /// the start-latency metric, so it copies no pod (rendering 100 pods a second was
+    /// ~1.5 MB of allocations a second).
+    pub fn start_times(&self) -> Vec<(String, Timestamp, Option<Timestamp>)> {
+        self.with(|i| {
+            i.pods
+                .iter()
+                .map(|(uid, p)| (uid.clone(), p.started, last_app_start(p)))
+                .collect()
+        })
+    }
+
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         self.pods().into_iter().find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
@@ -287,23 +303,34 @@ impl StatusStore {
     }
 }
 
+fn last_app_start(p: &PodEntry) -> Option<Timestamp> {
+    let mut last = p.started;
+    let mut any = false;
+    for (kind, c) in &p.containers {
+        if *kind != Kind::App {
+            continue;
+        }
+        let s = c.state.as_ref()?;
+        let at = s
+            .running
+            .as_ref()
+            .and_then(|r| r.started_at.as_ref())
+            .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))?;
+        last = last.max(at.0);
+        any = true;
+    }
+    any.then_some(last)
+}
+
 fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
     let mut pod = p.pod.pod.clone();
     let spec = pod.spec.clone().unwrap_or_default();
+    // Spec order, as the kubelet reports.
     let list = |kind: Kind| -> Vec<ContainerStatus> {
-        // Spec order, as the kubelet reports.
-        let names: Vec<String> = match kind {
-            Kind::Init => spec
-                .init_containers
-                .iter()
-                .flatten()
-                .map(|c| c.name.clone())
-                .collect(),
-            Kind::App => spec.containers.iter().map(|c| c.name.clone()).collect(),
-        };
-        names
-            .into_iter()
-            .filter_map(|n| p.containers.get(&(kind, n)).cloned())
+        p.containers
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, c)| c.clone())
             .collect()
     };
     let init = list(Kind::Init);
