@@ -123,11 +123,15 @@ pub fn run(runs10: usize, runs100: usize, idle: Duration, reg: &Registry) -> Sca
             let mons = monitor_pids(&dirs.root);
             let mems: Vec<(u64, u64)> = mons.iter().copied().filter_map(rss_pss).collect();
             s.monitor_mem = med_mem(&mems);
-            if std::env::var_os("BENCH_SMAPS").is_some() {
-                keep_smaps(agent.pid(), mons.first().copied());
+            let smaps = std::env::var_os("BENCH_SMAPS").is_some();
+            if smaps {
+                keep_smaps("", agent.pid(), mons.first().copied());
             }
             s.idle_cpu = idle_cpu(agent.pid(), &mons, idle);
             s.agent_mem_idle = rss_pss(agent.pid());
+            if smaps {
+                keep_smaps("-idle", agent.pid(), None);
+            }
         }
         drain(&dirs);
     }
@@ -135,15 +139,16 @@ pub fn run(runs10: usize, runs100: usize, idle: Duration, reg: &Registry) -> Sca
 }
 
 /// BENCH_SMAPS: keeps `/proc/PID/{smaps,status}` of the agent and of one monitor in
-/// target/bench/, for profiling rows 4a and 4b.
-fn keep_smaps(agent: i32, monitor: Option<i32>) {
+/// target/bench/ (`agent.smaps`, …; `agent-idle.smaps` after the idle window), for
+/// profiling rows 4a and 4b.
+fn keep_smaps(suffix: &str, agent: i32, monitor: Option<i32>) {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     let _ = fs::create_dir_all(&out);
     for (name, pid) in [("agent", Some(agent)), ("monitor", monitor)] {
         let Some(pid) = pid else { continue };
         for file in ["smaps", "status"] {
             if let Ok(text) = fs::read(format!("/proc/{pid}/{file}")) {
-                let _ = fs::write(out.join(format!("{name}.{file}")), text);
+                let _ = fs::write(out.join(format!("{name}{suffix}.{file}")), text);
             }
         }
     }
