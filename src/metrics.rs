@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-
 use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
 

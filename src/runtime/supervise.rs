@@ -20,8 +20,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The helper binary the agent runs for each container (`monitor`), for `exec-in` and for
 /// pod sandboxes, looked up next to the agent's own executable. A separate small binary:
-/// each monitor lives as long as its container, and the agent's 23 MB executable cost
-/// ~0.7 MiB of private relocated pages per monitor (BENCHMARKS.md row 4b).
+/// each monitor lives as long as its container, and the agent's executable (23 MB then)
+/// cost ~0.7 MiB of private relocated pages per monitor (BENCHMARKS.md row 4b).
 pub const HELPER: &str = "hostlet-monitor";
 
 /// [`HELPER`] beside the running executable (the agent's, or the CLI's for `hostlet exec`).

@@ -86,7 +86,10 @@ impl StatusStore {
     ) {
         self.with(|i| {
             if let Some(p) = i.pods.get_mut(uid) {
-                let found = p.containers.iter_mut().find(|(k, c)| *k == kind && c.name == name);
+                let found = p
+                    .containers
+                    .iter_mut()
+                    .find(|(k, c)| *k == kind && c.name == name);
                 if let Some((_, c)) = found {
                     f(c);
                 }

@@ -1,6 +1,7 @@
 //! Starting one instance of a container: pull its image (with back-off), build and write
 //! the bundle, hand it to the runtime.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Container;
@@ -105,7 +106,7 @@ pub(crate) fn container_id(uid: &str, name: &str, restart_count: u32) -> String 
 }
 
 pub(super) async fn start(
-    ctx: &PodCtx,
+    ctx: &Arc<PodCtx>,
     c: &Container,
     restart_count: u32,
     stop: &mut watch::Receiver<bool>,
@@ -118,8 +119,6 @@ pub(super) async fn start(
     ctx.deps.runtime.remove(&id);
     let bundle_dir = dir.join("bundle");
     let cgroups_path = ctx.cgroup.container_with(ctx.deps.cgroups.as_ref(), &id);
-    let pod_dir = layout.pod(&ctx.pod.uid);
-    let node = &ctx.deps.node;
     let failed = |message: String| {
         NotStarted::Failed(ExitRecord {
             exit_code: 128,
@@ -134,28 +133,51 @@ pub(super) async fn start(
     super::pod_env::ensure_sandbox(ctx)
         .await
         .map_err(|e| failed(format!("pod sandbox: {e}")))?;
-    let spec = bundle::build_spec(
-        &ctx.pod.pod,
-        c,
-        &BundleInputs {
-            image: &image.config,
-            image_file: &|rel| image.read_file(rel),
-            rootfs: &bundle_dir.join("rootfs"),
-            cgroups_path: &cgroups_path,
-            volumes: &ctx.volumes,
-            pod_dir: &pod_dir,
-            node,
-            seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
-        },
-    )
-    .map_err(|e| {
-        tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
-        failed(e.to_string())
-    })?;
-    if let Err(e) = bundle::write(&bundle_dir, &spec) {
-        ctx.deps.runtime.remove(&id);
-        return Err(failed(e.to_string()));
-    }
+    // Building and writing the bundle is file I/O plus a burst of short-lived allocations
+    // (the runtime spec as JSON, the seccomp profile): off the async thread, so neither
+    // blocks the other pods nor leaves holes in the long-lived heap (BENCHMARKS.md row 4a).
+    let (job_ctx, job_c, job_bundle, job_cgroups, job_id) = (
+        ctx.clone(),
+        c.clone(),
+        bundle_dir.clone(),
+        cgroups_path.clone(),
+        id.clone(),
+    );
+    let span = tracing::Span::current();
+    let job = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
+        let (ctx, c, bundle_dir) = (job_ctx, job_c, job_bundle);
+        let node = &ctx.deps.node;
+        let spec = bundle::build_spec(
+            &ctx.pod.pod,
+            &c,
+            &BundleInputs {
+                image: &image.config,
+                image_file: &|rel| image.read_file(rel),
+                rootfs: &bundle_dir.join("rootfs"),
+                cgroups_path: &job_cgroups,
+                volumes: &ctx.volumes,
+                pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
+                node,
+                seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
+            },
+        )
+        .map_err(|e| {
+            tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
+            e.to_string()
+        })
+        .and_then(|spec| {
+            bundle::write(&bundle_dir, &spec).map_err(|e| {
+                ctx.deps.runtime.remove(&job_id);
+                e.to_string()
+            })
+        });
+        (image, spec)
+    });
+    let (image, written) = job
+        .await
+        .map_err(|e| failed(format!("building the bundle: {e}")))?;
+    written.map_err(failed)?;
     let cfg = MonitorConfig {
         id: id.clone(),
         pod_uid: ctx.pod.uid.clone(),
