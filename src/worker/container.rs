@@ -133,9 +133,8 @@ pub(super) async fn start(
     super::pod_env::ensure_sandbox(ctx)
         .await
         .map_err(|e| failed(format!("pod sandbox: {e}")))?;
-    // Building and writing the bundle is file I/O plus a burst of short-lived allocations
-    // (the runtime spec as JSON, the seccomp profile): off the async thread, so neither
-    // blocks the other pods nor leaves holes in the long-lived heap (BENCHMARKS.md row 4a).
+    // Building and writing the bundle reads image files and writes config.json: off the
+    // agent's one async thread, so a slow disk does not stall the other pods.
     let (job_ctx, job_c, job_bundle, job_cgroups, job_id) = (
         ctx.clone(),
         c.clone(),
