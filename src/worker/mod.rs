@@ -126,9 +126,7 @@ impl PodCtx {
 
     /// Whether `name` is an init container (sidecars included) or an app container.
     fn kind_of(&self, name: &str) -> crate::status::Kind {
-        let spec = self.pod.pod.spec.as_ref();
-        let init = spec.and_then(|s| s.init_containers.as_ref());
-        if init.is_some_and(|l| l.iter().any(|c| c.name == name)) {
+        if self.containers().0.iter().any(|c| c.name == name) {
             crate::status::Kind::Init
         } else {
             crate::status::Kind::App
@@ -185,7 +183,7 @@ pub async fn run_pod(
         let mut volumes = BTreeMap::new();
         let mut backoff = backoff::Backoff::retries(deps.pull_backoff);
         while !*stop.borrow() {
-            match Box::pin(prepare(&pod, &pod_dir, &deps)).await {
+            match prepare(&pod, &pod_dir, &deps).await {
                 Ok(v) => {
                     volumes = v;
                     break;
