@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod cgroups;
 pub mod cli;
 pub mod config;
+pub mod heap;
 pub mod image;
 pub mod logs;
 pub mod manager;

@@ -173,12 +173,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("hostlet run must run as root (it creates namespaces, cgroups and mounts)");
     }
-    // glibc gives every thread that allocates an arena of its own (up to 8 per core) and
-    // an arena keeps its peak; tokio's blocking threads made them ~12 MiB of the agent's
-    // RSS at 100 pods (BENCHMARKS.md row 4a). One is enough: the async work runs on one
-    // thread, and the blocking threads mostly wait on the kernel, not on malloc.
-    // SAFETY: only sets a malloc parameter, before any thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    crate::heap::one_arena();
     // One thread is enough: the agent mostly waits. Blocking work (unpacking layers)
     // goes to tokio's blocking pool. 100 pods started at once leave ~80 of its threads
     // waiting for work; let them go after a second instead of tokio's default ten.
@@ -300,7 +295,7 @@ async fn agent(
     });
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
-    tokio::spawn(trim_heap());
+    tokio::spawn(crate::heap::trim_loop());
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
@@ -317,21 +312,6 @@ async fn agent(
     tracing::info!("hostlet stopping; containers keep running");
     manager.abort();
     Ok(())
-}
-
-/// Hands the heap's free pages back to the kernel now and then. A burst of pod changes
-/// (every manifest parsed and cloned into snapshots, workers started) leaves freed memory
-/// between live allocations, which `free` never returns; at 100 pods that was ~2 MiB of
-/// the agent's RSS (BENCHMARKS.md row 4a). A pass over a heap this size takes well under
-/// a millisecond.
-async fn trim_heap() {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // SAFETY: malloc_trim only releases free memory; any thread may call it.
-        unsafe { libc::malloc_trim(0) };
-    }
 }
 
 async fn shutdown_signal() {

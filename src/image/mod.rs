@@ -245,7 +245,9 @@ impl ImageStore {
             }
         }
         let started = Instant::now();
-        let pulled = self.pull(&parsed, &key).await;
+        // Boxed: the network pull is most of this future's size, and every container
+        // start awaits this future even when the image is present.
+        let pulled = Box::pin(self.pull(&parsed, &key)).await;
         crate::metrics::image_pull(started.elapsed(), pulled.is_ok());
         pulled
     }

@@ -759,6 +759,19 @@ fn url_origin_hashes_the_url_and_sets_the_http_source() {
     )
     .unwrap_err();
     assert_eq!(e.field(), Some("items"));
+    // A type error inside an item names the item, without a position in text the user
+    // never wrote.
+    let e = decode_url_body(
+        "http://h/p",
+        b"apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n  spec: {containers: 3}\n",
+        NODE,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.field(), Some("items[0]"));
+    let shown = e.to_string();
+    assert!(shown.contains("invalid type: integer `3`"), "{shown}");
+    assert!(!shown.contains("at line"), "{shown}");
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! The agent's side of the runtime: spawn monitors, adopt the ones an earlier agent left,
 //! signal them and learn how their containers ended.
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,27 @@ pub const HELPER: &str = "hostlet-monitor";
 /// [`HELPER`] beside the running executable (the agent's, or the CLI's for `hostlet exec`).
 pub fn helper_path() -> std::io::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name(HELPER))
+}
+
+/// The monitor's one-line report on stdout (`ok` or `error: ...`), up to end of file.
+async fn handshake(stdout: std::process::ChildStdout) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
+    let mut line = Vec::with_capacity(128);
+    let mut buf = [0u8; 256];
+    loop {
+        let n = pipe.read(&mut buf).await?;
+        line.extend_from_slice(&buf[..n]);
+        if n == 0 || buf[..n].contains(&b'\n') {
+            break;
+        }
+    }
+    let end = line
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(line.len(), |i| i + 1);
+    line.truncate(end);
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 pub struct Runtime {
@@ -130,22 +150,17 @@ impl Runtime {
         })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         drop(child);
-        let line = tokio::time::timeout(
-            START_TIMEOUT,
-            tokio::task::spawn_blocking(move || {
-                let mut line = String::new();
-                BufReader::new(stdout).read_line(&mut line).map(|_| line)
-            }),
-        )
-        .await;
+        // Read on the async thread: a blocking read held one pool thread per starting
+        // container for all of libcontainer's create, ~80 threads and their buffers at
+        // 100 pods started at once (BENCHMARKS.md row 4a).
+        let line = tokio::time::timeout(START_TIMEOUT, handshake(stdout)).await;
         let fail = |message: String| RuntimeError::Start {
             id: cfg.id.clone(),
             message,
         };
         let line = match line {
-            Ok(Ok(Ok(line))) => line,
-            Ok(Ok(Err(e))) => return Err(fail(format!("reading monitor handshake: {e}"))),
-            Ok(Err(e)) => return Err(fail(format!("handshake task: {e}"))),
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => return Err(fail(format!("reading monitor handshake: {e}"))),
             Err(_) => {
                 let _ = proc::pidfd_send_signal(&pidfd, SIG_KILL);
                 return Err(fail("monitor did not report within 60s".into()));

@@ -156,24 +156,23 @@ impl Lister {
                 continue;
             }
             names.insert(full_name, path);
-            pods.push(pod.clone());
+            // Taken rather than shared, so stamping below changes it in place instead of
+            // copying the whole pod; it is put back after.
+            let Some(pod) = self.files.get_mut(path).and_then(|s| s.last_good.take()) else {
+                continue;
+            };
+            pods.push(pod);
             pod_files.push(path);
         }
         self.duplicates = duplicates;
 
         self.seen.retain(|uid, _| uids.contains(uid));
         super::stamp_seen(&mut self.seen, &mut pods);
-        // Keep the stamped version as the file's last good one, so the next list shares it
-        // instead of stamping (copying) it again.
+        // The stamped version goes back as the file's last good one, shared with the
+        // snapshot.
         for (path, pod) in pod_files.into_iter().zip(&pods) {
             if let Some(state) = self.files.get_mut(path) {
-                if !state
-                    .last_good
-                    .as_ref()
-                    .is_some_and(|p| Arc::ptr_eq(p, pod))
-                {
-                    state.last_good = Some(pod.clone());
-                }
+                state.last_good = Some(pod.clone());
             }
         }
         for path in &candidates {

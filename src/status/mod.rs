@@ -113,7 +113,11 @@ impl StatusStore {
     /// A pod worker started: every container is waiting to be created.
     pub fn pod_added(&self, sp: &Arc<StaticPod>) {
         let spec = sp.pod.spec.as_ref();
-        let mut containers = Vec::new();
+        // Exact: a ContainerStatus is ~0.7 KB and a growing Vec would hold four.
+        let count = spec.map_or(0, |s| {
+            s.containers.len() + s.init_containers.as_ref().map_or(0, Vec::len)
+        });
+        let mut containers = Vec::with_capacity(count);
         let lists = [
             (Kind::Init, spec.and_then(|s| s.init_containers.as_deref())),
             (Kind::App, spec.map(|s| &s.containers[..])),

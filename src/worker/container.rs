@@ -1,6 +1,7 @@
 //! Starting one instance of a container: pull its image (with back-off), build and write
 //! the bundle, hand it to the runtime.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,9 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
     }
 }
 
+/// Bundles being built at once, across all pods.
+static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 pub(crate) fn container_id(uid: &str, name: &str, restart_count: u32) -> String {
     format!("{}-{name}-{restart_count}", &uid[..uid.len().min(16)])
 }
@@ -111,7 +115,14 @@ pub(super) async fn start(
     restart_count: u32,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Handle, NotStarted> {
-    let image = pull(ctx, c, stop).await.ok_or(NotStarted::Stopping)?;
+    // The pull's future and the image (its config is ~2 KB) are boxed, so they do not
+    // make every start's future larger: 100 pods starting at once keep 100 of these
+    // (BENCHMARKS.md row 4a).
+    let image = Box::new(
+        Box::pin(pull(ctx, c, stop))
+            .await
+            .ok_or(NotStarted::Stopping)?,
+    );
     let layout = &ctx.deps.layout;
     let id = container_id(&ctx.pod.uid, &c.name, restart_count);
     let dir = layout.container(&id);
@@ -133,11 +144,16 @@ pub(super) async fn start(
     super::pod_env::ensure_sandbox(ctx)
         .await
         .map_err(|e| failed(format!("pod sandbox: {e}")))?;
+    // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool
+    // threads together, and the heap kept that peak (BENCHMARKS.md row 4a). Building is
+    // a millisecond of CPU; two keep both cores of a small host busy.
+    let permit = BUILDS.acquire().await.map_err(|e| failed(e.to_string()))?;
     // Building and writing the bundle reads image files and writes config.json: off the
-    // agent's one async thread, so a slow disk does not stall the other pods.
-    let (job_ctx, job_c, job_bundle, job_cgroups, job_id) = (
+    // agent's one async thread, so a slow disk does not stall the other pods. The job
+    // finds the container by name rather than taking a copy (2.3 KB before its strings).
+    let (job_ctx, job_name, job_bundle, job_cgroups, job_id) = (
         ctx.clone(),
-        c.clone(),
+        c.name.clone(),
         bundle_dir.clone(),
         cgroups_path.clone(),
         id.clone(),
@@ -145,11 +161,14 @@ pub(super) async fn start(
     let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
         let _span = span.enter();
-        let (ctx, c, bundle_dir) = (job_ctx, job_c, job_bundle);
+        let (ctx, bundle_dir) = (job_ctx, job_bundle);
+        let Some(c) = ctx.container(&job_name) else {
+            return (image, Err(format!("no container {job_name} in the pod")));
+        };
         let node = &ctx.deps.node;
         let spec = bundle::build_spec(
             &ctx.pod.pod,
-            &c,
+            c,
             &BundleInputs {
                 image: &image.config,
                 image_file: &|rel| image.read_file(rel),
@@ -176,29 +195,12 @@ pub(super) async fn start(
     let (image, written) = job
         .await
         .map_err(|e| failed(format!("building the bundle: {e}")))?;
+    drop(permit);
     written.map_err(failed)?;
-    let cfg = MonitorConfig {
-        id: id.clone(),
-        pod_uid: ctx.pod.uid.clone(),
-        pod_name: ctx.pod.name().to_string(),
-        pod_namespace: ctx.pod.namespace().to_string(),
-        container: c.name.clone(),
-        restart_count,
-        bundle: bundle_dir,
-        lower: image.lower_dirs(),
-        image_digest: image.digest.clone(),
-        log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
-        stop_signal: bundle::stop_signal(&image.config),
-        cgroups_path,
-        cgroup_driver: ctx
-            .deps
-            .cgroups
-            .as_ref()
-            .map_or_else(Default::default, |h| h.driver()),
-        log_limits: ctx.deps.log_limits,
-    };
+    let cfg = monitor_config(ctx, c, restart_count, &id, bundle_dir, cgroups_path, image);
     let started = Instant::now();
-    let result = ctx.deps.runtime.start(&cfg).await;
+    let result = Box::pin(ctx.deps.runtime.start(&cfg)).await;
+    crate::heap::release_soon();
     crate::metrics::container_start(started.elapsed(), result.is_ok());
     match result {
         Ok(h) => {
@@ -211,5 +213,37 @@ pub(super) async fn start(
             ctx.deps.runtime.remove(&id);
             Err(failed(e.to_string()))
         }
+    }
+}
+
+/// What the monitor needs; takes the image so it is not kept across the start.
+fn monitor_config(
+    ctx: &PodCtx,
+    c: &Container,
+    restart_count: u32,
+    id: &str,
+    bundle: PathBuf,
+    cgroups_path: String,
+    image: Box<Image>,
+) -> MonitorConfig {
+    MonitorConfig {
+        id: id.to_string(),
+        pod_uid: ctx.pod.uid.clone(),
+        pod_name: ctx.pod.name().to_string(),
+        pod_namespace: ctx.pod.namespace().to_string(),
+        container: c.name.clone(),
+        restart_count,
+        bundle,
+        lower: image.lower_dirs(),
+        image_digest: image.digest,
+        log_path: crate::logs::container_log_path(&ctx.log_dir, &c.name, restart_count),
+        stop_signal: bundle::stop_signal(&image.config),
+        cgroups_path,
+        cgroup_driver: ctx
+            .deps
+            .cgroups
+            .as_ref()
+            .map_or_else(Default::default, |h| h.driver()),
+        log_limits: ctx.deps.log_limits,
     }
 }
