@@ -5,6 +5,7 @@
 //! `pkg/kubelet/config/common.go` applyDefaults). Which pod fields hostlet implements lives in
 //! [`support`].
 
+mod jsonpath;
 pub mod locate;
 pub mod quantity;
 pub mod support;
@@ -376,13 +377,55 @@ fn parse(
         }
         return Ok((value, Pod::default()));
     }
-    // Typed decoding from the bytes, not from `value`, so type errors keep their line numbers.
+    // Typed decoding goes through serde_json only: a second typed deserializer (serde_yaml's)
+    // was all of the Pod type tree again in code (see `jsonpath`). JSON is decoded from
+    // its own bytes, so errors keep their positions; YAML from its value written as JSON,
+    // so YAML scalars keep the types YAML gave them, as the kubelet's YAML-to-JSON step does
+    // (`args: [-c, true]` is a boolean where a string belongs).
     let pod = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
+        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))?
     } else {
-        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
+        let json = serde_json::to_vec(&value).map_err(|e| json_error(path, &e))?;
+        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))?
     };
     Ok((value, pod))
+}
+
+/// A typed decoding error of `json`, named by field. `yaml`: the text the JSON was written
+/// from, where the field is located instead (the JSON's positions mean nothing to the user).
+fn typed_error(
+    path: &Path,
+    json: &[u8],
+    yaml: Option<&[u8]>,
+    e: &serde_json::Error,
+) -> ManifestError {
+    if e.line() == 0 {
+        return json_error(path, e);
+    }
+    let at = jsonpath::offset(json, e.line(), e.column());
+    let field = jsonpath::path_at(json, at).filter(|f| !f.is_empty());
+    let message = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = message.strip_suffix(&suffix).unwrap_or(&message);
+    let (line, column) = match yaml {
+        None => (Some(e.line()), Some(e.column())),
+        Some(text) => {
+            let loc = field
+                .as_deref()
+                .and_then(|f| locate(&String::from_utf8_lossy(text), f));
+            (loc.map(|l| l.0), loc.map(|l| l.1))
+        }
+    };
+    ManifestError::Syntax {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: match &field {
+            Some(f) => format!("{f}: {message}"),
+            None => message.to_string(),
+        },
+        field,
+    }
 }
 
 fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ManifestError {

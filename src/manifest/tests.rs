@@ -612,7 +612,7 @@ stdin: false
 tty: false
 workingDir: /work
 command: [sh]
-args: [-c, true]
+args: [-c, \"true\"]
 env:
 - {name: A, value: b}
 - name: NODE
@@ -626,6 +626,31 @@ terminationMessagePath: /tmp/msg
 terminationMessagePolicy: FallbackToLogsOnError";
     let sp = decode_str(&pod(spec, container)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(sp.pod.spec.unwrap().node_name.as_deref(), Some(NODE));
+}
+
+#[test]
+fn yaml_scalars_keep_their_types() {
+    // As the kubelet's YAML-to-JSON step: an unquoted `true` or `3600` is no string.
+    let e = decode_str(&pod("", "command: [sleep]\nargs: [-c, 3600]")).unwrap_err();
+    assert_eq!(e.field(), Some("spec.containers[0].args[1]"), "{e}");
+    let shown = e.to_string();
+    assert!(shown.contains("test.yaml:10:"), "{shown}");
+    assert!(
+        shown.contains("invalid type: integer `3600`, expected a string"),
+        "{shown}"
+    );
+    // Numbers and booleans where they belong, and strings that only look like them.
+    let sp = decode_str(&pod(
+        "hostPID: true",
+        "args: [\"3600\", 'true']\nports: [{containerPort: 80}]",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let c = &sp.pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.args.as_deref(),
+        Some(&["3600".to_string(), "true".to_string()][..])
+    );
+    assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 80);
 }
 
 #[test]
