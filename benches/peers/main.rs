@@ -76,6 +76,10 @@ fn main() {
         // `cargo test --all-targets` also runs bench targets; measuring is `cargo bench`'s job.
         return;
     }
+    // `cargo bench` points LD_LIBRARY_PATH at build-script output (ring, zstd); every
+    // dynamically linked program started under it (hostlet's helpers, runc, podman) then
+    // searched ~80 directories for libc. A host has no such variable.
+    std::env::remove_var("LD_LIBRARY_PATH");
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -2,6 +2,7 @@
 //! directory per v1 controller, or one v2 directory; with systemd, [`super::systemd`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::hugepages::{self, HostHugepages};
 use super::limits::{shares_to_weight, PodCgroup, PodLimits, CFS_PERIOD, MIN_SHARES};
@@ -83,26 +84,42 @@ impl Hierarchy {
         let rel = rel.trim_start_matches('/');
         match self {
             Self::V2 { root } | Self::Systemd { root } => vec![("", root.join(rel))],
-            Self::V1 { root } => {
-                let mut seen: Vec<PathBuf> = Vec::new();
-                let mut out = Vec::new();
-                for ctl in V1_CONTROLLERS {
-                    let base = root.join(ctl);
-                    if !base.is_dir() {
-                        continue;
-                    }
-                    // "cpu" and "cpuacct" are often one mount reached through symlinks.
-                    let real = base.canonicalize().unwrap_or(base.clone());
-                    if seen.contains(&real) {
-                        continue;
-                    }
-                    seen.push(real);
-                    out.push((*ctl, base.join(rel)));
-                }
-                out
-            }
+            Self::V1 { root } => v1_controllers(root)
+                .into_iter()
+                .map(|ctl| (ctl, root.join(ctl).join(rel)))
+                .collect(),
         }
     }
+}
+
+/// The v1 controller mounts under `root`, one name per mount: "cpu" and "cpuacct" are
+/// often one mount reached through symlinks. Found once per root: each pod start asks
+/// ten times, and finding them is ~60 system calls (stat and realpath per controller).
+fn v1_controllers(root: &Path) -> Vec<&'static str> {
+    static FOUND: Mutex<Vec<(PathBuf, Vec<&'static str>)>> = Mutex::new(Vec::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, ctls)) = found.iter().find(|(r, _)| r == root) {
+        return ctls.clone();
+    }
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut ctls = Vec::new();
+    for ctl in V1_CONTROLLERS {
+        let base = root.join(ctl);
+        if !base.is_dir() {
+            continue;
+        }
+        let real = base.canonicalize().unwrap_or(base);
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real);
+        ctls.push(*ctl);
+    }
+    // An empty list is not kept: the mounts may not be there yet.
+    if !ctls.is_empty() {
+        found.push((root.to_path_buf(), ctls.clone()));
+    }
+    ctls
 }
 
 /// Limits of one cgroup, whatever its level; `None` leaves the file as it is.

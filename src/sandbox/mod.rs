@@ -226,6 +226,9 @@ fn create(
     placement: &Placement,
 ) -> Result<(), SandboxError> {
     let mut cmd = std::process::Command::new(exe);
+    // As for the monitors: nothing of the agent's environment (LD_LIBRARY_PATH, say)
+    // reaches the helper.
+    cmd.env_clear();
     cmd.arg("sandbox").arg("create").arg(&files.dir);
     cmd.arg("--hostname").arg(hostname);
     for (on, flag) in [
