@@ -117,6 +117,20 @@ mod tests {
         assert!(e.contains(&rt.helper().display().to_string()), "{e}");
     }
 
+    #[tokio::test]
+    async fn torn_records_are_debris() {
+        // What a power cut may leave, as records are not fsynced: nothing to adopt, and
+        // the directory goes (the cleanup helper is absent here; removal must not need it).
+        let root = tempfile::tempdir().unwrap();
+        let layout = crate::state::Layout::new(root.path());
+        let torn = layout.container("torn");
+        std::fs::create_dir_all(&torn).unwrap();
+        std::fs::write(torn.join(CONFIG_FILE), b"{\"id\":\"tor").unwrap();
+        let rt = Runtime::new(layout).unwrap();
+        assert!(rt.adopt_all().await.is_empty());
+        assert!(!torn.exists(), "the torn container directory is removed");
+    }
+
     fn rec(code: i32, oom: bool, err: Option<&str>) -> ExitRecord {
         ExitRecord {
             exit_code: code,

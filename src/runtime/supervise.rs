@@ -285,7 +285,9 @@ impl Runtime {
     }
 
     async fn adopt_one(&self, id: &str, dir: &Path) -> Result<Option<Adopted>, RuntimeError> {
-        let Some(config) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE))? else {
+        // A record that cannot be read (torn by a power cut) leaves nothing to adopt:
+        // the directory is removed as debris, as one without records is.
+        let Ok(Some(config)) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) else {
             return Ok(None);
         };
         let mut adopted = Adopted {
@@ -297,11 +299,15 @@ impl Runtime {
         // yet; give it the time a start may take rather than racing it.
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(exit) = state::read_json::<ExitRecord>(&dir.join(EXIT_FILE))? {
+            if let Ok(Some(exit)) = state::read_json::<ExitRecord>(&dir.join(EXIT_FILE)) {
                 adopted.exit = Some(exit);
                 return Ok(Some(adopted));
             }
-            let st = state::read_json::<MonitorState>(&dir.join(STATE_FILE))?;
+            // Unreadable is as good as absent: with no live monitor behind it, the
+            // container is cleaned up below.
+            let st = state::read_json::<MonitorState>(&dir.join(STATE_FILE))
+                .ok()
+                .flatten();
             let live = st.as_ref().and_then(|st| {
                 proc::open_verified(st.monitor_pid, st.monitor_start).map(|fd| (st.clone(), fd))
             });
