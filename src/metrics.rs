@@ -179,6 +179,34 @@ fn label(v: &str) -> String {
 }
 
 /// The whole `/metrics` body.
+/// Log lines (and their bytes) each container's log writer could not write.
+fn render_log_drops(out: &mut String, status: &StatusStore) {
+    let drops = status.dropped_logs();
+    let families = [
+        (
+            "hostlet_container_log_dropped_lines_total",
+            "Log lines of each container of the current pods dropped because the log could not be written",
+        ),
+        (
+            "hostlet_container_log_dropped_bytes_total",
+            "Bytes of CRI log records dropped because the log could not be written",
+        ),
+    ];
+    for (i, (name, help)) in families.into_iter().enumerate() {
+        header(out, name, help, "counter");
+        for (ns, pod, c, lines, bytes) in &drops {
+            let n = if i == 0 { lines } else { bytes };
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {n}",
+                label(ns),
+                label(pod),
+                label(c)
+            );
+        }
+    }
+}
+
 pub fn render(status: &StatusStore) -> String {
     observe_pod_starts(status);
     let pods = status.pods();
@@ -270,6 +298,7 @@ pub fn render(status: &StatusStore) -> String {
             label(c)
         );
     }
+    render_log_drops(&mut out, status);
     header(
         &mut out,
         "hostlet_container_starts_total",
@@ -373,5 +402,40 @@ mod tests {
         ] {
             assert!(out.contains(name), "{name} missing in\n{out}");
         }
+    }
+
+    #[test]
+    fn log_drops_are_counted_per_container_and_shown_as_a_condition() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app, image: busybox}]}\n";
+        let sp = crate::manifest::decode(std::path::Path::new("web.yaml"), yaml.as_bytes(), "n1")
+            .unwrap();
+        let status = StatusStore::new();
+        status.pod_added(&std::sync::Arc::new(sp));
+        let full = Some("No space left on device (os error 28)".to_string());
+        status.log_drops(&pod_uid(&status), "app", (10, 500), true, full.clone());
+        status.log_drops(&pod_uid(&status), "app", (5, 250), false, None);
+        let out = render(&status);
+        for want in [
+            "hostlet_container_log_dropped_lines_total{namespace=\"default\",pod=\"web-n1\",container=\"app\"} 15\n",
+            "hostlet_container_log_dropped_bytes_total{namespace=\"default\",pod=\"web-n1\",container=\"app\"} 750\n",
+        ] {
+            assert!(out.contains(want), "{want} missing in\n{out}");
+        }
+        let pod = status.pod("default", "web-n1").unwrap();
+        let cond = pod.status.unwrap().conditions.unwrap();
+        let c = cond
+            .iter()
+            .find(|c| c.type_ == crate::status::LOG_DROPS_CONDITION)
+            .unwrap();
+        assert_eq!(c.status, "False");
+        assert!(c
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("app: 15 lines (750 bytes) dropped, last: No space"));
+    }
+
+    fn pod_uid(status: &StatusStore) -> String {
+        status.start_times()[0].0.clone()
     }
 }

@@ -296,6 +296,10 @@ async fn agent(
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
     tokio::spawn(crate::heap::trim_loop());
+    tokio::spawn(crate::worker::log_drops::watch(
+        deps.layout.clone(),
+        status.clone(),
+    ));
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await

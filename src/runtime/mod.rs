@@ -15,6 +15,13 @@ use serde::{Deserialize, Serialize};
 
 pub use supervise::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
 
+/// What a container's log writer dropped so far, as its monitor last reported it; None
+/// when it never dropped anything (or the container is gone).
+pub fn log_drops(layout: &crate::state::Layout, id: &str) -> Option<crate::logs::DropStats> {
+    let path = layout.container(id).join(LOG_DROPS_FILE);
+    crate::state::read_json(&path).ok().flatten()
+}
+
 /// Signal from the agent to a monitor: stop the container with its stop signal.
 pub const SIG_STOP: i32 = libc::SIGTERM;
 /// Signal from the agent to a monitor: kill every process of the container now.
@@ -103,6 +110,9 @@ pub enum RuntimeError {
 pub(crate) const CONFIG_FILE: &str = "monitor.json";
 pub(crate) const STATE_FILE: &str = "state.json";
 pub(crate) const EXIT_FILE: &str = "exit.json";
+/// Written by the monitor when its log writer starts or stops dropping lines, and at most
+/// once a second while it drops them ([`crate::logs::DropStats`]).
+pub(crate) const LOG_DROPS_FILE: &str = "log-drops.json";
 pub(crate) const MONITOR_LOG: &str = "monitor.log";
 
 #[cfg(test)]

@@ -27,12 +27,16 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{proc, ExitRecord, MonitorConfig, MonitorState};
-use super::{CONFIG_FILE, EXIT_FILE, STATE_FILE};
-use crate::logs::{rfc3339_nano, CriWriter, Stream};
+use super::{CONFIG_FILE, EXIT_FILE, LOG_DROPS_FILE, STATE_FILE};
+use crate::logs::{rfc3339_nano, CriWriter, DropStats, Stream};
 use crate::state::{self, Layout};
 
 /// After the init exits, how long to keep draining output still buffered in the pipes.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// While log lines are dropped and the container is quiet, how often to try writing again.
+const LOG_RETRY: Duration = Duration::from_millis(250);
+/// How often the drop counts are written for the agent while lines are being dropped.
+const DROPS_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -180,8 +184,48 @@ struct Monitor {
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
     log: CriWriter,
+    drops: DropReport,
     /// OOM kills in the pod's cgroup before this container started.
     pod_oom_base: u64,
+}
+
+/// Tells the agent, through [`LOG_DROPS_FILE`], what the log writer dropped: when an
+/// episode starts or ends, and at most once a second in between. The monitor's own log
+/// gets one line per episode edge, not one per dropped line.
+struct DropReport {
+    path: PathBuf,
+    last: DropStats,
+    at: Option<Instant>,
+}
+
+impl DropReport {
+    fn update(&mut self, now: &DropStats, force: bool) {
+        if *now == self.last {
+            return;
+        }
+        let edge = now.dropping != self.last.dropping;
+        let due = self.at.is_none_or(|t| t.elapsed() >= DROPS_REPORT_EVERY);
+        if !(force || due || edge) {
+            return;
+        }
+        if edge && now.dropping {
+            tracing::warn!(
+                error = now.error.as_deref().unwrap_or(""),
+                "container log cannot be written; dropping its lines until it can"
+            );
+        } else if edge {
+            tracing::info!(
+                dropped_lines = now.dropped_lines,
+                dropped_bytes = now.dropped_bytes,
+                "container log writes resumed"
+            );
+        }
+        self.at = Some(Instant::now());
+        // On a full disk this can fail too; the next report tries again.
+        if state::write_json(&self.path, now).is_ok() {
+            self.last = now.clone();
+        }
+    }
 }
 
 impl Monitor {
@@ -264,6 +308,11 @@ impl Monitor {
             out: Some(out_r),
             err: Some(err_r),
             log,
+            drops: DropReport {
+                path: dir.join(LOG_DROPS_FILE),
+                last: DropStats::default(),
+                at: None,
+            },
             pod_oom_base,
         })
     }
@@ -279,14 +328,21 @@ impl Monitor {
             if status.is_some() && self.out.is_none() && self.err.is_none() {
                 break;
             }
-            let timeout = match drain_until {
+            let mut wait = match drain_until {
                 Some(t) => {
                     let left = t.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::ZERO)
+                    Some(left)
                 }
+                None => None,
+            };
+            if self.log.stats().dropping {
+                wait = Some(wait.map_or(LOG_RETRY, |w| w.min(LOG_RETRY)));
+            }
+            let timeout = match wait {
+                Some(w) => PollTimeout::try_from(w.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
                 None => PollTimeout::NONE,
             };
             let (sig_ready, ready) = {
@@ -327,15 +383,13 @@ impl Monitor {
                 let Some(fd) = slot.as_ref() else { continue };
                 match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
                     Ok(0) => *slot = None,
-                    Ok(n) => {
-                        if let Err(e) = self.log.write(stream, &buf[..n]) {
-                            tracing::warn!(error = %e, "writing container log");
-                        }
-                    }
+                    Ok(n) => self.log.write(stream, &buf[..n]),
                     Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => {}
                     Err(_) => *slot = None,
                 }
             }
+            self.log.retry();
+            self.drops.update(self.log.stats(), false);
             if sig_ready {
                 if let Some(s) = self.handle_signals() {
                     status = Some(s);
@@ -346,7 +400,8 @@ impl Monitor {
                 }
             }
         }
-        let _ = self.log.finish();
+        self.log.finish();
+        self.drops.update(self.log.stats(), true);
         let (exit_code, signal) = status.unwrap_or((128 + libc::SIGKILL, Some(libc::SIGKILL)));
         // Whoever the kernel picked in the cgroup, a failed exit after a memcg OOM kill is
         // the OOM's doing (containerd reports it the same way).

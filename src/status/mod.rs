@@ -1,6 +1,7 @@
 //! What every pod and container is doing, in the Kubernetes `PodStatus` shape. Workers
 //! write transitions here; the API and the CLI read it. Nothing here changes state.
 
+mod log_drops;
 mod phase;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
 
+pub use log_drops::{LogDrops, CONDITION as LOG_DROPS_CONDITION};
 pub use phase::{pod_phase, PodPhase};
 
 /// Which list of the pod spec a container belongs to.
@@ -36,6 +38,8 @@ struct PodEntry {
     terminating_since: Option<Timestamp>,
     /// Set when the pod was evicted: (reason, message); the phase is then Failed.
     evicted: Option<(String, String)>,
+    /// Containers whose log lines were dropped; empty for nearly every pod.
+    log_drops: Vec<LogDrops>,
 }
 
 /// Shared, cheap to clone; every method takes a short lock.
@@ -144,6 +148,7 @@ impl StatusStore {
             containers,
             terminating_since: None,
             evicted: None,
+            log_drops: Vec::new(),
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
     }
@@ -302,6 +307,85 @@ impl StatusStore {
         })
     }
 
+    /// Every container that has (or had) an instance: pod UID, container name and the id
+    /// of its newest instance.
+    pub fn container_ids(&self) -> Vec<(String, String, String)> {
+        self.with(|i| {
+            let mut out = Vec::new();
+            for (uid, p) in &i.pods {
+                for (_, c) in &p.containers {
+                    let id = c.container_id.as_deref().or_else(|| {
+                        let s = c.state.as_ref()?.terminated.as_ref()?;
+                        s.container_id.as_deref()
+                    });
+                    if let Some(id) = id.and_then(|id| id.strip_prefix("hostlet://")) {
+                        out.push((uid.clone(), c.name.clone(), id.to_string()));
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// Log lines of a container dropped since the last report (`lines`, `bytes` are
+    /// increments), whether they are being dropped now, and why.
+    pub fn log_drops(
+        &self,
+        uid: &str,
+        container: &str,
+        (lines, bytes): (u64, u64),
+        dropping: bool,
+        error: Option<String>,
+    ) {
+        self.with(|i| {
+            let Some(p) = i.pods.get_mut(uid) else { return };
+            let idx = match p.log_drops.iter().position(|d| d.container == container) {
+                Some(idx) => idx,
+                None => {
+                    p.log_drops.push(LogDrops {
+                        container: container.to_string(),
+                        lines: 0,
+                        bytes: 0,
+                        dropping: false,
+                        error: None,
+                        since: Timestamp::now(),
+                    });
+                    p.log_drops.len() - 1
+                }
+            };
+            let d = &mut p.log_drops[idx];
+            d.lines += lines;
+            d.bytes += bytes;
+            if d.dropping != dropping {
+                d.dropping = dropping;
+                d.since = Timestamp::now();
+            }
+            if error.is_some() {
+                d.error = error;
+            }
+        })
+    }
+
+    /// Every container's dropped log lines and bytes: (namespace, pod, container, lines,
+    /// bytes), for `/metrics`.
+    pub fn dropped_logs(&self) -> Vec<(String, String, String, u64, u64)> {
+        self.with(|i| {
+            let mut out = Vec::new();
+            for p in i.pods.values() {
+                for d in &p.log_drops {
+                    out.push((
+                        p.pod.namespace().to_string(),
+                        p.pod.name().to_string(),
+                        d.container.clone(),
+                        d.lines,
+                        d.bytes,
+                    ));
+                }
+            }
+            out
+        })
+    }
+
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         self.pods().into_iter().find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
@@ -353,7 +437,11 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
     };
     pod.status = Some(PodStatus {
         phase: Some(phase.as_str().into()),
-        conditions: Some(phase::conditions(&spec, &init, &app, p.started, phase)),
+        conditions: Some({
+            let mut c = phase::conditions(&spec, &init, &app, p.started, phase);
+            c.extend(log_drops::condition(&p.log_drops));
+            c
+        }),
         host_ip,
         pod_ip,
         start_time: Some(Time(p.started)),

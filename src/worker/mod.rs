@@ -5,6 +5,7 @@
 pub mod backoff;
 mod container;
 pub mod eviction;
+pub mod log_drops;
 mod pod;
 mod pod_env;
 mod supervisor;

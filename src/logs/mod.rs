@@ -1,0 +1,172 @@
+//! CRI-format container log files: `<RFC3339Nano> <stream> <P|F> <text>`, one file per
+//! container instance at `<pod-logs-dir>/<ns>_<pod>_<uid>/<container>/<restartCount>.log`.
+
+mod writer;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use writer::CriWriter;
+
+/// Lines longer than this are split into partial (`P`) records, as containerd does, so a
+/// container that never prints a newline cannot make the writer buffer without bound.
+pub const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+pub fn pod_log_dir(logs_root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    logs_root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+pub fn container_log_path(pod_dir: &Path, container: &str, restart_count: u32) -> PathBuf {
+    pod_dir.join(container).join(format!("{restart_count}.log"))
+}
+
+/// Formats a timestamp as RFC 3339 with nanoseconds, in UTC (what `kubectl logs` parses).
+pub fn rfc3339_nano(ts: jiff::Timestamp) -> String {
+    format!("{ts:.9}")
+}
+
+/// Size-based rotation, the kubelet's `--container-log-max-size` and
+/// `--container-log-max-files` (which counts the live file too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLimits {
+    /// Rotate once the live file reaches this many bytes; 0 never rotates.
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
+/// What a container's log writer could not write, as the monitor reports it to the agent
+/// (`log-drops.json` in the container's state dir). Counts are for one container instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropStats {
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
+    /// Lines are being dropped now: the last write failed and none has succeeded since.
+    pub dropping: bool,
+    /// Episodes so far (an episode ends when a write succeeds again).
+    pub episodes: u64,
+    /// Why the current or last episode began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `FILE` → `FILE.gz`, then removes `FILE`.
+pub(crate) fn compress(path: &Path) -> io::Result<()> {
+    let mut gz_name = path.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let gz = PathBuf::from(gz_name);
+    let mut tmp_name = gz.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let result = (|| {
+        let mut input = File::open(path)?;
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+        io::copy(&mut input, &mut enc)?;
+        enc.finish()?;
+        std::fs::rename(&tmp, &gz)
+    })();
+    match result {
+        Ok(()) => std::fs::remove_file(path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The rotated files of a live log file, oldest first (their names sort by time).
+pub fn rotated_files(live: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (live.parent(), live.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".tmp"))
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+pub(crate) fn prune_rotated(live: &Path, keep: usize) {
+    let files = rotated_files(live);
+    let excess = files.len().saturating_sub(keep);
+    for f in &files[..excess] {
+        if let Err(e) = std::fs::remove_file(f) {
+            tracing::warn!(file = %f.display(), error = %e, "removing rotated log");
+        }
+    }
+}
+
+/// Removes the logs (live and rotated) of instances older than the previous one of the
+/// container whose live file is `<n>.log`.
+pub(crate) fn remove_old_instances(live: &Path) {
+    let (Some(dir), Some(n)) = (
+        live.parent(),
+        live.file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u32>().ok()),
+    ) else {
+        return;
+    };
+    let old = |name: &str| {
+        let num = name.split('.').next().and_then(|k| k.parse::<u32>().ok());
+        let is_log = name.split('.').nth(1) == Some("log");
+        is_log && num.is_some_and(|k| k + 1 < n)
+    };
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_str().is_some_and(old) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_kubelet_layout() {
+        let d = pod_log_dir(Path::new("/var/log/pods"), "default", "web-n1", "abc");
+        assert_eq!(d, Path::new("/var/log/pods/default_web-n1_abc"));
+        assert_eq!(
+            container_log_path(&d, "app", 2),
+            Path::new("/var/log/pods/default_web-n1_abc/app/2.log")
+        );
+    }
+}
