@@ -2,11 +2,11 @@
 # hostlet beside runc, podman kube play and skopeo: the one command behind BENCHMARKS.md.
 #
 #   sudo benches/run.sh                 # every row (about 10 minutes on 2 cores)
-#   sudo benches/run.sh startup pull    # some sections: startup, scale, pull
+#   sudo benches/run.sh startup pull    # some sections: startup, scale, logflood, pull
 #
 # Installs the peers (Debian's podman, runc, skopeo, umoci), configures podman for this
 # host in a private directory (nothing under /etc is changed), then runs
-# `cargo bench --bench peers`. Knobs (environment): RUNS, RUNS_10, RUNS_100, IDLE_SECS,
+# `cargo bench --bench peers`. Knobs (environment): RUNS, RUNS_10, RUNS_100, IDLE_SECS, FLOOD_SECS,
 # PULL_RUNS, PULL_MIB, BENCH_RUST_LOG, BENCH_SMAPS (see benches/peers/main.rs).
 # The table is printed and written to target/bench/results.md.
 set -euo pipefail

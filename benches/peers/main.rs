@@ -12,6 +12,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod logflood;
 mod pull;
 mod scale;
 mod startup;
@@ -188,6 +189,17 @@ fn main() {
             }),
             "",
             "≤ 0.5% of a core",
+        );
+    }
+
+    if want("logflood") {
+        let secs = env_or("FLOOD_SECS", 20);
+        let f = logflood::run(Duration::from_secs(secs), &reg);
+        t.row(
+            &format!("4c. per-container process, stdout flood, log disk full (1 MiB tmpfs), {secs} s"),
+            &format!("monitor {}", logflood::describe(f.monitor, f.monitor_cpu)),
+            &format!("conmon {}", logflood::describe(f.conmon, f.conmon_cpu)),
+            "≤ 8 MB RSS, flat",
         );
     }
 
