@@ -85,8 +85,19 @@ pub fn run(window: Duration, reg: &Registry) -> LogFlood {
         let path = format!("path={}", logs.join("ctr.log").display());
         let name = format!("flood-{}", std::process::id());
         let out = podman(&[
-            "run", "-d", "--name", &name, "--tls-verify=false", "--log-driver", "k8s-file",
-            "--log-opt", &path, &image, "sh", "-c", FLOOD,
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--tls-verify=false",
+            "--log-driver",
+            "k8s-file",
+            "--log-opt",
+            &path,
+            &image,
+            "sh",
+            "-c",
+            FLOOD,
         ]);
         if out.status.success() {
             let conmon = wait_until(

@@ -196,7 +196,9 @@ fn main() {
         let secs = env_or("FLOOD_SECS", 20);
         let f = logflood::run(Duration::from_secs(secs), &reg);
         t.row(
-            &format!("4c. per-container process, stdout flood, log disk full (1 MiB tmpfs), {secs} s"),
+            &format!(
+                "4c. per-container process, stdout flood, log disk full (1 MiB tmpfs), {secs} s"
+            ),
             &format!("monitor {}", logflood::describe(f.monitor, f.monitor_cpu)),
             &format!("conmon {}", logflood::describe(f.conmon, f.conmon_cpu)),
             "≤ 8 MB RSS, flat",

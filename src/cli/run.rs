@@ -300,6 +300,11 @@ async fn agent(
         deps.layout.clone(),
         status.clone(),
     ));
+    tokio::spawn(crate::worker::log_gc::sweep_loop(
+        deps.pod_logs_dir.clone(),
+        status.clone(),
+        deps.pod_logs_gc_delay,
+    ));
     let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await

@@ -6,6 +6,7 @@ pub mod backoff;
 mod container;
 pub mod eviction;
 pub mod log_drops;
+pub mod log_gc;
 mod pod;
 mod pod_env;
 mod supervisor;

@@ -1,0 +1,260 @@
+//! Reliability drills (RELIABILITY.md): faults injected at random moments, and every
+//! promise counted afterwards. The short profile runs in `cargo test`; the long one is
+//! `HOSTLET_DRILLS=long cargo test --test drills -- --nocapture` and prints the figures
+//! RELIABILITY.md records. Each drill prints one `DRILL name key=value …` line.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn long() -> bool {
+    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
+}
+
+/// A small deterministic generator, seeded from the clock and printed, so that a failing
+/// storm can be replayed with `HOSTLET_DRILL_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("HOSTLET_DRILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("drill seed: HOSTLET_DRILL_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    }
+}
+
+/// A pod whose one process carries `marker` in its command line for as long as it runs.
+fn marked_pod(name: &str, image: &str, marker: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {image}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done", "{marker}"]
+"#
+    )
+}
+
+/// Pod UIDs the agent has a directory for.
+fn pod_dirs(root: &Path) -> BTreeSet<String> {
+    fs::read_dir(root.join("pods"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn entries(dir: &Path) -> usize {
+    fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}
+
+/// Mount points at or under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    let prefix = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
+
+/// Cgroup directories (any controller, any driver's naming) that name one of `uids`.
+fn pod_cgroups(uids: &BTreeSet<String>) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            let in_kubepods = p.to_string_lossy().contains("kubepods");
+            if in_kubepods
+                && uids
+                    .iter()
+                    .any(|u| name.contains(u.as_str()) || name.contains(&u.replace('-', "_")))
+            {
+                found.push(p.display().to_string());
+            } else if in_kubepods || d.as_os_str().len() <= "/sys/fs/cgroup/".len() + 24 {
+                stack.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// Restart counts by pod UID and container, from the status API.
+fn restart_counts(addr: &str) -> Option<BTreeMap<String, i64>> {
+    let (code, body) = http_get(addr, "/pods")?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut out = BTreeMap::new();
+    for p in v["items"].as_array()? {
+        let uid = p["metadata"]["uid"].as_str()?.to_string();
+        for c in p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            out.insert(uid.clone(), c["restartCount"].as_i64()?);
+        }
+    }
+    Some(out)
+}
+
+/// Drill 1: the agent is `kill -9`ed at random moments while manifests are added, edited
+/// and removed (so kills land during pulls, bundle writes, monitor spawns and
+/// terminations), and restarted each time. Afterwards every desired pod runs exactly once,
+/// nothing of a removed or replaced pod runs, restart counts never went back, and once
+/// every manifest is gone nothing of any pod is left on the host.
+#[test]
+fn agent_kill_storm() {
+    let kills = if long() { 100 } else { 12 };
+    let mut rng = Rng::new();
+    let port = free_port().to_string();
+    let args = ["--read-only-port", &port, "--pod-logs-gc-delay", "1s"];
+    let mut f = Fixture::with_args(&args);
+    let addr = format!("127.0.0.1:{port}");
+    let image = f.image();
+    let storm = format!("drill{}", std::process::id());
+    // name → version of its manifest now on disk.
+    let mut desired: BTreeMap<String, u32> = BTreeMap::new();
+    let mut uids = BTreeSet::new();
+    let mut last_restarts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut went_back = 0;
+    let marker = |name: &str, v: u32| format!("{storm}-{name}-v{v}-end");
+    let started = Instant::now();
+    for k in 0..kills {
+        // One or two manifest changes, then a kill somewhere in what they set off.
+        for _ in 0..=rng.below(2) {
+            let name = format!("p{}", rng.below(6));
+            match (desired.get(&name).copied(), rng.below(3)) {
+                (Some(_), 0) => {
+                    remove_manifest(&f.dirs, &format!("{name}.yaml"));
+                    desired.remove(&name);
+                }
+                (v, _) => {
+                    let v = v.map_or(0, |v| v + 1);
+                    let yaml = marked_pod(&name, &image, &marker(&name, v));
+                    write_manifest(&f.dirs, &format!("{name}.yaml"), &yaml);
+                    desired.insert(name, v);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        uids.extend(pod_dirs(&f.dirs.root));
+        f.agent.as_mut().unwrap().kill9();
+        uids.extend(pod_dirs(&f.dirs.root));
+        f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
+        // Restart counts read by the new agent (adopted) must not be lower than before.
+        let counts = f.wait("the new agent's status", || restart_counts(&addr));
+        for (uid, n) in &counts {
+            if last_restarts.get(uid).is_some_and(|before| n < before) {
+                eprintln!("kill {k}: restart count of {uid} went back to {n}");
+                went_back += 1;
+            }
+        }
+        last_restarts.extend(counts);
+    }
+
+    // Every desired pod runs exactly once; nothing else of the storm runs.
+    let settle = Duration::from_secs(120);
+    let (dup, stale) = wait_until(
+        settle,
+        "desired pods each running once",
+        || f.dirs.agent_log(),
+        || {
+            let running = find_pids_by_cmdline(&storm);
+            let mut dup = 0;
+            for (name, v) in &desired {
+                let n = find_pids_by_cmdline(&marker(name, *v)).len();
+                if n == 0 {
+                    return None;
+                }
+                dup += n - 1;
+            }
+            let wanted: usize = desired.len() + dup;
+            // Processes of removed pods or older versions (given time to terminate).
+            (running.len() == wanted).then_some((dup, running.len() - wanted))
+        },
+    );
+    uids.extend(pod_dirs(&f.dirs.root));
+
+    // Remove everything: no trace of any pod may remain.
+    for name in desired.keys() {
+        remove_manifest(&f.dirs, &format!("{name}.yaml"));
+    }
+    wait_until(
+        settle,
+        "every pod gone",
+        || f.dirs.agent_log(),
+        || {
+            (find_pids_by_cmdline(&storm).is_empty()
+                && pod_dirs(&f.dirs.root).is_empty()
+                && entries(&f.dirs.root.join("containers")) == 0)
+                .then_some(())
+        },
+    );
+    let logs_left = wait_until(
+        Duration::from_secs(10),
+        "pod log dirs removed",
+        || f.dirs.agent_log(),
+        || (entries(&f.dirs.logs) == 0).then_some(0),
+    );
+    let mounts = mounts_under(&f.dirs.root);
+    let runtime_left = entries(&f.dirs.root.join("runtime"));
+    let cgroups = wait_until(
+        Duration::from_secs(10),
+        "pod cgroups removed",
+        || f.dirs.agent_log(),
+        || {
+            let c = pod_cgroups(&uids);
+            c.is_empty().then_some(c)
+        },
+    );
+    println!(
+        "DRILL agent_kill_storm kills={kills} pods_seen={} desired_at_end={} secs={} duplicates={dup} stale={stale} restart_count_went_back={went_back} leaked_mounts={} leaked_runtime_state={runtime_left} leaked_log_dirs={logs_left} leaked_cgroups={}",
+        uids.len(),
+        desired.len(),
+        started.elapsed().as_secs(),
+        mounts.len(),
+        cgroups.len()
+    );
+    assert_eq!((dup, stale, went_back), (0, 0, 0));
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    assert_eq!(runtime_left, 0, "libcontainer state left");
+}
