@@ -12,11 +12,13 @@ use crate::util::*;
 
 const FLOOD: &str = "exec yes flooding-the-log-disk";
 
+/// Largest (RSS, PSS) KiB seen over the window, and the last sample.
+pub type Peak = Option<((u64, u64), (u64, u64))>;
+
 #[derive(Default)]
 pub struct LogFlood {
-    /// Largest (RSS, PSS) KiB seen over the window, and the last sample.
-    pub monitor: Option<((u64, u64), (u64, u64))>,
-    pub conmon: Option<((u64, u64), (u64, u64))>,
+    pub monitor: Peak,
+    pub conmon: Peak,
     /// Percent of a core the process used over the window.
     pub monitor_cpu: Option<f64>,
     pub conmon_cpu: Option<f64>,
@@ -37,7 +39,7 @@ fn full(dir: &Path) -> bool {
 }
 
 /// Samples `pid` for `window`: (largest (RSS, PSS), last (RSS, PSS)), % of a core.
-fn sample(pid: i32, window: Duration) -> (Option<((u64, u64), (u64, u64))>, Option<f64>) {
+fn sample(pid: i32, window: Duration) -> (Peak, Option<f64>) {
     let ticks0 = cpu_ticks(pid);
     let t0 = Instant::now();
     let mut max = (0, 0);
@@ -117,7 +119,7 @@ pub fn run(window: Duration, reg: &Registry) -> LogFlood {
     r
 }
 
-pub fn describe(m: Option<((u64, u64), (u64, u64))>, cpu: Option<f64>) -> String {
+pub fn describe(m: Peak, cpu: Option<f64>) -> String {
     match m {
         Some((max, last)) => format!(
             "RSS {} at most, {} at the end; PSS {} at most; {:.0}% of a core",
