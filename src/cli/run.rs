@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::backoff::BackoffPolicy;
 use crate::config::{self, AgentConfig};
 use crate::manager::Manager;
 use crate::runtime::Runtime;
@@ -13,7 +14,6 @@ use crate::source::file::FileSource;
 use crate::source::url::UrlSource;
 use crate::state::Layout;
 use crate::status::StatusStore;
-use crate::worker::backoff::BackoffPolicy;
 use crate::worker::Deps;
 
 #[derive(Debug, clap::Args)]

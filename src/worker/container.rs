@@ -141,7 +141,7 @@ pub(super) async fn start(
         })
     };
     // A shared PID namespace whose pause process died takes no new process: replace it.
-    super::pod_env::ensure_sandbox(ctx)
+    super::host_resources::ensure_sandbox(ctx)
         .await
         .map_err(|e| failed(format!("pod sandbox: {e}")))?;
     // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool

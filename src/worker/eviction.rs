@@ -19,7 +19,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
-use super::{pod_env, stopped, Deps};
+use super::{host_resources, stopped, Deps};
 use crate::manifest::quantity::parse_memory_bytes;
 use crate::manifest::StaticPod;
 use crate::state;
@@ -181,7 +181,7 @@ pub(super) async fn hold(
         deps.clone(),
     );
     let _ = tokio::task::spawn_blocking(move || {
-        pod_env::teardown(&p, &uid, &dir, &d);
+        host_resources::teardown(&p, &uid, &dir, &d);
         if let Err(e) = state::remove_dir_all(&dir.join("volumes")) {
             tracing::warn!(error = %e, "removing volumes of an evicted pod");
         }

@@ -5,8 +5,8 @@
 pub mod backoff;
 mod container;
 pub mod eviction;
+mod host_resources;
 mod pod;
-mod pod_env;
 mod supervisor;
 
 pub(crate) use container::container_id;
@@ -21,11 +21,11 @@ use k8s_openapi::api::core::v1::Container;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::backoff::BackoffPolicy;
 use crate::image::ImageStore;
 use crate::manifest::StaticPod;
 use crate::runtime::{Adopted, Runtime};
 use crate::state::{self, Layout};
-use backoff::BackoffPolicy;
 
 /// What every worker shares.
 pub struct Deps {
@@ -242,7 +242,7 @@ pub async fn run_pod(
         }
         watch_stop.abort();
         deps.status.pod_removed(&pod.uid);
-        pod_env::teardown(&pod.pod, &pod.uid, &pod_dir, &deps);
+        host_resources::teardown(&pod.pod, &pod.uid, &pod_dir, &deps);
         if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
             tracing::warn!(error = %e, "updating QoS cgroups");
         }
@@ -278,7 +278,7 @@ async fn prepare(
         if let Err(e) = d.node_cgroups.pod_started(&uid, &p) {
             tracing::warn!(error = %e, "updating QoS cgroups");
         }
-        pod_env::prepare(&p, &uid, &dir, &d)
+        host_resources::prepare(&p, &uid, &dir, &d)
     })
     .await
     .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))

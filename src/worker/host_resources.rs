@@ -1,4 +1,4 @@
-//! What a pod has on the host besides its containers: volumes, the sandbox (namespaces,
+//! The pod's host resources, what it has on the host besides its containers: volumes, the sandbox (namespaces,
 //! the pause process of a shared PID namespace, /etc files, /dev/shm) and the pod
 //! cgroup. Made before the first container starts and removed after the last one ended.
 
