@@ -264,6 +264,7 @@ async fn agent(
     ));
     let deps = Arc::new(Deps {
         images,
+        sandbox_helper: runtime.helper().to_path_buf(),
         runtime,
         layout,
         pod_logs_dir: cfg.pod_logs_dir.clone(),
