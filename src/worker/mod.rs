@@ -24,6 +24,11 @@ pub mod states;
 mod supervisor;
 pub mod volumes;
 
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
 pub(crate) use container::container_id;
 pub use deps::{Deps, HandleOf};
 pub use driver::{run_pod, stop_orphan};

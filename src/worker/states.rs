@@ -354,3 +354,122 @@ impl<St: StatusSink> ContainerLife<St> {
         self.enter(ContainerState::Done(outcome), None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fakes::FakeStatus;
+    use super::*;
+
+    #[test]
+    fn container_transitions() {
+        use ContainerState::*;
+        let life = [
+            (Waiting, Creating),
+            (Creating, Running),
+            (Running, Terminating),
+            (Terminating, Exited),
+            (Exited, BackOff),
+            (BackOff, Waiting),
+            (Waiting, Running),
+            (Creating, Exited),
+            (Exited, Done(Outcome::Failed)),
+        ];
+        for (from, to) in life {
+            assert!(from.allows(to), "{from:?} → {to:?}");
+        }
+        for (from, to) in [
+            (Running, Creating),
+            (BackOff, Running),
+            (Done(Outcome::Stopped), Waiting),
+            (Exited, Running),
+        ] {
+            assert!(!from.allows(to), "{from:?} → {to:?}");
+        }
+    }
+
+    #[test]
+    fn pod_states_only_move_forward_and_report_once() {
+        let status = FakeStatus::default();
+        let life = PodLife::new("u", status.clone(), true, vec!["a".into(), "b".into()]);
+        let pod = Arc::new(StaticPod {
+            pod: Default::default(),
+            uid: "u".into(),
+            source: Default::default(),
+        });
+        life.preparing(&pod);
+        assert!(life.initializing());
+        assert!(life.starting());
+        life.app_running("a", "2020-01-01T00:00:00Z");
+        assert_eq!(life.state(), PodState::Starting);
+        life.app_running("b", "2020-01-01T00:00:00Z");
+        assert_eq!(life.state(), PodState::Running);
+        life.terminating();
+        life.terminating();
+        // Stopped: nothing starts any more.
+        assert!(!life.starting());
+        assert!(!life.initializing());
+        life.terminated();
+        assert_eq!(life.state(), PodState::Terminated);
+        assert_eq!(
+            status.reports(),
+            ["pod Added", "pod Terminating", "pod Removed"]
+        );
+    }
+
+    #[test]
+    fn a_pod_stopped_before_it_started_is_not_reported_as_added() {
+        let status = FakeStatus::default();
+        let life = PodLife::new("u", status.clone(), false, Vec::new());
+        let pod = Arc::new(StaticPod {
+            pod: Default::default(),
+            uid: "u".into(),
+            source: Default::default(),
+        });
+        life.preparing(&pod);
+        life.evicted("Evicted", "m");
+        life.terminated();
+        assert_eq!(status.reports(), ["pod Removed"]);
+    }
+
+    #[test]
+    fn container_reports_follow_its_transitions() {
+        let status = FakeStatus::default();
+        let pod = PodLife::new("u", status.clone(), true, vec!["app".into()]);
+        let mut c = ContainerLife::new(pod.clone(), Role::App, "app", 0);
+        c.creating();
+        c.running("id", "2020-01-01T00:00:00Z", "");
+        assert_eq!(
+            pod.state(),
+            PodState::Running,
+            "its only app container runs"
+        );
+        c.terminating();
+        c.exited(
+            "id",
+            &ExitRecord {
+                exit_code: 1,
+                signal: None,
+                oom_killed: false,
+                started_at: None,
+                finished_at: String::new(),
+                start_error: None,
+            },
+        );
+        c.back_off(Duration::from_secs(10));
+        c.restarting();
+        assert_eq!(c.restart_count(), 1);
+        c.done(Outcome::Stopped);
+        assert_eq!(c.state(), ContainerState::Done(Outcome::Stopped));
+        assert_eq!(
+            status.reports(),
+            [
+                "app RestartCount 0",
+                "app Waiting ContainerCreating",
+                "app Running",
+                "app Terminated 1",
+                "app Waiting CrashLoopBackOff",
+                "app Restarting 1",
+            ]
+        );
+    }
+}
