@@ -180,36 +180,15 @@ async fn build_bundle<S: Services>(
     let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
         let _span = span.enter();
-        let (ctx, bundle_dir) = (job_ctx, job_bundle);
-        let Some(c) = ctx.container(&job_name) else {
-            return (image, Err(format!("no container {job_name} in the pod")));
-        };
-        let node = &ctx.deps.node;
-        let spec = bundle::build_spec(
-            &ctx.pod.pod,
-            c,
-            &BundleInputs {
-                image: &image.config,
-                image_file: &|rel| image.read_file(rel),
-                rootfs: &bundle_dir.join("rootfs"),
-                cgroups_path: &job_cgroups,
-                volumes: &ctx.volumes,
-                pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
-                node,
-                seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
-            },
-        )
-        .map_err(|e| {
-            tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
-            e.to_string()
-        })
-        .and_then(|spec| {
-            bundle::write(&bundle_dir, &spec).map_err(|e| {
-                ctx.deps.runtime.remove(&job_id);
-                e.to_string()
-            })
-        });
-        (image, spec)
+        let written = write_bundle(
+            &job_ctx,
+            &job_name,
+            &job_bundle,
+            &job_cgroups,
+            &job_id,
+            &image,
+        );
+        (image, written)
     });
     let (image, written) = job
         .await
@@ -217,6 +196,43 @@ async fn build_bundle<S: Services>(
     drop(permit);
     written.map_err(start_failed)?;
     Ok(image)
+}
+
+/// Blocking: builds the runtime spec of container `name` and writes its bundle.
+fn write_bundle<S: Services>(
+    ctx: &PodCtx<S>,
+    name: &str,
+    bundle_dir: &std::path::Path,
+    cgroups_path: &str,
+    id: &str,
+    image: &Image,
+) -> Result<(), String> {
+    let Some(c) = ctx.container(name) else {
+        return Err(format!("no container {name} in the pod"));
+    };
+    let node = &ctx.deps.node;
+    let spec = bundle::build_spec(
+        &ctx.pod.pod,
+        c,
+        &BundleInputs {
+            image: &image.config,
+            image_file: &|rel| image.read_file(rel),
+            rootfs: &bundle_dir.join("rootfs"),
+            cgroups_path,
+            volumes: &ctx.volumes,
+            pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
+            node,
+            seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
+        },
+    )
+    .map_err(|e| {
+        tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
+        e.to_string()
+    })?;
+    bundle::write(bundle_dir, &spec).map_err(|e| {
+        ctx.deps.runtime.remove(id);
+        e.to_string()
+    })
 }
 
 /// What the monitor needs; takes the image so it is not kept across the start.

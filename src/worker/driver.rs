@@ -31,18 +31,10 @@ pub async fn run_pod<S: Services>(
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
     async move {
-        for mut p in predecessors {
-            tokio::select! {
-                _ = stopped(&mut p) => {}
-                _ = stopped(&mut stop) => {}
-            }
-        }
+        wait_for(predecessors, &mut stop).await;
         let pod_dir = deps.layout.pod(&pod.uid);
         let stopping = *stop.borrow_and_update();
-        let apps = pod.pod.spec.as_ref().map_or_else(Vec::new, |s| {
-            s.containers.iter().map(|c| c.name.clone()).collect()
-        });
-        let life = PodLife::new(&pod.uid, deps.status.clone(), !stopping, apps);
+        let life = PodLife::new(&pod.uid, deps.status.clone(), !stopping, app_names(&pod));
         life.preparing(&pod);
         if let Some(message) = eviction::recorded(&pod_dir) {
             // Evicted before the agent restarted: it stays so until the manifest changes.
@@ -58,13 +50,7 @@ pub async fn run_pod<S: Services>(
         if !stopping {
             tracing::info!("pod started");
         }
-        let watch_stop = {
-            let (mut stop, life) = (stop.clone(), life.clone());
-            tokio::spawn(async move {
-                stopped(&mut stop).await;
-                life.terminating();
-            })
-        };
+        let watch_stop = terminating_on(stop.clone(), life.clone());
         let evicted = ctx.evicted.clone();
         // Boxed, as the other phases below: each lives in the task only while it runs.
         Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
@@ -84,6 +70,34 @@ pub async fn run_pod<S: Services>(
     }
     .instrument(span)
     .await
+}
+
+/// Waits until every predecessor is gone, or the pod is stopped.
+async fn wait_for(predecessors: Vec<watch::Receiver<bool>>, stop: &mut watch::Receiver<bool>) {
+    for mut p in predecessors {
+        tokio::select! {
+            _ = stopped(&mut p) => {}
+            _ = stopped(stop) => {}
+        }
+    }
+}
+
+fn app_names(pod: &StaticPod) -> Vec<String> {
+    let spec = pod.pod.spec.as_ref();
+    spec.map_or_else(Vec::new, |s| {
+        s.containers.iter().map(|c| c.name.clone()).collect()
+    })
+}
+
+/// The pod is Terminating as soon as it is told to stop, while its containers stop.
+fn terminating_on<St: StatusSink>(
+    mut stop: watch::Receiver<bool>,
+    life: PodLife<St>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        stopped(&mut stop).await;
+        life.terminating();
+    })
 }
 
 /// What the pod's supervisors share, with the eviction guard watching its volumes; and

@@ -63,17 +63,8 @@ pub(super) async fn run_instance<S: Services>(
 ) -> InstanceEnd {
     let rt = &ctx.deps.runtime;
     if fresh {
-        if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            let t = target(ctx, Some(c), h);
-            let result = tokio::select! {
-                r = Box::pin(run_hook(ctx, hook, &t, ctx.grace())) => r,
-                exit = rt.wait(h) => return InstanceEnd::Exited(exit),
-            };
-            if let Err(message) = result {
-                tracing::warn!(reason = "FailedPostStartHook", %message, "postStart hook failed; killing the container");
-                life.terminating();
-                return InstanceEnd::Exited(Box::pin(terminate(ctx, Some(c), h)).await);
-            }
+        if let Some(end) = post_start(ctx, c, h, life).await {
+            return end;
         }
     }
     let (tx, mut rx) = mpsc::channel(8);
@@ -121,6 +112,28 @@ pub(super) async fn run_instance<S: Services>(
             }
         }
     }
+}
+
+/// Runs the postStart hook of a new instance; the end of the instance when it exited
+/// meanwhile or the hook failed (the container is then killed, as the kubelet does).
+async fn post_start<S: Services>(
+    ctx: &Arc<PodCtx<S>>,
+    c: &Container,
+    h: &HandleOf<S>,
+    life: &mut ContainerLife<S::Status>,
+) -> Option<InstanceEnd> {
+    let hook = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())?;
+    let t = target(ctx, Some(c), h);
+    let result = tokio::select! {
+        r = Box::pin(run_hook(ctx, hook, &t, ctx.grace())) => r,
+        exit = ctx.deps.runtime.wait(h) => return Some(InstanceEnd::Exited(exit)),
+    };
+    let message = result.err()?;
+    tracing::warn!(reason = "FailedPostStartHook", %message, "postStart hook failed; killing the container");
+    life.terminating();
+    Some(InstanceEnd::Exited(
+        Box::pin(terminate(ctx, Some(c), h)).await,
+    ))
 }
 
 fn mark_started<St: super::services::StatusSink>(

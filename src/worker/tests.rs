@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::container::container_id;
 use super::deps::Deps;
-use super::driver::run_pod;
+use super::driver::{run_pod, stop_orphan};
 use super::fakes::{self, CheckResult, Fake, FakeHandle, FakeRuntime, FakeStatus, Script};
 use super::services::StatusSink;
 use crate::manifest::StaticPod;
@@ -176,7 +177,7 @@ async fn on_failure_restarts_failures_only() {
     assert_eq!(run.status.reports().last().unwrap(), "app Terminated 0");
     // Done for good, but kept until the pod stops (removed once before, as debris of an
     // attempt that might not have started).
-    let last = format!("remove {}", super::container_id(UID, "app", 1));
+    let last = format!("remove {}", container_id(UID, "app", 1));
     let removed = |rt: &FakeRuntime| names(rt).iter().filter(|e| **e == last).count();
     assert_eq!(removed(&run.rt), 1);
     let run = run.stop().await;
@@ -490,7 +491,7 @@ async fn a_stop_during_back_off_ends_at_once() {
 
 fn monitor_config(container: &str, restart_count: u32) -> MonitorConfig {
     MonitorConfig {
-        id: super::container_id(UID, container, restart_count),
+        id: container_id(UID, container, restart_count),
         pod_uid: UID.into(),
         pod_name: "p".into(),
         pod_namespace: "default".into(),
@@ -540,7 +541,7 @@ async fn a_running_adopted_container_is_kept_and_its_dead_leftovers_removed() {
     assert!(run.starts("app").is_empty(), "{:?}", run.rt.events());
     assert_eq!(
         run.rt.named("remove"),
-        [format!("remove {}", super::container_id(UID, "app", 2))]
+        [format!("remove {}", container_id(UID, "app", 2))]
     );
     in_order(
         &run.status.reports(),
@@ -596,7 +597,7 @@ async fn an_initialized_pod_does_not_run_its_init_containers_again() {
     assert!(run.rt.named("start").is_empty(), "{:?}", run.rt.events());
     assert_eq!(
         run.rt.named("remove"),
-        [format!("remove {}", super::container_id(UID, "init", 0))]
+        [format!("remove {}", container_id(UID, "init", 0))]
     );
     run.stop().await;
 }
@@ -613,7 +614,7 @@ async fn an_orphan_is_stopped_with_its_spec_and_never_reported() {
     let dir = tempfile::tempdir().unwrap();
     let status = FakeStatus::default();
     let deps = Arc::new(fakes::deps(dir.path(), rt.clone(), status.clone()));
-    super::stop_orphan(UID.to_string(), adopted, deps).await;
+    stop_orphan(UID.to_string(), adopted, deps).await;
     assert_eq!(rt.named("stop"), ["stop app"]);
     assert!(status.named("pod Added").is_empty());
     assert!(!status.has_pod(UID));
