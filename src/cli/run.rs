@@ -280,6 +280,7 @@ async fn agent(
         cgroups,
         node_cgroups,
         housekeeping_interval: node_args.housekeeping_interval,
+        bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
     });
     let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
         path,

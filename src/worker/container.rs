@@ -87,8 +87,8 @@ async fn pull<S: Services>(
     }
 }
 
-/// Bundles being built at once, across all pods.
-static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Bundles being built at once, across all pods (`Deps::bundle_builds`).
+pub const BUNDLE_BUILDS: usize = 2;
 
 pub(crate) fn container_id(uid: &str, name: &str, restart_count: u32) -> String {
     format!("{}-{name}-{restart_count}", &uid[..uid.len().min(16)])
@@ -163,7 +163,9 @@ async fn build_bundle<S: Services>(
     // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool
     // threads together, and the heap kept that peak (BENCHMARKS.md row 4a). Building is
     // a millisecond of CPU; two keep both cores of a small host busy.
-    let permit = BUILDS
+    let permit = ctx
+        .deps
+        .bundle_builds
         .acquire()
         .await
         .map_err(|e| start_failed(e.to_string()))?;

@@ -435,6 +435,7 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
         pod_logs_gc_delay: Duration::from_secs(60),
         node_cgroups: Arc::new(crate::cgroups::NodeCgroups::new(None, Default::default())),
         housekeeping_interval: Duration::from_secs(1),
+        bundle_builds: tokio::sync::Semaphore::new(super::container::BUNDLE_BUILDS),
     }
 }
 

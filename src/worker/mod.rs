@@ -30,6 +30,7 @@ mod fakes;
 mod tests;
 
 pub(crate) use container::container_id;
+pub use container::BUNDLE_BUILDS;
 pub use deps::{Deps, HandleOf};
 pub use driver::{run_pod, stop_orphan};
 pub use rules::RestartPolicy;
