@@ -289,12 +289,43 @@ impl StatusStore {
         pods
     }
 
+    /// Every pod's UID, when its worker started it, and when its last app container
+    /// started once all of them have (running or since terminated). Copies no pod. (The
+    /// start-latency metric is recorded by the workers, when a pod reaches Running.)
+    pub fn start_times(&self) -> Vec<(String, Timestamp, Option<Timestamp>)> {
+        self.with(|i| {
+            i.pods
+                .iter()
+                .map(|(uid, p)| (uid.clone(), p.started, last_app_start(p)))
+                .collect()
+        })
+    }
+
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
         self.pods().into_iter().find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
                 && p.metadata.name.as_deref() == Some(name)
         })
     }
+}
+
+fn last_app_start(p: &PodEntry) -> Option<Timestamp> {
+    let mut last = p.started;
+    let mut any = false;
+    for (kind, c) in &p.containers {
+        if *kind != Kind::App {
+            continue;
+        }
+        let s = c.state.as_ref()?;
+        let at = s
+            .running
+            .as_ref()
+            .and_then(|r| r.started_at.as_ref())
+            .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))?;
+        last = last.max(at.0);
+        any = true;
+    }
+    any.then_some(last)
 }
 
 fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
