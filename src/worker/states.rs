@@ -11,7 +11,6 @@ use super::rules::{Outcome, Role};
 use super::services::{ContainerReport, PodReport, StatusSink};
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
-use crate::status::Kind;
 
 /// Where a pod is in its life. States only move forward (in this order); a transition to
 /// an earlier state is refused, so a pod stopped while it was preparing never goes on to
@@ -89,14 +88,6 @@ impl<St: StatusSink> PodLife<St> {
 
     pub fn state(&self) -> PodState {
         self.lock().state
-    }
-
-    pub fn uid(&self) -> &str {
-        &self.uid
-    }
-
-    pub fn status(&self) -> &St {
-        &self.status
     }
 
     /// Moves to `to` when it is ahead of the current state, then writes `report`.
@@ -248,10 +239,6 @@ impl<St: StatusSink> ContainerLife<St> {
 
     pub fn restart_count(&self) -> u32 {
         self.restart_count
-    }
-
-    pub fn kind(&self) -> Kind {
-        self.role.kind()
     }
 
     fn report(&self, r: ContainerReport<'_>) {
