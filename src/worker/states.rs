@@ -13,8 +13,8 @@ use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
 
 /// Where a pod is in its life. States only move forward (in this order); a transition to
-/// an earlier state is refused, so a pod stopped while it was preparing never goes on to
-/// initialize.
+/// an earlier state is refused, so a pod told to stop stays Terminating while its driver
+/// still stops its containers in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PodState {
     /// Waiting for an earlier pod with the same name to be gone.
