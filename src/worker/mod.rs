@@ -27,6 +27,10 @@ pub mod volumes;
 #[cfg(test)]
 mod fakes;
 #[cfg(test)]
+mod order_tests;
+#[cfg(test)]
+mod probe_tests;
+#[cfg(test)]
 mod tests;
 
 pub(crate) use container::container_id;

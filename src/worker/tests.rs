@@ -1,6 +1,7 @@
 //! The worker's rules driven through the real driver on fake services and tokio's
-//! paused clock: restart policies, crash-loop back-off, init order, sidecars, probes,
-//! hooks, grace periods, adoption, eviction. No root, no containers; times below are
+//! paused clock: the harness, and restart policies, crash-loop back-off, image pulls and
+//! pod setup (init order, sidecars and adoption are in `order_tests.rs`; probes, hooks,
+//! grace periods and eviction in `probe_tests.rs`). No root, no containers; times are
 //! virtual seconds since the pod's worker started.
 
 use std::path::Path;
@@ -12,21 +13,20 @@ use tokio::task::JoinHandle;
 
 use super::container::container_id;
 use super::deps::Deps;
-use super::driver::{run_pod, stop_orphan};
-use super::fakes::{self, CheckResult, Fake, FakeHandle, FakeRuntime, FakeStatus, Script};
-use super::services::StatusSink;
+use super::driver::run_pod;
+use super::fakes::{self, Fake, FakeHandle, FakeRuntime, FakeStatus, Script};
 use crate::manifest::StaticPod;
-use crate::runtime::{Adopted, ExitRecord, MonitorConfig};
+use crate::runtime::Adopted;
 
-const UID: &str = "u1";
+pub(super) const UID: &str = "u1";
 
 /// A pod on the host network (no sandbox to make) with a 5 s grace period; `body` is
 /// the rest of its spec, indented by two spaces.
-fn pod(body: &str) -> Arc<StaticPod> {
+pub(super) fn pod(body: &str) -> Arc<StaticPod> {
     pod_with_grace(5, body)
 }
 
-fn pod_with_grace(grace_s: u32, body: &str) -> Arc<StaticPod> {
+pub(super) fn pod_with_grace(grace_s: u32, body: &str) -> Arc<StaticPod> {
     let yaml = format!(
         "metadata: {{name: p, namespace: default}}\nspec:\n  hostNetwork: true\n  hostIPC: true\n  terminationGracePeriodSeconds: {grace_s}\n{body}"
     );
@@ -37,16 +37,16 @@ fn pod_with_grace(grace_s: u32, body: &str) -> Arc<StaticPod> {
     })
 }
 
-struct Run {
-    rt: FakeRuntime,
-    status: FakeStatus,
-    deps: Arc<Deps<Fake>>,
+pub(super) struct Run {
+    pub rt: FakeRuntime,
+    pub status: FakeStatus,
+    pub deps: Arc<Deps<Fake>>,
     _dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-fn launch(
+pub(super) fn launch(
     pod: Arc<StaticPod>,
     rt: FakeRuntime,
     adopted: Vec<Adopted<FakeHandle>>,
@@ -69,18 +69,18 @@ fn launch(
     }
 }
 
-fn start(pod: Arc<StaticPod>, rt: FakeRuntime) -> Run {
+pub(super) fn start(pod: Arc<StaticPod>, rt: FakeRuntime) -> Run {
     launch(pod, rt, Vec::new(), |_, _| {})
 }
 
 impl Run {
     /// Lets the pod run until `secs` seconds after its start.
-    async fn at(&self, secs: u64) {
+    pub async fn at(&self, secs: u64) {
         tokio::time::sleep_until(self.rt.t0() + Duration::from_secs(secs)).await
     }
 
     /// The start times (seconds) of `container`'s instances, in order.
-    fn starts(&self, container: &str) -> Vec<u64> {
+    pub fn starts(&self, container: &str) -> Vec<u64> {
         let prefix = format!("start {container} #");
         let events = self.rt.events();
         events
@@ -91,12 +91,12 @@ impl Run {
     }
 
     /// Stops the pod and waits (virtually) for its worker to finish.
-    async fn stop(self) -> Self {
+    pub async fn stop(self) -> Self {
         self.stop.send(true).unwrap();
         self.finished().await
     }
 
-    async fn finished(mut self) -> Self {
+    pub async fn finished(mut self) -> Self {
         let task = &mut self.task;
         tokio::time::timeout(Duration::from_secs(3600), task)
             .await
@@ -107,7 +107,7 @@ impl Run {
 }
 
 /// Events in the order they happened: each of `expected` occurs, in this order.
-fn in_order(events: &[String], expected: &[&str]) {
+pub(super) fn in_order(events: &[String], expected: &[&str]) {
     let mut pos = 0;
     for e in expected {
         match events[pos..].iter().position(|x| x == e) {
@@ -117,7 +117,7 @@ fn in_order(events: &[String], expected: &[&str]) {
     }
 }
 
-fn names(rt: &FakeRuntime) -> Vec<String> {
+pub(super) fn names(rt: &FakeRuntime) -> Vec<String> {
     rt.events().into_iter().map(|(_, e)| e).collect()
 }
 
@@ -216,265 +216,6 @@ async fn a_start_failure_goes_through_the_restart_policy() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn init_containers_run_one_after_the_other_before_the_apps() {
-    let rt = FakeRuntime::new();
-    rt.script("one", &[Script::exits(2, 0)]);
-    rt.script("two", &[Script::exits(3, 0)]);
-    let spec = "  initContainers: [{name: one, image: img, command: [x]}, {name: two, image: img, command: [x]}]\n  containers: [{name: app, image: img, command: [x]}, {name: web, image: img, command: [x]}]";
-    let run = start(pod(spec), rt);
-    run.at(20).await;
-    assert_eq!(run.starts("one"), [0]);
-    assert_eq!(run.starts("two"), [2]);
-    assert_eq!(run.starts("app"), [5]);
-    assert_eq!(run.starts("web"), [5]);
-    in_order(
-        &run.status.reports(),
-        &[
-            "init one Running",
-            "init one Terminated 0",
-            "init two Running",
-            "init two Terminated 0",
-            "app Running",
-        ],
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failed_init_container_is_retried_unless_the_pod_never_restarts() {
-    let rt = FakeRuntime::new();
-    rt.script("init", &[Script::exits(1, 1), Script::exits(1, 0)]);
-    let spec = "  initContainers: [{name: init, image: img, command: [x]}]\n  containers: [{name: app, image: img, command: [x]}]";
-    let run = start(pod(spec), rt);
-    run.at(20).await;
-    assert_eq!(run.starts("init"), [0, 1]);
-    assert_eq!(run.starts("app"), [2]);
-    run.stop().await;
-
-    let rt = FakeRuntime::new();
-    rt.script("init", &[Script::exits(1, 1)]);
-    let never = format!("  restartPolicy: Never\n{spec}");
-    let run = start(pod(&never), rt);
-    run.at(100).await;
-    assert_eq!(run.starts("init"), [0]);
-    assert!(
-        run.starts("app").is_empty(),
-        "the pod failed: no app container"
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn sidecars_start_in_order_keep_running_and_stop_after_the_apps_in_reverse() {
-    let rt = FakeRuntime::new();
-    rt.script("init", &[Script::exits(2, 0)]);
-    let spec = "  initContainers:\n  - {name: s1, image: img, command: [x], restartPolicy: Always}\n  - {name: init, image: img, command: [x]}\n  - {name: s2, image: img, command: [x], restartPolicy: Always}\n  containers: [{name: app, image: img, command: [x]}]";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    assert_eq!(run.starts("s1"), [0]);
-    assert_eq!(run.starts("init"), [0]);
-    assert_eq!(run.starts("s2"), [2]);
-    assert_eq!(run.starts("app"), [2]);
-    assert!(run.rt.named("stop").is_empty(), "{:?}", run.rt.events());
-    let run = run.stop().await;
-    assert_eq!(run.rt.named("stop"), ["stop app", "stop s2", "stop s1"]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_next_init_container_waits_for_a_sidecars_startup_probe() {
-    let rt = FakeRuntime::new();
-    rt.check("boot", |t| CheckResult {
-        takes: Duration::ZERO,
-        ok: t >= Duration::from_secs(3),
-    });
-    let spec = "  initContainers:\n  - name: s1\n    image: img\n    command: [x]\n    restartPolicy: Always\n    startupProbe: {exec: {command: [boot]}, periodSeconds: 1, failureThreshold: 10}\n  containers: [{name: app, image: img, command: [x]}]";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    assert_eq!(run.starts("s1"), [0]);
-    assert_eq!(run.starts("app"), [3]);
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn sidecars_restart_even_when_the_pod_never_restarts() {
-    let rt = FakeRuntime::new();
-    rt.script("side", &[Script::exits(1, 0)]);
-    rt.script("app", &[Script::exits(5, 0)]);
-    let spec = "  restartPolicy: Never\n  initContainers: [{name: side, image: img, command: [x], restartPolicy: Always}]\n  containers: [{name: app, image: img, command: [x]}]";
-    let run = start(pod(spec), rt);
-    run.at(20).await;
-    // Exit 0 under Never: a sidecar restarts anyway; the app does not.
-    assert_eq!(run.starts("side"), [0, 1]);
-    assert_eq!(run.starts("app"), [0]);
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failing_liveness_probe_restarts_the_container() {
-    let rt = FakeRuntime::new();
-    rt.check("live", |t| CheckResult {
-        takes: Duration::ZERO,
-        ok: t < Duration::from_secs(5) || t >= Duration::from_secs(7),
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    livenessProbe: {exec: {command: [live]}, periodSeconds: 1, failureThreshold: 2}";
-    let run = start(pod(spec), rt);
-    run.at(20).await;
-    // Checks at 0, 1, …: failed at 5 and 6, the second failure kills it.
-    assert_eq!(run.rt.times("stop app"), [6]);
-    assert_eq!(run.starts("app"), [0, 6]);
-    in_order(
-        &run.status.reports(),
-        &["app Terminated 143", "app Restarting 1"],
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_startup_probe_holds_back_liveness_and_readiness() {
-    let rt = FakeRuntime::new();
-    rt.check("boot", |t| CheckResult {
-        takes: Duration::ZERO,
-        ok: t >= Duration::from_secs(3),
-    });
-    for c in ["live", "ready"] {
-        rt.check(c, |_| CheckResult {
-            takes: Duration::ZERO,
-            ok: true,
-        });
-    }
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    startupProbe: {exec: {command: [boot]}, periodSeconds: 1, failureThreshold: 10}\n    livenessProbe: {exec: {command: [live]}, periodSeconds: 1}\n    readinessProbe: {exec: {command: [ready]}, periodSeconds: 1}";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    assert_eq!(run.rt.times("check live app").first(), Some(&3));
-    assert_eq!(run.rt.times("check ready app").first(), Some(&3));
-    in_order(
-        &run.status.reports(),
-        &[
-            "app Running",
-            "app Started false",
-            "app Started true",
-            "app Ready true",
-        ],
-    );
-    // Started without a readiness verdict is not ready: only the probe made it so.
-    assert_eq!(run.status.named("app Ready").len(), 1);
-    assert_eq!(run.starts("app"), [0]);
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failing_startup_probe_restarts_the_container() {
-    let rt = FakeRuntime::new();
-    rt.check("boot", |_| CheckResult {
-        takes: Duration::ZERO,
-        ok: false,
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    startupProbe: {exec: {command: [boot]}, periodSeconds: 1, failureThreshold: 3}";
-    let run = start(pod(spec), rt);
-    run.at(3).await;
-    assert_eq!(run.rt.times("stop app")[0], 2);
-    assert_eq!(run.starts("app")[..2], [0, 2]);
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn readiness_changes_readiness_only() {
-    let rt = FakeRuntime::new();
-    rt.check("ready", |t| CheckResult {
-        takes: Duration::ZERO,
-        ok: t < Duration::from_secs(5),
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    readinessProbe: {exec: {command: [ready]}, periodSeconds: 1, failureThreshold: 1}";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    assert_eq!(
-        run.status.named("app Ready"),
-        ["app Ready true", "app Ready false"]
-    );
-    assert_eq!(run.starts("app"), [0]);
-    assert!(run.rt.named("stop").is_empty());
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn without_a_readiness_probe_a_started_container_is_ready() {
-    let rt = FakeRuntime::new();
-    let run = start(
-        pod("  containers: [{name: app, image: img, command: [x]}]"),
-        rt,
-    );
-    run.at(1).await;
-    in_order(
-        &run.status.reports(),
-        &["app Running", "app Started true", "app Ready true"],
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failed_post_start_hook_kills_the_container() {
-    let rt = FakeRuntime::new();
-    rt.check("hook", |_| CheckResult {
-        takes: Duration::from_secs(1),
-        ok: false,
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    lifecycle: {postStart: {exec: {command: [hook]}}}";
-    let run = start(pod(spec), rt);
-    run.at(5).await;
-    assert_eq!(run.rt.times("stop app")[0], 1);
-    assert_eq!(run.starts("app")[..2], [0, 1]);
-    // Not started (nor ready) before its postStart hook succeeded.
-    assert!(run.status.named("app Started true").is_empty());
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn pre_stop_runs_first_then_the_stop_signal_then_sigkill_after_the_grace_period() {
-    let rt = FakeRuntime::new();
-    rt.script(
-        "app",
-        &[Script {
-            ignores_stop: true,
-            ..Script::SERVE
-        }],
-    );
-    rt.check("drain", |_| CheckResult {
-        takes: Duration::from_secs(1),
-        ok: true,
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    lifecycle: {preStop: {exec: {command: [drain]}}}";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    let run = run.stop().await;
-    assert_eq!(run.rt.times("check drain app"), [10]);
-    assert_eq!(run.rt.times("stop app"), [11]);
-    // The 5 s grace period counts from the beginning of the stop, preStop included.
-    assert_eq!(run.rt.times("kill app"), [15]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_pre_stop_hook_that_uses_up_the_grace_period_gets_2s_more() {
-    let rt = FakeRuntime::new();
-    rt.script(
-        "app",
-        &[Script {
-            ignores_stop: true,
-            ..Script::SERVE
-        }],
-    );
-    rt.check("drain", |_| CheckResult {
-        takes: Duration::from_secs(100),
-        ok: true,
-    });
-    let spec = "  containers:\n  - name: app\n    image: img\n    command: [x]\n    lifecycle: {preStop: {exec: {command: [drain]}}}";
-    let run = start(pod(spec), rt);
-    run.at(10).await;
-    let run = run.stop().await;
-    assert_eq!(run.rt.times("stop app"), [15]);
-    assert_eq!(run.rt.times("kill app"), [17]);
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_stop_during_back_off_ends_at_once() {
     let rt = FakeRuntime::new();
     rt.script("app", &[Script::exits(1, 1); 3]);
@@ -487,137 +228,6 @@ async fn a_stop_during_back_off_ends_at_once() {
     let run = run.stop().await;
     assert!(before.elapsed() < Duration::from_secs(1));
     assert_eq!(run.starts("app"), [0, 1]);
-}
-
-fn monitor_config(container: &str, restart_count: u32) -> MonitorConfig {
-    MonitorConfig {
-        id: container_id(UID, container, restart_count),
-        pod_uid: UID.into(),
-        pod_name: "p".into(),
-        pod_namespace: "default".into(),
-        container: container.into(),
-        restart_count,
-        bundle: Default::default(),
-        lower: Vec::new(),
-        image_digest: "sha256:old".into(),
-        log_path: Default::default(),
-        stop_signal: 15,
-        cgroups_path: String::new(),
-        cgroup_driver: Default::default(),
-        log_limits: Default::default(),
-    }
-}
-
-fn exited(code: i32) -> ExitRecord {
-    ExitRecord {
-        exit_code: code,
-        signal: None,
-        oom_killed: false,
-        started_at: None,
-        finished_at: jiff::Timestamp::now().to_string(),
-        start_error: None,
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_running_adopted_container_is_kept_and_its_dead_leftovers_removed() {
-    let rt = FakeRuntime::new();
-    let cfg = monitor_config("app", 3);
-    let adopted = vec![
-        Adopted {
-            running: Some(rt.adopt_running(&cfg)),
-            config: cfg,
-            exit: None,
-        },
-        Adopted {
-            config: monitor_config("app", 2),
-            running: None,
-            exit: Some(exited(1)),
-        },
-    ];
-    let spec = "  containers: [{name: app, image: img, command: [x]}]";
-    let run = launch(pod(spec), rt, adopted, |_, _| {});
-    run.at(10).await;
-    assert!(run.starts("app").is_empty(), "{:?}", run.rt.events());
-    assert_eq!(
-        run.rt.named("remove"),
-        [format!("remove {}", container_id(UID, "app", 2))]
-    );
-    in_order(
-        &run.status.reports(),
-        &["app RestartCount 3", "app Running"],
-    );
-    let run = run.stop().await;
-    assert_eq!(run.rt.named("stop"), ["stop app"]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_adopted_exit_goes_through_the_restart_policy() {
-    let rt = FakeRuntime::new();
-    let adopted = vec![Adopted {
-        config: monitor_config("app", 2),
-        running: None,
-        exit: Some(exited(1)),
-    }];
-    let spec = "  containers: [{name: app, image: img, command: [x]}]";
-    let run = launch(pod(spec), rt, adopted, |_, _| {});
-    run.at(1).await;
-    assert_eq!(run.rt.named("start"), ["start app #3"]);
-    in_order(
-        &run.status.reports(),
-        &[
-            "app RestartCount 2",
-            "app Terminated 1",
-            "app Restarting 3",
-            "app Running",
-        ],
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_initialized_pod_does_not_run_its_init_containers_again() {
-    let rt = FakeRuntime::new();
-    let cfg = monitor_config("app", 0);
-    let adopted = vec![
-        Adopted {
-            config: monitor_config("init", 0),
-            running: None,
-            exit: Some(exited(0)),
-        },
-        Adopted {
-            running: Some(rt.adopt_running(&cfg)),
-            config: cfg,
-            exit: None,
-        },
-    ];
-    let spec = "  initContainers: [{name: init, image: img, command: [x]}]\n  containers: [{name: app, image: img, command: [x]}]";
-    let run = launch(pod(spec), rt, adopted, |_, _| {});
-    run.at(10).await;
-    assert!(run.rt.named("start").is_empty(), "{:?}", run.rt.events());
-    assert_eq!(
-        run.rt.named("remove"),
-        [format!("remove {}", container_id(UID, "init", 0))]
-    );
-    run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_orphan_is_stopped_with_its_spec_and_never_reported() {
-    let rt = FakeRuntime::new();
-    let cfg = monitor_config("app", 0);
-    let adopted = vec![Adopted {
-        running: Some(rt.adopt_running(&cfg)),
-        config: cfg,
-        exit: None,
-    }];
-    let dir = tempfile::tempdir().unwrap();
-    let status = FakeStatus::default();
-    let deps = Arc::new(fakes::deps(dir.path(), rt.clone(), status.clone()));
-    stop_orphan(UID.to_string(), adopted, deps).await;
-    assert_eq!(rt.named("stop"), ["stop app"]);
-    assert!(status.named("pod Added").is_empty());
-    assert!(!status.has_pod(UID));
 }
 
 #[tokio::test(start_paused = true)]
@@ -680,39 +290,4 @@ async fn a_pod_that_cannot_be_prepared_is_retried_with_back_off() {
     run.at(11).await;
     assert_eq!(run.starts("app"), [10]);
     run.stop().await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_emptydir_over_its_size_limit_evicts_the_pod_with_a_2s_grace_period() {
-    let rt = FakeRuntime::new();
-    rt.script(
-        "app",
-        &[Script {
-            ignores_stop: true,
-            ..Script::SERVE
-        }],
-    );
-    let spec = "  volumes: [{name: scratch, emptyDir: {sizeLimit: 64Ki}}]\n  containers: [{name: app, image: img, command: [x]}]";
-    // The pod's own grace period is 30 s: an eviction uses 2 s.
-    let run = start(pod_with_grace(30, spec), rt);
-    run.at(3).await;
-    assert!(run.status.named("pod Evicted").is_empty());
-    let volume = run.deps.layout.pod(UID).join("volumes/scratch");
-    std::fs::write(volume.join("big"), vec![1u8; 256 * 1024]).unwrap();
-    std::fs::File::open(volume.join("big"))
-        .unwrap()
-        .sync_all()
-        .unwrap();
-    run.at(10).await;
-    assert_eq!(run.status.named("pod Evicted"), ["pod Evicted Evicted"]);
-    let stop = run.rt.times("stop app");
-    assert_eq!(stop.len(), 1);
-    assert_eq!(run.rt.times("kill app"), [stop[0] + 2]);
-    // Recorded, its volumes freed, no restart: it stays so until its manifest changes.
-    let pod_dir = run.deps.layout.pod(UID);
-    assert!(pod_dir.join("evicted").exists());
-    assert!(!volume.exists());
-    assert_eq!(run.starts("app"), [0]);
-    let run = run.stop().await;
-    assert_eq!(run.status.named("pod ").last().unwrap(), "pod Removed");
 }
