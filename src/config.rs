@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::worker::backoff::BackoffPolicy;
+use crate::backoff::BackoffPolicy;
 
 pub mod file;
 

@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md in the shared docs for the picture; each module's doc says what it owns.
 
 pub mod api;
+pub mod backoff;
 pub mod bundle;
 pub mod cgroups;
 pub mod cli;

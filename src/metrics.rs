@@ -3,7 +3,7 @@
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -70,8 +70,6 @@ struct Registry {
     hist: Mutex<Hists>,
     /// Latest snapshot's problems by kind (replaced, not accumulated).
     manifest: Mutex<BTreeMap<&'static str, u64>>,
-    /// Pod UIDs whose start latency was recorded (each pod counts once).
-    started_pods: Mutex<HashSet<String>>,
 }
 
 struct Hists {
@@ -93,7 +91,6 @@ fn registry() -> &'static Registry {
             container_start: Histogram::new(CONTAINER_START_BUCKETS),
         }),
         manifest: Mutex::new(BTreeMap::new()),
-        started_pods: Mutex::new(HashSet::new()),
     })
 }
 
@@ -148,22 +145,13 @@ const ERROR_KINDS: [ProblemKind; 5] = [
     ProblemKind::Warning,
 ];
 
-/// Records the start latency of pods that reached Running since the last call: from
-/// the agent first seeing the pod to its last container running (the kubelet's
-/// `pod_start_duration_seconds`). Pods gone from the store are forgotten.
-pub fn observe_pod_starts(status: &StatusStore) {
-    let pods = status.start_times();
-    let r = registry();
-    let mut seen = lock(&r.started_pods);
-    let live: HashSet<&str> = pods.iter().map(|(uid, _, _)| uid.as_str()).collect();
-    seen.retain(|uid| live.contains(uid.as_str()));
-    for (uid, start, last) in &pods {
-        let Some(last) = *last else { continue };
-        if seen.insert(uid.clone()) {
-            let latency = last.duration_since(*start).as_secs_f64().max(0.0);
-            lock(&r.hist).pod_start.observe(latency);
-        }
-    }
+/// A pod reached Running: `latency` from the agent first seeing it to its last app
+/// container running (the kubelet's `pod_start_duration_seconds`). Recorded by the
+/// pod's worker on that transition, once per pod.
+pub fn pod_start(latency: Duration) {
+    lock(&registry().hist)
+        .pod_start
+        .observe(latency.as_secs_f64());
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -208,7 +196,6 @@ fn render_log_drops(out: &mut String, status: &StatusStore) {
 }
 
 pub fn render(status: &StatusStore) -> String {
-    observe_pod_starts(status);
     let pods = status.pods();
     let r = registry();
     let mut out = String::with_capacity(8192);

@@ -83,8 +83,6 @@ impl Server {
     /// Accepts connections until the task is dropped; each one is served on its own task.
     pub async fn run(self, status: StatusStore) {
         tracing::info!(socket = %self.path.display(), read_only_port = ?self.tcp.as_ref().and_then(|t| t.local_addr().ok()).map(|a| a.port()), "status API listening");
-        let ticker = tokio::spawn(observe(status.clone()));
-        let _ticker = AbortOnDrop(ticker);
         loop {
             let tcp_accept = async {
                 match &self.tcp {
@@ -112,28 +110,10 @@ impl Server {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Out of file descriptors, most likely: wait instead of spinning.
 async fn accept_failed(e: std::io::Error) {
     tracing::warn!(error = %e, "status API accept");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-}
-
-/// Pod start latency is recorded when pods reach Running, not only when scraped.
-async fn observe(status: StatusStore) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        crate::metrics::observe_pod_starts(&status);
-    }
 }
 
 fn json<T: serde::Serialize>(status: u16, v: &T) -> Response {

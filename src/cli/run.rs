@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::backoff::BackoffPolicy;
 use crate::config::{self, AgentConfig};
 use crate::manager::Manager;
 use crate::runtime::Runtime;
@@ -13,7 +14,6 @@ use crate::source::file::FileSource;
 use crate::source::url::UrlSource;
 use crate::state::Layout;
 use crate::status::StatusStore;
-use crate::worker::backoff::BackoffPolicy;
 use crate::worker::Deps;
 
 #[derive(Debug, clap::Args)]
@@ -264,6 +264,7 @@ async fn agent(
     ));
     let deps = Arc::new(Deps {
         images,
+        sandbox_helper: runtime.helper().to_path_buf(),
         runtime,
         layout,
         pod_logs_dir: cfg.pod_logs_dir.clone(),
@@ -279,6 +280,7 @@ async fn agent(
         cgroups,
         node_cgroups,
         housekeeping_interval: node_args.housekeeping_interval,
+        bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
     });
     let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
         path,

@@ -102,6 +102,28 @@ impl<'a> Action<'a> {
     }
 }
 
+/// What runs one check of a probe or lifecycle handler in a container: the runtime, or
+/// a fake in the worker's unit tests.
+pub trait Checker: Send + Sync + 'static {
+    fn check(
+        &self,
+        t: &Target,
+        action: &Action<'_>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+impl Checker for Runtime {
+    fn check(
+        &self,
+        t: &Target,
+        action: &Action<'_>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        check(self, t, action, timeout)
+    }
+}
+
 /// Runs `action` once; `Err` carries the failure message the kubelet would log.
 pub async fn check(
     rt: &Runtime,
@@ -196,7 +218,7 @@ fn secs(v: Option<i32>, default: i32) -> Duration {
 pub async fn run(
     kind: Kind,
     probe: Probe,
-    rt: Arc<impl AsRef<Runtime> + Send + Sync + 'static>,
+    rt: Arc<impl Checker>,
     t: Target,
     tx: mpsc::Sender<Event>,
 ) {
@@ -212,7 +234,7 @@ pub async fn run(
     let mut verdict = kind == Kind::Liveness;
     let (mut ok_run, mut bad_run) = (0, 0);
     loop {
-        let result = check((*rt).as_ref(), &t, &action, timeout).await;
+        let result = rt.check(&t, &action, timeout).await;
         match result {
             Ok(()) => {
                 bad_run = 0;

@@ -66,18 +66,13 @@ pub struct Handle {
     dir: PathBuf,
 }
 
-/// What an earlier agent left in the state dir.
+/// What an earlier agent left in the state dir. Generic over the handle so the worker's
+/// unit tests can adopt fake containers.
 #[derive(Debug)]
-pub struct Adopted {
+pub struct Adopted<H = Handle> {
     pub config: MonitorConfig,
-    pub running: Option<Handle>,
+    pub running: Option<H>,
     pub exit: Option<ExitRecord>,
-}
-
-impl AsRef<Runtime> for Runtime {
-    fn as_ref(&self) -> &Runtime {
-        self
-    }
 }
 
 impl Runtime {

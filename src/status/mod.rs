@@ -295,9 +295,8 @@ impl StatusStore {
     }
 
     /// Every pod's UID, when its worker started it, and when its last app container
-    /// started once all of them have (running or since terminated). Read every second for
-    /// the start-latency metric, so it copies no pod (rendering 100 pods a second was
-    /// ~1.5 MB of allocations a second).
+    /// started once all of them have (running or since terminated). Copies no pod. (The
+    /// start-latency metric is recorded by the workers, when a pod reaches Running.)
     pub fn start_times(&self) -> Vec<(String, Timestamp, Option<Timestamp>)> {
         self.with(|i| {
             i.pods

@@ -4,23 +4,7 @@
 
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// A container that ran at least this long starts its back-off over.
-    pub reset_after: Duration,
-}
-
-impl Default for BackoffPolicy {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(10),
-            max: Duration::from_secs(300),
-            reset_after: Duration::from_secs(600),
-        }
-    }
-}
+use crate::backoff::BackoffPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Backoff {

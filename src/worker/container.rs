@@ -9,10 +9,12 @@ use k8s_openapi::api::core::v1::Container;
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
-use super::{stopped, PodCtx};
+use super::deps::{sleep_or_stop, stopped, HandleOf, PodCtx};
+use super::services::{ContainerHandle, ContainerRuntime, Images, Services};
+use super::states::ContainerLife;
 use crate::bundle::{self, BundleInputs};
 use crate::image::{Image, PullPolicy};
-use crate::runtime::{ExitRecord, Handle, MonitorConfig};
+use crate::runtime::{ExitRecord, MonitorConfig};
 
 /// Why no container process is running.
 pub(super) enum NotStarted {
@@ -20,20 +22,6 @@ pub(super) enum NotStarted {
     Stopping,
     /// The attempt failed the way a container run fails; the restart policy decides.
     Failed(ExitRecord),
-}
-
-pub(super) fn stopping(stop: &watch::Receiver<bool>) -> bool {
-    // Copy the flag out so no lock guard lives across an await.
-    let s = *stop.borrow();
-    s
-}
-
-/// Returns true when stopped before the delay was over.
-pub(super) async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => false,
-        _ = stopped(stop) => true,
-    }
 }
 
 pub(super) fn log_exit(id: &str, restart_count: u32, exit: &ExitRecord) {
@@ -64,7 +52,12 @@ fn pull_policy(c: &Container) -> PullPolicy {
 }
 
 /// The image, retried with back-off while the registry or the image is unavailable.
-async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> Option<Image> {
+async fn pull<S: Services>(
+    ctx: &PodCtx<S>,
+    c: &Container,
+    life: &ContainerLife<S::Status>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Image> {
     let reference = c.image.clone().unwrap_or_default();
     let mut backoff = Backoff::retries(ctx.deps.pull_backoff);
     loop {
@@ -75,128 +68,70 @@ async fn pull(ctx: &PodCtx, c: &Container, stop: &mut watch::Receiver<bool>) -> 
         };
         match result {
             Ok(image) => {
-                let kind = ctx.kind_of(&c.name);
-                ctx.deps
-                    .status
-                    .image_id(&ctx.pod.uid, kind, &c.name, &image.digest);
+                life.image_ready(&image.digest);
                 tracing::debug!(image = %reference, digest = %image.digest, elapsed_ms = started.elapsed().as_millis() as u64, "image ready");
                 return Some(image);
             }
             Err(e) => {
                 let reason = e.reason();
                 let delay = backoff.next(Duration::ZERO);
-                let (uid, kind) = (&ctx.pod.uid, ctx.kind_of(&c.name));
-                ctx.deps
-                    .status
-                    .waiting(uid, kind, &c.name, reason, Some(e.to_string()));
+                life.image_waiting(reason, &e.to_string());
                 tracing::warn!(image = %reference, reason, error = %e, retry_in_s = delay.as_secs(), "image not available; reason ImagePullBackOff until retry");
                 if sleep_or_stop(delay, stop).await {
                     return None;
                 }
                 let message = format!("Back-off pulling image {reference:?}");
-                ctx.deps
-                    .status
-                    .waiting(uid, kind, &c.name, "ImagePullBackOff", Some(message));
+                life.image_waiting("ImagePullBackOff", &message);
             }
         }
     }
 }
 
-/// Bundles being built at once, across all pods.
-static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Bundles being built at once, across all pods (`Deps::bundle_builds`).
+pub const BUNDLE_BUILDS: usize = 2;
 
 pub(crate) fn container_id(uid: &str, name: &str, restart_count: u32) -> String {
     format!("{}-{name}-{restart_count}", &uid[..uid.len().min(16)])
 }
 
-pub(super) async fn start(
-    ctx: &Arc<PodCtx>,
+/// How an attempt that got no process ended, as the runtime would report a failed run.
+fn start_failed(message: String) -> NotStarted {
+    NotStarted::Failed(ExitRecord {
+        exit_code: 128,
+        signal: None,
+        oom_killed: false,
+        started_at: None,
+        finished_at: crate::logs::rfc3339_nano(jiff::Timestamp::now()),
+        start_error: Some(message),
+    })
+}
+
+/// Starts instance `restart_count` of `c`: its image, its bundle, the runtime.
+pub(super) async fn start<S: Services>(
+    ctx: &Arc<PodCtx<S>>,
     c: &Container,
-    restart_count: u32,
+    life: &ContainerLife<S::Status>,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Handle, NotStarted> {
+) -> Result<HandleOf<S>, NotStarted> {
+    let restart_count = life.restart_count();
     // The pull's future and the image (its config is ~2 KB) are boxed, so they do not
     // make every start's future larger: 100 pods starting at once keep 100 of these
     // (BENCHMARKS.md row 4a).
     let image = Box::new(
-        Box::pin(pull(ctx, c, stop))
+        Box::pin(pull(ctx, c, life, stop))
             .await
             .ok_or(NotStarted::Stopping)?,
     );
-    let layout = &ctx.deps.layout;
     let id = container_id(&ctx.pod.uid, &c.name, restart_count);
-    let dir = layout.container(&id);
+    let bundle_dir = ctx.deps.layout.container(&id).join("bundle");
     // A directory under this id can only be debris of an attempt that never started.
     ctx.deps.runtime.remove(&id);
-    let bundle_dir = dir.join("bundle");
     let cgroups_path = ctx.cgroup.container_with(ctx.deps.cgroups.as_ref(), &id);
-    let failed = |message: String| {
-        NotStarted::Failed(ExitRecord {
-            exit_code: 128,
-            signal: None,
-            oom_killed: false,
-            started_at: None,
-            finished_at: crate::logs::rfc3339_nano(jiff::Timestamp::now()),
-            start_error: Some(message),
-        })
-    };
     // A shared PID namespace whose pause process died takes no new process: replace it.
-    super::pod_env::ensure_sandbox(ctx)
+    super::host_resources::ensure_sandbox(ctx)
         .await
-        .map_err(|e| failed(format!("pod sandbox: {e}")))?;
-    // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool
-    // threads together, and the heap kept that peak (BENCHMARKS.md row 4a). Building is
-    // a millisecond of CPU; two keep both cores of a small host busy.
-    let permit = BUILDS.acquire().await.map_err(|e| failed(e.to_string()))?;
-    // Building and writing the bundle reads image files and writes config.json: off the
-    // agent's one async thread, so a slow disk does not stall the other pods. The job
-    // finds the container by name rather than taking a copy (2.3 KB before its strings).
-    let (job_ctx, job_name, job_bundle, job_cgroups, job_id) = (
-        ctx.clone(),
-        c.name.clone(),
-        bundle_dir.clone(),
-        cgroups_path.clone(),
-        id.clone(),
-    );
-    let span = tracing::Span::current();
-    let job = tokio::task::spawn_blocking(move || {
-        let _span = span.enter();
-        let (ctx, bundle_dir) = (job_ctx, job_bundle);
-        let Some(c) = ctx.container(&job_name) else {
-            return (image, Err(format!("no container {job_name} in the pod")));
-        };
-        let node = &ctx.deps.node;
-        let spec = bundle::build_spec(
-            &ctx.pod.pod,
-            c,
-            &BundleInputs {
-                image: &image.config,
-                image_file: &|rel| image.read_file(rel),
-                rootfs: &bundle_dir.join("rootfs"),
-                cgroups_path: &job_cgroups,
-                volumes: &ctx.volumes,
-                pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
-                node,
-                seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
-            },
-        )
-        .map_err(|e| {
-            tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
-            e.to_string()
-        })
-        .and_then(|spec| {
-            bundle::write(&bundle_dir, &spec).map_err(|e| {
-                ctx.deps.runtime.remove(&job_id);
-                e.to_string()
-            })
-        });
-        (image, spec)
-    });
-    let (image, written) = job
-        .await
-        .map_err(|e| failed(format!("building the bundle: {e}")))?;
-    drop(permit);
-    written.map_err(failed)?;
+        .map_err(|e| start_failed(format!("pod sandbox: {e}")))?;
+    let image = Box::pin(build_bundle(ctx, c, &id, &bundle_dir, &cgroups_path, image)).await?;
     let cfg = monitor_config(ctx, c, restart_count, &id, bundle_dir, cgroups_path, image);
     let started = Instant::now();
     let result = Box::pin(ctx.deps.runtime.start(&cfg)).await;
@@ -204,21 +139,107 @@ pub(super) async fn start(
     crate::metrics::container_start(started.elapsed(), result.is_ok());
     match result {
         Ok(h) => {
-            tracing::info!(container_id = %id, pid = h.init_pid, restart_count, elapsed_ms = started.elapsed().as_millis() as u64, "container started");
+            tracing::info!(container_id = %id, pid = h.init_pid(), restart_count, elapsed_ms = started.elapsed().as_millis() as u64, "container started");
             Ok(h)
         }
         Err(e) => {
             // The failure is reported through the restart policy; the attempt's debris
             // (bundle, overlay dirs) must not pile up across a crash loop.
             ctx.deps.runtime.remove(&id);
-            Err(failed(e.to_string()))
+            Err(start_failed(e.to_string()))
         }
     }
 }
 
+/// Builds and writes the bundle of container `id`; hands the image back for the monitor.
+async fn build_bundle<S: Services>(
+    ctx: &Arc<PodCtx<S>>,
+    c: &Container,
+    id: &str,
+    bundle_dir: &std::path::Path,
+    cgroups_path: &str,
+    image: Box<Image>,
+) -> Result<Box<Image>, NotStarted> {
+    // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool
+    // threads together, and the heap kept that peak (BENCHMARKS.md row 4a). Building is
+    // a millisecond of CPU; two keep both cores of a small host busy.
+    let permit = ctx
+        .deps
+        .bundle_builds
+        .acquire()
+        .await
+        .map_err(|e| start_failed(e.to_string()))?;
+    // Building and writing the bundle reads image files and writes config.json: off the
+    // agent's one async thread, so a slow disk does not stall the other pods. The job
+    // finds the container by name rather than taking a copy (2.3 KB before its strings).
+    let (job_ctx, job_name, job_bundle, job_cgroups, job_id) = (
+        ctx.clone(),
+        c.name.clone(),
+        bundle_dir.to_path_buf(),
+        cgroups_path.to_string(),
+        id.to_string(),
+    );
+    let span = tracing::Span::current();
+    let job = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
+        let written = write_bundle(
+            &job_ctx,
+            &job_name,
+            &job_bundle,
+            &job_cgroups,
+            &job_id,
+            &image,
+        );
+        (image, written)
+    });
+    let (image, written) = job
+        .await
+        .map_err(|e| start_failed(format!("building the bundle: {e}")))?;
+    drop(permit);
+    written.map_err(start_failed)?;
+    Ok(image)
+}
+
+/// Blocking: builds the runtime spec of container `name` and writes its bundle.
+fn write_bundle<S: Services>(
+    ctx: &PodCtx<S>,
+    name: &str,
+    bundle_dir: &std::path::Path,
+    cgroups_path: &str,
+    id: &str,
+    image: &Image,
+) -> Result<(), String> {
+    let Some(c) = ctx.container(name) else {
+        return Err(format!("no container {name} in the pod"));
+    };
+    let node = &ctx.deps.node;
+    let spec = bundle::build_spec(
+        &ctx.pod.pod,
+        c,
+        &BundleInputs {
+            image: &image.config,
+            image_file: &|rel| image.read_file(rel),
+            rootfs: &bundle_dir.join("rootfs"),
+            cgroups_path,
+            volumes: &ctx.volumes,
+            pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
+            node,
+            seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
+        },
+    )
+    .map_err(|e| {
+        tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
+        e.to_string()
+    })?;
+    bundle::write(bundle_dir, &spec).map_err(|e| {
+        ctx.deps.runtime.remove(id);
+        e.to_string()
+    })
+}
+
 /// What the monitor needs; takes the image so it is not kept across the start.
-fn monitor_config(
-    ctx: &PodCtx,
+fn monitor_config<S: Services>(
+    ctx: &PodCtx<S>,
     c: &Container,
     restart_count: u32,
     id: &str,

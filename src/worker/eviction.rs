@@ -19,7 +19,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
-use super::{pod_env, stopped, Deps};
+use super::deps::{stopped, Deps};
+use super::host_resources;
+use super::services::{Services, StatusSink};
+use super::states::PodLife;
 use crate::manifest::quantity::parse_memory_bytes;
 use crate::manifest::StaticPod;
 use crate::state;
@@ -121,20 +124,16 @@ pub fn exceeded(limits: &[EmptyDirLimit]) -> Option<String> {
 
 /// Watches the pod's disk emptyDirs. Returns the stop flag for its containers (set when
 /// the pod is stopped or evicted) and the eviction message once there is one.
-pub(super) fn guard(
+pub(super) fn guard<St: StatusSink>(
     pod: &StaticPod,
     volumes: &BTreeMap<String, PathBuf>,
-    deps: &Arc<Deps>,
+    interval: std::time::Duration,
+    life: PodLife<St>,
     mut stop: watch::Receiver<bool>,
 ) -> (watch::Receiver<bool>, watch::Receiver<Option<String>>) {
     let (run_tx, run_rx) = watch::channel(*stop.borrow());
     let (evicted_tx, evicted_rx) = watch::channel(None);
     let limits = limits(&pod.pod, volumes);
-    let (interval, status, uid) = (
-        deps.housekeeping_interval,
-        deps.status.clone(),
-        pod.uid.clone(),
-    );
     tokio::spawn(async move {
         let over_limit = async {
             if limits.is_empty() {
@@ -152,7 +151,7 @@ pub(super) fn guard(
             _ = stopped(&mut stop) => {}
             message = over_limit => {
                 tracing::warn!(reason = REASON, message = %message.trim_end(), "evicting pod");
-                status.pod_evicted(&uid, REASON, &message);
+                life.evicted(REASON, &message);
                 let _ = evicted_tx.send(Some(message));
             }
         }
@@ -164,10 +163,10 @@ pub(super) fn guard(
 /// After an eviction stopped the containers: frees what the pod held on the host (its
 /// cgroup, sandbox and volume data), records the eviction, and waits for the pod to be
 /// stopped (its manifest changed or went away).
-pub(super) async fn hold(
+pub(super) async fn hold<S: Services>(
     pod: &StaticPod,
     pod_dir: &Path,
-    deps: &Arc<Deps>,
+    deps: &Arc<Deps<S>>,
     message: &str,
     stop: &mut watch::Receiver<bool>,
 ) {
@@ -181,7 +180,7 @@ pub(super) async fn hold(
         deps.clone(),
     );
     let _ = tokio::task::spawn_blocking(move || {
-        pod_env::teardown(&p, &uid, &dir, &d);
+        host_resources::teardown(&p, &uid, &dir, &d);
         if let Err(e) = state::remove_dir_all(&dir.join("volumes")) {
             tracing::warn!(error = %e, "removing volumes of an evicted pod");
         }
@@ -199,14 +198,13 @@ pub(super) fn recorded(pod_dir: &Path) -> Option<String> {
 }
 
 /// A pod evicted before the agent restarted: reported as evicted until it is stopped.
-pub(super) async fn hold_recorded(
-    pod: &StaticPod,
-    deps: &Arc<Deps>,
+pub(super) async fn hold_recorded<St: StatusSink>(
+    life: &PodLife<St>,
     message: &str,
     stop: &mut watch::Receiver<bool>,
 ) {
     if !*stop.borrow() {
-        deps.status.pod_evicted(&pod.uid, REASON, message);
+        life.evicted(REASON, message);
         tracing::info!(message = %message.trim_end(), "pod was evicted; waiting for its manifest to change");
     }
     stopped(stop).await;

@@ -1,6 +1,7 @@
 //! The order of a pod's containers: init containers one after the other (sidecars
 //! started and kept running), then the app containers together; on stop, the app
-//! containers in parallel, then the sidecars in reverse order.
+//! containers in parallel, then the sidecars in reverse order. The rules are in
+//! `rules`; this drives them.
 
 use std::sync::Arc;
 
@@ -8,8 +9,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::supervisor::{self, Links, Outcome, Role};
-use super::{stopped, PodCtx};
+use super::deps::{stopped, HandleOf, PodCtx};
+use super::instance;
+use super::rules::{self, InitStep, Outcome, Role};
+use super::services::Services;
+use super::supervisor::{self, Links};
 use crate::runtime::Adopted;
 
 struct Running {
@@ -17,26 +21,21 @@ struct Running {
     stop: watch::Sender<bool>,
 }
 
-fn take(adopted: &mut Vec<Adopted>, name: &str) -> Vec<Adopted> {
-    let (mine, rest) = std::mem::take(adopted)
-        .into_iter()
-        .partition(|a| a.config.container == name);
-    *adopted = rest;
-    mine
-}
-
-/// Starts the supervisor of the `index`th container of `role`'s list.
-fn spawn(
-    ctx: &Arc<PodCtx>,
-    index: usize,
-    role: Role,
-    adopted: Vec<Adopted>,
-    stop: watch::Receiver<bool>,
-) -> (
+/// A supervisor's task with its `started` and `finished` flags.
+type Spawned = (
     JoinHandle<Outcome>,
     watch::Receiver<bool>,
     watch::Receiver<bool>,
-) {
+);
+
+/// Starts the supervisor of the `index`th container of `role`'s list.
+fn spawn<S: Services>(
+    ctx: &Arc<PodCtx<S>>,
+    index: usize,
+    role: Role,
+    adopted: Vec<Adopted<HandleOf<S>>>,
+    stop: watch::Receiver<bool>,
+) -> Spawned {
     let (started, started_rx) = watch::channel(false);
     let (finished, finished_rx) = watch::channel(false);
     let links = Links {
@@ -50,58 +49,71 @@ fn spawn(
     (task, started_rx, finished_rx)
 }
 
-pub(super) async fn run_containers(
-    ctx: Arc<PodCtx>,
-    mut adopted: Vec<Adopted>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Runs the init containers in order; returns the sidecars started (running) and
+/// whether the app containers may start.
+async fn run_init<S: Services>(
+    ctx: &Arc<PodCtx<S>>,
+    adopted: &mut Vec<Adopted<HandleOf<S>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> (Vec<Running>, bool) {
     let (init_containers, containers) = ctx.containers();
-    let app_names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-    // An app container that ran means the init phase is over (the kubelet's rule too).
-    let initialized_before = adopted
-        .iter()
-        .any(|a| app_names.contains(&a.config.container.as_str()));
+    let initialized = rules::initialized_before(containers, adopted);
     let mut sidecars: Vec<Running> = Vec::new();
-    let mut init_ok = true;
     for (i, c) in init_containers.iter().enumerate() {
-        let mine = take(&mut adopted, &c.name);
-        if c.restart_policy.as_deref() == Some("Always") {
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let (task, mut started, _) = spawn(&ctx, i, Role::Sidecar, mine, stop_rx);
-            sidecars.push(Running {
-                task,
-                stop: stop_tx,
-            });
-            tokio::select! {
-                _ = stopped(&mut started) => {}
-                _ = stopped(&mut stop) => { init_ok = false; break; }
+        let mine = rules::take_adopted(adopted, &c.name);
+        match rules::init_step(c, initialized) {
+            InitStep::StartSidecar => {
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let (task, mut started, _) = spawn(ctx, i, Role::Sidecar, mine, stop_rx);
+                sidecars.push(Running {
+                    task,
+                    stop: stop_tx,
+                });
+                tokio::select! {
+                    _ = stopped(&mut started) => {}
+                    _ = stopped(stop) => return (sidecars, false),
+                }
             }
-        } else if initialized_before {
-            for a in mine {
-                // Boxed here and below: stopping (preStop hooks, probes' HTTP client) is
-                // the largest state, and inline it would size this future, which lives as
-                // long as the pod, for it.
-                Box::pin(supervisor::stop_instance(&ctx, None, a)).await;
+            InitStep::AlreadyDone => {
+                for a in mine {
+                    // Boxed here and below: stopping (preStop hooks, probes' HTTP client) is
+                    // the largest state, and inline it would size this future, which lives
+                    // as long as the pod, for it.
+                    Box::pin(instance::stop_instance(ctx, None, a)).await;
+                }
             }
-        } else {
-            let (task, _, _) = spawn(&ctx, i, Role::Init, mine, stop.clone());
-            match task.await.unwrap_or(Outcome::Failed) {
-                Outcome::Succeeded => {}
-                outcome => {
-                    if outcome == Outcome::Failed {
-                        tracing::warn!("init container failed and the pod's restartPolicy is Never: the pod failed");
+            InitStep::RunToCompletion => {
+                let (task, _, _) = spawn(ctx, i, Role::Init, mine, stop.clone());
+                match task.await.unwrap_or(Outcome::Failed) {
+                    Outcome::Succeeded => {}
+                    outcome => {
+                        if outcome == Outcome::Failed {
+                            tracing::warn!("init container failed and the pod's restartPolicy is Never: the pod failed");
+                        }
+                        return (sidecars, false);
                     }
-                    init_ok = false;
-                    break;
                 }
             }
         }
     }
+    (sidecars, true)
+}
+
+pub(super) async fn run_containers<S: Services>(
+    ctx: Arc<PodCtx<S>>,
+    mut adopted: Vec<Adopted<HandleOf<S>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    ctx.life.initializing();
+    let (sidecars, init_ok) = Box::pin(run_init(&ctx, &mut adopted, &mut stop)).await;
     let mut apps = Vec::new();
     let mut finished = Vec::new();
     if init_ok {
-        for (i, c) in containers.iter().enumerate() {
-            let mine = take(&mut adopted, &c.name);
+        // Also for a pod being stopped: its supervisors terminate adopted instances
+        // with their spec (preStop hooks).
+        ctx.life.starting();
+        for (i, c) in ctx.containers().1.iter().enumerate() {
+            let mine = rules::take_adopted(&mut adopted, &c.name);
             let (task, _, done) = spawn(&ctx, i, Role::App, mine, stop.clone());
             apps.push(task);
             finished.push(done);
@@ -110,7 +122,7 @@ pub(super) async fn run_containers(
     // Containers left over from an earlier version of this pod's spec.
     for a in adopted {
         apps.push(tokio::spawn(async move { Outcome::Stopped }));
-        Box::pin(supervisor::stop_adopted(ctx.clone(), a)).await;
+        Box::pin(instance::stop_adopted(ctx.clone(), a)).await;
     }
     // Sidecars stop when the pod stops, or once every app container is done for good
     // (a pod with restartPolicy Never/OnFailure that completed), as the kubelet does.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Pod, Volume};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::manifest::quantity::parse_memory_bytes;
@@ -38,41 +38,15 @@ pub fn prepare(
             name: v.name.clone(),
             message,
         };
-        let ioe = |p: &Path| {
-            let p = p.to_path_buf();
-            move |e: std::io::Error| err(format!("{}: {e}", p.display()))
-        };
         let own = pod_dir.join("volumes").join(&v.name);
         let path = if let Some(hp) = &v.host_path {
             let path = PathBuf::from(&hp.path);
             host_path(&path, hp.type_.as_deref().unwrap_or("")).map_err(err)?;
             path
         } else if let Some(ed) = &v.empty_dir {
-            std::fs::create_dir_all(&own).map_err(ioe(&own))?;
-            if ed.medium.as_deref() == Some("Memory") && !is_mount_point(&own) {
-                let size = memory_volume_size(pod, ed.size_limit.as_ref(), node);
-                let opts = match size {
-                    Some(bytes) => format!("mode=0777,size={bytes}"),
-                    None => "mode=0777".to_string(),
-                };
-                nix::mount::mount(
-                    Some("tmpfs"),
-                    &own,
-                    Some("tmpfs"),
-                    nix::mount::MsFlags::empty(),
-                    Some(opts.as_str()),
-                )
-                .map_err(|e| err(format!("mounting tmpfs on {}: {e}", own.display())))?;
-            }
-            // The kubelet makes emptyDirs world-writable so any container user can use them;
-            // with fsGroup the group owns it and new files inherit the group (setgid).
-            let mut mode = 0o777;
-            if let Some(g) = fs_group {
-                std::os::unix::fs::chown(&own, None, Some(g as u32)).map_err(ioe(&own))?;
-                mode |= 0o2000;
-            }
-            std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode))
-                .map_err(ioe(&own))?;
+            let size = (ed.medium.as_deref() == Some("Memory"))
+                .then(|| memory_volume_size(pod, ed.size_limit.as_ref(), node));
+            empty_dir(&own, size, fs_group).map_err(err)?;
             own
         } else if v.downward_api.is_some() || v.projected.is_some() {
             write_downward(pod, v, &own, node).map_err(err)?;
@@ -85,10 +59,44 @@ pub fn prepare(
         };
         out.insert(v.name.clone(), path);
     }
-    // subPaths of writable volumes are created as the kubelet does, so the bind has a source.
-    for c in &spec.containers {
+    create_sub_paths(&spec.containers, &out);
+    Ok(out)
+}
+
+/// Makes an emptyDir at `dir`: on disk, or a tmpfs when `memory` is set (of that size,
+/// when there is one).
+fn empty_dir(dir: &Path, memory: Option<Option<i64>>, fs_group: Option<i64>) -> Result<(), String> {
+    let ioe = |e: std::io::Error| format!("{}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(ioe)?;
+    if let Some(size) = memory.filter(|_| !is_mount_point(dir)) {
+        let opts = match size {
+            Some(bytes) => format!("mode=0777,size={bytes}"),
+            None => "mode=0777".to_string(),
+        };
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))?;
+    }
+    // The kubelet makes emptyDirs world-writable so any container user can use them;
+    // with fsGroup the group owns it and new files inherit the group (setgid).
+    let mut mode = 0o777;
+    if let Some(g) = fs_group {
+        std::os::unix::fs::chown(dir, None, Some(g as u32)).map_err(ioe)?;
+        mode |= 0o2000;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(ioe)
+}
+
+/// subPaths of writable volumes are created as the kubelet does, so the bind has a source.
+fn create_sub_paths(containers: &[Container], volumes: &BTreeMap<String, PathBuf>) {
+    for c in containers {
         for vm in c.volume_mounts.iter().flatten() {
-            let (Some(base), Some(sub)) = (out.get(&vm.name), vm.sub_path.as_deref()) else {
+            let (Some(base), Some(sub)) = (volumes.get(&vm.name), vm.sub_path.as_deref()) else {
                 continue;
             };
             let p = Path::new(sub);
@@ -105,7 +113,6 @@ pub fn prepare(
             }
         }
     }
-    Ok(out)
 }
 
 /// Where each volume of `pod` is on the host, as [`prepare`] makes it, without touching

@@ -1,22 +1,24 @@
-//! What a pod has on the host besides its containers: volumes, the sandbox (namespaces,
-//! the pause process of a shared PID namespace, /etc files, /dev/shm) and the pod
-//! cgroup. Made before the first container starts and removed after the last one ended.
+//! A pod's host resources, what it has on the host besides its containers: volumes,
+//! the sandbox (namespaces, the pause process of a shared PID namespace, /etc files,
+//! /dev/shm) and the pod cgroup. Made before the first container starts and removed after the last one ended.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{volumes, Deps, PodCtx};
+use super::deps::{Deps, PodCtx};
+use super::services::Services;
+use super::volumes;
 use crate::cgroups::{self, PodCgroup};
 use crate::sandbox::{self, Placement, PodFiles, Shared};
 
 /// Blocking: writes cgroup files and runs the sandbox helper.
-pub(super) fn prepare(
+pub(super) fn prepare<S: Services>(
     pod: &Pod,
     uid: &str,
     pod_dir: &Path,
-    deps: &Deps,
+    deps: &Deps<S>,
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let vols = volumes::prepare(pod, pod_dir, &deps.node).map_err(|e| e.to_string())?;
     let files = PodFiles::new(pod_dir);
@@ -34,11 +36,11 @@ pub(super) fn prepare(
 /// Makes whatever the pod's sandbox misses: everything at pod setup; nothing for an
 /// adopted pod whose sandbox is intact; a new PID namespace and pause process when the
 /// pause process died.
-fn ensure_sandbox_blocking(
+fn ensure_sandbox_blocking<S: Services>(
     pod: &Pod,
     cg: &PodCgroup,
     files: &PodFiles,
-    deps: &Deps,
+    deps: &Deps<S>,
 ) -> Result<(), String> {
     let shared = Shared::of(pod);
     if sandbox::exists(files, shared) {
@@ -46,7 +48,7 @@ fn ensure_sandbox_blocking(
     }
     let hostname = sandbox::hostname(pod).map_err(|e| e.to_string())?;
     // The small helper binary: the pause process is a fork of it and maps it for life.
-    let exe = deps.runtime.helper();
+    let exe = &deps.sandbox_helper;
     let placement = Placement::of(deps.cgroups.as_ref(), cg);
     sandbox::ensure(exe, files, shared, &hostname, &placement).map_err(|e| e.to_string())
 }
@@ -55,7 +57,7 @@ fn ensure_sandbox_blocking(
 /// died, the kernel killed every process of the pod with it; the containers that restart
 /// (per restartPolicy) get a new PID namespace with a new pause process, as the kubelet
 /// restarts a pod's containers in a new sandbox.
-pub(super) async fn ensure_sandbox(ctx: &PodCtx) -> Result<(), String> {
+pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), String> {
     let pod = &ctx.pod.pod;
     let files = PodFiles::new(&ctx.deps.layout.pod(&ctx.pod.uid));
     if !Shared::of(pod).pid || sandbox::pause::alive(&files).is_some() {
@@ -68,7 +70,7 @@ pub(super) async fn ensure_sandbox(ctx: &PodCtx) -> Result<(), String> {
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.
-pub(super) fn teardown(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps) {
+pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) {
     sandbox::remove(&PodFiles::new(pod_dir));
     volumes::cleanup(pod_dir);
     if let Some(h) = &deps.cgroups {

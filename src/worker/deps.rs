@@ -1,0 +1,136 @@
+//! The worker's shared vocabulary: what every worker gets ([`Deps`]), what a pod's
+//! supervisors share ([`PodCtx`]), and the stop flags they wait on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Container;
+use tokio::sync::watch;
+
+use super::rules::{self, RestartPolicy};
+use super::services::{ContainerRuntime, Real, Services};
+use super::states::PodLife;
+use crate::backoff::BackoffPolicy;
+use crate::manifest::StaticPod;
+use crate::probe::{Action, Checker, Target};
+use crate::state::Layout;
+
+/// What every worker shares: the services (real ones unless a test says otherwise) and
+/// the agent's settings.
+pub struct Deps<S: Services = Real> {
+    pub images: S::Images,
+    pub runtime: S::Runtime,
+    pub status: S::Status,
+    /// The helper binary whose fork is a pod's pause process.
+    pub sandbox_helper: PathBuf,
+    pub layout: Layout,
+    pub pod_logs_dir: PathBuf,
+    pub crash_backoff: BackoffPolicy,
+    pub pull_backoff: BackoffPolicy,
+    pub node: crate::node::NodeInfo,
+    /// The host's cgroup hierarchy for pod cgroups; None when none was found.
+    pub cgroups: Option<crate::cgroups::Hierarchy>,
+    /// `--container-log-max-size` / `--container-log-max-files`.
+    pub log_limits: crate::logs::LogLimits,
+    /// How long the logs of a deleted pod stay readable before they are removed.
+    pub pod_logs_gc_delay: Duration,
+    /// `kubepods` and the QoS level cgroups, updated as pods come and go.
+    pub node_cgroups: Arc<crate::cgroups::NodeCgroups>,
+    /// How often disk emptyDirs are measured against their `sizeLimit`.
+    pub housekeeping_interval: Duration,
+    /// Bundles being built at once across the agent's pods, `worker::BUNDLE_BUILDS` permits. One
+    /// per `Deps`, not a static: unit tests each run their own agent on their own clock.
+    pub bundle_builds: tokio::sync::Semaphore,
+}
+
+/// Probes run their checks through the runtime; they get the whole `Deps` (one `Arc`
+/// clone per probe, no separate runtime handle to keep).
+impl<S: Services> Checker for Deps<S> {
+    fn check(
+        &self,
+        t: &Target,
+        action: &Action<'_>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        self.runtime.check(t, action, timeout)
+    }
+}
+
+/// The record of a pod kept in its directory, so an agent that restarts after the
+/// manifest is gone still knows how to terminate it (grace period, stop order).
+pub const POD_RECORD: &str = "pod.json";
+
+/// The runtime's handle type of services `S`.
+pub type HandleOf<S> = <<S as Services>::Runtime as ContainerRuntime>::Handle;
+
+/// Per-pod facts shared by its container supervisors.
+pub struct PodCtx<S: Services> {
+    pub pod: Arc<StaticPod>,
+    pub deps: Arc<Deps<S>>,
+    pub life: PodLife<S::Status>,
+    pub volumes: BTreeMap<String, PathBuf>,
+    /// The pod cgroup; containers' cgroups go inside it.
+    pub cgroup: crate::cgroups::PodCgroup,
+    pub log_dir: PathBuf,
+    /// terminationGracePeriodSeconds, at least [`rules::MIN_GRACE`]; see [`PodCtx::grace`].
+    pub grace: Duration,
+    pub restart_policy: RestartPolicy,
+    /// The eviction message once the pod is evicted (eviction::guard).
+    pub evicted: watch::Receiver<Option<String>>,
+}
+
+impl<S: Services> PodCtx<S> {
+    /// The grace period of a stop now (shorter once the pod is evicted).
+    pub fn grace(&self) -> Duration {
+        let evicted = self.evicted.borrow().is_some();
+        rules::stop_grace(self.grace, evicted)
+    }
+
+    /// The pod's init containers and app containers.
+    pub fn containers(&self) -> (&[Container], &[Container]) {
+        match self.pod.pod.spec.as_ref() {
+            Some(s) => (
+                s.init_containers.as_deref().unwrap_or_default(),
+                &s.containers,
+            ),
+            None => (&[], &[]),
+        }
+    }
+
+    /// The init container (sidecars included) or app container `name`.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        let (init, app) = self.containers();
+        init.iter().chain(app).find(|c| c.name == name)
+    }
+
+    pub fn host_network(&self) -> bool {
+        self.pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+}
+
+/// Resolves once the flag turns true (or its sender is gone). Returns nothing, so no
+/// lock guard of the watch lives across an await in callers.
+pub(crate) async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
+}
+
+pub fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    // Copy the flag out so no lock guard lives across an await.
+    let s = *stop.borrow();
+    s
+}
+
+/// Returns true when stopped before the delay was over.
+pub async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stopped(stop) => true,
+    }
+}

@@ -1,0 +1,239 @@
+//! The pod driver: takes one pod through its states (see `states::PodState`): waits for
+//! the pod it replaces to be gone, prepares its host resources, runs its containers in
+//! order and, when told to stop, terminates them and removes everything the pod had.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::backoff::Backoff;
+use super::deps::{stopped, Deps, HandleOf, PodCtx, POD_RECORD};
+use super::rules::{self, RestartPolicy};
+use super::services::{Services, StatusSink};
+use super::states::PodLife;
+use super::{eviction, host_resources, pod};
+use crate::manifest::StaticPod;
+use crate::runtime::Adopted;
+use crate::state;
+
+/// Runs the pod until `stop` turns true, then terminates it; `predecessors` are the
+/// "done" flags of earlier pods with the same name, which must be fully gone first.
+pub async fn run_pod<S: Services>(
+    pod: Arc<StaticPod>,
+    adopted: Vec<Adopted<HandleOf<S>>>,
+    deps: Arc<Deps<S>>,
+    mut stop: watch::Receiver<bool>,
+    predecessors: Vec<watch::Receiver<bool>>,
+) {
+    let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
+    async move {
+        wait_for(predecessors, &mut stop).await;
+        let pod_dir = deps.layout.pod(&pod.uid);
+        let stopping = *stop.borrow_and_update();
+        let life = PodLife::new(&pod.uid, deps.status.clone(), !stopping, app_names(&pod));
+        life.preparing(&pod);
+        if let Some(message) = eviction::recorded(&pod_dir) {
+            // Evicted before the agent restarted: it stays so until the manifest changes.
+            Box::pin(eviction::hold_recorded(&life, &message, &mut stop)).await;
+            life.terminating();
+            life.terminated();
+            remove_pod_dir(&pod_dir);
+            return;
+        }
+        let volumes = Box::pin(prepare_until_ready(&pod, &pod_dir, &deps, &life, &mut stop)).await;
+        let (ctx, run_stop) = pod_ctx(&pod, &deps, &life, volumes, &stop);
+        let ctx = Arc::new(ctx);
+        if !stopping {
+            tracing::info!("pod started");
+        }
+        let watch_stop = terminating_on(stop.clone(), life.clone());
+        let evicted = ctx.evicted.clone();
+        // Boxed, as the other phases below: each lives in the task only while it runs.
+        Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
+        let evicted = evicted.borrow().clone();
+        if let Some(message) = evicted {
+            Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
+        }
+        watch_stop.abort();
+        life.terminating();
+        life.terminated();
+        release(&pod, &pod_dir, &deps);
+        if !stopping {
+            gc_logs_later(&deps, &pod);
+        }
+        tracing::info!("pod terminated");
+        crate::heap::release_soon();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Waits until every predecessor is gone, or the pod is stopped.
+async fn wait_for(predecessors: Vec<watch::Receiver<bool>>, stop: &mut watch::Receiver<bool>) {
+    for mut p in predecessors {
+        tokio::select! {
+            _ = stopped(&mut p) => {}
+            _ = stopped(stop) => {}
+        }
+    }
+}
+
+fn app_names(pod: &StaticPod) -> Vec<String> {
+    let spec = pod.pod.spec.as_ref();
+    spec.map_or_else(Vec::new, |s| {
+        s.containers.iter().map(|c| c.name.clone()).collect()
+    })
+}
+
+/// The pod is Terminating as soon as it is told to stop, while its containers stop.
+fn terminating_on<St: StatusSink>(
+    mut stop: watch::Receiver<bool>,
+    life: PodLife<St>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        stopped(&mut stop).await;
+        life.terminating();
+    })
+}
+
+/// What the pod's supervisors share, with the eviction guard watching its volumes; and
+/// the stop flag of its containers, set when the pod is stopped or evicted.
+fn pod_ctx<S: Services>(
+    pod: &Arc<StaticPod>,
+    deps: &Arc<Deps<S>>,
+    life: &PodLife<S::Status>,
+    volumes: BTreeMap<String, PathBuf>,
+    stop: &watch::Receiver<bool>,
+) -> (PodCtx<S>, watch::Receiver<bool>) {
+    let spec = pod.pod.spec.as_ref();
+    let interval = deps.housekeeping_interval;
+    let (run_stop, evicted) = eviction::guard(pod, &volumes, interval, life.clone(), stop.clone());
+    let ctx = PodCtx {
+        log_dir: crate::logs::pod_log_dir(
+            &deps.pod_logs_dir,
+            pod.namespace(),
+            pod.name(),
+            &pod.uid,
+        ),
+        pod: pod.clone(),
+        deps: deps.clone(),
+        life: life.clone(),
+        volumes,
+        cgroup: crate::cgroups::PodCgroup::of(&pod.pod, &pod.uid),
+        grace: rules::pod_grace(spec),
+        restart_policy: RestartPolicy::of(spec),
+        evicted,
+    };
+    (ctx, run_stop)
+}
+
+/// Nothing starts in a pod whose directory, volumes, namespaces or cgroup could not be
+/// made: retried with back-off, as the kubelet re-syncs a pod. A pod on its way out
+/// creates nothing (no hostPath directories for it) and gets no volumes.
+async fn prepare_until_ready<S: Services>(
+    pod: &StaticPod,
+    pod_dir: &Path,
+    deps: &Arc<Deps<S>>,
+    life: &PodLife<S::Status>,
+    stop: &mut watch::Receiver<bool>,
+) -> BTreeMap<String, PathBuf> {
+    let mut backoff = Backoff::retries(deps.pull_backoff);
+    while !*stop.borrow() {
+        match prepare(pod, pod_dir, deps).await {
+            Ok(v) => return v,
+            Err(e) => {
+                let delay = backoff.next(Duration::ZERO);
+                tracing::error!(error = %e, reason = "CreateContainerConfigError", retry_in_s = delay.as_secs(), "preparing pod");
+                life.prepare_failed("CreateContainerConfigError", &e);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(stop) => {}
+                }
+            }
+        }
+    }
+    BTreeMap::new()
+}
+
+/// The pod's directory, record, environment (volumes, namespaces, cgroup).
+async fn prepare<S: Services>(
+    pod: &StaticPod,
+    pod_dir: &Path,
+    deps: &Arc<Deps<S>>,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    state::create_dir_all(pod_dir).map_err(|e| e.to_string())?;
+    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string())?;
+    let (p, uid, dir, d) = (
+        pod.pod.clone(),
+        pod.uid.clone(),
+        pod_dir.to_path_buf(),
+        deps.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        // The QoS levels first, as the kubelet's UpdateQOSCgroups before the pod cgroup.
+        if let Err(e) = d.node_cgroups.pod_started(&uid, &p) {
+            tracing::warn!(error = %e, "updating QoS cgroups");
+        }
+        host_resources::prepare(&p, &uid, &dir, &d)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
+}
+
+/// Removes what the pod had on the host once its containers are gone.
+fn release<S: Services>(pod: &StaticPod, pod_dir: &Path, deps: &Deps<S>) {
+    host_resources::teardown(&pod.pod, &pod.uid, pod_dir, deps);
+    if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
+        tracing::warn!(error = %e, "updating QoS cgroups");
+    }
+    remove_pod_dir(pod_dir);
+}
+
+fn remove_pod_dir(pod_dir: &Path) {
+    if let Err(e) = state::remove_dir_all(pod_dir) {
+        tracing::warn!(error = %e, "removing pod directory");
+    }
+}
+
+/// Removes a deleted pod's log directory after a while, as the kubelet's garbage
+/// collection does, so `hostlet logs` still works right after a pod went away.
+fn gc_logs_later<S: Services>(deps: &Arc<Deps<S>>, pod: &StaticPod) {
+    let dir = crate::logs::pod_log_dir(&deps.pod_logs_dir, pod.namespace(), pod.name(), &pod.uid);
+    let (deps, uid) = (deps.clone(), pod.uid.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(deps.pod_logs_gc_delay).await;
+        // The same manifest may have come back meanwhile: its logs are in use again.
+        if deps.status.has_pod(&uid) {
+            return;
+        }
+        match state::remove_dir_all(&dir) {
+            Ok(()) => tracing::debug!(dir = %dir.display(), "removed logs of a deleted pod"),
+            Err(e) => tracing::warn!(error = %e, "removing logs of a deleted pod"),
+        }
+    });
+}
+
+/// Terminates a pod an earlier agent started and no source declares any more.
+pub async fn stop_orphan<S: Services>(
+    uid: String,
+    adopted: Vec<Adopted<HandleOf<S>>>,
+    deps: Arc<Deps<S>>,
+) {
+    let record = deps.layout.pod(&uid).join(POD_RECORD);
+    let pod = match state::read_json::<k8s_openapi::api::core::v1::Pod>(&record) {
+        Ok(Some(pod)) => pod,
+        _ => Default::default(),
+    };
+    let pod = Arc::new(StaticPod {
+        pod,
+        uid,
+        source: crate::manifest::Origin::default(),
+    });
+    let (tx, rx) = watch::channel(true);
+    run_pod(pod, adopted, deps, rx, Vec::new()).await;
+    drop(tx);
+}
