@@ -218,43 +218,194 @@ fn agent_kill_storm() {
     for name in desired.keys() {
         remove_manifest(&f.dirs, &format!("{name}.yaml"));
     }
+    let left = traces_after_removal(&f, &storm, &uids);
+    println!(
+        "DRILL agent_kill_storm kills={kills} pods_seen={} desired_at_end={} secs={} duplicates={dup} stale={stale} restart_count_went_back={went_back} {left}",
+        uids.len(),
+        desired.len(),
+        started.elapsed().as_secs(),
+    );
+    assert_eq!((dup, stale, went_back), (0, 0, 0));
+    left.assert_none();
+}
+
+/// What is left of a drill's pods once their manifests are gone.
+struct Traces {
+    mounts: Vec<String>,
+    runtime_state: usize,
+    log_dirs: usize,
+    cgroups: Vec<String>,
+}
+
+impl std::fmt::Display for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "leaked_mounts={} leaked_runtime_state={} leaked_log_dirs={} leaked_cgroups={}",
+            self.mounts.len(),
+            self.runtime_state,
+            self.log_dirs,
+            self.cgroups.len()
+        )
+    }
+}
+
+impl Traces {
+    fn assert_none(&self) {
+        assert!(self.mounts.is_empty(), "mounts left: {:?}", self.mounts);
+        assert_eq!(self.runtime_state, 0, "libcontainer state left");
+        assert_eq!(self.log_dirs, 0, "pod log dirs left");
+        assert!(
+            self.cgroups.is_empty(),
+            "pod cgroups left: {:?}",
+            self.cgroups
+        );
+    }
+}
+
+/// Waits until the agent has removed every pod (no process with `marker`, no pod or
+/// container directory), then counts what is left on the host, giving the log and cgroup
+/// removal their time.
+fn traces_after_removal(f: &Fixture, marker: &str, uids: &BTreeSet<String>) -> Traces {
+    let settle = Duration::from_secs(120);
     wait_until(
         settle,
         "every pod gone",
         || f.dirs.agent_log(),
         || {
-            (find_pids_by_cmdline(&storm).is_empty()
+            (find_pids_by_cmdline(marker).is_empty()
                 && pod_dirs(&f.dirs.root).is_empty()
                 && entries(&f.dirs.root.join("containers")) == 0)
                 .then_some(())
         },
     );
-    let logs_left = wait_until(
-        Duration::from_secs(10),
-        "pod log dirs removed",
-        || f.dirs.agent_log(),
-        || (entries(&f.dirs.logs) == 0).then_some(0),
-    );
-    let mounts = mounts_under(&f.dirs.root);
-    let runtime_left = entries(&f.dirs.root.join("runtime"));
-    let cgroups = wait_until(
-        Duration::from_secs(10),
-        "pod cgroups removed",
-        || f.dirs.agent_log(),
-        || {
-            let c = pod_cgroups(&uids);
-            c.is_empty().then_some(c)
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(10) * time_scale();
+    loop {
+        let t = Traces {
+            mounts: mounts_under(&f.dirs.root),
+            runtime_state: entries(&f.dirs.root.join("runtime")),
+            log_dirs: entries(&f.dirs.logs),
+            cgroups: pod_cgroups(uids),
+        };
+        let clean =
+            t.mounts.is_empty() && t.runtime_state == 0 && t.log_dirs == 0 && t.cgroups.is_empty();
+        if clean || Instant::now() >= deadline {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every process of a storm's pods and the agent die at once and every mount under the
+/// root dir is gone, as after a power cut; the next agent brings each pod back exactly once
+/// and removes the debris, and removing the manifests then leaves nothing behind.
+#[test]
+fn power_cut() {
+    let cuts = if long() { 10 } else { 2 };
+    let port = free_port().to_string();
+    let args = ["--read-only-port", &port, "--pod-logs-gc-delay", "1s"];
+    let mut f = Fixture::with_args(&args);
+    let image = f.image();
+    let storm = format!("cut{}", std::process::id());
+    let names = ["a", "b", "c", "d"];
+    let marker = |name: &str| format!("{storm}-{name}-end");
+    for name in names {
+        write_manifest(
+            &f.dirs,
+            &format!("{name}.yaml"),
+            &marked_pod(name, &image, &marker(name)),
+        );
+    }
+    let each_once = || {
+        let counts: Vec<usize> = names
+            .iter()
+            .map(|n| find_pids_by_cmdline(&marker(n)).len())
+            .collect();
+        counts.iter().all(|&n| n >= 1).then_some(counts)
+    };
+    let mut uids = BTreeSet::new();
+    let mut duplicates = 0;
+    let started = Instant::now();
+    for _ in 0..cuts {
+        f.wait("every pod running", || each_once());
+        uids.extend(pod_dirs(&f.dirs.root));
+        f.agent.as_mut().unwrap().kill9();
+        let root = f.dirs.root.display().to_string();
+        for pid in find_pids_by_cmdline(&format!("monitor {root}")) {
+            signal(pid, libc::SIGKILL);
+        }
+        for pid in find_pids_by_cmdline(&storm) {
+            signal(pid, libc::SIGKILL);
+        }
+        f.wait("every container process gone", || {
+            find_pids_by_cmdline(&storm).is_empty().then_some(())
+        });
+        detach_mounts_under(&f.dirs.root);
+        f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
+        let counts = f.wait("every pod back", || each_once());
+        // Give a duplicate the time to show up.
+        std::thread::sleep(Duration::from_secs(2));
+        let counts_later = each_once().unwrap_or(counts);
+        duplicates += counts_later.iter().map(|n| n - 1).sum::<usize>();
+    }
+    let debris = entries(&f.dirs.root.join("containers")).saturating_sub(names.len());
+    uids.extend(pod_dirs(&f.dirs.root));
+    for name in names {
+        remove_manifest(&f.dirs, &format!("{name}.yaml"));
+    }
+    let left = traces_after_removal(&f, &storm, &uids);
     println!(
-        "DRILL agent_kill_storm kills={kills} pods_seen={} desired_at_end={} secs={} duplicates={dup} stale={stale} restart_count_went_back={went_back} leaked_mounts={} leaked_runtime_state={runtime_left} leaked_log_dirs={logs_left} leaked_cgroups={}",
-        uids.len(),
-        desired.len(),
-        started.elapsed().as_secs(),
-        mounts.len(),
-        cgroups.len()
+        "DRILL power_cut cuts={cuts} pods={} secs={} duplicates={duplicates} container_dirs_beyond_one_per_pod={debris} {left}",
+        names.len(),
+        started.elapsed().as_secs()
     );
-    assert_eq!((dup, stale, went_back), (0, 0, 0));
-    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
-    assert_eq!(runtime_left, 0, "libcontainer state left");
+    assert_eq!((duplicates, debris), (0, 0));
+    left.assert_none();
+}
+
+/// `kill -9` of a container's monitor: the agent notices, the container is killed and
+/// accounted for (never left running unsupervised), and it runs again per its policy.
+#[test]
+fn monitor_killed() {
+    let kills = if long() { 20 } else { 3 };
+    let port = free_port().to_string();
+    let args = [
+        "--read-only-port",
+        &port,
+        "--pod-logs-gc-delay",
+        "1s",
+        "--crash-loop-backoff-initial",
+        "1s",
+        "--crash-loop-backoff-max",
+        "1s",
+    ];
+    let f = Fixture::with_args(&args);
+    let storm = format!("mon{}", std::process::id());
+    let marker = format!("{storm}-m-end");
+    write_manifest(&f.dirs, "m.yaml", &marked_pod("m", &f.image(), &marker));
+    let started = Instant::now();
+    let mut orphans = 0;
+    for _ in 0..kills {
+        let pid = f.container_pid(&marker);
+        let root = f.dirs.root.display().to_string();
+        let monitors = find_pids_by_cmdline(&format!("monitor {root}"));
+        assert_eq!(monitors.len(), 1, "one monitor: {monitors:?}");
+        signal(monitors[0], libc::SIGKILL);
+        // The old instance must go, and a new one come.
+        f.wait("the unsupervised container gone", || {
+            (!process_exists(pid)).then_some(())
+        });
+        let new = f.container_pid(&marker);
+        let monitors = find_pids_by_cmdline(&format!("monitor {root}"));
+        orphans += usize::from(new == pid || monitors.len() != 1);
+    }
+    let uids = pod_dirs(&f.dirs.root);
+    remove_manifest(&f.dirs, "m.yaml");
+    let left = traces_after_removal(&f, &storm, &uids);
+    println!(
+        "DRILL monitor_killed kills={kills} secs={} orphaned={orphans} {left}",
+        started.elapsed().as_secs()
+    );
+    assert_eq!(orphans, 0);
+    left.assert_none();
 }
