@@ -327,7 +327,7 @@ fn power_cut() {
     let mut duplicates = 0;
     let started = Instant::now();
     for _ in 0..cuts {
-        f.wait("every pod running", || each_once());
+        f.wait("every pod running", &each_once);
         uids.extend(pod_dirs(&f.dirs.root));
         f.agent.as_mut().unwrap().kill9();
         let root = f.dirs.root.display().to_string();
@@ -342,7 +342,7 @@ fn power_cut() {
         });
         detach_mounts_under(&f.dirs.root);
         f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &args));
-        let counts = f.wait("every pod back", || each_once());
+        let counts = f.wait("every pod back", &each_once);
         // Give a duplicate the time to show up.
         std::thread::sleep(Duration::from_secs(2));
         let counts_later = each_once().unwrap_or(counts);
