@@ -76,45 +76,6 @@ fn entries(dir: &Path) -> usize {
     fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
 }
 
-/// Mount points at or under `dir`.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
-    let prefix = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
-        .collect()
-}
-
-/// Cgroup directories (any controller, any driver's naming) that name one of `uids`.
-fn pod_cgroups(uids: &BTreeSet<String>) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let name = e.file_name().to_string_lossy().into_owned();
-            let p = e.path();
-            let in_kubepods = p.to_string_lossy().contains("kubepods");
-            if in_kubepods
-                && uids
-                    .iter()
-                    .any(|u| name.contains(u.as_str()) || name.contains(&u.replace('-', "_")))
-            {
-                found.push(p.display().to_string());
-            } else if in_kubepods || d.as_os_str().len() <= "/sys/fs/cgroup/".len() + 24 {
-                stack.push(p);
-            }
-        }
-    }
-    found
-}
-
 /// Restart counts by pod UID and container, from the status API.
 fn restart_counts(addr: &str) -> Option<BTreeMap<String, i64>> {
     let (code, body) = http_get(addr, "/pods")?;
@@ -285,7 +246,7 @@ fn traces_after_removal(f: &Fixture, marker: &str, uids: &BTreeSet<String>) -> T
             mounts: mounts_under(&f.dirs.root),
             runtime_state: entries(&f.dirs.root.join("runtime")),
             log_dirs: entries(&f.dirs.logs),
-            cgroups: pod_cgroups(uids),
+            cgroups: pod_cgroups_of(&uids.iter().cloned().collect::<Vec<_>>()),
         };
         let clean =
             t.mounts.is_empty() && t.runtime_state == 0 && t.log_dirs == 0 && t.cgroups.is_empty();

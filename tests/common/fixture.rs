@@ -113,12 +113,47 @@ impl Drop for Fixture {
         if !alive {
             self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
         }
+        let uids = self.pod_uids();
+        // Pods are gone once their containers and then their own directories are: the
+        // pod cgroup and sandbox go before the directory.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
+        let busy = |f: &Fixture| !f.container_dirs().is_empty() || !f.pod_uids().is_empty();
+        while Instant::now() < deadline && busy(self) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if !self.container_dirs().is_empty() {
-            eprintln!("containers left after cleanup:\n{}", self.dirs.agent_log());
+        if busy(self) {
+            eprintln!("pods left after cleanup:\n{}", self.dirs.agent_log());
         }
+        // A test that passed must also have left nothing of its pods on the host.
+        if !std::thread::panicking() {
+            let leaked = pod_cgroups_of(&uids);
+            assert!(leaked.is_empty(), "pod cgroups left on the host: {leaked:?}");
+            let mounts = mounts_under(&self.dirs.root);
+            assert!(mounts.is_empty(), "mounts left under the root dir: {mounts:?}");
+        }
+    }
+}
+
+impl Fixture {
+    /// UIDs of the pods the agent has a directory or a container for.
+    fn pod_uids(&self) -> Vec<String> {
+        let mut uids: Vec<String> = fs::read_dir(self.dirs.root.join("pods"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dir in self.container_dirs() {
+            let cfg: Option<serde_json::Value> = fs::read(dir.join("monitor.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(uid) = cfg.as_ref().and_then(|c| c["pod_uid"].as_str()) {
+                uids.push(uid.to_string());
+            }
+        }
+        uids.sort();
+        uids.dedup();
+        uids
     }
 }

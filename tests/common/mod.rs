@@ -870,3 +870,52 @@ pub fn mem_total() -> u64 {
         .unwrap_or_else(|| panic!("no MemTotal in /proc/meminfo: {text}"));
     kb * 1024
 }
+
+/// Pod cgroups (any controller, cgroupfs or systemd naming) of the pods with `uids`.
+pub fn pod_cgroups_of(uids: &[String]) -> Vec<String> {
+    if uids.is_empty() {
+        return Vec::new();
+    }
+    let mut dirs: Vec<(PathBuf, usize)> = Vec::new();
+    for e in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with("kubepods") {
+            dirs.push((p.clone(), 0));
+        }
+        for name in ["kubepods", "kubepods.slice"] {
+            if p.join(name).is_dir() {
+                dirs.push((p.join(name), 0));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    while let Some((d, depth)) = dirs.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = uids
+                .iter()
+                .any(|u| name.contains(u.as_str()) || name.contains(&u.replace('-', "_")));
+            if ours {
+                found.push(e.path().display().to_string());
+            } else if depth < 2 {
+                dirs.push((e.path(), depth + 1));
+            }
+        }
+    }
+    found
+}
+
+/// Mount points at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    let prefix = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&prefix))
+        .collect()
+}
