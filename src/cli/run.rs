@@ -296,7 +296,8 @@ async fn agent(
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
     tokio::spawn(crate::heap::trim_loop());
-    let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
+    let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
+    let manager = tokio::spawn(Manager::new(deps, leftovers).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
         .context("starting the status API")?;
