@@ -1,6 +1,13 @@
 //! Just enough HTTP/1.1 for a read-only API: one GET (or HEAD) per connection, answered
 //! with `Connection: close`. Requests are bounded in size and time so a slow or hostile
 //! client cannot hold the agent.
+//!
+//! Kept hand-written rather than hyper's server (hyper is in the lock, for the registry
+//! client): the agent binary links no `hyper::server` code today (`nm -C
+//! target/debug/hostlet | grep -c hyper::server` = 0, against 455 `hyper::` client
+//! symbols), and the agent's RSS is mostly its own .text (BENCHMARKS.md row 4a, 13.7 MiB
+//! against a 15 MB target), so a server stack for one GET per connection would be paid in
+//! memory. Its release size was not measured (issue 16 note); measure before switching.
 
 use std::time::Duration;
 
