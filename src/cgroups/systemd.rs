@@ -14,9 +14,8 @@
 //! bus. A pod start with this driver makes up to 3 calls here (kubepods, QoS and pod
 //! slices) plus 3 from `NodeCgroups::pod_started` (it rewrites the three levels for every
 //! pod, burstable or not), in series before the first container: about 30 ms of CPU per
-//! pod start, more than row 1 takes in all (21.7 ms
-//! on this host, cgroupfs). Kept for now, as replacing it means a D-Bus client of our
-//! own or a new dependency; the round trip through systemd is to be measured in the VM
+//! pod start, more than row 1 takes in all (21.7 ms on this host, cgroupfs). Kept for
+//! now, as replacing it means a D-Bus client of our own or a new dependency; the round trip through systemd is to be measured in the VM
 //! (`vm/run.sh`) first. Cheapest cut if it matters: write the levels only when the
 //! burstable set changed.
 
