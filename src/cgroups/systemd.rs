@@ -8,16 +8,17 @@
 //!
 //! The D-Bus calls go through `busctl`/`systemctl`, which ship with systemd: libcgroups
 //! keeps its D-Bus client private (`mod dbus_native` in libcgroups 0.7.0) and no D-Bus
-//! crate is in the lock. Measured on the dev host (2 shared cores under load, n=200 each,
-//! user+sys CPU per call): `busctl call` of GetId on a private dbus-daemon 5.4 ms,
-//! `busctl --version` 5.3 ms, `/bin/true` 1.1 ms; so the cost is busctl's start, not the
-//! bus. A pod start with this driver makes up to 3 calls here (kubepods, QoS and pod
-//! slices) plus 3 from `NodeCgroups::pod_started` (it rewrites the three levels for every
-//! pod, burstable or not), in series before the first container: about 30 ms of CPU per
-//! pod start, more than row 1 takes in all (21.7 ms on this host, cgroupfs). Kept for
-//! now, as replacing it means a D-Bus client of our own or a new dependency; the round trip through systemd is to be measured in the VM
-//! (`vm/run.sh`) first. Cheapest cut if it matters: write the levels only when the
-//! burstable set changed.
+//! crate is in the lock. Measured on the dev host (2 shared cores under load, two runs of
+//! n=200 each, user+sys CPU per call): `busctl call` of GetId on a private dbus-daemon
+//! 3.9–5.4 ms, `busctl --version` 3.8–5.3 ms, `/bin/true` 0.8–1.1 ms; so the cost is
+//! busctl's start, not the bus. A pod start with this driver makes up to 3 calls here
+//! (kubepods, QoS and pod slices) plus 3 from `NodeCgroups::pod_started` (it rewrites the
+//! three levels for every pod, burstable or not), in series before the first container:
+//! 23–32 ms of CPU per pod start, more than row 1 takes in all (21.7 ms on this host,
+//! cgroupfs). Kept for now, as replacing it means a D-Bus client of our own or a new
+//! dependency; the round trip through systemd is to be measured in the VM (`vm/run.sh`)
+//! first. Cheapest cut if it matters: write the levels only when the burstable set
+//! changed.
 
 use std::path::Path;
 use std::process::Command;
