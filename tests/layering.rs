@@ -81,10 +81,6 @@ const KNOWN_PARENT_CIRCLES: &[(&str, &str)] = &[
         "TODO(issue 16): validate.rs helpers used by validate/*.rs",
     ),
     (
-        "sandbox",
-        "TODO(issue 16): PodFiles lives in sandbox/mod.rs",
-    ),
-    (
         "source",
         "TODO(issue 16): Snapshot, ProblemKind live in source/mod.rs",
     ),
