@@ -8,12 +8,25 @@
 //! - [`qos`]: QoS class, requests/limits, oom_score_adj (pure).
 //! - [`limits`]: the kubelet's formulas, pod limits and cgroup paths (pure).
 //! - [`hugepages`]: `hugepages-<size>` resources and the host's hugetlb support.
-//! - [`hierarchy`]: the host's layout (v1, v2, systemd) and the pod cgroup on disk.
+//! - [`hierarchy`]: the host's layout (v1, v2, systemd) and its driver.
+//! - [`cgroupfs`]: the pod cgroup on disk, and the cgroupfs driver's writes.
 //! - [`node`]: node allocatable and the `kubepods`/QoS level cgroups.
 //! - [`systemd`]: the same as slices with `--cgroup-driver systemd`.
+//!
+//! The pod and node-level cgroups are written here, not through youki's libcgroups
+//! managers: the agent binary links no libcgroups at all (`nm -C target/debug/hostlet |
+//! grep -c " libcgroups::"` = 0; only `hostlet-monitor` does, 627 symbols), and its
+//! managers fit containers, not pods: the v1/v2 managers create a cgroup only when adding
+//! a task (`add_task(pid)`; a pod cgroup holds no process of its own), and the systemd
+//! manager runs a container's scope, not a slice with unit properties. libcgroups does
+//! set each container's own cgroup, inside the pod's, from the OCI spec in the monitor.
+//!
+//! Files import one way: node → cgroupfs → systemd → limits → hugepages → hierarchy →
+//! qos → this file (the error and the write helper); tests/layering.rs checks it.
 
 use std::path::{Path, PathBuf};
 
+pub mod cgroupfs;
 pub mod hierarchy;
 pub mod hugepages;
 pub mod limits;
@@ -21,14 +34,14 @@ pub mod node;
 pub mod qos;
 pub mod systemd;
 
-pub use hierarchy::{create, create_with, remove, Hierarchy};
+pub use cgroupfs::{create, create_with, remove};
+pub use hierarchy::{Driver, Hierarchy};
 pub use hugepages::{HostHugepages, HugepageLimit};
 pub use limits::{
     cpu_quota, cpu_shares, pod_limits, shares_to_weight, PodCgroup, PodLimits, CFS_PERIOD,
 };
 pub use node::{Allocatable, Capacity, NodeCgroups, Reserved};
 pub use qos::{oom_score_adj, qos_class, Compute, QosClass};
-pub use systemd::Driver;
 
 /// The root of the hierarchy every pod cgroup lives under.
 pub const KUBEPODS: &str = "kubepods";

@@ -1,7 +1,9 @@
 //! hostlet: a daemonless node agent for Kubernetes static pods.
 //!
 //! Data flows one way: `source` → `manager` → `worker` → (`image`, `bundle`, `runtime`).
-//! See ARCHITECTURE.md in the shared docs for the picture; each module's doc says what it owns.
+//! ARCHITECTURE.md in the repository root has the picture, the layer order every import
+//! follows (checked by `tests/layering.rs`) and one line per module; each module's doc
+//! says what it owns.
 
 pub mod api;
 pub mod backoff;

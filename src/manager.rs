@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::manifest::StaticPod;
-use crate::runtime::Adopted;
+use crate::runtime::{Adopted, Leftovers};
 use crate::source::Snapshot;
 use crate::worker::{self, Deps};
 
@@ -23,8 +23,8 @@ struct Entry {
 pub struct Manager {
     deps: Arc<Deps>,
     workers: HashMap<String, Entry>,
-    /// Containers found at start, by pod UID, until the first snapshot claims them.
-    adopted: Option<HashMap<String, Vec<Adopted>>>,
+    /// What an earlier agent left, until the first snapshot claims it.
+    leftovers: Option<Leftovers>,
     tasks: JoinSet<String>,
     /// The pods the latest snapshot declares, to restart one whose worker was still
     /// stopping when it came back (the same file removed and restored quickly).
@@ -32,15 +32,11 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(deps: Arc<Deps>, adopted: Vec<Adopted>) -> Self {
-        let mut by_pod: HashMap<String, Vec<Adopted>> = HashMap::new();
-        for a in adopted {
-            by_pod.entry(a.config.pod_uid.clone()).or_default().push(a);
-        }
+    pub fn new(deps: Arc<Deps>, leftovers: Leftovers) -> Self {
         Self {
             deps,
             workers: HashMap::new(),
-            adopted: Some(by_pod),
+            leftovers: Some(leftovers),
             tasks: JoinSet::new(),
             desired: HashMap::new(),
         }
@@ -93,45 +89,24 @@ impl Manager {
                 Some(_) => {}
             }
         }
-        // The first snapshot decides what happens to what an earlier agent left running.
-        let first = self.adopted.is_some();
-        let mut adopted = self.adopted.take().unwrap_or_default();
+        // The first snapshot decides what happens to what an earlier agent left.
+        let mut leftovers = self.leftovers.take().unwrap_or_default();
         for pod in &snap.pods {
             if self.workers.contains_key(&pod.uid) {
                 continue;
             }
-            let mine = adopted.remove(&pod.uid).unwrap_or_default();
+            let mine = leftovers.take(&pod.uid);
             self.start_pod(pod.clone(), mine);
         }
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
         crate::metrics::manifest_problems(&snap.problems);
         self.deps.status.set_synced();
-        if first {
-            // Pods an earlier agent left without any container (stopped while backing
-            // off, or between containers) still own a directory, namespaces, a cgroup.
-            for uid in self.pod_dirs() {
-                if !self.desired.contains_key(&uid) && !adopted.contains_key(&uid) {
-                    adopted.insert(uid, Vec::new());
-                }
-            }
-        }
-        for (uid, containers) in adopted {
+        for (uid, containers) in leftovers.into_pods() {
             tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");
             self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| {
                 worker::stop_orphan(uid, containers, deps)
             });
         }
-    }
-
-    fn pod_dirs(&self) -> Vec<String> {
-        std::fs::read_dir(self.deps.layout.pods())
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     fn start_pod(&mut self, pod: Arc<StaticPod>, adopted: Vec<Adopted>) {

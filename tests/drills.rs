@@ -4,6 +4,8 @@
 //! RELIABILITY.md records. Each drill prints one `DRILL name key=value …` line.
 
 mod common;
+#[path = "images_support/mod.rs"]
+mod images_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -369,4 +371,100 @@ fn monitor_killed() {
     );
     assert_eq!(orphans, 0);
     left.assert_none();
+}
+
+/// A registry that misbehaves on a layer (500, reset mid-blob, truncated body, wrong
+/// content, too much content, 429 with Retry-After) and then behaves: the pod reports the
+/// pull error, retries with back-off, and runs once the registry heals; no partial or
+/// corrupt layer is ever stored or used. One agent per fault, so that no pull can borrow
+/// another's verified layer.
+#[test]
+fn registry_faults_then_recovery() {
+    use images_support::{Fault, FaultImage, FaultServer};
+    let faults = [
+        Fault::Status500,
+        Fault::ResetMidBlob,
+        Fault::Truncated,
+        Fault::WrongContent,
+        Fault::Oversized,
+        Fault::TooMany,
+    ];
+    let rounds = if long() { 3 } else { 1 };
+    let image = FaultImage::uncompressed_test_image();
+    let started = Instant::now();
+    let mut runs = 0;
+    let mut errors_reported = 0;
+    let mut corrupt_used = 0;
+    for fault in faults {
+        let server = FaultServer::start_then_heal(image.clone(), fault, rounds);
+        let dirs = AgentDirs::new();
+        let port = free_port().to_string();
+        let args = [
+            "--insecure-registry",
+            &server.addr,
+            "--read-only-port",
+            &port,
+        ];
+        let mut agent = Agent::start_with(&dirs, None, &args);
+        let marker = format!("reg{}-{fault:?}-end", std::process::id());
+        let reference = format!("{}/library/busybox:test", server.addr);
+        write_manifest(&dirs, "p.yaml", &marked_pod("p", &reference, &marker));
+        let addr = format!("127.0.0.1:{port}");
+        let waiting_reason = || {
+            let (_, body) = http_get(&addr, "/pods")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let c = &v["items"][0]["status"]["containerStatuses"][0];
+            c["state"]["waiting"]["reason"].as_str().map(str::to_string)
+        };
+        let reason = wait_until(
+            Duration::from_secs(30),
+            &format!("{fault:?}: a pull error in the status"),
+            || dirs.agent_log(),
+            || waiting_reason().filter(|r| r == "ErrImagePull" || r == "ImagePullBackOff"),
+        );
+        errors_reported += usize::from(!reason.is_empty());
+        // Back-off is 10 s, then 20 s: the healed registry is met on a retry.
+        let limit = Duration::from_secs(15 + 20 * rounds as u64);
+        wait_until(
+            limit,
+            &format!("{fault:?}: the pod running after the registry healed"),
+            || dirs.agent_log(),
+            || (find_pids_by_cmdline(&marker).len() == 1).then_some(()),
+        );
+        // The layer in the store is the right one, and nothing half-written is left.
+        let layers = dirs.root.join("images/layers");
+        let stored: Vec<String> = fs::read_dir(&layers)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let diff_id = image.layer_digest.trim_start_matches("sha256:").to_string();
+        corrupt_used += usize::from(stored != [diff_id.clone()]);
+        let tmp = images_support::walk(&dirs.root.join("images"))
+            .into_iter()
+            .filter(|p| p.contains(".tmp-"))
+            .count();
+        corrupt_used += tmp;
+        remove_manifest(&dirs, "p.yaml");
+        wait_until(
+            Duration::from_secs(60),
+            "the pod gone",
+            || dirs.agent_log(),
+            || {
+                (entries(&dirs.root.join("containers")) == 0 && pod_dirs(&dirs.root).is_empty())
+                    .then_some(())
+            },
+        );
+        agent.sigterm_and_wait();
+        runs += 1;
+    }
+    println!(
+        "DRILL registry_faults faults={} faulty_requests_each={rounds} secs={} errors_reported={errors_reported} corrupt_or_partial_used={corrupt_used}",
+        runs,
+        started.elapsed().as_secs()
+    );
+    assert_eq!(errors_reported, runs);
+    assert_eq!(corrupt_used, 0);
 }

@@ -1,12 +1,24 @@
-//! Just enough HTTP/1.1 for a read-only API: one GET (or HEAD) per connection, answered
-//! with `Connection: close`. Requests are bounded in size and time so a slow or hostile
-//! client cannot hold the agent.
+//! One GET (or HEAD) per connection, answered with `Connection: close`, served by hyper's
+//! HTTP/1 server. Requests are bounded in size and time so a slow or hostile client cannot
+//! hold the agent.
+//!
+//! hyper replaced a hand-written parser and writer (issue 16): it was in the lock already
+//! for the registry client, and the measured cost is small. `cargo build --release --bin
+//! hostlet`: 8,366,664 → 8,427,016 bytes (+60 KB; .text +45 KB). `VmRSS` of an idle agent
+//! after 60 API requests, four runs each: 7,988–8,196 kB before, 7,992–8,252 kB after
+//! (means 8,069 and 8,121 kB), within run-to-run noise.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Largest request head accepted; GETs to this API are a few hundred bytes.
+/// Largest request head accepted; GETs to this API are a few hundred bytes (hyper's
+/// buffer cannot be smaller than 8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
 /// A client must send its request within this time.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,6 +32,18 @@ pub struct Request {
     /// and namespaces are DNS labels: nothing to decode).
     pub path: String,
     pub query: String,
+}
+
+impl Request {
+    /// A GET of `target` (`/path?query`).
+    pub fn get(target: &str) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Self {
+            method: "GET".into(),
+            path: path.into(),
+            query: query.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -47,112 +71,100 @@ impl Response {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
-/// Reads the request head (up to the blank line); `Err` carries the status to answer.
-async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<Vec<u8>, u16> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    loop {
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(head);
-        }
-        if head.len() > MAX_HEAD {
-            return Err(431);
-        }
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return Err(400),
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-pub fn parse(head: &[u8]) -> Result<Request, u16> {
-    let text = std::str::from_utf8(head).map_err(|_| 400u16)?;
-    let line = text.lines().next().ok_or(400u16)?;
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(400);
-    };
-    if !version.starts_with("HTTP/1.") || parts.next().is_some() || !target.starts_with('/') {
-        return Err(400);
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-    })
-}
-
 /// Serves one connection with `handler`.
-pub async fn serve_one<S, F>(mut s: S, handler: F)
+pub async fn serve_one<S, F>(s: S, handler: F)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Response + Send + 'static,
+{
+    // One request per connection (no keep-alive): the handler runs at most once.
+    let handler = std::sync::Mutex::new(Some(handler));
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let resp = answer(&req, || {
+            handler.lock().unwrap_or_else(|e| e.into_inner()).take()
+        });
+        let out = hyper::Response::builder()
+            .status(resp.status)
+            .header(http::header::CONTENT_TYPE, resp.content_type)
+            .header(http::header::CONNECTION, "close")
+            .body(Full::new(Bytes::from(resp.body)));
+        async move { Ok::<_, Infallible>(out.unwrap_or_default()) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(s), svc);
+    let _ = tokio::time::timeout(READ_TIMEOUT + WRITE_TIMEOUT, conn).await;
+}
+
+/// What to answer `req`: the handler's response to a GET or HEAD (hyper leaves out the
+/// body of a HEAD answer), 405 to anything else, 400 to a target that is not a path.
+fn answer<F>(
+    req: &hyper::Request<hyper::body::Incoming>,
+    handler: impl FnOnce() -> Option<F>,
+) -> Response
+where
     F: FnOnce(&Request) -> Response,
 {
-    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut s)).await;
-    let (resp, head_only) = match head {
-        Err(_) => return,
-        Ok(Err(status)) => (Response::text(status, "text/plain", reason(status)), false),
-        Ok(Ok(head)) => match parse(&head) {
-            Err(status) => (Response::text(status, "text/plain", reason(status)), false),
-            Ok(req) if req.method == "GET" || req.method == "HEAD" => {
-                (handler(&req), req.method == "HEAD")
-            }
-            Ok(_) => (
-                Response::text(405, "text/plain", "only GET is served\n"),
-                false,
-            ),
-        },
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        resp.status,
-        reason(resp.status),
-        resp.content_type,
-        resp.body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(&resp.body);
+    let method = req.method();
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Response::text(405, "text/plain", "only GET is served\n");
     }
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        s.write_all(&out).await?;
-        s.shutdown().await
-    })
-    .await;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return Response::text(400, "text/plain", "Bad Request");
+    }
+    let r = Request {
+        method: method.to_string(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().unwrap_or("").to_string(),
+    };
+    match handler() {
+        Some(h) => h(&r),
+        None => Response::text(500, "text/plain", "one request per connection"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn parses_request_line() {
-        let r = parse(b"GET /pods/default/web?x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-        assert_eq!(r.method, "GET");
-        assert_eq!(r.path, "/pods/default/web");
-        assert_eq!(r.query, "x=1");
+    /// Sends `request` to a server answering with `handler`; returns the whole answer.
+    async fn exchange(
+        request: &[u8],
+        handler: impl FnOnce(&Request) -> Response + Send + 'static,
+    ) -> String {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(serve_one(server, handler));
+        client.write_all(request).await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        task.await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn parses_request_line() {
+        let got = exchange(
+            b"GET /pods/default/web?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+            |r| {
+                let seen = format!("{} {} {}", r.method, r.path, r.query);
+                Response::text(200, "text/plain", seen)
+            },
+        )
+        .await;
+        assert!(got.ends_with("\r\n\r\nGET /pods/default/web x=1"), "{got}");
+        assert_eq!(Request::get("/pods/default/web?x=1").query, "x=1");
         for bad in [
             &b"GET\r\n\r\n"[..],
             b"GET pods HTTP/1.1\r\n\r\n",
             b"GET / SPDY\r\n\r\n",
             b"\xff\r\n\r\n",
         ] {
-            assert_eq!(parse(bad), Err(400), "{bad:?}");
+            let got = exchange(bad, |_| Response::text(200, "text/plain", "")).await;
+            assert!(got.starts_with("HTTP/1.1 400"), "{bad:?}: {got}");
         }
     }
 
@@ -170,7 +182,26 @@ mod tests {
         client.read_to_string(&mut got).await.unwrap();
         task.await.unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(
+            got.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{got}"
+        );
         assert!(got.ends_with("\r\n\r\npath=/healthz"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn head_answers_without_the_body() {
+        let got = exchange(b"HEAD /healthz HTTP/1.1\r\n\r\n", |_| {
+            Response::text(200, "text/plain", "ok")
+        })
+        .await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(
+            got.to_ascii_lowercase().contains("content-length: 2\r\n"),
+            "{got}"
+        );
+        assert!(got.ends_with("\r\n\r\n"), "{got}");
     }
 
     #[tokio::test]

@@ -184,8 +184,7 @@ mod tests {
     use super::*;
 
     fn get(status: &StatusStore, path: &str) -> Response {
-        let req = http::parse(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
-        handle(status, &req)
+        handle(status, &Request::get(path))
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn hugepage_limits(c: &Container) -> Result<Vec<Value>, BundleError> {
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let mut out = Vec::new();
     for (name, q) in limits.into_iter().flatten() {
-        let Some(size) = hugepages::page_size(name) else {
+        let Some(size) = crate::manifest::quantity::hugepage_size(name) else {
             continue;
         };
         let field = format!("resources.limits[{name}]");

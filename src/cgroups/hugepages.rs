@@ -6,14 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::hierarchy::Hierarchy;
-use super::CgroupError;
-use crate::manifest::quantity::{parse_memory_bytes, QuantityError};
+use super::{write, CgroupError};
+use crate::manifest::quantity::{hugepage_size, parse_memory_bytes};
 
-/// `hugepages-2Mi`, `hugepages-1Gi`: the resource names of huge pages.
-pub const RESOURCE_PREFIX: &str = "hugepages-";
 /// Where the kernel lists its page sizes (`hugepages-2048kB/nr_hugepages` …).
 pub const SYS_HUGEPAGES: &str = "/sys/kernel/mm/hugepages";
 /// The QoS levels' limit: unbounded in effect (qos_container_manager's setHugePagesUnbounded).
@@ -33,15 +30,6 @@ impl HugepageLimit {
     pub fn label(&self) -> String {
         size_label(self.page_size)
     }
-}
-
-/// The page size of a hugepages resource name; None for other resources.
-pub fn page_size(resource: &str) -> Option<Result<u64, QuantityError>> {
-    let size = resource.strip_prefix(RESOURCE_PREFIX)?;
-    Some(
-        parse_memory_bytes(&Quantity(size.to_string()))
-            .and_then(|v| u64::try_from(v).map_err(|_| QuantityError::Negative(size.into()))),
-    )
 }
 
 /// runc's `HugePageSizes` naming (units.CustomSize "%g%s" with 1024 steps and B, KB, MB,
@@ -65,7 +53,7 @@ pub fn container_limits(c: &Container) -> Vec<HugepageLimit> {
         .into_iter()
         .flatten()
         .filter_map(|(name, q)| {
-            let page_size = page_size(name)?.ok().filter(|s| *s > 0)?;
+            let page_size = hugepage_size(name)?.ok().filter(|s| *s > 0)?;
             let limit = parse_memory_bytes(q).ok()?;
             Some(HugepageLimit {
                 resource: name.clone(),
@@ -215,4 +203,12 @@ pub fn file_name(label: &str, v2: bool) -> String {
     } else {
         format!("hugetlb.{label}.limit_in_bytes")
     }
+}
+
+/// Writes v2 hugetlb limits (`hugetlb.<size>.max`) into the cgroup `dir`.
+pub(crate) fn write_v2(dir: &Path, values: &[(String, i64)]) -> Result<(), CgroupError> {
+    for (label, v) in values {
+        write(dir, &file_name(label, true), &v.to_string())?;
+    }
+    Ok(())
 }

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::hierarchy::Hierarchy;
 use super::hugepages::{self, HugepageLimit};
 use super::qos::{containers, init_containers, qos_class, Compute, QosClass};
-use super::{systemd, KUBEPODS};
+use super::KUBEPODS;
 
 pub const CFS_PERIOD: u64 = 100_000;
 pub(crate) const MIN_SHARES: u64 = 2;
@@ -152,11 +152,7 @@ impl PodCgroup {
     pub fn container_with(&self, h: Option<&Hierarchy>, id: &str) -> String {
         match h {
             Some(Hierarchy::Systemd { .. }) => {
-                format!(
-                    "{}:{}:{id}",
-                    systemd::pod_slice(self),
-                    systemd::SCOPE_PREFIX
-                )
+                format!("{}:{}:{id}", pod_slice(self), SCOPE_PREFIX)
             }
             _ => self.container(id),
         }
@@ -170,4 +166,36 @@ impl PodCgroup {
         }
         out
     }
+}
+
+/// Limits of one cgroup, whatever its level; `None` leaves the file as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub memory: Option<i64>,
+    pub pids: Option<i64>,
+    /// (page size label, bytes).
+    pub hugetlb: Vec<(String, i64)>,
+}
+
+/// The limits of `kubepods`, `kubepods/burstable` and `kubepods/besteffort`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Levels {
+    pub(crate) kubepods: Settings,
+    pub(crate) burstable: Settings,
+    pub(crate) besteffort: Settings,
+}
+
+/// The scope prefix of container units (`hostlet-<ID>.scope`).
+pub const SCOPE_PREFIX: &str = "hostlet";
+
+/// The pod's slice unit, e.g. `kubepods-burstable-pod0a0b_c1.slice`.
+pub fn pod_slice(cg: &PodCgroup) -> String {
+    let mut name = KUBEPODS.to_string();
+    if !cg.qos.dir().is_empty() {
+        name = format!("{name}-{}", cg.qos.dir());
+    }
+    // '-' is the slice hierarchy separator: the kubelet escapes it in the uid.
+    format!("{name}-pod{}.slice", cg.uid.replace('-', "_"))
 }

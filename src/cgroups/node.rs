@@ -13,12 +13,13 @@ use std::sync::Mutex;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::hierarchy::{self, Hierarchy, Settings};
+use super::cgroupfs;
+use super::hierarchy::Hierarchy;
 use super::hugepages::{self, size_label, HostHugepages};
-use super::limits::{cpu_shares, pod_cpu_request, MIN_SHARES};
+use super::limits::{cpu_shares, pod_cpu_request, Levels, Settings, MIN_SHARES};
 use super::qos::{qos_class, QosClass};
 use super::{systemd, CgroupError, KUBEPODS};
-use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::manifest::quantity::{hugepage_size, parse_cpu_millis, parse_memory_bytes};
 
 /// What the node has (the kubelet's internal capacity).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl std::str::FromStr for Reserved {
                 "cpu" => r.cpu_milli = parse_cpu_millis(&q).map_err(bad)?,
                 "memory" => r.memory = parse_memory_bytes(&q).map_err(bad)?,
                 "pid" => r.pids = parse_memory_bytes(&q).map_err(bad)?,
-                _ => match hugepages::page_size(k) {
+                _ => match hugepage_size(k) {
                     Some(Ok(size)) => {
                         r.hugepages
                             .insert(size, parse_memory_bytes(&q).map_err(bad)?);
@@ -158,14 +159,6 @@ impl Allocatable {
     }
 }
 
-/// The limits of `kubepods`, `kubepods/burstable` and `kubepods/besteffort`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Levels {
-    pub(crate) kubepods: Settings,
-    pub(crate) burstable: Settings,
-    pub(crate) besteffort: Settings,
-}
-
 /// The levels' limits for the given burstable pods' cpu requests (millicores).
 pub(crate) fn levels(
     allocatable: &Allocatable,
@@ -191,12 +184,12 @@ pub(crate) fn write_levels(h: &Hierarchy, l: &Levels) -> Result<(), CgroupError>
         return systemd::update_levels(root, l);
     }
     let kubepods = format!("/{KUBEPODS}");
-    hierarchy::ensure(h, &kubepods)?;
-    hierarchy::apply(h, &kubepods, &l.kubepods)?;
+    cgroupfs::ensure(h, &kubepods)?;
+    cgroupfs::apply(h, &kubepods, &l.kubepods)?;
     for (dir, s) in [("burstable", &l.burstable), ("besteffort", &l.besteffort)] {
         let rel = format!("/{KUBEPODS}/{dir}");
-        hierarchy::ensure(h, &rel)?;
-        hierarchy::apply(h, &rel, s)?;
+        cgroupfs::ensure(h, &rel)?;
+        cgroupfs::apply(h, &rel, s)?;
     }
     Ok(())
 }

@@ -7,65 +7,30 @@
 //! re-realizes the tree; stopping the pod slice removes it.
 //!
 //! The D-Bus calls go through `busctl`/`systemctl`, which ship with systemd: libcgroups
-//! keeps its D-Bus client private.
+//! keeps its D-Bus client private (`mod dbus_native` in libcgroups 0.7.0) and no D-Bus
+//! crate is in the lock. Measured on the dev host (2 shared cores under load, two runs of
+//! n=200 each, user+sys CPU per call): `busctl call` of GetId on a private dbus-daemon
+//! 3.9–5.4 ms, `busctl --version` 3.8–5.3 ms, `/bin/true` 0.8–1.1 ms; so the cost is
+//! busctl's start, not the bus. A pod start with this driver makes up to 3 calls here
+//! (kubepods, QoS and pod slices) plus 3 from `NodeCgroups::pod_started` (it rewrites the
+//! three levels for every pod, burstable or not), in series before the first container:
+//! 23–32 ms of CPU per pod start, more than row 1 takes in all (21.7 ms on this host,
+//! cgroupfs). Kept for now, as replacing it means a D-Bus client of our own or a new
+//! dependency; the round trip through systemd is to be measured in the VM (`vm/run.sh`)
+//! first. Cheapest cut if it matters: write the levels only when the burstable set
+//! changed.
 
 use std::path::Path;
 use std::process::Command;
 
-use super::hierarchy::{write_v2_hugetlb, Settings};
-use super::node::Levels;
-use super::{
-    shares_to_weight, write, CgroupError, PodCgroup, PodLimits, QosClass, CFS_PERIOD, KUBEPODS,
-};
+use super::hugepages;
+use super::limits::{shares_to_weight, Levels, PodCgroup, PodLimits, Settings, CFS_PERIOD};
+use super::qos::QosClass;
+use super::{write, CgroupError, KUBEPODS};
 
-/// The scope prefix of container units (`hostlet-<ID>.scope`).
-pub const SCOPE_PREFIX: &str = "hostlet";
-
-/// `--cgroup-driver`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Driver {
-    #[default]
-    Cgroupfs,
-    Systemd,
-}
-
-impl Driver {
-    /// systemd when it is PID 1 (libsystemd's `sd_booted` test), else cgroupfs.
-    pub fn detect() -> Self {
-        if booted() {
-            Self::Systemd
-        } else {
-            Self::Cgroupfs
-        }
-    }
-}
-
-impl std::str::FromStr for Driver {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cgroupfs" => Ok(Self::Cgroupfs),
-            "systemd" => Ok(Self::Systemd),
-            _ => Err(format!(
-                "unknown cgroup driver {s:?}: expected cgroupfs or systemd"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Cgroupfs => "cgroupfs",
-            Self::Systemd => "systemd",
-        })
-    }
-}
-
-pub fn booted() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
+// The unit names are defined beside `PodCgroup`, where a container's `cgroupsPath` is
+// made without calling into the driver; this file is where readers look for them.
+pub use super::limits::{pod_slice, SCOPE_PREFIX};
 
 /// The slices from `kubepods.slice` down to the QoS level, outermost first.
 pub fn qos_slices(qos: QosClass) -> Vec<String> {
@@ -74,16 +39,6 @@ pub fn qos_slices(qos: QosClass) -> Vec<String> {
         out.push(format!("{KUBEPODS}-{}.slice", qos.dir()));
     }
     out
-}
-
-/// The pod's slice unit, e.g. `kubepods-burstable-pod0a0b_c1.slice`.
-pub fn pod_slice(cg: &PodCgroup) -> String {
-    let mut name = KUBEPODS.to_string();
-    if !cg.qos.dir().is_empty() {
-        name = format!("{name}-{}", cg.qos.dir());
-    }
-    // '-' is the slice hierarchy separator: the kubelet escapes it in the uid.
-    format!("{name}-pod{}.slice", cg.uid.replace('-', "_"))
 }
 
 /// The cgroup directory of a slice, relative to the cgroup root: `a-b.slice` is
@@ -308,7 +263,7 @@ pub(crate) fn write_hugetlb(
         delegate_hugetlb(&dir)?;
         dir = dir.join(part);
     }
-    write_v2_hugetlb(&dir, values)?;
+    hugepages::write_v2(&dir, values)?;
     // The container scopes below a pod slice need the controller too.
     delegate_hugetlb(&dir)
 }
@@ -346,5 +301,5 @@ pub fn scope_hugepage_limits(cgroups_path: &str, bundle: &Path) -> Result<(), Cg
         return Ok(());
     }
     let dir = Path::new("/sys/fs/cgroup").join(fs_path(cgroups_path).trim_start_matches('/'));
-    write_v2_hugetlb(&dir, &values)
+    hugepages::write_v2(&dir, &values)
 }

@@ -328,7 +328,7 @@ fn cgroup_driver_flag_values() {
         serde_json::to_string(&Driver::Systemd).unwrap(),
         "\"systemd\""
     );
-    if !systemd::booted() {
+    if !hierarchy::booted() {
         let e = Hierarchy::for_driver(Path::new("/sys/fs/cgroup"), Driver::Systemd).unwrap_err();
         assert!(e.to_string().contains("systemd is not running"), "{e}");
     }

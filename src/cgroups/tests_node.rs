@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::hierarchy::Settings;
 use super::hugepages::{self, size_label, HostHugepages, HugepageLimit};
+use super::limits::Settings;
 use super::node::{levels, write_levels};
 use super::tests::{pod, prop, with_resources};
 use super::*;
@@ -40,12 +40,18 @@ fn page_size_names() {
     assert_eq!(size_label(GI as u64), "1GB");
     assert_eq!(size_label(64 * 1024), "64KB");
     assert_eq!(
-        hugepages::page_size("hugepages-2Mi"),
+        crate::manifest::quantity::hugepage_size("hugepages-2Mi"),
         Some(Ok(2 * MI as u64))
     );
-    assert_eq!(hugepages::page_size("hugepages-1Gi"), Some(Ok(GI as u64)));
-    assert_eq!(hugepages::page_size("memory"), None);
-    assert!(matches!(hugepages::page_size("hugepages-x"), Some(Err(_))));
+    assert_eq!(
+        crate::manifest::quantity::hugepage_size("hugepages-1Gi"),
+        Some(Ok(GI as u64))
+    );
+    assert_eq!(crate::manifest::quantity::hugepage_size("memory"), None);
+    assert!(matches!(
+        crate::manifest::quantity::hugepage_size("hugepages-x"),
+        Some(Err(_))
+    ));
     assert_eq!(
         hugepages::file_name("2MB", false),
         "hugetlb.2MB.limit_in_bytes"

@@ -307,7 +307,8 @@ async fn agent(
         status.clone(),
         deps.pod_logs_gc_delay,
     ));
-    let manager = tokio::spawn(Manager::new(deps, adopted).run(rx));
+    let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
+    let manager = tokio::spawn(Manager::new(deps, leftovers).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
         .context("starting the status API")?;

@@ -5,6 +5,7 @@
 //! `pkg/kubelet/config/common.go` applyDefaults). Which pod fields hostlet implements lives in
 //! [`support`].
 
+mod field_error;
 mod jsonpath;
 pub mod locate;
 pub mod quantity;
@@ -18,9 +19,10 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
 use sha2::{Digest, Sha256};
 
+pub use field_error::FieldError;
 pub use locate::{locate, Diagnostic};
 pub use unknown::UNKNOWN_FIELD;
-pub use validate::{validate, FieldError};
+pub use validate::validate;
 
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";

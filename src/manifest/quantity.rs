@@ -19,6 +19,19 @@ pub enum QuantityError {
     Overflow(String),
 }
 
+/// `hugepages-2Mi`, `hugepages-1Gi`: the resource names of huge pages.
+pub const HUGEPAGES_PREFIX: &str = "hugepages-";
+
+/// The page size of a hugepages resource name (`hugepages-2Mi` → 2097152); None for
+/// other resources.
+pub fn hugepage_size(resource: &str) -> Option<Result<u64, QuantityError>> {
+    let size = resource.strip_prefix(HUGEPAGES_PREFIX)?;
+    Some(
+        parse_memory_bytes(&Quantity(size.to_string()))
+            .and_then(|v| u64::try_from(v).map_err(|_| QuantityError::Negative(size.into()))),
+    )
+}
+
 /// CPU in millicores: `"500m"` → 500, `"2"` → 2000, `"0.1"` → 100, `"1u"` → 1 (rounded up).
 pub fn parse_cpu_millis(q: &Quantity) -> Result<i64, QuantityError> {
     parse_scaled(&q.0, 3)

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use super::FieldError;
+use super::field_error::FieldError;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Support {

@@ -2,49 +2,17 @@
 //! the field path it concerns (`spec.containers[1].name`).
 
 use std::collections::HashSet;
-use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::Value;
 
+use super::field_error::FieldError;
 use super::quantity::parse_memory_bytes;
 use super::support::{self, check_fields};
 
 mod container;
 mod hugepages;
 use container::{quantity, validate_container};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Path of the field, as written in the manifest; empty for the manifest as a whole.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-    pub fn unsupported(field: impl Into<String>) -> Self {
-        Self::new(field, "not supported by hostlet yet")
-    }
-    fn api_reference(field: impl Into<String>, resource: &str) -> Self {
-        Self::new(field, format!("static pods may not reference {resource}"))
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirst", "ClusterFirstWithHostNet", "Default"];

@@ -42,6 +42,10 @@ pub struct HttpResponse {
 }
 
 /// A plain HTTP/1.1 GET over a connected stream, as the kubelet's prober sends it.
+///
+/// Not hyper's client: probes run on blocking threads with socket timeouts bounding every
+/// read, and the verdict needs only the status code (200–399 passes) and the body's first
+/// 10 KiB, a dozen lines below. hyper is async and would need a connection task per probe.
 pub fn http_get(
     stream: TcpStream,
     https: bool,

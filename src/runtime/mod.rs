@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod exec_tty;
+mod leftovers;
 pub mod monitor;
 pub mod proc;
 mod supervise;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use leftovers::Leftovers;
 pub use supervise::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
 
 /// What a container's log writer dropped so far, as its monitor last reported it; None

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{io, PodFiles, SandboxError};
+use super::files::{io, PodFiles, SandboxError};
 
 const HOSTS_HEADER: &str = "# Kubernetes-managed hosts file.\n";
 const HOSTS_HEADER_HOST_NETWORK: &str = "# Kubernetes-managed hosts file (host network).\n";

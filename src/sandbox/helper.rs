@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
 
-use super::{held, io, pause, sys, PodFiles, SandboxError, Shared};
+use super::files::{held, io, sys, PodFiles, SandboxError, Shared};
+use super::pause;
 
 /// The helper: runs single-threaded in its own process; returns the exit code.
 pub fn helper_main(dir: &Path, hostname: &str, want: Shared, cgroup_procs: &[PathBuf]) -> i32 {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{PodFiles, SandboxError};
+use super::files::{PodFiles, SandboxError};
 use crate::cgroups::{self, Hierarchy, PodCgroup};
 use crate::runtime::proc;
 

@@ -134,3 +134,12 @@ pub async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) ->
         _ = stopped(stop) => true,
     }
 }
+
+/// The flags a supervisor shares with its pod.
+pub(super) struct Links {
+    pub stop: watch::Receiver<bool>,
+    /// True once the container runs and passed its startup probe.
+    pub started: watch::Sender<bool>,
+    /// True once the container will not run again (until the pod is stopped).
+    pub finished: watch::Sender<bool>,
+}

@@ -11,11 +11,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::deps::{stopped, HandleOf, PodCtx};
+use super::deps::{stopped, HandleOf, Links, PodCtx};
 use super::rules::{self, PreStop, ProbeEffect};
 use super::services::{ContainerHandle, ContainerRuntime, Services};
 use super::states::ContainerLife;
-use super::supervisor::Links;
 use crate::probe::{self, Action, Checker, Kind as ProbeKind, Target};
 use crate::runtime::{Adopted, ExitRecord};
 

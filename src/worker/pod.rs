@@ -9,11 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::deps::Links;
 use super::deps::{stopped, HandleOf, PodCtx};
 use super::instance;
 use super::rules::{self, InitStep, Outcome, Role};
 use super::services::Services;
-use super::supervisor::{self, Links};
+use super::supervisor;
 use crate::runtime::Adopted;
 
 struct Running {

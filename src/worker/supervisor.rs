@@ -6,27 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::container::{log_exit, ran_for, start, NotStarted};
-use super::deps::{sleep_or_stop, stopped, stopping, HandleOf, PodCtx};
+use super::deps::{sleep_or_stop, stopped, stopping, HandleOf, Links, PodCtx};
 use super::instance::{self, InstanceEnd};
 use super::rules::{self, AfterExit, Outcome, Role};
 use super::services::{ContainerHandle, ContainerRuntime, Services};
 use super::states::ContainerLife;
 use crate::runtime::{Adopted, ExitRecord};
-
-/// The flags a supervisor shares with its pod.
-pub(super) struct Links {
-    pub stop: watch::Receiver<bool>,
-    /// True once the container runs and passed its startup probe.
-    pub started: watch::Sender<bool>,
-    /// True once the container will not run again (until the pod is stopped).
-    pub finished: watch::Sender<bool>,
-}
 
 /// The supervisor's next step.
 enum Next<H> {

@@ -127,9 +127,15 @@ impl Drop for Fixture {
         // A test that passed must also have left nothing of its pods on the host.
         if !std::thread::panicking() {
             let leaked = pod_cgroups_of(&uids);
-            assert!(leaked.is_empty(), "pod cgroups left on the host: {leaked:?}");
+            assert!(
+                leaked.is_empty(),
+                "pod cgroups left on the host: {leaked:?}"
+            );
             let mounts = mounts_under(&self.dirs.root);
-            assert!(mounts.is_empty(), "mounts left under the root dir: {mounts:?}");
+            assert!(
+                mounts.is_empty(),
+                "mounts left under the root dir: {mounts:?}"
+            );
         }
     }
 }

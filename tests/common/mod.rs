@@ -877,7 +877,11 @@ pub fn pod_cgroups_of(uids: &[String]) -> Vec<String> {
         return Vec::new();
     }
     let mut dirs: Vec<(PathBuf, usize)> = Vec::new();
-    for e in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for e in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = e.path();
         if e.file_name().to_string_lossy().starts_with("kubepods") {
             dirs.push((p.clone(), 0));

@@ -238,6 +238,10 @@ pub enum Fault {
     Oversized,
     /// Whole and right, in small chunks with pauses.
     Slow,
+    /// 429 Too Many Requests with `Retry-After: 1`.
+    TooMany,
+    /// Whole and right (a registry that behaves).
+    None,
 }
 
 #[derive(Clone)]
@@ -295,6 +299,12 @@ pub struct FaultServer {
 
 impl FaultServer {
     pub fn start(image: FaultImage, fault: Fault) -> FaultServer {
+        Self::start_then_heal(image, fault, usize::MAX)
+    }
+
+    /// Misbehaves on the first `faulty` requests for the layer blob, then serves it right.
+    pub fn start_then_heal(image: FaultImage, fault: Fault, faulty: usize) -> FaultServer {
+        let blob_requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
@@ -306,7 +316,17 @@ impl FaultServer {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let image = image.clone();
-                        std::thread::spawn(move || serve(conn, &image, fault));
+                        let n = blob_requests.clone();
+                        std::thread::spawn(move || {
+                            let fault_now = || {
+                                if n.fetch_add(1, Ordering::Relaxed) < faulty {
+                                    fault
+                                } else {
+                                    Fault::None
+                                }
+                            };
+                            serve(conn, &image, fault_now)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -322,7 +342,7 @@ impl Drop for FaultServer {
     }
 }
 
-fn serve(mut conn: TcpStream, image: &FaultImage, fault: Fault) {
+fn serve(mut conn: TcpStream, image: &FaultImage, fault: impl Fn() -> Fault) {
     conn.set_nonblocking(false).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -375,7 +395,15 @@ fn serve(mut conn: TcpStream, image: &FaultImage, fault: Fault) {
     } else if path == blob_path(&image.layer_digest) {
         let l = &image.layer;
         let ctype = "application/octet-stream";
-        match fault {
+        match fault() {
+            Fault::None => respond(&mut conn, "200 OK", ctype, "", l),
+            Fault::TooMany => respond(
+                &mut conn,
+                "429 Too Many Requests",
+                "text/plain",
+                "Retry-After: 1\r\n",
+                b"slow down",
+            ),
             Fault::Status500 => respond(
                 &mut conn,
                 "500 Internal Server Error",

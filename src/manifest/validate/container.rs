@@ -119,7 +119,7 @@ pub(super) fn validate_container(
                 match name.as_str() {
                     "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
                     "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
-                    n if n.starts_with(crate::cgroups::hugepages::RESOURCE_PREFIX) => {
+                    n if n.starts_with(crate::manifest::quantity::HUGEPAGES_PREFIX) => {
                         super::hugepages::check_value(n, q, &field, errors)
                     }
                     _ => errors.push(FieldError::unsupported(field)),

@@ -7,12 +7,11 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::FieldError;
-use crate::cgroups::hugepages::{page_size, RESOURCE_PREFIX};
-use crate::manifest::quantity::parse_memory_bytes;
+use crate::manifest::quantity::{hugepage_size, parse_memory_bytes, HUGEPAGES_PREFIX};
 
 /// One `hugepages-<size>` entry of requests or limits.
 pub(super) fn check_value(name: &str, q: &Quantity, field: &str, errors: &mut Vec<FieldError>) {
-    let size = match page_size(name) {
+    let size = match hugepage_size(name) {
         Some(Ok(s)) if s > 0 => s,
         Some(Err(e)) => {
             errors.push(FieldError::new(field, format!("invalid page size: {e}")));
@@ -42,7 +41,7 @@ pub(super) fn check_requirements(
     rpath: &str,
     errors: &mut Vec<FieldError>,
 ) {
-    let is_huge = |k: &String| k.starts_with(RESOURCE_PREFIX);
+    let is_huge = |k: &String| k.starts_with(HUGEPAGES_PREFIX);
     let requests = res.requests.as_ref();
     let limits = res.limits.as_ref();
     let mut huge = false;
@@ -83,7 +82,7 @@ mod tests {
         let mut errors = Vec::new();
         for (kind, list) in [("requests", &res.requests), ("limits", &res.limits)] {
             for (name, q) in list.iter().flatten() {
-                if name.starts_with(RESOURCE_PREFIX) {
+                if name.starts_with(HUGEPAGES_PREFIX) {
                     check_value(name, q, &format!("r.{kind}[{name}]"), &mut errors);
                 }
             }
