@@ -46,8 +46,11 @@ pub enum CgroupError {
     NoSystemd,
     #[error("the systemd cgroup driver needs the unified cgroup v2 hierarchy at {0}")]
     SystemdNeedsV2(PathBuf),
-    #[error("systemd unit {unit}: {message}")]
-    Systemd { unit: String, message: String },
+    #[error("systemd unit {unit}: {reason}")]
+    Systemd {
+        unit: String,
+        reason: systemd::CommandError,
+    },
     /// A pod asks for huge pages the host cannot limit or does not have.
     #[error("resources.limits[{resource}]: {reason}")]
     Hugepages { resource: String, reason: String },

@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 
 use crate::node::NodeInfo;
 use crate::sandbox::{self, PodFiles};
-pub use process::expand;
+pub use process::{expand, ResourceFieldError};
 pub use resources::{cpu_quota, cpu_shares, CFS_PERIOD};
+pub use seccomp::ProfileError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -278,13 +279,13 @@ pub fn downward_resource(
     pod: &Pod,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
     node: &NodeInfo,
-) -> Result<String, String> {
+) -> Result<String, ResourceFieldError> {
     let name = r.container_name.clone().unwrap_or_default();
     let c = pod
         .spec
         .as_ref()
         .and_then(|s| s.containers.iter().find(|c| c.name == name))
-        .ok_or_else(|| format!("no container named {name:?}"))?;
+        .ok_or(ResourceFieldError::NoContainer(name))?;
     process::resource_field(pod, c, r, node)
 }
 

@@ -6,6 +6,7 @@ use oci_spec::image::Config as ImageConfig;
 
 use super::BundleError;
 use crate::cgroups::Compute;
+use crate::manifest::quantity::QuantityError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::node::NodeInfo;
 
@@ -115,8 +116,12 @@ pub fn container_env(
                         &format!("unsupported field path {:?}", f.field_path),
                     )
                 })?,
-                (None, Some(r)) => resource_field(pod, c, r, node).map_err(|m| {
-                    BundleError::field(&c.name, &format!("env[{i}].valueFrom.resourceFieldRef"), &m)
+                (None, Some(r)) => resource_field(pod, c, r, node).map_err(|e| {
+                    BundleError::field(
+                        &c.name,
+                        &format!("env[{i}].valueFrom.resourceFieldRef"),
+                        &e.to_string(),
+                    )
                 })?,
                 (None, None) => {
                     return Err(BundleError::field(
@@ -209,6 +214,19 @@ pub fn field_ref(pod: &Pod, path: &str, node: &NodeInfo) -> Option<String> {
     })
 }
 
+/// Why a `resourceFieldRef` has no value.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceFieldError {
+    #[error("no container named {0:?}")]
+    NoContainer(String),
+    #[error("{0}")]
+    Divisor(QuantityError),
+    #[error("divisor must be positive")]
+    DivisorNotPositive,
+    #[error("unsupported resource {0:?}")]
+    Resource(String),
+}
+
 /// `resourceFieldRef`: a request or limit of a container divided by `divisor`, rounded up;
 /// a missing limit is the node's allocatable amount (the kubelet's
 /// MergeContainerResourceLimits).
@@ -217,24 +235,24 @@ pub fn resource_field(
     c: &Container,
     r: &ResourceFieldSelector,
     node: &NodeInfo,
-) -> Result<String, String> {
+) -> Result<String, ResourceFieldError> {
     let target = match r.container_name.as_deref() {
         None | Some("") => c,
         Some(name) => pod
             .spec
             .as_ref()
             .and_then(|s| s.containers.iter().find(|x| x.name == name))
-            .ok_or_else(|| format!("no container named {name:?}"))?,
+            .ok_or_else(|| ResourceFieldError::NoContainer(name.to_string()))?,
     };
     let res = Compute::of(target);
-    let div = |milli: bool| -> Result<i64, String> {
+    let div = |milli: bool| -> Result<i64, ResourceFieldError> {
         let d = match &r.divisor {
             None => return Ok(if milli { 1000 } else { 1 }),
-            Some(q) if milli => parse_cpu_millis(q).map_err(|e| e.to_string())?,
-            Some(q) => parse_memory_bytes(q).map_err(|e| e.to_string())?,
+            Some(q) if milli => parse_cpu_millis(q).map_err(ResourceFieldError::Divisor)?,
+            Some(q) => parse_memory_bytes(q).map_err(ResourceFieldError::Divisor)?,
         };
         if d <= 0 {
-            return Err("divisor must be positive".into());
+            return Err(ResourceFieldError::DivisorNotPositive);
         }
         Ok(d)
     };
@@ -244,7 +262,7 @@ pub fn resource_field(
         "requests.cpu" => ceil(res.cpu_request.unwrap_or(0), div(true)?),
         "limits.memory" => ceil(res.memory_limit.unwrap_or(node.memory_bytes), div(false)?),
         "requests.memory" => ceil(res.memory_request.unwrap_or(0), div(false)?),
-        other => return Err(format!("unsupported resource {other:?}")),
+        other => return Err(ResourceFieldError::Resource(other.to_string())),
     };
     Ok(v.to_string())
 }

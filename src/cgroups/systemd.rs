@@ -41,17 +41,33 @@ impl Driver {
     }
 }
 
+/// A `--cgroup-driver` / `cgroupDriver` value that names no driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cgroup driver {0:?}: expected cgroupfs or systemd")]
+pub struct UnknownDriver(pub String);
+
 impl std::str::FromStr for Driver {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDriver;
+    fn from_str(s: &str) -> Result<Self, UnknownDriver> {
         match s {
             "cgroupfs" => Ok(Self::Cgroupfs),
             "systemd" => Ok(Self::Systemd),
-            _ => Err(format!(
-                "unknown cgroup driver {s:?}: expected cgroupfs or systemd"
-            )),
+            _ => Err(UnknownDriver(s.to_string())),
         }
     }
+}
+
+/// A `busctl` or `systemctl` call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It ran and refused: its stderr, which callers match against systemd's messages.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{command}: {error}")]
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for Driver {
@@ -154,19 +170,21 @@ pub fn pod_props(cg: &PodCgroup, limits: &PodLimits) -> Vec<Prop> {
     p
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let what = format!("{cmd:?}");
+fn run(cmd: &mut Command) -> Result<(), CommandError> {
+    let command = format!("{cmd:?}");
     match cmd.output() {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        Err(e) => Err(format!("{what}: {e}")),
+        Ok(out) => Err(CommandError::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )),
+        Err(error) => Err(CommandError::Spawn { command, error }),
     }
 }
 
-fn systemd_err(unit: &str, message: String) -> CgroupError {
+fn systemd_err(unit: &str, reason: CommandError) -> CgroupError {
     CgroupError::Systemd {
         unit: unit.to_string(),
-        message,
+        reason,
     }
 }
 
@@ -202,7 +220,7 @@ fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
             tracing::debug!(unit, "started slice");
             Ok(())
         }
-        Err(m) if unit_exists(&m) => Ok(()),
+        Err(CommandError::Refused(m)) if unit_exists(&m) => Ok(()),
         Err(m) => Err(systemd_err(unit, m)),
     }
 }
@@ -233,7 +251,7 @@ pub fn remove(cg: &PodCgroup) -> Result<(), CgroupError> {
     let unit = pod_slice(cg);
     match run(Command::new("systemctl").args(["stop", "--quiet", &unit])) {
         Ok(()) => Ok(()),
-        Err(m) if m.contains("not loaded") => Ok(()),
+        Err(CommandError::Refused(m)) if m.contains("not loaded") => Ok(()),
         Err(m) => Err(systemd_err(&unit, m)),
     }
 }

@@ -12,7 +12,13 @@ impl ImageStore {
             message,
         };
         let session = self.registry.session(parsed);
-        let resolved = session.resolve(parsed).await.map_err(pull_err)?;
+        let resolved = session
+            .resolve(parsed)
+            .await
+            .map_err(|reason| ImageError::Manifest {
+                reference: key.to_string(),
+                reason,
+            })?;
         let digest = resolved.digest.clone();
         let manifest = &resolved.manifest;
         let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
@@ -121,20 +127,20 @@ impl ImageStore {
         digest: &str,
         specs: &[LayerSpec],
     ) -> Result<Vec<PathBuf>, ImageError> {
-        let unpack_err = |layer: &str, message: String| ImageError::Unpack {
+        let unpack_err = |layer: &str, reason: LayerError| ImageError::Unpack {
             reference: key.to_string(),
             layer: layer.to_string(),
-            message,
+            reason,
         };
         let start = Instant::now();
         let blob_path = |spec: &LayerSpec| {
             self.blobs
                 .path(&spec.blob)
-                .ok_or_else(|| unpack_err(&spec.blob, "not a sha256 digest".into()))
+                .ok_or_else(|| unpack_err(&spec.blob, LayerError::NotSha256))
         };
         if !self.fits_overlay(specs) {
             let hex = store::sha256_hex(digest)
-                .ok_or_else(|| unpack_err(digest, "not a sha256 digest".into()))?
+                .ok_or_else(|| unpack_err(digest, LayerError::NotSha256))?
                 .to_string();
             tracing::info!(reference = %key, layers = specs.len(), "too many layers for one overlay mount: flattening");
             let lock = self.lock_for(&format!("flatten {digest}"));
@@ -149,11 +155,11 @@ impl ImageStore {
                 key.to_string(),
             );
             let built = blocking(move || {
-                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, message)| {
+                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, reason)| {
                     ImageError::Unpack {
                         reference: k,
                         layer,
-                        message,
+                        reason,
                     }
                 })
             })
@@ -171,17 +177,17 @@ impl ImageStore {
                 self.max_layer_size,
             );
             let dir = blocking(move || {
-                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|message| {
+                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|reason| {
                     ImageError::Unpack {
                         reference: String::new(),
                         layer: s.blob.clone(),
-                        message,
+                        reason,
                     }
                 })
             })
             .await
             .map_err(|e| match e {
-                ImageError::Unpack { layer, message, .. } => unpack_err(&layer, message),
+                ImageError::Unpack { layer, reason, .. } => unpack_err(&layer, reason),
                 other => other,
             })?;
             dirs.push(dir);
@@ -215,9 +221,9 @@ pub(super) fn layer_specs(
         .zip(diff_ids)
         .map(|(l, diff_id)| {
             let compression =
-                Compression::for_media_type(&l.media_type).map_err(|message| ImageError::Pull {
+                Compression::for_media_type(&l.media_type).map_err(|e| ImageError::Pull {
                     reference: key.to_string(),
-                    message: format!("layer {}: {message}", l.digest),
+                    message: format!("layer {}: {e}", l.digest),
                 })?;
             if store::sha256_hex(diff_id).is_none() {
                 return Err(ImageError::Pull {

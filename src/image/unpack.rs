@@ -66,6 +66,11 @@ pub enum UnpackError {
     DiffId { expected: String, actual: String },
 }
 
+/// A layer media type hostlet cannot unpack (or one that is not a layer at all).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported layer media type {0}")]
+pub struct UnsupportedMediaType(pub String);
+
 /// How a layer is applied.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -104,8 +109,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Errors (with a message) for media types that are not image layers or are unsupported.
-    pub fn for_media_type(media_type: &str) -> Result<Self, String> {
+    /// Errors for media types that are not image layers or are unsupported.
+    pub fn for_media_type(media_type: &str) -> Result<Self, UnsupportedMediaType> {
         match media_type {
             "application/vnd.oci.image.layer.v1.tar"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar"
@@ -117,7 +122,7 @@ impl Compression {
             "application/vnd.oci.image.layer.v1.tar+zstd"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
             | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Self::Zstd),
-            m => Err(format!("unsupported layer media type {m}")),
+            m => Err(UnsupportedMediaType(m.to_string())),
         }
     }
 }

@@ -17,7 +17,93 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::mpsc;
 
-use crate::runtime::{exec::TIMED_OUT, Runtime};
+use crate::runtime::{exec::TIMED_OUT, Runtime, RuntimeError};
+
+/// Why a probe or hook action failed. The messages are the kubelet prober's where it has
+/// one: they end up in events and in the container's status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no container port named {0:?}")]
+    NoPortNamed(String),
+    #[error("invalid port {0}")]
+    InvalidPort(i32),
+    #[error("host {0:?} is not an IP address")]
+    Host(String),
+    #[error("unknown scheme {0:?}")]
+    Scheme(String),
+    #[error("{0}")]
+    Exec(RuntimeError),
+    #[error("command {argv:?} timed out after {}s", timeout.as_secs_f32())]
+    ExecTimeout {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    #[error("command {argv:?} exited with {code}: {}", output.trim())]
+    ExecFailed {
+        argv: Vec<String>,
+        code: i32,
+        output: String,
+    },
+    #[error("HTTP probe failed with statuscode: {0}")]
+    HttpStatus(u16),
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+    #[error("dial tcp {addr}: {error}")]
+    Dial {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    Netns {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("entering {}: {error}", path.display())]
+    Setns { path: PathBuf, error: nix::Error },
+    #[error("probe thread panicked")]
+    Panicked,
+    #[error("{0}")]
+    Socket(std::io::Error),
+    #[error("server name {host:?}: {error}")]
+    ServerName {
+        host: String,
+        error: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("{0}")]
+    Tls(rustls::Error),
+    #[error("writing request: {0}")]
+    Write(std::io::Error),
+    #[error("reading response: {0}")]
+    Read(std::io::Error),
+    #[error("malformed HTTP response: {0:?}")]
+    MalformedHttp(String),
+    #[error("http2 handshake: {0}")]
+    Handshake(h2::Error),
+    #[error("{0}")]
+    Http2(h2::Error),
+    #[error("{0}")]
+    Request(http::Error),
+    #[error("rpc error: {0}")]
+    Rpc(h2::Error),
+    #[error("rpc error: code = {0}")]
+    RpcStatus(String),
+    #[error("timeout: health rpc did not complete within {}s", .0.as_secs_f32())]
+    GrpcTimeout(Duration),
+    #[error("gRPC response too large")]
+    GrpcTooLarge,
+    #[error("short gRPC response")]
+    GrpcShort,
+    #[error("compressed gRPC responses are not supported")]
+    GrpcCompressed,
+    #[error("truncated gRPC response")]
+    GrpcTruncated,
+    #[error("malformed protobuf")]
+    Protobuf,
+    #[error("unexpected protobuf wire type")]
+    WireType,
+    #[error("service unhealthy (responded with {0})")]
+    Unhealthy(&'static str),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -52,7 +138,7 @@ impl Target {
         (!self.host_network).then(|| PathBuf::from(format!("/proc/{}/ns/net", self.init_pid)))
     }
 
-    fn port(&self, p: &IntOrString) -> Result<u16, String> {
+    fn port(&self, p: &IntOrString) -> Result<u16, ProbeError> {
         let n = match p {
             IntOrString::Int(n) => *n,
             IntOrString::String(name) => match name.parse::<i32>() {
@@ -62,22 +148,20 @@ impl Target {
                     .iter()
                     .find(|cp| cp.name.as_deref() == Some(name.as_str()))
                     .map(|cp| cp.container_port)
-                    .ok_or_else(|| format!("no container port named {name:?}"))?,
+                    .ok_or_else(|| ProbeError::NoPortNamed(name.clone()))?,
             },
         };
         u16::try_from(n)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("invalid port {n}"))
+            .ok_or(ProbeError::InvalidPort(n))
     }
 
-    fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, String> {
+    fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, ProbeError> {
         let ip = match host.filter(|h| !h.is_empty()) {
             // Without pod networking the pod's own address is its loopback.
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(h) => h
-                .parse()
-                .map_err(|_| format!("host {h:?} is not an IP address"))?,
+            Some(h) => h.parse().map_err(|_| ProbeError::Host(h.to_string()))?,
         };
         Ok(SocketAddr::new(ip, self.port(port)?))
     }
@@ -108,24 +192,22 @@ pub async fn check(
     t: &Target,
     action: &Action<'_>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     match action {
         Action::Exec(e) => {
             let argv = e.command.clone().unwrap_or_default();
             let out = rt
                 .exec(&t.container_id, &argv, timeout)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(ProbeError::Exec)?;
             match out.code {
                 0 => Ok(()),
-                TIMED_OUT => Err(format!(
-                    "command {argv:?} timed out after {}s",
-                    timeout.as_secs_f32()
-                )),
-                code => Err(format!(
-                    "command {argv:?} exited with {code}: {}",
-                    out.output.trim()
-                )),
+                TIMED_OUT => Err(ProbeError::ExecTimeout { argv, timeout }),
+                code => Err(ProbeError::ExecFailed {
+                    argv,
+                    code,
+                    output: out.output,
+                }),
             }
         }
         Action::Grpc(g) => {
@@ -141,7 +223,7 @@ pub async fn check(
             let https = match h.scheme.as_deref().unwrap_or("HTTP") {
                 s if s.eq_ignore_ascii_case("http") => false,
                 s if s.eq_ignore_ascii_case("https") => true,
-                s => return Err(format!("unknown scheme {s:?}")),
+                s => return Err(ProbeError::Scheme(s.to_string())),
             };
             let addr = t.addr(h.host.as_deref(), &h.port)?;
             let path = h
@@ -164,7 +246,7 @@ pub async fn check(
                 if (200..400).contains(&r.status) {
                     Ok(())
                 } else {
-                    Err(format!("HTTP probe failed with statuscode: {}", r.status))
+                    Err(ProbeError::HttpStatus(r.status))
                 }
             })
             .await
@@ -172,10 +254,12 @@ pub async fn check(
     }
 }
 
-async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
+async fn blocking(
+    f: impl FnOnce() -> Result<(), ProbeError> + Send + 'static,
+) -> Result<(), ProbeError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(ProbeError::Task)?
 }
 
 /// A verdict change of one probe.
@@ -235,7 +319,8 @@ pub async fn run(
                     }
                 }
             }
-            Err(message) => {
+            Err(e) => {
+                let message = e.to_string();
                 ok_run = 0;
                 bad_run += 1;
                 tracing::debug!(probe = kind.as_str(), failures = bad_run, %message, "probe failed");

@@ -40,6 +40,11 @@ pub enum SandboxError {
     Hostname(String),
     #[error("pause process of {dir}: {message}")]
     Pause { dir: PathBuf, message: String },
+    #[error("pause process of {dir}: {reason}")]
+    Scope {
+        dir: PathBuf,
+        reason: pause::ScopeError,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {
@@ -258,11 +263,11 @@ fn create(
             dir: files.dir.clone(),
             message: "the helper left no record".into(),
         })?;
-        if let Err(message) = placement.adopt(rec.pid) {
+        if let Err(reason) = placement.adopt(rec.pid) {
             pause::stop(files);
-            return Err(SandboxError::Pause {
+            return Err(SandboxError::Scope {
                 dir: files.dir.clone(),
-                message,
+                reason,
             });
         }
         tracing::info!(pid = rec.pid, "pause process started");

@@ -188,6 +188,15 @@ fn wait_exit(fd: &OwnedFd) -> bool {
     unsafe { libc::poll(&mut p, 1, STOP_WAIT_MS) > 0 }
 }
 
+/// Why the pause process could not be moved into its systemd scope.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error("busctl: {0}")]
+    Busctl(std::io::Error),
+    #[error("starting scope {unit}: {stderr}")]
+    Start { unit: String, stderr: String },
+}
+
 /// Where the pause process goes in the pod's cgroup, per the cgroup driver. The kubelet's
 /// pause container has a cgroup of its own inside the pod cgroup; on cgroup v1 the pod
 /// cgroup itself takes it (v1 has no rule against processes in inner cgroups).
@@ -251,7 +260,7 @@ impl Placement {
     }
 
     /// After the fork: moves the pause process into its systemd scope.
-    pub fn adopt(&self, pid: i32) -> Result<(), String> {
+    pub fn adopt(&self, pid: i32) -> Result<(), ScopeError> {
         let Self::Systemd { slice, scope } = self else {
             return Ok(());
         };
@@ -275,12 +284,12 @@ impl Placement {
                 "0",
             ])
             .output()
-            .map_err(|e| format!("busctl: {e}"))?;
+            .map_err(ScopeError::Busctl)?;
         if !out.status.success() {
-            return Err(format!(
-                "starting scope {unit}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(ScopeError::Start {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                unit,
+            });
         }
         Ok(())
     }

@@ -294,7 +294,9 @@ async fn run_hook(
         .map(Action::Exec)
         .or_else(|| hook.http_get.as_ref().map(Action::HttpGet))
         .ok_or_else(|| "hook has no exec, httpGet or sleep action".to_string())?;
-    probe::check(&ctx.deps.runtime, t, &action, timeout).await
+    probe::check(&ctx.deps.runtime, t, &action, timeout)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Stops and removes a container instance; `c` is its spec when known (for preStop).
