@@ -3,6 +3,8 @@
 //! Data flows one way: `source` → `manager` → `worker` → (`image`, `bundle`, `runtime`).
 //! See ARCHITECTURE.md in the shared docs for the picture; each module's doc says what it owns.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod api;
 pub mod bundle;
 pub mod cgroups;

@@ -128,7 +128,12 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, TtyError> {
 }
 
 fn copy_window_size(master: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize the kernel knows the size of.
     unsafe {
         if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {
