@@ -3,8 +3,13 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use oci_spec::image::Config as ImageConfig;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilitiesBuilder, Process, ProcessBuilder, UserBuilder,
+};
+use serde::Deserialize;
 
-use super::BundleError;
+use super::security::Security;
+use super::{oci, BundleError, BundleInputs};
 use crate::cgroups::Compute;
 use crate::manifest::quantity::QuantityError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
@@ -12,6 +17,78 @@ use crate::node::NodeInfo;
 
 /// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD. `$(VAR)`
 /// in command and args expands from the container's env (`vars`), never the image's.
+/// The container's process: argv, environment, working directory, user, capabilities and
+/// OOM score.
+pub fn process(
+    pod: &Pod,
+    c: &Container,
+    inp: &BundleInputs,
+    sec: &Security,
+    hostname: &str,
+) -> Result<Process, BundleError> {
+    let image = inp.image.config().as_ref();
+    let vars = container_env(pod, c, inp.node)?;
+    let args = argv(c, image, &vars)?;
+    let env = env(image, &vars, hostname);
+    let cwd = c
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| {
+            image
+                .and_then(|i| i.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
+        .unwrap_or_else(|| "/".into());
+    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes)
+        .max(inp.node.min_oom_score_adj);
+
+    let mut user = UserBuilder::default().uid(sec.uid).gid(sec.gid);
+    if !sec.additional_gids.is_empty() {
+        user = user.additional_gids(sec.additional_gids.clone());
+    }
+    let caps = capabilities(&sec.caps)?;
+    let mut capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(oci)?;
+    // Unset builder fields take oci-spec's defaults (runc's example config): the
+    // inheritable and ambient sets and a nofile rlimit, none of which hostlet sets.
+    capabilities.set_inheritable(None).set_ambient(None);
+    let mut process = ProcessBuilder::default()
+        .terminal(false)
+        .user(user.build().map_err(oci)?)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .oom_score_adj(oom_score_adj)
+        .build()
+        .map_err(oci)?;
+    process.set_rlimits(None);
+    // Absent, not false, when unset: libcontainer 0.7 loads the seccomp filter after
+    // dropping capabilities whenever the field is present, which fails without
+    // no_new_privs (EACCES: "failed to load seccomp context").
+    process.set_no_new_privileges(sec.no_new_privs.then_some(true));
+    Ok(process)
+}
+
+/// Capability names (`CAP_NET_ADMIN`) as oci-spec's type; an unknown name is refused as
+/// oci-spec refuses it in a config file.
+fn capabilities(names: &[String]) -> Result<Capabilities, BundleError> {
+    names
+        .iter()
+        .map(|name| {
+            Capability::deserialize(
+                serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
+            )
+            .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
+        })
+        .collect()
+}
+
 pub fn argv(
     c: &Container,
     image: Option<&ImageConfig>,
