@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext,
+    Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
 };
 use oci_spec::image::Config as ImageConfig;
 use serde_json::Value;
@@ -56,36 +56,90 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
     let spec = pod.spec.clone().unwrap_or_default();
     let psc: PodSecurityContext = spec.security_context.clone().unwrap_or_default();
     let sc: SecurityContext = c.security_context.clone().unwrap_or_default();
-    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
-    let pod_name = pod.metadata.name.clone().unwrap_or_default();
 
     let run_as_user = sc.run_as_user.or(psc.run_as_user);
-    let run_as_group = sc.run_as_group.or(psc.run_as_group);
     let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
-    let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
-
-    // The kubelet's verifyRunAsNonRoot, with its messages.
     if run_as_non_root {
-        match run_as_user {
-            Some(0) => {
-                return Err(field(
-                    "securityContext.runAsNonRoot",
-                    format!("container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {})", c.name),
-                ))
-            }
-            Some(_) => {}
-            None => {
-                let u = image_user.split(':').next().unwrap_or("");
-                match u.parse::<i64>() {
-                    Ok(0) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
-                    Ok(_) => {}
-                    Err(_) if u.is_empty() => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
-                    Err(_) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root (pod: {pod_name:?}, container: {})", c.name))),
-                }
+        verify_run_as_non_root(pod, c, run_as_user, inp)?;
+    }
+    let (uid, gid, additional_gids) = ids(c, &psc, &sc, inp)?;
+
+    let privileged = sc.privileged.unwrap_or(false);
+    let caps = if privileged {
+        defaults::ALL_CAPABILITIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        capabilities(&sc)
+    };
+    let no_new_privs = !privileged && sc.allow_privilege_escalation == Some(false);
+    let unmasked = privileged || sc.proc_mount.as_deref() == Some("Unmasked");
+
+    let profile = sc.seccomp_profile.clone().or(psc.seccomp_profile.clone());
+    let seccomp = if privileged {
+        None
+    } else {
+        seccomp_for(c, profile.as_ref(), &caps, inp)?
+    };
+
+    Ok(Security {
+        uid,
+        gid,
+        additional_gids,
+        caps,
+        privileged,
+        no_new_privs,
+        readonly_root: sc.read_only_root_filesystem.unwrap_or(false),
+        unmasked,
+        seccomp,
+        sysctls: sysctls(c, &spec, &psc)?,
+    })
+}
+
+/// The kubelet's verifyRunAsNonRoot, with its messages.
+fn verify_run_as_non_root(
+    pod: &Pod,
+    c: &Container,
+    run_as_user: Option<i64>,
+    inp: &Inputs,
+) -> Result<(), BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
+    match run_as_user {
+        Some(0) => return Err(field(
+            "securityContext.runAsNonRoot",
+            format!(
+                "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {})",
+                c.name
+            ),
+        )),
+        Some(_) => {}
+        None => {
+            let u = image_user.split(':').next().unwrap_or("");
+            match u.parse::<i64>() {
+                Ok(0) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
+                Ok(_) => {}
+                Err(_) if u.is_empty() => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
+                Err(_) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root (pod: {pod_name:?}, container: {})", c.name))),
             }
         }
     }
+    Ok(())
+}
 
+/// The process's uid, gid and additional gids: the security contexts' ids over the
+/// image's USER, plus the user's groups in the image and the pod's supplemental groups.
+fn ids(
+    c: &Container,
+    psc: &PodSecurityContext,
+    sc: &SecurityContext,
+    inp: &Inputs,
+) -> Result<(u32, u32, Vec<u32>), BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
+    let run_as_user = sc.run_as_user.or(psc.run_as_user);
+    let run_as_group = sc.run_as_group.or(psc.run_as_group);
     let (image_uid, image_gid) = process::user(inp.image, inp.image_file)?;
     let to_u32 =
         |f: &str, v: i64| u32::try_from(v).map_err(|_| field(f, format!("{v} is not a valid id")));
@@ -111,26 +165,16 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
             additional_gids.push(g);
         }
     }
+    Ok((uid, gid, additional_gids))
+}
 
-    let privileged = sc.privileged.unwrap_or(false);
-    let caps = if privileged {
-        defaults::ALL_CAPABILITIES
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        capabilities(&sc)
-    };
-    let no_new_privs = !privileged && sc.allow_privilege_escalation == Some(false);
-    let unmasked = privileged || sc.proc_mount.as_deref() == Some("Unmasked");
-
-    let profile = sc.seccomp_profile.clone().or(psc.seccomp_profile.clone());
-    let seccomp = if privileged {
-        None
-    } else {
-        seccomp_for(c, profile.as_ref(), &caps, inp)?
-    };
-
+/// The pod's sysctls: only the kubelet's safe ones, and none of the host's namespaces.
+fn sysctls(
+    c: &Container,
+    spec: &PodSpec,
+    psc: &PodSecurityContext,
+) -> Result<BTreeMap<String, String>, BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
     let host_network = spec.host_network.unwrap_or(false);
     let host_ipc = spec.host_ipc.unwrap_or(false);
     let mut sysctls = BTreeMap::new();
@@ -154,19 +198,7 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
         }
         sysctls.insert(name, s.value.clone());
     }
-
-    Ok(Security {
-        uid,
-        gid,
-        additional_gids,
-        caps,
-        privileged,
-        no_new_privs,
-        readonly_root: sc.read_only_root_filesystem.unwrap_or(false),
-        unmasked,
-        seccomp,
-        sysctls,
-    })
+    Ok(sysctls)
 }
 
 fn normalize_cap(c: &str) -> String {
