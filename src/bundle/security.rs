@@ -108,13 +108,15 @@ fn verify_run_as_non_root(
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
     match run_as_user {
-        Some(0) => return Err(field(
-            "securityContext.runAsNonRoot",
-            format!(
+        Some(0) => {
+            return Err(field(
+                "securityContext.runAsNonRoot",
+                format!(
                 "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {})",
                 c.name
             ),
-        )),
+            ))
+        }
         Some(_) => {}
         None => {
             let u = image_user.split(':').next().unwrap_or("");
