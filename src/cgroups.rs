@@ -59,8 +59,8 @@ pub enum CgroupError {
     NoSystemd,
     #[error("the systemd cgroup driver needs the unified cgroup v2 hierarchy at {0}")]
     SystemdNeedsV2(PathBuf),
-    #[error("systemd unit {unit}: {message}")]
-    Systemd { unit: String, message: String },
+    #[error("systemd unit {unit}: {reason}")]
+    Systemd { unit: String, reason: CommandError },
     /// A pod asks for huge pages the host cannot limit or does not have.
     #[error("resources.limits[{resource}]: {reason}")]
     Hugepages { resource: String, reason: String },
@@ -76,6 +76,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
 fn write(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     let path = dir.join(file);
     std::fs::write(&path, value).map_err(io(&path))
+}
+
+/// A `busctl` or `systemctl` call of the systemd driver that failed. Defined here, beside
+/// [`CgroupError`], so that the driver's file imports this one and not the reverse.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It ran and refused: its stderr, which callers match against systemd's messages.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{command}: {error}")]
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
 }
 
 #[cfg(test)]

@@ -49,41 +49,21 @@ pub enum ConfigError {
 }
 
 /// Parses Go-style durations as the kubelet's flags accept them: `500ms`, `2s`, `1m30s`.
+///
+/// jiff's "friendly" format reads every Go duration hostlet documents (units `ns` to `h`,
+/// fractions, several units in a row). It also takes a few spellings Go does not
+/// (`1 hour`, `1h 30m`); it rejects a bare `0`, which Go (and so the kubelet) accepts, hence
+/// this wrapper.
 pub fn parse_duration(input: &str) -> Result<Duration, ConfigError> {
-    let err = || ConfigError::Duration {
-        input: input.to_string(),
-    };
     let s = input.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        let value: f64 = rest[..num_len].parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * scale).map_err(|_| err())?;
-    }
-    Ok(total)
+    jiff::fmt::friendly::SpanParser::new()
+        .parse_unsigned_duration(s)
+        .map_err(|_| ConfigError::Duration {
+            input: input.to_string(),
+        })
 }
 
 /// Parses `--manifest-url-header 'Name:value'` (the kubelet's format; the value may hold
@@ -120,6 +100,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("300us").unwrap(), Duration::from_micros(300));
+        assert_eq!(parse_duration(" 10s ").unwrap(), Duration::from_secs(10));
         for bad in ["", "5", "s", "2x", "-1s", "1s2"] {
             let e = parse_duration(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")), "{e}");

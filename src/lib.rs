@@ -5,6 +5,8 @@
 //! follows (checked by `tests/layering.rs`) and one line per module; each module's doc
 //! says what it owns.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod api;
 pub mod backoff;
 pub mod bundle;

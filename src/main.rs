@@ -1,3 +1,5 @@
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use hostlet::cli::{Cli, Command};
 

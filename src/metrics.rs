@@ -2,17 +2,14 @@
 //! rendering. Events (image pulls, container starts) are recorded where they happen
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
-//!
-//! The text format is written by hand: the dependency tree has no Prometheus client
-//! (only `prometheus-parse`, a test-only parser that checks this output), and three
-//! counters and three histograms do not justify adding one to the agent's resident code
-//! (BENCHMARKS.md row 4a).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
@@ -201,12 +198,35 @@ fn render_log_drops(out: &mut String, status: &StatusStore) {
 }
 
 pub fn render(status: &StatusStore) -> String {
-    let pods = status.pods();
     let r = registry();
     let mut out = String::with_capacity(8192);
-
-    header(
+    agent_gauges(&mut out, status);
+    pod_gauges(&mut out, &status.pods());
+    render_log_drops(&mut out, status);
+    counters(&mut out, r);
+    let h = lock(&r.hist);
+    h.pull.render(
         &mut out,
+        "hostlet_image_pull_duration_seconds",
+        "Duration of successful image pulls",
+    );
+    h.container_start.render(
+        &mut out,
+        "hostlet_container_start_duration_seconds",
+        "Duration of container create and start",
+    );
+    h.pod_start.render(
+        &mut out,
+        "hostlet_pod_start_duration_seconds",
+        "From the agent seeing a pod to all its containers running",
+    );
+    out
+}
+
+/// The agent's own state: its version and whether the sources have synced.
+fn agent_gauges(out: &mut String, status: &StatusStore) {
+    header(
+        out,
         "hostlet_build_info",
         "hostlet's version; always 1",
         "gauge",
@@ -217,13 +237,16 @@ pub fn render(status: &StatusStore) -> String {
         env!("CARGO_PKG_VERSION")
     );
     header(
-        &mut out,
+        out,
         "hostlet_sources_synced",
         "1 once every manifest source delivered its first complete view",
         "gauge",
     );
     let _ = writeln!(out, "hostlet_sources_synced {}", u8::from(status.synced()));
+}
 
+/// Pods by phase, containers by state, and each container's restarts.
+fn pod_gauges(out: &mut String, pods: &[Pod]) {
     let mut phases: BTreeMap<&str, u64> = ["Pending", "Running", "Succeeded", "Failed", "Unknown"]
         .into_iter()
         .map(|p| (p, 0))
@@ -231,7 +254,7 @@ pub fn render(status: &StatusStore) -> String {
     let mut states: BTreeMap<&str, u64> =
         [("running", 0), ("waiting", 0), ("terminated", 0)].into();
     let mut restarts = Vec::new();
-    for pod in &pods {
+    for pod in pods {
         let st = pod.status.clone().unwrap_or_default();
         let phase = st.phase.as_deref().unwrap_or("Unknown");
         let known = if phases.contains_key(phase) {
@@ -262,21 +285,16 @@ pub fn render(status: &StatusStore) -> String {
             ));
         }
     }
-    header(&mut out, "hostlet_pods", "Pods by phase", "gauge");
+    header(out, "hostlet_pods", "Pods by phase", "gauge");
     for (phase, n) in &phases {
         let _ = writeln!(out, "hostlet_pods{{phase=\"{phase}\"}} {n}");
     }
-    header(
-        &mut out,
-        "hostlet_containers",
-        "Containers by state",
-        "gauge",
-    );
+    header(out, "hostlet_containers", "Containers by state", "gauge");
     for (state, n) in &states {
         let _ = writeln!(out, "hostlet_containers{{state=\"{state}\"}} {n}");
     }
     header(
-        &mut out,
+        out,
         "hostlet_container_restarts_total",
         "Restarts of each container of the current pods",
         "counter",
@@ -290,41 +308,24 @@ pub fn render(status: &StatusStore) -> String {
             label(c)
         );
     }
-    render_log_drops(&mut out, status);
-    header(
-        &mut out,
+}
+
+/// Container starts and image pulls by result, and the sources' manifest errors.
+fn counters(out: &mut String, r: &Registry) {
+    by_result(
+        out,
         "hostlet_container_starts_total",
         "Container start attempts by result",
-        "counter",
+        [&r.starts_ok, &r.starts_failed],
     );
-    let _ = writeln!(
+    by_result(
         out,
-        "hostlet_container_starts_total{{result=\"success\"}} {}",
-        r.starts_ok.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "hostlet_container_starts_total{{result=\"failure\"}} {}",
-        r.starts_failed.load(Ordering::Relaxed)
-    );
-    header(
-        &mut out,
         "hostlet_image_pulls_total",
         "Image pulls from a registry by result",
-        "counter",
-    );
-    let _ = writeln!(
-        out,
-        "hostlet_image_pulls_total{{result=\"success\"}} {}",
-        r.pulls_ok.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "hostlet_image_pulls_total{{result=\"failure\"}} {}",
-        r.pulls_failed.load(Ordering::Relaxed)
+        [&r.pulls_ok, &r.pulls_failed],
     );
     header(
-        &mut out,
+        out,
         "hostlet_manifest_errors",
         "Manifests not (or not entirely) applied, by kind, in the sources' latest view",
         "gauge",
@@ -338,23 +339,18 @@ pub fn render(status: &StatusStore) -> String {
             kind.as_str()
         );
     }
-    let h = lock(&r.hist);
-    h.pull.render(
-        &mut out,
-        "hostlet_image_pull_duration_seconds",
-        "Duration of successful image pulls",
-    );
-    h.container_start.render(
-        &mut out,
-        "hostlet_container_start_duration_seconds",
-        "Duration of container create and start",
-    );
-    h.pod_start.render(
-        &mut out,
-        "hostlet_pod_start_duration_seconds",
-        "From the agent seeing a pod to all its containers running",
-    );
-    out
+}
+
+/// A counter with a `success` and a `failure` series.
+fn by_result(out: &mut String, name: &str, help: &str, [ok, failed]: [&AtomicU64; 2]) {
+    header(out, name, help, "counter");
+    for (result, n) in [("success", ok), ("failure", failed)] {
+        let _ = writeln!(
+            out,
+            "{name}{{result=\"{result}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
 }
 
 #[cfg(test)]
@@ -395,7 +391,6 @@ mod tests {
             assert!(out.contains(name), "{name} missing in\n{out}");
         }
     }
-
     #[test]
     fn log_drops_are_counted_per_container_and_shown_as_a_condition() {
         let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: app, image: busybox}]}\n";

@@ -8,6 +8,8 @@
 //! Same commands and flags as `hostlet`'s internal ones; each runs before any thread
 //! exists (they fork or unshare).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use hostlet::cli::monitor::{ExecInArgs, MonitorArgs};
 use hostlet::cli::sandbox::SandboxCommand;

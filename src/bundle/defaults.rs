@@ -1,7 +1,8 @@
 //! What containerd puts in every container's spec, so a workload sees the same
 //! environment under hostlet as under the kubelet with containerd.
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{Mount, MountBuilder};
+use oci_spec::OciSpecError;
 
 /// containerd's default capability set (oci/spec.go defaultUnixCaps).
 pub const CAPABILITIES: &[&str] = &[
@@ -44,21 +45,65 @@ pub const READONLY_PATHS: &[&str] = &[
 ];
 
 /// The mounts every container gets, in containerd's order and with its options.
-pub fn mounts() -> Vec<Value> {
-    vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc",
-               "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-               "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+pub fn mounts() -> Result<Vec<Mount>, OciSpecError> {
+    [
+        ("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"][..]),
+        (
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        (
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        (
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        (
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        (
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
     ]
+    .into_iter()
+    .map(|(destination, typ, source, options)| mount(destination, typ, source, options))
+    .collect()
+}
+
+/// One mount with its options.
+pub fn mount(
+    destination: impl Into<std::path::PathBuf>,
+    typ: &str,
+    source: impl Into<std::path::PathBuf>,
+    options: &[&str],
+) -> Result<Mount, OciSpecError> {
+    MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
 }
 
 /// Every capability up to CAP_CHECKPOINT_RESTORE (40), for privileged containers and

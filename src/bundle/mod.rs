@@ -2,23 +2,27 @@
 //! config, and `write` to put it on disk. Runs nothing.
 
 mod defaults;
+mod mounts;
 mod process;
 mod resources;
 mod seccomp;
 mod security;
+mod users;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::image::ImageConfiguration;
-use oci_spec::runtime::Spec;
-use serde_json::{json, Value};
+use oci_spec::runtime::{Linux, LinuxBuilder, LinuxSeccomp, RootBuilder, Spec, SpecBuilder};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::node::NodeInfo;
 use crate::sandbox::{self, PodFiles};
-pub use process::expand;
+pub use process::{expand, ResourceFieldError};
 pub use resources::{cpu_quota, cpu_shares, CFS_PERIOD};
+pub use seccomp::ProfileError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -70,191 +74,94 @@ pub struct BundleInputs<'a> {
 
 /// Builds the OCI runtime config for one container of a pod.
 pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, BundleError> {
-    let image = inp.image.config().as_ref();
     let spec = pod
         .spec
         .as_ref()
         .ok_or_else(|| BundleError::Config("pod has no spec".into()))?;
     let host_network = spec.host_network.unwrap_or(false);
-    let host_ipc = spec.host_ipc.unwrap_or(false);
     let files = PodFiles::new(inp.pod_dir);
 
     let sec = security::resolve(
         pod,
         c,
         &security::Inputs {
-            image,
+            image: inp.image.config().as_ref(),
             image_file: inp.image_file,
             node: inp.node,
             seccomp_file: inp.seccomp_file,
         },
     )?;
-    let vars = process::container_env(pod, c, inp.node)?;
-    let args = process::argv(c, image, &vars)?;
     let hostname = if host_network {
         inp.node.name.clone()
     } else {
         sandbox::hostname(pod).map_err(|e| BundleError::Config(e.to_string()))?
     };
-    let env = process::env(image, &vars, &hostname);
-    let cwd = c
-        .working_dir
-        .clone()
-        .filter(|w| !w.is_empty())
-        .or_else(|| {
-            image
-                .and_then(|i| i.working_dir().clone())
-                .filter(|w| !w.is_empty())
-        })
-        .unwrap_or_else(|| "/".into());
+    let process = process::process(pod, c, inp, &sec, &hostname)?;
+    let host_ipc = spec.host_ipc.unwrap_or(false);
+    let (mounts, rootfs_propagation) = mounts::mounts(c, inp, &sec, &files, host_ipc)?;
+    let linux = linux(pod, c, inp, &sec, &files, rootfs_propagation)?;
+    let root = RootBuilder::default()
+        .path(inp.rootfs)
+        .readonly(sec.readonly_root)
+        .build()
+        .map_err(oci)?;
+    let mut spec = SpecBuilder::default()
+        .version("1.0.2")
+        .process(process)
+        .root(root)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+        .map_err(oci)?;
+    // Unset builder fields take oci-spec's defaults: youki's hostname (the UTS namespace
+    // is the pod's, and holds its name) and empty annotations.
+    spec.set_hostname(None).set_annotations(None);
+    Ok(spec)
+}
 
-    // The pod's sandbox namespaces are joined by path; hostNetwork/hostIPC/hostPID keep
-    // the host's.
-    let namespaces = sandbox::oci_namespaces(pod, &files);
-
-    let mut mounts = defaults::mounts();
-    let readonly_paths: &[&str] = if sec.unmasked {
-        &[]
-    } else {
-        defaults::READONLY_PATHS
-    };
-    let masked_paths: &[&str] = if sec.unmasked {
-        &[]
-    } else {
-        defaults::MASKED_PATHS
-    };
-    if sec.privileged {
-        for m in mounts.iter_mut() {
-            if m["destination"] == "/sys" {
-                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
-            }
-        }
-    }
-    // /dev/shm is the pod's (or the host's with hostIPC), shared by its containers.
-    let shm = if host_ipc {
-        PathBuf::from("/dev/shm")
-    } else {
-        files.shm()
-    };
-    mounts.retain(|m| {
-        m["destination"] != "/dev/shm" && !(host_ipc && m["destination"] == "/dev/mqueue")
-    });
-    mounts.push(
-        json!({"destination": "/dev/shm", "type": "bind", "source": shm,
-                       "options": ["rbind", "rprivate", "rw"]}),
-    );
-    let etc_mode = if sec.readonly_root { "ro" } else { "rw" };
-    let mounted_by_user = |dest: &str| {
-        c.volume_mounts
-            .iter()
-            .flatten()
-            .any(|vm| vm.mount_path.trim_end_matches('/') == dest)
-    };
-    for (dest, source) in [
-        ("/etc/hosts", files.hosts()),
-        ("/etc/hostname", files.hostname()),
-        ("/etc/resolv.conf", files.resolv_conf()),
-    ] {
-        if !mounted_by_user(dest) {
-            mounts.push(
-                json!({"destination": dest, "type": "bind", "source": source,
-                               "options": ["rbind", "rprivate", etc_mode]}),
-            );
-        }
-    }
-    let mut rootfs_propagation: Option<&str> = None;
-    for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
-        let f = |name: &str| format!("volumeMounts[{i}].{name}");
-        let mut source = inp.volumes.get(&vm.name).cloned().ok_or_else(|| {
-            BundleError::field(
-                &c.name,
-                &f("name"),
-                &format!("no volume named {:?} in the pod", vm.name),
-            )
-        })?;
-        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            let p = Path::new(sub);
-            if p.is_absolute()
-                || p.components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(BundleError::field(
-                    &c.name,
-                    &f("subPath"),
-                    &format!("{sub:?} must be a relative path without '..'"),
-                ));
-            }
-            source = source.join(p);
-        }
-        let propagation = match vm.mount_propagation.as_deref() {
-            None | Some("None") => "rprivate",
-            Some("HostToContainer") => {
-                rootfs_propagation.get_or_insert("rslave");
-                "rslave"
-            }
-            Some("Bidirectional") if sec.privileged => {
-                rootfs_propagation = Some("rshared");
-                "rshared"
-            }
-            Some("Bidirectional") => {
-                return Err(BundleError::field(
-                    &c.name,
-                    &f("mountPropagation"),
-                    "Bidirectional needs a privileged container",
-                ))
-            }
-            Some(other) => {
-                return Err(BundleError::field(
-                    &c.name,
-                    &f("mountPropagation"),
-                    &format!("unknown mode {other:?}"),
-                ))
-            }
-        };
-        let mode = if vm.read_only.unwrap_or(false) {
-            "ro"
+/// `linux`: the container's cgroup and resources, the namespaces it joins or creates, and
+/// its security settings (masked paths, seccomp, sysctls).
+fn linux(
+    pod: &Pod,
+    c: &Container,
+    inp: &BundleInputs,
+    sec: &security::Security,
+    files: &PodFiles,
+    rootfs_propagation: Option<&str>,
+) -> Result<Linux, BundleError> {
+    let paths = |list: &[&str]| -> Vec<String> {
+        if sec.unmasked {
+            Vec::new()
         } else {
-            "rw"
-        };
-        mounts.push(json!({"destination": vm.mount_path, "type": "bind",
-                           "source": source, "options": ["rbind", propagation, mode]}));
+            list.iter().map(|p| p.to_string()).collect()
+        }
+    };
+    let mut linux = LinuxBuilder::default()
+        .cgroups_path(inp.cgroups_path)
+        .resources(resources::linux_resources(c, sec.privileged)?)
+        // The pod's sandbox namespaces are joined by path; hostNetwork/hostIPC/hostPID
+        // keep the host's.
+        .namespaces(sandbox::oci_namespaces(pod, files))
+        .masked_paths(paths(defaults::MASKED_PATHS))
+        .readonly_paths(paths(defaults::READONLY_PATHS));
+    if let Some(p) = rootfs_propagation {
+        linux = linux.rootfs_propagation(p);
     }
+    if let Some(profile) = &sec.seccomp {
+        let seccomp = LinuxSeccomp::deserialize(profile)
+            .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))?;
+        linux = linux.seccomp(seccomp);
+    }
+    if !sec.sysctls.is_empty() {
+        linux = linux.sysctl(sec.sysctls.clone().into_iter().collect::<HashMap<_, _>>());
+    }
+    linux.build().map_err(oci)
+}
 
-    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes)
-        .max(inp.node.min_oom_score_adj);
-    let caps = &sec.caps;
-    let value = json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": sec.uid, "gid": sec.gid,
-                     "additionalGids": if sec.additional_gids.is_empty() { Value::Null } else { json!(sec.additional_gids) }},
-            "args": args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            // Absent, not false, when unset: libcontainer 0.7 loads the seccomp filter
-            // after dropping capabilities whenever the field is present, which fails
-            // without no_new_privs (EACCES: "failed to load seccomp context").
-            "noNewPrivileges": if sec.no_new_privs { Some(true) } else { None },
-            "oomScoreAdj": oom_score_adj,
-        },
-        "root": {"path": inp.rootfs, "readonly": sec.readonly_root},
-        "mounts": mounts,
-        "linux": {
-            "cgroupsPath": inp.cgroups_path,
-            "resources": resources::linux_resources(c, sec.privileged)?,
-            "namespaces": namespaces,
-            "maskedPaths": masked_paths,
-            "readonlyPaths": readonly_paths,
-            "rootfsPropagation": rootfs_propagation,
-            "seccomp": sec.seccomp,
-            "sysctl": if sec.sysctls.is_empty() { Value::Null } else { json!(sec.sysctls) },
-        },
-    });
-    let value = strip_nulls(value);
-    serde_json::from_value(value)
-        .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
+/// A builder's error: only its own validation fails (mounts with ID mappings), which
+/// hostlet's fields never trigger.
+pub(crate) fn oci(e: oci_spec::OciSpecError) -> BundleError {
+    BundleError::Config(format!("building runtime spec: {e}"))
 }
 
 /// A downward API file's content: a `fieldRef` path (`metadata.labels` and
@@ -278,13 +185,13 @@ pub fn downward_resource(
     pod: &Pod,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
     node: &NodeInfo,
-) -> Result<String, String> {
+) -> Result<String, ResourceFieldError> {
     let name = r.container_name.clone().unwrap_or_default();
     let c = pod
         .spec
         .as_ref()
         .and_then(|s| s.containers.iter().find(|c| c.name == name))
-        .ok_or_else(|| format!("no container named {name:?}"))?;
+        .ok_or(ResourceFieldError::NoContainer(name))?;
     process::resource_field(pod, c, r, node)
 }
 
@@ -303,18 +210,6 @@ pub fn stable_json(spec: &Spec) -> Value {
         }
     }
     v
-}
-
-fn strip_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        other => other,
-    }
 }
 
 /// The signal that asks this image's process to stop (image STOPSIGNAL, else SIGTERM).

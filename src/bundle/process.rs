@@ -3,14 +3,92 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use oci_spec::image::Config as ImageConfig;
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilitiesBuilder, Process, ProcessBuilder, UserBuilder,
+};
+use serde::Deserialize;
 
-use super::BundleError;
+use super::security::Security;
+use super::{oci, BundleError, BundleInputs};
 use crate::cgroups::Compute;
+use crate::manifest::quantity::QuantityError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::node::NodeInfo;
 
 /// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD. `$(VAR)`
 /// in command and args expands from the container's env (`vars`), never the image's.
+/// The container's process: argv, environment, working directory, user, capabilities and
+/// OOM score.
+pub fn process(
+    pod: &Pod,
+    c: &Container,
+    inp: &BundleInputs,
+    sec: &Security,
+    hostname: &str,
+) -> Result<Process, BundleError> {
+    let image = inp.image.config().as_ref();
+    let vars = container_env(pod, c, inp.node)?;
+    let args = argv(c, image, &vars)?;
+    let env = env(image, &vars, hostname);
+    let cwd = c
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| {
+            image
+                .and_then(|i| i.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
+        .unwrap_or_else(|| "/".into());
+    let oom_score_adj = crate::cgroups::oom_score_adj(pod, c, inp.node.memory_bytes)
+        .max(inp.node.min_oom_score_adj);
+
+    let mut user = UserBuilder::default().uid(sec.uid).gid(sec.gid);
+    if !sec.additional_gids.is_empty() {
+        user = user.additional_gids(sec.additional_gids.clone());
+    }
+    let caps = capabilities(&sec.caps)?;
+    let mut capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(oci)?;
+    // Unset builder fields take oci-spec's defaults (runc's example config): the
+    // inheritable and ambient sets and a nofile rlimit, none of which hostlet sets.
+    capabilities.set_inheritable(None).set_ambient(None);
+    let mut process = ProcessBuilder::default()
+        .terminal(false)
+        .user(user.build().map_err(oci)?)
+        .args(args)
+        .env(env)
+        .cwd(cwd)
+        .capabilities(capabilities)
+        .oom_score_adj(oom_score_adj)
+        .build()
+        .map_err(oci)?;
+    process.set_rlimits(None);
+    // Absent, not false, when unset: libcontainer 0.7 loads the seccomp filter after
+    // dropping capabilities whenever the field is present, which fails without
+    // no_new_privs (EACCES: "failed to load seccomp context").
+    process.set_no_new_privileges(sec.no_new_privs.then_some(true));
+    Ok(process)
+}
+
+/// Capability names (`CAP_NET_ADMIN`) as oci-spec's type; an unknown name is refused as
+/// oci-spec refuses it in a config file.
+fn capabilities(names: &[String]) -> Result<Capabilities, BundleError> {
+    names
+        .iter()
+        .map(|name| {
+            Capability::deserialize(
+                serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name),
+            )
+            .map_err(|e| BundleError::Config(format!("building runtime spec: {e}")))
+        })
+        .collect()
+}
+
 pub fn argv(
     c: &Container,
     image: Option<&ImageConfig>,
@@ -115,8 +193,12 @@ pub fn container_env(
                         &format!("unsupported field path {:?}", f.field_path),
                     )
                 })?,
-                (None, Some(r)) => resource_field(pod, c, r, node).map_err(|m| {
-                    BundleError::field(&c.name, &format!("env[{i}].valueFrom.resourceFieldRef"), &m)
+                (None, Some(r)) => resource_field(pod, c, r, node).map_err(|e| {
+                    BundleError::field(
+                        &c.name,
+                        &format!("env[{i}].valueFrom.resourceFieldRef"),
+                        &e.to_string(),
+                    )
                 })?,
                 (None, None) => {
                     return Err(BundleError::field(
@@ -209,6 +291,19 @@ pub fn field_ref(pod: &Pod, path: &str, node: &NodeInfo) -> Option<String> {
     })
 }
 
+/// Why a `resourceFieldRef` has no value.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceFieldError {
+    #[error("no container named {0:?}")]
+    NoContainer(String),
+    #[error("{0}")]
+    Divisor(QuantityError),
+    #[error("divisor must be positive")]
+    DivisorNotPositive,
+    #[error("unsupported resource {0:?}")]
+    Resource(String),
+}
+
 /// `resourceFieldRef`: a request or limit of a container divided by `divisor`, rounded up;
 /// a missing limit is the node's allocatable amount (the kubelet's
 /// MergeContainerResourceLimits).
@@ -217,24 +312,24 @@ pub fn resource_field(
     c: &Container,
     r: &ResourceFieldSelector,
     node: &NodeInfo,
-) -> Result<String, String> {
+) -> Result<String, ResourceFieldError> {
     let target = match r.container_name.as_deref() {
         None | Some("") => c,
         Some(name) => pod
             .spec
             .as_ref()
             .and_then(|s| s.containers.iter().find(|x| x.name == name))
-            .ok_or_else(|| format!("no container named {name:?}"))?,
+            .ok_or_else(|| ResourceFieldError::NoContainer(name.to_string()))?,
     };
     let res = Compute::of(target);
-    let div = |milli: bool| -> Result<i64, String> {
+    let div = |milli: bool| -> Result<i64, ResourceFieldError> {
         let d = match &r.divisor {
             None => return Ok(if milli { 1000 } else { 1 }),
-            Some(q) if milli => parse_cpu_millis(q).map_err(|e| e.to_string())?,
-            Some(q) => parse_memory_bytes(q).map_err(|e| e.to_string())?,
+            Some(q) if milli => parse_cpu_millis(q).map_err(ResourceFieldError::Divisor)?,
+            Some(q) => parse_memory_bytes(q).map_err(ResourceFieldError::Divisor)?,
         };
         if d <= 0 {
-            return Err("divisor must be positive".into());
+            return Err(ResourceFieldError::DivisorNotPositive);
         }
         Ok(d)
     };
@@ -244,92 +339,7 @@ pub fn resource_field(
         "requests.cpu" => ceil(res.cpu_request.unwrap_or(0), div(true)?),
         "limits.memory" => ceil(res.memory_limit.unwrap_or(node.memory_bytes), div(false)?),
         "requests.memory" => ceil(res.memory_request.unwrap_or(0), div(false)?),
-        other => return Err(format!("unsupported resource {other:?}")),
+        other => return Err(ResourceFieldError::Resource(other.to_string())),
     };
     Ok(v.to_string())
-}
-
-/// The image's USER as uid/gid: numeric, or names looked up in the image's own
-/// /etc/passwd and /etc/group (as runc does, never the host's).
-pub fn user(
-    image: Option<&ImageConfig>,
-    rootfs: &dyn Fn(&str) -> Option<Vec<u8>>,
-) -> Result<(u32, u32), BundleError> {
-    let spec = image.and_then(|i| i.user().clone()).unwrap_or_default();
-    if spec.is_empty() {
-        return Ok((0, 0));
-    }
-    let (u, g) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec.as_str(), None),
-    };
-    let bad = |what: &str| BundleError::Config(format!("image user {spec:?}: {what}"));
-    let (uid, primary) = match u.parse::<u32>() {
-        Ok(uid) => (
-            uid,
-            lookup(rootfs, "etc/passwd", |f| f[2] == u, 3).unwrap_or(0),
-        ),
-        Err(_) => {
-            let uid = lookup(rootfs, "etc/passwd", |f| f[0] == u, 2)
-                .ok_or_else(|| bad("no such user in the image's /etc/passwd"))?;
-            (
-                uid,
-                lookup(rootfs, "etc/passwd", |f| f[0] == u, 3).unwrap_or(0),
-            )
-        }
-    };
-    let gid = match g {
-        None => primary,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => lookup(rootfs, "etc/group", |f| f[0] == g, 2)
-                .ok_or_else(|| bad("no such group in the image's /etc/group"))?,
-        },
-    };
-    Ok((uid, gid))
-}
-
-fn lookup(
-    rootfs: &dyn Fn(&str) -> Option<Vec<u8>>,
-    file: &str,
-    pred: impl Fn(&[&str]) -> bool,
-    field: usize,
-) -> Option<u32> {
-    let text = String::from_utf8(rootfs(file)?).ok()?;
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > field && pred(f))
-        .and_then(|f| f[field].parse().ok())
-}
-
-/// The primary group of `uid` in the image's /etc/passwd.
-pub fn primary_gid(uid: u32, rootfs: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<u32> {
-    let u = uid.to_string();
-    lookup(rootfs, "etc/passwd", |f| f[2] == u, 3)
-}
-
-/// The groups of the image's /etc/group that list the user of `uid` as a member
-/// (containerd's additional gids).
-pub fn member_gids(uid: u32, rootfs: &dyn Fn(&str) -> Option<Vec<u8>>) -> Vec<u32> {
-    let Some(passwd) = rootfs("etc/passwd").and_then(|b| String::from_utf8(b).ok()) else {
-        return Vec::new();
-    };
-    let u = uid.to_string();
-    let Some(name) = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2] == u)
-        .map(|f| f[0].to_string())
-    else {
-        return Vec::new();
-    };
-    let Some(group) = rootfs("etc/group").and_then(|b| String::from_utf8(b).ok()) else {
-        return Vec::new();
-    };
-    group
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == name))
-        .filter_map(|f| f[2].parse().ok())
-        .collect()
 }

@@ -2,7 +2,10 @@
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxHugepageLimit, LinuxHugepageLimitBuilder,
+    LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder,
+};
 
 use super::BundleError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
@@ -17,7 +20,7 @@ fn get<'a>(
     map.as_ref().and_then(|m| m.get(k))
 }
 
-pub fn linux_resources(c: &Container, privileged: bool) -> Result<Value, BundleError> {
+pub fn linux_resources(c: &Container, privileged: bool) -> Result<LinuxResources, BundleError> {
     let res = c.resources.clone().unwrap_or_default();
     let bad = |field: &str, e: String| BundleError::field(&c.name, field, &e);
     let cpu = |field: &str, q: Option<&Quantity>| -> Result<Option<i64>, BundleError> {
@@ -34,34 +37,41 @@ pub fn linux_resources(c: &Container, privileged: bool) -> Result<Value, BundleE
     let shares = cpu_request
         .or(cpu_limit)
         .map_or_else(|| cpu_shares(0), cpu_shares);
-    let mut cpu_v = json!({"shares": shares});
+    let mut cpu = LinuxCpuBuilder::default().shares(shares);
     if let Some(limit) = cpu_limit {
-        cpu_v["quota"] = json!(cpu_quota(limit));
-        cpu_v["period"] = json!(CFS_PERIOD);
+        cpu = cpu.quota(cpu_quota(limit)).period(CFS_PERIOD);
     }
     // Deny every device first; libcgroups then adds the default allow list, so the
     // container gets the usual /dev nodes and nothing else of the host's. Privileged
     // containers get every device.
-    let devices = json!([{"allow": privileged, "access": "rwm"}]);
-    let mut v = json!({
-        "devices": devices,
-        "cpu": cpu_v,
-    });
+    let devices = LinuxDeviceCgroupBuilder::default()
+        .allow(privileged)
+        .access("rwm")
+        .build()
+        .map_err(super::oci)?;
+    let mut v = LinuxResourcesBuilder::default()
+        .devices(vec![devices])
+        .cpu(cpu.build().map_err(super::oci)?);
     if let Some(bytes) = memory_limit {
-        v["memory"] = json!({"limit": bytes});
+        v = v.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .build()
+                .map_err(super::oci)?,
+        );
     }
     // Only the sizes the container asks for, so the spec is the same on every host; the
     // pod cgroup holds every other size at 0 (crate::cgroups::HostHugepages::pod_values).
     let hugepages = hugepage_limits(c)?;
     if !hugepages.is_empty() {
-        v["hugepageLimits"] = json!(hugepages);
+        v = v.hugepage_limits(hugepages);
     }
-    Ok(v)
+    v.build().map_err(super::oci)
 }
 
 /// OCI `hugepageLimits` of `resources.limits.hugepages-<size>` (containerd's form: page
 /// size as runc names it, limit in bytes).
-fn hugepage_limits(c: &Container) -> Result<Vec<Value>, BundleError> {
+fn hugepage_limits(c: &Container) -> Result<Vec<LinuxHugepageLimit>, BundleError> {
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let mut out = Vec::new();
     for (name, q) in limits.into_iter().flatten() {
@@ -72,10 +82,12 @@ fn hugepage_limits(c: &Container) -> Result<Vec<Value>, BundleError> {
         let size = size.map_err(|e| BundleError::field(&c.name, &field, &e.to_string()))?;
         let bytes = parse_memory_bytes(q)
             .map_err(|e| BundleError::field(&c.name, &field, &e.to_string()))?;
-        out.push((
-            size,
-            json!({"pageSize": hugepages::size_label(size), "limit": bytes}),
-        ));
+        let limit = LinuxHugepageLimitBuilder::default()
+            .page_size(hugepages::size_label(size))
+            .limit(bytes)
+            .build()
+            .map_err(super::oci)?;
+        out.push((size, limit));
     }
     out.sort_by_key(|(size, _)| *size);
     Ok(out.into_iter().map(|(_, v)| v).collect())
@@ -84,6 +96,7 @@ fn hugepage_limits(c: &Container) -> Result<Vec<Value>, BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn kubelet_formulas() {
@@ -103,7 +116,7 @@ mod tests {
             "{name: c, resources: {limits: {memory: 1Gi, hugepages-1Gi: 2Gi, hugepages-2Mi: 4Mi}}}",
         )
         .unwrap();
-        let v = linux_resources(&c, false).unwrap();
+        let v = serde_json::to_value(linux_resources(&c, false).unwrap()).unwrap();
         assert_eq!(
             v["hugepageLimits"],
             json!([
@@ -115,7 +128,7 @@ mod tests {
             serde_yaml::from_str("{name: c, resources: {limits: {memory: 1Gi}}}").unwrap();
         assert!(linux_resources(&plain, false)
             .unwrap()
-            .get("hugepageLimits")
+            .hugepage_limits()
             .is_none());
         let bad: Container =
             serde_yaml::from_str("{name: c, resources: {limits: {hugepages-x: 2Mi}}}").unwrap();

@@ -2,6 +2,7 @@
 //! downward API, securityContext, seccomp, volumes, QoS.
 
 use super::*;
+use serde_json::json;
 
 fn spec_json(yaml: &str, i: usize) -> Result<Value, BundleError> {
     render(&pod(yaml), i, &image(IMAGE), Path::new("/nonexistent")).map(|s| stable_json(&s))

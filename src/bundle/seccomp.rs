@@ -4,6 +4,21 @@
 
 use serde_json::{json, Value};
 
+/// Why a `Localhost` seccomp profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("not a JSON object")]
+    NotAnObject,
+    #[error("no defaultAction")]
+    NoDefaultAction,
+    #[error("conditional rules (includes/excludes) are not supported")]
+    Conditional,
+    #[error("a syscall rule has no action")]
+    NoAction,
+}
+
 /// Allowed for every container.
 const ALLOWED: &[&str] = &[
     "accept",
@@ -479,11 +494,14 @@ pub fn runtime_default(caps: &[String]) -> Value {
 
 /// A Localhost profile: the OCI `linux.seccomp` object, or Docker's format (`name` or
 /// `names` per rule, `archMap`).
-pub fn localhost(bytes: &[u8]) -> Result<Value, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
-    let obj = v.as_object().ok_or("not a JSON object")?;
+pub fn localhost(bytes: &[u8]) -> Result<Value, ProfileError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(ProfileError::Json)?;
+    let obj = v.as_object().ok_or(ProfileError::NotAnObject)?;
     let mut out = serde_json::Map::new();
-    let default = obj.get("defaultAction").ok_or("no defaultAction")?.clone();
+    let default = obj
+        .get("defaultAction")
+        .ok_or(ProfileError::NoDefaultAction)?
+        .clone();
     out.insert("defaultAction".into(), default);
     for k in [
         "defaultErrnoRet",
@@ -531,7 +549,7 @@ pub fn localhost(bytes: &[u8]) -> Result<Value, String> {
             || r.get("excludes")
                 .is_some_and(|x| !crate::manifest::support::is_zero(x))
         {
-            return Err("conditional rules (includes/excludes) are not supported".into());
+            return Err(ProfileError::Conditional);
         }
         let mut names: Vec<Value> = r
             .get("names")
@@ -541,7 +559,8 @@ pub fn localhost(bytes: &[u8]) -> Result<Value, String> {
         if let Some(n) = r.get("name") {
             names.push(n.clone());
         }
-        let mut rule = json!({"names": names, "action": r.get("action").cloned().ok_or("a syscall rule has no action")?});
+        let action = r.get("action").cloned().ok_or(ProfileError::NoAction)?;
+        let mut rule = json!({"names": names, "action": action});
         for k in ["args", "errnoRet"] {
             if let Some(x) = r.get(k) {
                 rule[k] = x.clone();

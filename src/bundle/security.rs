@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSecurityContext, SeccompProfile, SecurityContext,
+    Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
 };
 use oci_spec::image::Config as ImageConfig;
 use serde_json::Value;
 
-use super::{defaults, process, seccomp, BundleError};
+use super::{defaults, seccomp, users, BundleError};
 use crate::node::NodeInfo;
 
 /// What the securityContext decides for one container.
@@ -56,61 +56,13 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
     let spec = pod.spec.clone().unwrap_or_default();
     let psc: PodSecurityContext = spec.security_context.clone().unwrap_or_default();
     let sc: SecurityContext = c.security_context.clone().unwrap_or_default();
-    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
-    let pod_name = pod.metadata.name.clone().unwrap_or_default();
 
     let run_as_user = sc.run_as_user.or(psc.run_as_user);
-    let run_as_group = sc.run_as_group.or(psc.run_as_group);
     let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false);
-    let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
-
-    // The kubelet's verifyRunAsNonRoot, with its messages.
     if run_as_non_root {
-        match run_as_user {
-            Some(0) => {
-                return Err(field(
-                    "securityContext.runAsNonRoot",
-                    format!("container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {})", c.name),
-                ))
-            }
-            Some(_) => {}
-            None => {
-                let u = image_user.split(':').next().unwrap_or("");
-                match u.parse::<i64>() {
-                    Ok(0) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
-                    Ok(_) => {}
-                    Err(_) if u.is_empty() => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
-                    Err(_) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root (pod: {pod_name:?}, container: {})", c.name))),
-                }
-            }
-        }
+        verify_run_as_non_root(pod, c, run_as_user, inp)?;
     }
-
-    let (image_uid, image_gid) = process::user(inp.image, inp.image_file)?;
-    let to_u32 =
-        |f: &str, v: i64| u32::try_from(v).map_err(|_| field(f, format!("{v} is not a valid id")));
-    let uid = match run_as_user {
-        Some(u) => to_u32("securityContext.runAsUser", u)?,
-        None => image_uid,
-    };
-    let gid = match (run_as_group, run_as_user) {
-        (Some(g), _) => to_u32("securityContext.runAsGroup", g)?,
-        // A uid given without a group: its primary group in the image, else 0 (containerd).
-        (None, Some(_)) => process::primary_gid(uid, inp.image_file).unwrap_or(0),
-        (None, None) => image_gid,
-    };
-    let mut additional_gids = process::member_gids(uid, inp.image_file);
-    for g in psc
-        .supplemental_groups
-        .iter()
-        .flatten()
-        .chain(psc.fs_group.iter())
-    {
-        let g = to_u32("securityContext.supplementalGroups", *g)?;
-        if !additional_gids.contains(&g) {
-            additional_gids.push(g);
-        }
-    }
+    let (uid, gid, additional_gids) = ids(c, &psc, &sc, inp)?;
 
     let privileged = sc.privileged.unwrap_or(false);
     let caps = if privileged {
@@ -131,6 +83,100 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
         seccomp_for(c, profile.as_ref(), &caps, inp)?
     };
 
+    Ok(Security {
+        uid,
+        gid,
+        additional_gids,
+        caps,
+        privileged,
+        no_new_privs,
+        readonly_root: sc.read_only_root_filesystem.unwrap_or(false),
+        unmasked,
+        seccomp,
+        sysctls: sysctls(c, &spec, &psc)?,
+    })
+}
+
+/// The kubelet's verifyRunAsNonRoot, with its messages.
+fn verify_run_as_non_root(
+    pod: &Pod,
+    c: &Container,
+    run_as_user: Option<i64>,
+    inp: &Inputs,
+) -> Result<(), BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let image_user = inp.image.and_then(|i| i.user().clone()).unwrap_or_default();
+    match run_as_user {
+        Some(0) => {
+            return Err(field(
+                "securityContext.runAsNonRoot",
+                format!(
+                "container's runAsUser breaks non-root policy (pod: {pod_name:?}, container: {})",
+                c.name
+            ),
+            ))
+        }
+        Some(_) => {}
+        None => {
+            let u = image_user.split(':').next().unwrap_or("");
+            match u.parse::<i64>() {
+                Ok(0) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
+                Ok(_) => {}
+                Err(_) if u.is_empty() => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image will run as root (pod: {pod_name:?}, container: {})", c.name))),
+                Err(_) => return Err(field("securityContext.runAsNonRoot", format!("container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root (pod: {pod_name:?}, container: {})", c.name))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process's uid, gid and additional gids: the security contexts' ids over the
+/// image's USER, plus the user's groups in the image and the pod's supplemental groups.
+fn ids(
+    c: &Container,
+    psc: &PodSecurityContext,
+    sc: &SecurityContext,
+    inp: &Inputs,
+) -> Result<(u32, u32, Vec<u32>), BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
+    let run_as_user = sc.run_as_user.or(psc.run_as_user);
+    let run_as_group = sc.run_as_group.or(psc.run_as_group);
+    let (image_uid, image_gid) = users::user(inp.image, inp.image_file)?;
+    let to_u32 =
+        |f: &str, v: i64| u32::try_from(v).map_err(|_| field(f, format!("{v} is not a valid id")));
+    let uid = match run_as_user {
+        Some(u) => to_u32("securityContext.runAsUser", u)?,
+        None => image_uid,
+    };
+    let gid = match (run_as_group, run_as_user) {
+        (Some(g), _) => to_u32("securityContext.runAsGroup", g)?,
+        // A uid given without a group: its primary group in the image, else 0 (containerd).
+        (None, Some(_)) => users::primary_gid(uid, inp.image_file).unwrap_or(0),
+        (None, None) => image_gid,
+    };
+    let mut additional_gids = users::member_gids(uid, inp.image_file);
+    for g in psc
+        .supplemental_groups
+        .iter()
+        .flatten()
+        .chain(psc.fs_group.iter())
+    {
+        let g = to_u32("securityContext.supplementalGroups", *g)?;
+        if !additional_gids.contains(&g) {
+            additional_gids.push(g);
+        }
+    }
+    Ok((uid, gid, additional_gids))
+}
+
+/// The pod's sysctls: only the kubelet's safe ones, and none of the host's namespaces.
+fn sysctls(
+    c: &Container,
+    spec: &PodSpec,
+    psc: &PodSecurityContext,
+) -> Result<BTreeMap<String, String>, BundleError> {
+    let field = |f: &str, m: String| BundleError::field(&c.name, f, &m);
     let host_network = spec.host_network.unwrap_or(false);
     let host_ipc = spec.host_ipc.unwrap_or(false);
     let mut sysctls = BTreeMap::new();
@@ -154,19 +200,7 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
         }
         sysctls.insert(name, s.value.clone());
     }
-
-    Ok(Security {
-        uid,
-        gid,
-        additional_gids,
-        caps,
-        privileged,
-        no_new_privs,
-        readonly_root: sc.read_only_root_filesystem.unwrap_or(false),
-        unmasked,
-        seccomp,
-        sysctls,
-    })
+    Ok(sysctls)
 }
 
 fn normalize_cap(c: &str) -> String {

@@ -232,7 +232,7 @@ fn image_user_is_resolved_in_the_image() {
         ))
     };
     let files = |rel: &str| std::fs::read(dir.path().join(rel)).ok();
-    let uid_gid = |u: &str| process::user(with_user(u).config().as_ref(), &files);
+    let uid_gid = |u: &str| users::user(with_user(u).config().as_ref(), &files);
     assert_eq!(uid_gid("www").unwrap(), (33, 34));
     assert_eq!(uid_gid("www:staff").unwrap(), (33, 50));
     assert_eq!(uid_gid("1000").unwrap(), (1000, 0));

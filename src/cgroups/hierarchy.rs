@@ -25,15 +25,18 @@ impl Driver {
     }
 }
 
+/// A `--cgroup-driver` / `cgroupDriver` value that names no driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cgroup driver {0:?}: expected cgroupfs or systemd")]
+pub struct UnknownDriver(pub String);
+
 impl std::str::FromStr for Driver {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDriver;
+    fn from_str(s: &str) -> Result<Self, UnknownDriver> {
         match s {
             "cgroupfs" => Ok(Self::Cgroupfs),
             "systemd" => Ok(Self::Systemd),
-            _ => Err(format!(
-                "unknown cgroup driver {s:?}: expected cgroupfs or systemd"
-            )),
+            _ => Err(UnknownDriver(s.to_string())),
         }
     }
 }

@@ -26,7 +26,7 @@ use std::process::Command;
 use super::hugepages;
 use super::limits::{shares_to_weight, Levels, PodCgroup, PodLimits, Settings, CFS_PERIOD};
 use super::qos::QosClass;
-use super::{write, CgroupError, KUBEPODS};
+use super::{write, CgroupError, CommandError, KUBEPODS};
 
 // The unit names are defined beside `PodCgroup`, where a container's `cgroupsPath` is
 // made without calling into the driver; this file is where readers look for them.
@@ -109,19 +109,21 @@ pub fn pod_props(cg: &PodCgroup, limits: &PodLimits) -> Vec<Prop> {
     p
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let what = format!("{cmd:?}");
+fn run(cmd: &mut Command) -> Result<(), CommandError> {
+    let command = format!("{cmd:?}");
     match cmd.output() {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        Err(e) => Err(format!("{what}: {e}")),
+        Ok(out) => Err(CommandError::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )),
+        Err(error) => Err(CommandError::Spawn { command, error }),
     }
 }
 
-fn systemd_err(unit: &str, message: String) -> CgroupError {
+fn systemd_err(unit: &str, reason: CommandError) -> CgroupError {
     CgroupError::Systemd {
         unit: unit.to_string(),
-        message,
+        reason,
     }
 }
 
@@ -157,7 +159,7 @@ fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
             tracing::debug!(unit, "started slice");
             Ok(())
         }
-        Err(m) if unit_exists(&m) => Ok(()),
+        Err(CommandError::Refused(m)) if unit_exists(&m) => Ok(()),
         Err(m) => Err(systemd_err(unit, m)),
     }
 }
@@ -188,7 +190,7 @@ pub fn remove(cg: &PodCgroup) -> Result<(), CgroupError> {
     let unit = pod_slice(cg);
     match run(Command::new("systemctl").args(["stop", "--quiet", &unit])) {
         Ok(()) => Ok(()),
-        Err(m) if m.contains("not loaded") => Ok(()),
+        Err(CommandError::Refused(m)) if m.contains("not loaded") => Ok(()),
         Err(m) => Err(systemd_err(&unit, m)),
     }
 }

@@ -323,6 +323,7 @@ fn cgroup_driver_flag_values() {
     assert!("docker"
         .parse::<Driver>()
         .unwrap_err()
+        .to_string()
         .contains("\"docker\""));
     assert_eq!(
         serde_json::to_string(&Driver::Systemd).unwrap(),

@@ -201,25 +201,9 @@ async fn agent(
     image_args: crate::cli::pull::RunImageArgs,
     node_args: NodeArgs,
 ) -> anyhow::Result<()> {
-    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
-    let cgroups = match crate::cgroups::Hierarchy::for_driver(cgroup_root, cfg.cgroup_driver) {
-        Ok(h) => Some(h),
-        Err(e) if cfg.cgroup_driver == crate::cgroups::Driver::Cgroupfs => {
-            tracing::warn!(error = %e, "no pod cgroups");
-            None
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("--cgroup-driver systemd")),
-    };
-    tracing::info!(cgroup_driver = %cfg.cgroup_driver, "cgroups");
+    let cgroups = pod_cgroups(&cfg)?;
     let layout = Layout::new(&cfg.root_dir);
-    for dir in [
-        layout.root.clone(),
-        layout.containers(),
-        layout.pods(),
-        cfg.pod_logs_dir.clone(),
-    ] {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    create_dirs(&layout, &cfg)?;
     tracing::info!(
         node = %cfg.node_name,
         pod_manifest_path = ?cfg.pod_manifest_path,
@@ -228,13 +212,7 @@ async fn agent(
         "hostlet starting"
     );
     let images = image_args.open(&layout.images(), cfg.insecure_registries.clone())?;
-    let runtime = Runtime::new(layout.clone()).context("locating the hostlet binary")?;
-    if let Err(e) = runtime.check_helper() {
-        anyhow::bail!(
-            "cannot run the container helper {e}; install {} next to hostlet",
-            crate::runtime::HELPER
-        );
-    }
+    let runtime = runtime(&layout)?;
     let adopted = runtime.adopt_all().await;
     if !adopted.is_empty() {
         tracing::info!(
@@ -243,17 +221,7 @@ async fn agent(
         );
     }
     let status = StatusStore::new();
-    let node = crate::node::NodeInfo {
-        seccomp_default: cfg.seccomp_default,
-        pod_max_pids: cfg.pod_max_pids,
-        ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
-    };
-    let capacity = crate::cgroups::Capacity::detect(node.cpu_milli, node.memory_bytes);
-    let allocatable = crate::cgroups::Allocatable::of(
-        &capacity,
-        &[&node_args.kube_reserved, &node_args.system_reserved],
-    );
-    tracing::info!(cpu_milli = allocatable.cpu_milli, memory = allocatable.memory, pids = ?allocatable.pids, "node allocatable");
+    let (node, allocatable) = node(&cfg, &node_args);
     let node_cgroups = Arc::new(crate::cgroups::NodeCgroups::new(
         cgroups.clone(),
         allocatable,
@@ -282,19 +250,7 @@ async fn agent(
         housekeeping_interval: node_args.housekeeping_interval,
         bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
     });
-    let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
-        path,
-        node: cfg.node_name.clone(),
-        period: cfg.file_check_frequency,
-        strict: cfg.strict,
-    });
-    let url = cfg.manifest_url.clone().map(|url| UrlSource {
-        url,
-        headers: cfg.manifest_url_headers.clone(),
-        node: cfg.node_name.clone(),
-        period: cfg.http_check_frequency,
-        strict: cfg.strict,
-    });
+    let (file, url) = sources(&cfg);
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
     tokio::spawn(crate::heap::trim_loop());
@@ -324,6 +280,84 @@ async fn agent(
     tracing::info!("hostlet stopping; containers keep running");
     manager.abort();
     Ok(())
+}
+
+/// The pod cgroup hierarchy of `--cgroup-driver`; without one, cgroupfs runs pods
+/// without pod cgroups while systemd refuses to start.
+fn pod_cgroups(cfg: &AgentConfig) -> anyhow::Result<Option<crate::cgroups::Hierarchy>> {
+    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
+    let cgroups = match crate::cgroups::Hierarchy::for_driver(cgroup_root, cfg.cgroup_driver) {
+        Ok(h) => Some(h),
+        Err(e) if cfg.cgroup_driver == crate::cgroups::Driver::Cgroupfs => {
+            tracing::warn!(error = %e, "no pod cgroups");
+            None
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("--cgroup-driver systemd")),
+    };
+    tracing::info!(cgroup_driver = %cfg.cgroup_driver, "cgroups");
+    Ok(cgroups)
+}
+
+fn create_dirs(layout: &Layout, cfg: &AgentConfig) -> anyhow::Result<()> {
+    for dir in [
+        layout.root.clone(),
+        layout.containers(),
+        layout.pods(),
+        cfg.pod_logs_dir.clone(),
+    ] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The container runtime, once its helper binary is known to run.
+fn runtime(layout: &Layout) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(layout.clone()).context("locating the hostlet binary")?;
+    if let Err(e) = runtime.check_helper() {
+        anyhow::bail!(
+            "cannot run the container helper {e}; install {} next to hostlet",
+            crate::runtime::HELPER
+        );
+    }
+    Ok(runtime)
+}
+
+/// What the node offers pods: its detected resources and settings, and the allocatable
+/// share after the reservations.
+fn node(
+    cfg: &AgentConfig,
+    node_args: &NodeArgs,
+) -> (crate::node::NodeInfo, crate::cgroups::Allocatable) {
+    let node = crate::node::NodeInfo {
+        seccomp_default: cfg.seccomp_default,
+        pod_max_pids: cfg.pod_max_pids,
+        ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
+    };
+    let capacity = crate::cgroups::Capacity::detect(node.cpu_milli, node.memory_bytes);
+    let allocatable = crate::cgroups::Allocatable::of(
+        &capacity,
+        &[&node_args.kube_reserved, &node_args.system_reserved],
+    );
+    tracing::info!(cpu_milli = allocatable.cpu_milli, memory = allocatable.memory, pids = ?allocatable.pids, "node allocatable");
+    (node, allocatable)
+}
+
+/// The manifest sources the flags configure.
+fn sources(cfg: &AgentConfig) -> (Option<FileSource>, Option<UrlSource>) {
+    let file = cfg.pod_manifest_path.clone().map(|path| FileSource {
+        path,
+        node: cfg.node_name.clone(),
+        period: cfg.file_check_frequency,
+        strict: cfg.strict,
+    });
+    let url = cfg.manifest_url.clone().map(|url| UrlSource {
+        url,
+        headers: cfg.manifest_url_headers.clone(),
+        node: cfg.node_name.clone(),
+        period: cfg.http_check_frequency,
+        strict: cfg.strict,
+    });
+    (file, url)
 }
 
 async fn shutdown_signal() {

@@ -10,13 +10,55 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use oci_client::manifest::{OciDescriptor, OciImageManifest, IMAGE_MANIFEST_MEDIA_TYPE};
 
-use super::pull::{parse_manifest, select_platform, Parsed};
+use super::pull::{parse_manifest, select_platform, ManifestError, Parsed};
 use super::store::{io_err, Blobs};
 use super::{blocking, layer_specs, parse_json, reference, stored_size, ImageError, ImageStore};
+
+/// Why an archive cannot be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("neither an OCI archive (index.json) nor a docker archive (manifest.json)")]
+    Unrecognised,
+    #[error("reading archive: {0}")]
+    Read(io::Error),
+    #[error("entry {0:?} climbs out of the archive")]
+    Climbs(String),
+    #[error("{name} is too large ({size} bytes)")]
+    TooLarge { name: String, size: u64 },
+    #[error("{name}: {error}")]
+    Store { name: String, error: io::Error },
+    #[error("{path} does not hash to its name (got {digest})")]
+    Misnamed { path: String, digest: String },
+    #[error("{file}: {error}")]
+    Json {
+        file: &'static str,
+        error: serde_json::Error,
+    },
+    #[error("bad digest {0}")]
+    BadDigest(String),
+    #[error("blob {0} missing from the archive")]
+    MissingBlob(String),
+    #[error("{0} missing from the archive")]
+    MissingFile(String),
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{0}")]
+    Manifest(ManifestError),
+    #[error("no manifest for {0} in image index")]
+    NoPlatform(String),
+    #[error("{0}")]
+    Image(Box<ImageError>),
+}
+
+impl From<ImageError> for ArchiveError {
+    fn from(e: ImageError) -> Self {
+        Self::Image(Box::new(e))
+    }
+}
 
 /// Index files kept in memory; anything else is stored as a blob.
 const SMALL: &[&str] = &["index.json", "oci-layout", "manifest.json", "repositories"];
@@ -78,18 +120,16 @@ impl ImageStore {
         scan: &Scan,
         used: &mut BTreeSet<String>,
     ) -> Result<Vec<Imported>, ImageError> {
-        let err = |message: String| ImageError::Import {
+        let err = |reason| ImageError::Import {
             path: path.to_path_buf(),
-            message,
+            reason,
         };
         let images = if scan.small.contains_key("index.json") {
             self.oci_images(scan).map_err(err)?
         } else if let Some(m) = scan.small.get("manifest.json") {
             self.docker_images(scan, m).await.map_err(err)?
         } else {
-            return Err(err(
-                "neither an OCI archive (index.json) nor a docker archive (manifest.json)".into(),
-            ));
+            return Err(err(ArchiveError::Unrecognised));
         };
         let mut out = Vec::new();
         for (names, digest, extra) in images {
@@ -121,11 +161,14 @@ impl ImageStore {
     }
 
     /// (names, manifest digest, index digests) of an OCI layout.
-    fn oci_images(&self, scan: &Scan) -> Result<Vec<Found>, String> {
+    fn oci_images(&self, scan: &Scan) -> Result<Vec<Found>, ArchiveError> {
         for (path, (digest, _, _)) in &scan.files {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 if digest.strip_prefix("sha256:") != Some(hex) {
-                    return Err(format!("{path} does not hash to its name (got {digest})"));
+                    return Err(ArchiveError::Misnamed {
+                        path: path.clone(),
+                        digest: digest.clone(),
+                    });
                 }
             }
         }
@@ -133,18 +176,22 @@ impl ImageStore {
         struct Index {
             manifests: Vec<OciDescriptor>,
         }
-        let index: Index = serde_json::from_slice(&scan.small["index.json"])
-            .map_err(|e| format!("index.json: {e}"))?;
-        let read = |digest: &str| -> Result<Vec<u8>, String> {
+        let index: Index = serde_json::from_slice(&scan.small["index.json"]).map_err(|error| {
+            ArchiveError::Json {
+                file: "index.json",
+                error,
+            }
+        })?;
+        let read = |digest: &str| -> Result<Vec<u8>, ArchiveError> {
             let path = self
                 .blobs
                 .path(digest)
-                .ok_or(format!("bad digest {digest}"))?;
+                .ok_or_else(|| ArchiveError::BadDigest(digest.to_string()))?;
             let hex = digest.trim_start_matches("sha256:");
             if scan.file(&format!("blobs/sha256/{hex}")).is_none() {
-                return Err(format!("blob {digest} missing from the archive"));
+                return Err(ArchiveError::MissingBlob(digest.to_string()));
             }
-            std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+            std::fs::read(&path).map_err(|error| ArchiveError::Io { path, error })
         };
         let mut out = Vec::new();
         for desc in &index.manifests {
@@ -160,15 +207,12 @@ impl ImageStore {
                 }
                 None => vec![],
             };
-            let (digest, extra) = match parse_manifest(&read(&desc.digest)?)? {
+            let parsed = parse_manifest(&read(&desc.digest)?).map_err(ArchiveError::Manifest)?;
+            let (digest, extra) = match parsed {
                 Parsed::Image(_) => (desc.digest.clone(), vec![]),
                 Parsed::Index(idx) => {
-                    let entry = select_platform(&idx.manifests).ok_or_else(|| {
-                        format!(
-                            "no manifest for {} in image index",
-                            super::pull::host_platform()
-                        )
-                    })?;
+                    let entry = select_platform(&idx.manifests)
+                        .ok_or_else(|| ArchiveError::NoPlatform(super::pull::host_platform()))?;
                     read(&entry.digest)?;
                     (entry.digest.clone(), vec![desc.digest.clone()])
                 }
@@ -179,7 +223,11 @@ impl ImageStore {
     }
 
     /// Docker archive entries, with a docker schema 2 manifest written for each.
-    async fn docker_images(&self, scan: &Scan, manifest_json: &[u8]) -> Result<Vec<Found>, String> {
+    async fn docker_images(
+        &self,
+        scan: &Scan,
+        manifest_json: &[u8],
+    ) -> Result<Vec<Found>, ArchiveError> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Entry {
@@ -189,13 +237,16 @@ impl ImageStore {
             layers: Vec<String>,
         }
         let entries: Vec<Entry> =
-            serde_json::from_slice(manifest_json).map_err(|e| format!("manifest.json: {e}"))?;
+            serde_json::from_slice(manifest_json).map_err(|error| ArchiveError::Json {
+                file: "manifest.json",
+                error,
+            })?;
         let mut out = Vec::new();
         for e in entries {
             let file = |p: &str| {
                 scan.file(p)
                     .cloned()
-                    .ok_or(format!("{p} missing from the archive"))
+                    .ok_or_else(|| ArchiveError::MissingFile(p.to_string()))
             };
             let (config, config_size, _) = file(&e.config)?;
             let mut layers = Vec::new();
@@ -217,9 +268,12 @@ impl ImageStore {
                 "layers": layers,
             });
             let bytes = serde_json::to_vec(&manifest).expect("json value serialises");
-            let mut w = self.blobs.writer_any().map_err(|e| e.to_string())?;
-            io::Write::write_all(&mut w, &bytes).map_err(|e| e.to_string())?;
-            let (_, digest, _) = w.finish_digest().map_err(|e| e.to_string())?;
+            let mut w = self.blobs.writer_any()?;
+            io::Write::write_all(&mut w, &bytes).map_err(|error| ArchiveError::Io {
+                path: "<blob temp file>".into(),
+                error,
+            })?;
+            let (_, digest, _) = w.finish_digest()?;
             let mut names = Vec::new();
             for tag in e.repo_tags.unwrap_or_default() {
                 match reference::parse(&tag) {
@@ -228,13 +282,10 @@ impl ImageStore {
                 }
             }
             // Validate early: the config must list a diff_id per layer.
-            let cfg = parse_json(
-                &config,
-                &self.read_blob(&config).await.map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
-            let m: OciImageManifest = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-            layer_specs(&digest, &m, &cfg).map_err(|e| e.to_string())?;
+            let cfg = parse_json(&config, &self.read_blob(&config).await?)?;
+            let m: OciImageManifest = serde_json::from_slice(&bytes)
+                .map_err(|e| ArchiveError::Manifest(ManifestError::Manifest(e)))?;
+            layer_specs(&digest, &m, &cfg)?;
             out.push((names, digest, vec![]));
         }
         Ok(out)
@@ -267,9 +318,9 @@ fn normalise(path: &str) -> Option<String> {
 }
 
 fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
-    let err = |message: String| ImageError::Import {
+    let err = |reason| ImageError::Import {
         path: path.to_path_buf(),
-        message,
+        reason,
     };
     let file = File::open(path).map_err(io_err(path))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -283,12 +334,12 @@ fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
     };
     let mut archive = tar::Archive::new(reader);
     let mut scan = Scan::default();
-    let bad = |e: io::Error| err(format!("reading archive: {e}"));
+    let bad = |e: io::Error| err(ArchiveError::Read(e));
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path().map_err(bad)?.to_string_lossy().into_owned();
         let Some(name) = normalise(&raw) else {
-            return Err(err(format!("entry {raw:?} climbs out of the archive")));
+            return Err(err(ArchiveError::Climbs(raw)));
         };
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
@@ -311,7 +362,7 @@ fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
         let size = entry.header().size().map_err(bad)?;
         if SMALL.contains(&name.as_str()) {
             if size > SMALL_MAX {
-                return Err(err(format!("{name} is too large ({size} bytes)")));
+                return Err(err(ArchiveError::TooLarge { name, size }));
             }
             let mut buf = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut buf).map_err(bad)?;
@@ -319,7 +370,12 @@ fn scan(path: &Path, blobs: &Blobs) -> Result<Scan, ImageError> {
             continue;
         }
         let mut w = blobs.writer_any()?;
-        io::copy(&mut entry, &mut w).map_err(|e| err(format!("{name}: {e}")))?;
+        io::copy(&mut entry, &mut w).map_err(|error| {
+            err(ArchiveError::Store {
+                name: name.clone(),
+                error,
+            })
+        })?;
         let (_, digest, new) = w.finish_digest()?;
         scan.files.insert(name, (digest, size, new));
     }

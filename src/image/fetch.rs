@@ -7,12 +7,14 @@ use super::*;
 impl ImageStore {
     pub(super) async fn pull(&self, parsed: &Reference, key: &str) -> Result<Image, ImageError> {
         let start = Instant::now();
-        let pull_err = |message: String| ImageError::Pull {
-            reference: key.to_string(),
-            message,
-        };
         let session = self.registry.session(parsed);
-        let resolved = session.resolve(parsed).await.map_err(pull_err)?;
+        let resolved = session
+            .resolve(parsed)
+            .await
+            .map_err(|reason| ImageError::Manifest {
+                reference: key.to_string(),
+                reason,
+            })?;
         let digest = resolved.digest.clone();
         let manifest = &resolved.manifest;
         let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
@@ -29,6 +31,42 @@ impl ImageStore {
         })
         .await?;
 
+        let (mut bytes, config) = self.fetch_config(&session, parsed, key, manifest).await?;
+        let specs = layer_specs(key, manifest, &config)?;
+        let _pin_layers = self.pin(specs.iter().map(|s| s.diff_id.clone()));
+        bytes += self
+            .fetch_layers(&session, parsed, manifest, &specs)
+            .await?;
+
+        let layers = self.materialise(key, &digest, &specs).await?;
+        let size = stored_size(resolved.manifest_bytes.len(), manifest);
+        let index = resolved.index.as_ref().map(|(d, _)| d.clone());
+        self.record(Some(key), &digest, Some((size, index)), true)
+            .await?;
+        tracing::info!(
+            reference = %key,
+            %digest,
+            bytes,
+            layers = manifest.layers.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "pulled image"
+        );
+        Ok(Image {
+            reference: key.to_string(),
+            digest,
+            layers,
+            config,
+        })
+    }
+
+    /// Fetches the image config blob; returns the bytes fetched and the parsed config.
+    async fn fetch_config(
+        &self,
+        session: &pull::Session,
+        parsed: &Reference,
+        key: &str,
+        manifest: &OciImageManifest,
+    ) -> Result<(u64, oci_spec::image::ImageConfiguration), ImageError> {
         let progress = &self.progress;
         progress
             .blobs_total
@@ -37,23 +75,35 @@ impl ImageStore {
             u64::try_from(manifest.config.size).unwrap_or(0),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let mut bytes = session
+        let bytes = session
             .fetch_blob(parsed, &manifest.config, &self.blobs, progress)
             .await?;
         let config = parse_json(
             &manifest.config.digest,
             &self.read_blob(&manifest.config.digest).await?,
         )
-        .map_err(|e| pull_err(format!("{e}")))?;
-        let specs = layer_specs(key, manifest, &config)?;
-        let _pin_layers = self.pin(specs.iter().map(|s| s.diff_id.clone()));
+        .map_err(|e| ImageError::Pull {
+            reference: key.to_string(),
+            message: format!("{e}"),
+        })?;
+        Ok((bytes, config))
+    }
 
-        // Layers already unpacked need no blob (unless the image must be flattened).
-        let overlay = self.fits_overlay(&specs);
+    /// Fetches the layer blobs the image still needs, a few at once; returns the bytes
+    /// fetched. Layers already unpacked need no blob (unless the image must be flattened).
+    async fn fetch_layers(
+        &self,
+        session: &pull::Session,
+        parsed: &Reference,
+        manifest: &OciImageManifest,
+        specs: &[LayerSpec],
+    ) -> Result<u64, ImageError> {
+        let progress = &self.progress;
+        let overlay = self.fits_overlay(specs);
         let needed: Vec<_> = manifest
             .layers
             .iter()
-            .zip(&specs)
+            .zip(specs)
             .filter(|(_, spec)| {
                 !overlay
                     || !layers::layer_dir(&self.layers_dir(), &spec.diff_id)
@@ -77,31 +127,12 @@ impl ImageStore {
             .collect();
         let mut downloads =
             futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_DOWNLOADS);
+        let mut bytes = 0;
         while let Some(fetched) = downloads.next().await {
             // Returning drops the other downloads: their temporary files are removed.
             bytes += fetched?;
         }
-        drop(downloads);
-
-        let layers = self.materialise(key, &digest, &specs).await?;
-        let size = stored_size(resolved.manifest_bytes.len(), manifest);
-        let index = resolved.index.as_ref().map(|(d, _)| d.clone());
-        self.record(Some(key), &digest, Some((size, index)), true)
-            .await?;
-        tracing::info!(
-            reference = %key,
-            %digest,
-            bytes,
-            layers = manifest.layers.len(),
-            elapsed_ms = start.elapsed().as_millis() as u64,
-            "pulled image"
-        );
-        Ok(Image {
-            reference: key.to_string(),
-            digest,
-            layers,
-            config,
-        })
+        Ok(bytes)
     }
 
     /// Whether the image's layer directories fit in one overlay `lowerdir=` option.
@@ -121,20 +152,20 @@ impl ImageStore {
         digest: &str,
         specs: &[LayerSpec],
     ) -> Result<Vec<PathBuf>, ImageError> {
-        let unpack_err = |layer: &str, message: String| ImageError::Unpack {
+        let unpack_err = |layer: &str, reason: LayerError| ImageError::Unpack {
             reference: key.to_string(),
             layer: layer.to_string(),
-            message,
+            reason,
         };
         let start = Instant::now();
         let blob_path = |spec: &LayerSpec| {
             self.blobs
                 .path(&spec.blob)
-                .ok_or_else(|| unpack_err(&spec.blob, "not a sha256 digest".into()))
+                .ok_or_else(|| unpack_err(&spec.blob, LayerError::NotSha256))
         };
         if !self.fits_overlay(specs) {
             let hex = store::sha256_hex(digest)
-                .ok_or_else(|| unpack_err(digest, "not a sha256 digest".into()))?
+                .ok_or_else(|| unpack_err(digest, LayerError::NotSha256))?
                 .to_string();
             tracing::info!(reference = %key, layers = specs.len(), "too many layers for one overlay mount: flattening");
             let lock = self.lock_for(&format!("flatten {digest}"));
@@ -149,11 +180,11 @@ impl ImageStore {
                 key.to_string(),
             );
             let built = blocking(move || {
-                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, message)| {
+                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, reason)| {
                     ImageError::Unpack {
                         reference: k,
                         layer,
-                        message,
+                        reason,
                     }
                 })
             })
@@ -171,17 +202,17 @@ impl ImageStore {
                 self.max_layer_size,
             );
             let dir = blocking(move || {
-                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|message| {
+                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|reason| {
                     ImageError::Unpack {
                         reference: String::new(),
                         layer: s.blob.clone(),
-                        message,
+                        reason,
                     }
                 })
             })
             .await
             .map_err(|e| match e {
-                ImageError::Unpack { layer, message, .. } => unpack_err(&layer, message),
+                ImageError::Unpack { layer, reason, .. } => unpack_err(&layer, reason),
                 other => other,
             })?;
             dirs.push(dir);
@@ -215,9 +246,9 @@ pub(super) fn layer_specs(
         .zip(diff_ids)
         .map(|(l, diff_id)| {
             let compression =
-                Compression::for_media_type(&l.media_type).map_err(|message| ImageError::Pull {
+                Compression::for_media_type(&l.media_type).map_err(|e| ImageError::Pull {
                     reference: key.to_string(),
-                    message: format!("layer {}: {message}", l.digest),
+                    message: format!("layer {}: {e}", l.digest),
                 })?;
             if store::sha256_hex(diff_id).is_none() {
                 return Err(ImageError::Pull {

@@ -284,7 +284,7 @@ fn resolve(db: &Db, what: &str) -> Result<(String, Vec<String>), ImageError> {
             [] => Err(not_found()),
             _ => Err(ImageError::InvalidName {
                 reference: what.to_string(),
-                message: "digest prefix matches several images".into(),
+                reason: reference::ReferenceError::AmbiguousDigest,
             }),
         };
     }

@@ -15,6 +15,23 @@ use super::store::{io_err, sha256_hex, sync_dir, tmp_name};
 use super::unpack::{self, Compression};
 use super::ImageError;
 
+/// Why a layer or flattened rootfs directory could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("diff_id is not a sha256 digest")]
+    DiffIdNotSha256,
+    #[error("not a sha256 digest")]
+    NotSha256,
+    #[error("{0}")]
+    Unpack(unpack::UnpackError),
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("syncing {path}: {error}")]
+    Sync { path: PathBuf, error: io::Error },
+    #[error("{0}")]
+    Store(Box<ImageError>),
+}
+
 /// Longest `lowerdir=` value we hand to overlayfs. The whole mount option string must fit in
 /// one page (4096 bytes) together with `upperdir=`/`workdir=`; longer stacks are flattened.
 pub const MAX_LOWERDIR_LEN: usize = 3072;
@@ -44,8 +61,8 @@ pub fn unpack_layer(
     spec: &LayerSpec,
     blob: &Path,
     max_size: u64,
-) -> Result<PathBuf, String> {
-    let target = layer_dir(layers, &spec.diff_id).ok_or("diff_id is not a sha256 digest")?;
+) -> Result<PathBuf, LayerError> {
+    let target = layer_dir(layers, &spec.diff_id).ok_or(LayerError::DiffIdNotSha256)?;
     if target.is_dir() {
         return Ok(target);
     }
@@ -57,7 +74,7 @@ pub fn unpack_layer(
     build_dir(layers, &target, |tmp| {
         unpack::apply_layer_file(blob, spec.compression, tmp, &opts)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(LayerError::Unpack)
     })?;
     Ok(target)
 }
@@ -68,7 +85,7 @@ pub fn flatten(
     hex: &str,
     layers: &[(LayerSpec, PathBuf)],
     max_size: u64,
-) -> Result<PathBuf, (String, String)> {
+) -> Result<PathBuf, (String, LayerError)> {
     let target = rootfs.join(hex);
     if target.is_dir() {
         return Ok(target);
@@ -83,7 +100,7 @@ pub fn flatten(
                 diff_id: Some(spec.diff_id.clone()),
             };
             unpack::apply_layer_file(blob, spec.compression, tmp, &opts)
-                .map_err(|e| e.to_string())?;
+                .map_err(LayerError::Unpack)?;
         }
         failed_layer.clear();
         Ok(())
@@ -96,14 +113,21 @@ pub fn flatten(
 fn build_dir(
     parent: &Path,
     target: &Path,
-    fill: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), String> {
+    fill: impl FnOnce(&Path) -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
     let stem = target.file_name().and_then(|n| n.to_str()).unwrap_or("dir");
     let tmp = parent.join(tmp_name(stem));
-    fs::create_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| LayerError::Io { path, error }
+    };
+    fs::create_dir(&tmp).map_err(io(&tmp))?;
     let result = (|| {
         fill(&tmp)?;
-        syncfs(&tmp).map_err(|e| e.to_string())?;
+        syncfs(&tmp).map_err(|error| LayerError::Sync {
+            path: tmp.clone(),
+            error,
+        })?;
         match fs::rename(&tmp, target) {
             Ok(()) => {}
             // Another process finished the same directory first: identical content, keep theirs.
@@ -113,9 +137,9 @@ fn build_dir(
             {
                 let _ = remove_tree(&tmp);
             }
-            Err(e) => return Err(format!("{}: {e}", target.display())),
+            Err(e) => return Err(io(target)(e)),
         }
-        sync_dir(parent).map_err(|e| e.to_string())
+        sync_dir(parent).map_err(|e| LayerError::Store(Box::new(e)))
     })();
     if result.is_err() {
         let _ = remove_tree(&tmp);

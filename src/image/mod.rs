@@ -33,15 +33,17 @@ use futures_util::StreamExt;
 use oci_client::manifest::OciImageManifest;
 use oci_client::Reference;
 
-pub use archive::Imported;
+pub use archive::{ArchiveError, Imported};
 use fetch::layer_specs;
 pub use gc::{GcPolicy, GcReport, ImageInfo};
+pub use layers::LayerError;
 use layers::LayerSpec;
-pub use pull::Progress;
-pub use reference::parse as parse_reference;
+pub use pull::{ManifestError, Progress};
+pub use reference::{parse as parse_reference, ReferenceError};
 pub use store::now_unix;
 use store::{io_err, Blobs, DbFile};
 use unpack::Compression;
+pub use unpack::UnsupportedMediaType;
 
 /// Default `--max-layer-size`: the unpacked size (file data + 512 bytes per entry) of one layer.
 pub const DEFAULT_MAX_LAYER_SIZE: u64 = 16 << 30;
@@ -108,8 +110,11 @@ impl Default for StoreOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("invalid image name {reference:?}: {message}")]
-    InvalidName { reference: String, message: String },
+    #[error("invalid image name {reference:?}: {reason}")]
+    InvalidName {
+        reference: String,
+        reason: reference::ReferenceError,
+    },
     #[error("pull {reference}: {message}")]
     Pull { reference: String, message: String },
     #[error("image {reference} is not present and imagePullPolicy is Never")]
@@ -121,8 +126,17 @@ pub enum ImageError {
         reference: String,
         containers: Vec<String>,
     },
-    #[error("import {path}: {message}")]
-    Import { path: PathBuf, message: String },
+    #[error("import {path}: {reason}")]
+    Import {
+        path: PathBuf,
+        reason: archive::ArchiveError,
+    },
+    /// The registry's manifest for the reference could not be fetched or used.
+    #[error("pull {reference}: {reason}")]
+    Manifest {
+        reference: String,
+        reason: pull::ManifestError,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -132,11 +146,11 @@ pub enum ImageError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     Digest { expected: String, actual: String },
     /// A layer could not be applied (unsafe or corrupt archive, or a filesystem error).
-    #[error("unpack {reference} layer {layer}: {message}")]
+    #[error("unpack {reference} layer {layer}: {reason}")]
     Unpack {
         reference: String,
         layer: String,
-        message: String,
+        reason: layers::LayerError,
     },
 }
 

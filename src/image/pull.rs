@@ -19,6 +19,32 @@ use sha2::{Digest, Sha256};
 use super::store::{BlobWriter, Blobs};
 use super::ImageError;
 
+/// Why the manifest a reference names could not be fetched or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("fetch manifest: {}", chain(.0))]
+    Fetch(oci_client::errors::OciDistributionError),
+    #[error("manifest digest mismatch: expected {expected}, got {actual}")]
+    Digest { expected: String, actual: String },
+    #[error("no manifest for {platform} in image index (offers {})", offers.join(", "))]
+    NoPlatform {
+        platform: String,
+        offers: Vec<String>,
+    },
+    #[error("image index entry is itself an index")]
+    NestedIndex,
+    #[error("invalid manifest: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported manifest schema version {0:?}")]
+    SchemaVersion(Option<u32>),
+    #[error("unsupported manifest media type {0}")]
+    MediaType(String),
+    #[error("invalid image index: {0}")]
+    Index(serde_json::Error),
+    #[error("invalid image manifest: {0}")]
+    Manifest(serde_json::Error),
+}
+
 const MANIFEST_TYPES: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE,
@@ -100,8 +126,8 @@ impl Registry {
 
 impl Session {
     /// Fetches the manifest `reference` names, descending through an index to this host's
-    /// platform. Errors are messages for `ImageError::Pull`.
-    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, String> {
+    /// platform.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, ManifestError> {
         let (bytes, digest) = self.manifest(reference, reference.digest()).await?;
         match parse_manifest(&bytes)? {
             Parsed::Image(manifest) => Ok(Resolved {
@@ -111,15 +137,11 @@ impl Session {
                 index: None,
             }),
             Parsed::Index(index) => {
-                let entry = select_platform(&index.manifests).ok_or_else(|| {
-                    let have: Vec<String> =
-                        index.manifests.iter().filter_map(platform_string).collect();
-                    format!(
-                        "no manifest for {} in image index (offers {})",
-                        host_platform(),
-                        have.join(", ")
-                    )
-                })?;
+                let entry =
+                    select_platform(&index.manifests).ok_or_else(|| ManifestError::NoPlatform {
+                        platform: host_platform(),
+                        offers: index.manifests.iter().filter_map(platform_string).collect(),
+                    })?;
                 let by_digest = reference.clone_with_digest(entry.digest.clone());
                 let (mbytes, mdigest) = self.manifest(&by_digest, Some(&entry.digest)).await?;
                 match parse_manifest(&mbytes)? {
@@ -129,7 +151,7 @@ impl Session {
                         manifest,
                         index: Some((digest, bytes)),
                     }),
-                    Parsed::Index(_) => Err("image index entry is itself an index".into()),
+                    Parsed::Index(_) => Err(ManifestError::NestedIndex),
                 }
             }
         }
@@ -140,18 +162,19 @@ impl Session {
         &self,
         reference: &Reference,
         expected: Option<&str>,
-    ) -> Result<(Vec<u8>, String), String> {
+    ) -> Result<(Vec<u8>, String), ManifestError> {
         let (bytes, _) = self
             .client
             .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
             .await
-            .map_err(|e| format!("fetch manifest: {}", chain(&e)))?;
+            .map_err(ManifestError::Fetch)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         if let Some(expected) = expected {
             if expected != digest {
-                return Err(format!(
-                    "manifest digest mismatch: expected {expected}, got {digest}"
-                ));
+                return Err(ManifestError::Digest {
+                    expected: expected.to_string(),
+                    actual: digest,
+                });
             }
         }
         Ok((bytes.to_vec(), digest))
@@ -278,7 +301,7 @@ pub(super) enum Parsed {
     Index(OciImageIndex),
 }
 
-pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
+pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, ManifestError> {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "schemaVersion")]
@@ -287,28 +310,24 @@ pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, String> {
         media_type: Option<String>,
         manifests: Option<serde_json::Value>,
     }
-    let probe: Probe =
-        serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
+    let probe: Probe = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
     if probe.schema_version != Some(2) {
-        return Err(format!(
-            "unsupported manifest schema version {:?}",
-            probe.schema_version
-        ));
+        return Err(ManifestError::SchemaVersion(probe.schema_version));
     }
     let is_index = match probe.media_type.as_deref() {
         Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => true,
         Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => false,
-        Some(other) => return Err(format!("unsupported manifest media type {other}")),
+        Some(other) => return Err(ManifestError::MediaType(other.to_string())),
         None => probe.manifests.is_some(),
     };
     if is_index {
         serde_json::from_slice(bytes)
             .map(Parsed::Index)
-            .map_err(|e| format!("invalid image index: {e}"))
+            .map_err(ManifestError::Index)
     } else {
         serde_json::from_slice(bytes)
             .map(Parsed::Image)
-            .map_err(|e| format!("invalid image manifest: {e}"))
+            .map_err(ManifestError::Manifest)
     }
 }
 

@@ -24,6 +24,36 @@ use oci_client::Reference;
 
 use super::ImageError;
 
+/// Why a string is not an image reference (distribution's grammar, docker's rules).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("repository name must have at least one component")]
+    Empty,
+    #[error("leading or trailing whitespace")]
+    Whitespace,
+    #[error("repository name must not be more than {NAME_MAX} characters")]
+    TooLong,
+    #[error("invalid registry host {0:?}")]
+    Registry(String),
+    #[error("invalid port in registry {0:?}")]
+    Port(String),
+    #[error("repository name must be lowercase")]
+    Uppercase,
+    #[error("invalid repository name component {0:?}")]
+    Component(String),
+    #[error("invalid tag {0:?}")]
+    Tag(String),
+    #[error("invalid digest {0:?}")]
+    Digest(String),
+    #[error("unsupported digest algorithm in {0}")]
+    Algorithm(String),
+    #[error("invalid digest {0:?}: sha256 needs 64 lower-case hex digits")]
+    DigestHex(String),
+    /// A short digest given to `rmi` names more than one image.
+    #[error("digest prefix matches several images")]
+    AmbiguousDigest,
+}
+
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_LEGACY: &str = "index.docker.io";
 const DEFAULT_TAG: &str = "latest";
@@ -36,9 +66,9 @@ const TAG_MAX: usize = 128;
 /// A reference carrying both a tag and a digest keeps both in its normalised form; the digest is
 /// what is pulled.
 pub fn parse(reference: &str) -> Result<Reference, ImageError> {
-    split(reference).map_err(|message| ImageError::InvalidName {
+    split(reference).map_err(|reason| ImageError::InvalidName {
         reference: reference.to_string(),
-        message,
+        reason,
     })
 }
 
@@ -47,12 +77,12 @@ pub fn normalised(reference: &Reference) -> String {
     reference.whole()
 }
 
-fn split(s: &str) -> Result<Reference, String> {
+fn split(s: &str) -> Result<Reference, ReferenceError> {
     if s.is_empty() {
-        return Err("repository name must have at least one component".into());
+        return Err(ReferenceError::Empty);
     }
     if s.trim() != s {
-        return Err("leading or trailing whitespace".into());
+        return Err(ReferenceError::Whitespace);
     }
     let (rest, digest) = match s.split_once('@') {
         Some((rest, digest)) => (rest, Some(check_digest(digest)?)),
@@ -69,9 +99,7 @@ fn split(s: &str) -> Result<Reference, String> {
     };
     let (registry, repository) = split_domain(name)?;
     if registry.len() + 1 + repository.len() > NAME_MAX {
-        return Err(format!(
-            "repository name must not be more than {NAME_MAX} characters"
-        ));
+        return Err(ReferenceError::TooLong);
     }
     Ok(match (tag, digest) {
         (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
@@ -82,7 +110,7 @@ fn split(s: &str) -> Result<Reference, String> {
 }
 
 /// Splits `name` into (registry, repository), checking both and applying docker.io's defaults.
-fn split_domain(name: &str) -> Result<(String, String), String> {
+fn split_domain(name: &str) -> Result<(String, String), ReferenceError> {
     let (domain, path) = match name.split_once('/') {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
@@ -108,15 +136,15 @@ fn split_domain(name: &str) -> Result<(String, String), String> {
     Ok((domain.to_string(), repository))
 }
 
-fn check_domain(domain: &str) -> Result<(), String> {
-    let bad = || format!("invalid registry host {domain:?}");
+fn check_domain(domain: &str) -> Result<(), ReferenceError> {
+    let bad = || ReferenceError::Registry(domain.to_string());
     let (host, port) = match domain.split_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (domain, None),
     };
     if let Some(port) = port {
         if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("invalid port in registry {domain:?}"));
+            return Err(ReferenceError::Port(domain.to_string()));
         }
     }
     for label in host.split('.') {
@@ -132,12 +160,12 @@ fn check_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_path_component(component: &str) -> Result<(), String> {
+fn check_path_component(component: &str) -> Result<(), ReferenceError> {
     if component.bytes().any(|b| b.is_ascii_uppercase()) {
         // docker refuses upper-case repository names; the registry would refuse them later anyway.
-        return Err("repository name must be lowercase".into());
+        return Err(ReferenceError::Uppercase);
     }
-    let bad = || format!("invalid repository name component {component:?}");
+    let bad = || ReferenceError::Component(component.to_string());
     let b = component.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -167,7 +195,7 @@ fn check_path_component(component: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_tag(tag: &str) -> Result<String, String> {
+fn check_tag(tag: &str) -> Result<String, ReferenceError> {
     let b = tag.as_bytes();
     let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
     let ok = !b.is_empty()
@@ -177,21 +205,19 @@ fn check_tag(tag: &str) -> Result<String, String> {
     if ok {
         Ok(tag.to_string())
     } else {
-        Err(format!("invalid tag {tag:?}"))
+        Err(ReferenceError::Tag(tag.to_string()))
     }
 }
 
-fn check_digest(digest: &str) -> Result<String, String> {
+fn check_digest(digest: &str) -> Result<String, ReferenceError> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err(format!("invalid digest {digest:?}"));
+        return Err(ReferenceError::Digest(digest.to_string()));
     };
     if algorithm != "sha256" {
-        return Err(format!("unsupported digest algorithm in {digest}"));
+        return Err(ReferenceError::Algorithm(digest.to_string()));
     }
     if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!(
-            "invalid digest {digest:?}: sha256 needs 64 lower-case hex digits"
-        ));
+        return Err(ReferenceError::DigestHex(digest.to_string()));
     }
     Ok(digest.to_string())
 }

@@ -66,6 +66,11 @@ pub enum UnpackError {
     DiffId { expected: String, actual: String },
 }
 
+/// A layer media type hostlet cannot unpack (or one that is not a layer at all).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported layer media type {0}")]
+pub struct UnsupportedMediaType(pub String);
+
 /// How a layer is applied.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -104,8 +109,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Errors (with a message) for media types that are not image layers or are unsupported.
-    pub fn for_media_type(media_type: &str) -> Result<Self, String> {
+    /// Errors for media types that are not image layers or are unsupported.
+    pub fn for_media_type(media_type: &str) -> Result<Self, UnsupportedMediaType> {
         match media_type {
             "application/vnd.oci.image.layer.v1.tar"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar"
@@ -117,7 +122,7 @@ impl Compression {
             "application/vnd.oci.image.layer.v1.tar+zstd"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
             | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Self::Zstd),
-            m => Err(format!("unsupported layer media type {m}")),
+            m => Err(UnsupportedMediaType(m.to_string())),
         }
     }
 }
@@ -235,10 +240,7 @@ impl Layer<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry.path().map_err(UnpackError::Archive)?.into_owned();
         let name = raw.display().to_string();
-        let io = |op: &'static str| {
-            let entry = name.clone();
-            move |source| UnpackError::Io { entry, op, source }
-        };
+        let io = |op| io_err(&name, op);
         let kind = entry.header().entry_type();
         if matches!(
             kind,
@@ -261,34 +263,8 @@ impl Layer<'_> {
             return Err(unsafe_entry(&name, "non-directory entry names the root"));
         };
 
-        // Whiteouts.
         if let Some(hidden) = last.to_str().and_then(|s| s.strip_prefix(WHITEOUT_PREFIX)) {
-            // In overlay mode the whiteout must exist even where this layer has no parent dir.
-            let Some((dir, dir_rel)) = self.resolve_dir(&comps, self.overlay, &name)? else {
-                return Ok(()); // parent absent: nothing to hide
-            };
-            if last == WHITEOUT_OPAQUE {
-                self.mark(&dir_rel);
-                if self.overlay {
-                    return lsetxattr(&dir, b"trusted.overlay.opaque", b"y")
-                        .map_err(io("mark directory opaque"));
-                }
-                return self
-                    .opaque(&dir, &dir_rel)
-                    .map_err(io("apply opaque whiteout"));
-            }
-            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
-                return Err(unsafe_entry(&name, "malformed whiteout"));
-            }
-            if !self.written.contains(&dir_rel.join(hidden)) {
-                let target = dir.join(hidden);
-                remove_nofollow(&target).map_err(io("apply whiteout"))?;
-                if self.overlay {
-                    mknod(&target, libc::S_IFCHR | 0o600, libc::makedev(0, 0))
-                        .map_err(io("create overlay whiteout"))?;
-                }
-            }
-            return Ok(());
+            return self.whiteout(&comps, last == WHITEOUT_OPAQUE, hidden, &name);
         }
 
         let (dir, dir_rel) = self.resolve_dir(&comps, true, &name)?.expect("created");
@@ -308,76 +284,15 @@ impl Layer<'_> {
                 self.dir_times.push((target, mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                remove_nofollow(&target).map_err(io("replace"))?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&target)
-                    .map_err(io("create"))?;
-                io::copy(entry, &mut f).map_err(io("write"))?;
-                std::os::unix::fs::fchown(&f, Some(uid(&header)), Some(gid(&header)))
-                    .map_err(io("chown"))?;
-                f.set_permissions(fs::Permissions::from_mode(mode(&header)))
-                    .map_err(io("chmod"))?;
-                self.xattrs(entry, &target, &name)?;
-                f.set_times(file_times(mtime)).map_err(io("set mtime"))?;
+                self.regular(entry, &target, &header, &name)?
             }
-            EntryType::Symlink => {
-                let link = entry.link_name().map_err(UnpackError::Archive)?;
-                let link = link
-                    .ok_or_else(|| unsafe_entry(&name, "symlink without target"))?
-                    .into_owned();
-                remove_nofollow(&target).map_err(io("replace"))?;
-                std::os::unix::fs::symlink(&*link, &target).map_err(io("symlink"))?;
-                std::os::unix::fs::lchown(&target, Some(uid(&header)), Some(gid(&header)))
-                    .map_err(io("chown"))?;
-                self.xattrs(entry, &target, &name)?;
-                set_times_nofollow(&target, mtime).map_err(io("set mtime"))?;
-            }
-            EntryType::Link => {
-                let link = entry.link_name().map_err(UnpackError::Archive)?;
-                let link = link
-                    .ok_or_else(|| unsafe_entry(&name, "hardlink without target"))?
-                    .into_owned();
-                let mut lcomps = clean(&link)
-                    .map_err(|r| unsafe_entry(&name, &format!("hardlink target {r}")))?;
-                let llast = lcomps
-                    .pop()
-                    .ok_or_else(|| unsafe_entry(&name, "hardlink to the root"))?;
-                let (ldir, _) = self
-                    .resolve_dir(&lcomps, false, &name)?
-                    .ok_or_else(|| unsafe_entry(&name, "hardlink target does not exist"))?;
-                let source = ldir.join(&llast);
-                match fs::symlink_metadata(&source) {
-                    Ok(m) if m.is_dir() => {
-                        return Err(unsafe_entry(&name, "hardlink to a directory"))
-                    }
-                    Ok(_) => {}
-                    Err(_) => return Err(unsafe_entry(&name, "hardlink target does not exist")),
-                }
-                if source != target {
-                    remove_nofollow(&target).map_err(io("replace"))?;
-                    // link(2) does not follow a symlink named by `source`.
-                    fs::hard_link(&source, &target).map_err(io("hardlink"))?;
-                }
-            }
+            EntryType::Symlink => self.symlink(entry, &target, &header, &name)?,
+            EntryType::Link => self.hardlink(entry, &target, &name)?,
             EntryType::Char | EntryType::Block => {
                 tracing::warn!(entry = %name, major = ?header.device_major().ok().flatten(), minor = ?header.device_minor().ok().flatten(), "skipping device node in image layer");
                 return Ok(());
             }
-            EntryType::Fifo => {
-                remove_nofollow(&target).map_err(io("replace"))?;
-                mknod(&target, libc::S_IFIFO | 0o600, 0).map_err(io("mknod"))?;
-                std::os::unix::fs::lchown(&target, Some(uid(&header)), Some(gid(&header)))
-                    .map_err(io("chown"))?;
-                // We just created `target` as a device or fifo (not a symlink) in our private tree.
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode(&header)))
-                    .map_err(io("chmod"))?;
-                self.xattrs(entry, &target, &name)?;
-                set_times_nofollow(&target, mtime).map_err(io("set mtime"))?;
-            }
+            EntryType::Fifo => self.fifo(entry, &target, &header, &name)?,
             other => {
                 tracing::debug!(entry = %name, kind = ?other, "skipping unsupported tar entry type");
                 return Ok(());
@@ -385,6 +300,142 @@ impl Layer<'_> {
         }
         self.mark(&rel);
         Ok(())
+    }
+
+    /// A whiteout in directory `comps`: `.wh..wh..opq` (`opaque`) hides the directory's
+    /// lower content, `.wh.<hidden>` one lower entry.
+    fn whiteout(
+        &mut self,
+        comps: &[OsString],
+        opaque: bool,
+        hidden: &str,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = |op| io_err(name, op);
+        // In overlay mode the whiteout must exist even where this layer has no parent dir.
+        let Some((dir, dir_rel)) = self.resolve_dir(comps, self.overlay, name)? else {
+            return Ok(()); // parent absent: nothing to hide
+        };
+        if opaque {
+            self.mark(&dir_rel);
+            if self.overlay {
+                return lsetxattr(&dir, b"trusted.overlay.opaque", b"y")
+                    .map_err(io("mark directory opaque"));
+            }
+            return self
+                .opaque(&dir, &dir_rel)
+                .map_err(io("apply opaque whiteout"));
+        }
+        if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+            return Err(unsafe_entry(name, "malformed whiteout"));
+        }
+        if !self.written.contains(&dir_rel.join(hidden)) {
+            let target = dir.join(hidden);
+            remove_nofollow(&target).map_err(io("apply whiteout"))?;
+            if self.overlay {
+                mknod(&target, libc::S_IFCHR | 0o600, libc::makedev(0, 0))
+                    .map_err(io("create overlay whiteout"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn regular<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        target: &Path,
+        header: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = |op| io_err(name, op);
+        remove_nofollow(target).map_err(io("replace"))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target)
+            .map_err(io("create"))?;
+        io::copy(entry, &mut f).map_err(io("write"))?;
+        std::os::unix::fs::fchown(&f, Some(uid(header)), Some(gid(header))).map_err(io("chown"))?;
+        f.set_permissions(fs::Permissions::from_mode(mode(header)))
+            .map_err(io("chmod"))?;
+        self.xattrs(entry, target, name)?;
+        f.set_times(file_times(header.mtime().unwrap_or(0)))
+            .map_err(io("set mtime"))
+    }
+
+    fn symlink<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        target: &Path,
+        header: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = |op| io_err(name, op);
+        let link = entry.link_name().map_err(UnpackError::Archive)?;
+        let link = link
+            .ok_or_else(|| unsafe_entry(name, "symlink without target"))?
+            .into_owned();
+        remove_nofollow(target).map_err(io("replace"))?;
+        std::os::unix::fs::symlink(&*link, target).map_err(io("symlink"))?;
+        std::os::unix::fs::lchown(target, Some(uid(header)), Some(gid(header)))
+            .map_err(io("chown"))?;
+        self.xattrs(entry, target, name)?;
+        set_times_nofollow(target, header.mtime().unwrap_or(0)).map_err(io("set mtime"))
+    }
+
+    /// A hard link to an entry already in the tree (never a directory, never outside it).
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        target: &Path,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = |op| io_err(name, op);
+        let link = entry.link_name().map_err(UnpackError::Archive)?;
+        let link = link
+            .ok_or_else(|| unsafe_entry(name, "hardlink without target"))?
+            .into_owned();
+        let mut lcomps =
+            clean(&link).map_err(|r| unsafe_entry(name, &format!("hardlink target {r}")))?;
+        let llast = lcomps
+            .pop()
+            .ok_or_else(|| unsafe_entry(name, "hardlink to the root"))?;
+        let (ldir, _) = self
+            .resolve_dir(&lcomps, false, name)?
+            .ok_or_else(|| unsafe_entry(name, "hardlink target does not exist"))?;
+        let source = ldir.join(&llast);
+        match fs::symlink_metadata(&source) {
+            Ok(m) if m.is_dir() => return Err(unsafe_entry(name, "hardlink to a directory")),
+            Ok(_) => {}
+            Err(_) => return Err(unsafe_entry(name, "hardlink target does not exist")),
+        }
+        if source != target {
+            remove_nofollow(target).map_err(io("replace"))?;
+            // link(2) does not follow a symlink named by `source`.
+            fs::hard_link(&source, target).map_err(io("hardlink"))?;
+        }
+        Ok(())
+    }
+
+    fn fifo<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        target: &Path,
+        header: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = |op| io_err(name, op);
+        remove_nofollow(target).map_err(io("replace"))?;
+        mknod(target, libc::S_IFIFO | 0o600, 0).map_err(io("mknod"))?;
+        std::os::unix::fs::lchown(target, Some(uid(header)), Some(gid(header)))
+            .map_err(io("chown"))?;
+        // We just created `target` as a device or fifo (not a symlink) in our private tree.
+        fs::set_permissions(target, fs::Permissions::from_mode(mode(header)))
+            .map_err(io("chmod"))?;
+        self.xattrs(entry, target, name)?;
+        set_times_nofollow(target, header.mtime().unwrap_or(0)).map_err(io("set mtime"))
     }
 
     /// Records `rel` and its ancestors as written by this layer.
@@ -529,6 +580,15 @@ impl Layer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The error of an I/O operation `op` on the entry `name` (allocating only on failure).
+fn io_err<'a>(name: &'a str, op: &'static str) -> impl FnOnce(io::Error) -> UnpackError + 'a {
+    move |source| UnpackError::Io {
+        entry: name.to_string(),
+        op,
+        source,
     }
 }
 

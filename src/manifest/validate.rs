@@ -66,6 +66,13 @@ fn validate_metadata(pod: &Pod, node: &str, errors: &mut Vec<FieldError>) {
 
 fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     let value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    pod_fields(spec, &value, errors);
+    let volumes = validate_volumes(spec, &value, errors);
+    validate_containers(spec, &value, &volumes, errors);
+}
+
+/// The pod-level fields: API references, policies, hostname, namespaces, grace period.
+fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
     api_references(spec, errors);
     if spec
         .ephemeral_containers
@@ -77,7 +84,7 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             "static pods may not have ephemeral containers",
         ));
     }
-    check_fields(&value, "spec", support::POD_SPEC, errors);
+    check_fields(value, "spec", support::POD_SPEC, errors);
 
     one_of(
         spec.restart_policy.as_deref(),
@@ -113,8 +120,16 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             "must be greater than or equal to 0",
         ));
     }
+}
 
-    let volumes = validate_volumes(spec, &value, errors);
+/// Containers and init containers: each one's fields, unique names, and the rules on
+/// `restartPolicy` (sidecars) and probes of init containers.
+fn validate_containers(
+    spec: &PodSpec,
+    value: &Value,
+    volumes: &HashSet<String>,
+    errors: &mut Vec<FieldError>,
+) {
     if spec.containers.is_empty() {
         errors.push(FieldError::new(
             "spec.containers",
@@ -129,7 +144,7 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             c,
             &path,
             &value["containers"][i],
-            &volumes,
+            volumes,
             host_network,
             errors,
         );
@@ -138,7 +153,7 @@ fn validate_spec(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let path = format!("spec.initContainers[{i}]");
         let v = &value["initContainers"][i];
-        validate_container(c, &path, v, &volumes, host_network, errors);
+        validate_container(c, &path, v, volumes, host_network, errors);
         unique_name(c, &path, &mut names, errors);
         // Only init containers have a restartPolicy, and only Always (a sidecar).
         if c.restart_policy.as_deref().is_some_and(|p| p != "Always") {
@@ -323,71 +338,81 @@ fn validate_volumes(
             ));
         }
         for (kind, source) in sources {
-            let spath = format!("{path}.{kind}");
-            if let Some((_, resource)) = API_VOLUME_SOURCES.iter().find(|(k, _)| k == kind) {
-                errors.push(FieldError::api_reference(spath, resource));
-            } else if kind == "projected" {
-                let before = errors.len();
-                for (k, projection) in source["sources"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    for (pkind, resource) in API_PROJECTIONS {
-                        if projection.get(*pkind).is_some_and(|v| !v.is_null()) {
-                            errors.push(FieldError::api_reference(
-                                format!("{spath}.sources[{k}].{pkind}"),
-                                resource,
-                            ));
-                        }
-                    }
-                }
-                let only_downward = source["sources"].as_array().is_some_and(|a| {
-                    a.iter().all(|p| {
-                        p.as_object().is_some_and(|o| {
-                            o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null())
-                        })
-                    })
-                });
-                if errors.len() == before && !only_downward {
-                    errors.push(FieldError::unsupported(spath));
-                }
-            } else if kind == "downwardAPI" {
-                // Items are checked when the pod's volumes are prepared.
-            } else if kind == "hostPath" {
-                check_fields(source, &spath, support::HOST_PATH, errors);
-                let hp = volume.host_path.as_ref();
-                let p = hp.map(|h| h.path.as_str()).unwrap_or_default();
-                if !p.starts_with('/') {
-                    errors.push(FieldError::new(
-                        format!("{spath}.path"),
-                        "must be an absolute path",
-                    ));
-                }
-                one_of(
-                    hp.and_then(|h| h.type_.as_deref()),
-                    &format!("{spath}.type"),
-                    HOST_PATH_TYPES,
-                    errors,
-                );
-            } else if kind == "emptyDir" {
-                check_fields(source, &spath, support::EMPTY_DIR, errors);
-                let ed = volume.empty_dir.as_ref();
-                match ed.and_then(|e| e.medium.as_deref()) {
-                    None | Some("") | Some("Memory") => {}
-                    Some(_) => errors.push(FieldError::unsupported(format!("{spath}.medium"))),
-                }
-                if let Some(q) = ed.and_then(|e| e.size_limit.as_ref()) {
-                    quantity(q, &format!("{spath}.sizeLimit"), parse_memory_bytes, errors);
-                }
-            } else {
-                debug_assert!(!support::VOLUME_SOURCES.contains(&kind.as_str()));
-                errors.push(FieldError::unsupported(spath));
-            }
+            volume_source(volume, kind, source, &format!("{path}.{kind}"), errors);
         }
     }
     names
+}
+
+/// One source of a volume: the kinds hostlet supports, checked; API-backed and other
+/// kinds refused.
+fn volume_source(
+    volume: &k8s_openapi::api::core::v1::Volume,
+    kind: &str,
+    source: &Value,
+    spath: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some((_, resource)) = API_VOLUME_SOURCES.iter().find(|(k, _)| *k == kind) {
+        errors.push(FieldError::api_reference(spath, resource));
+    } else if kind == "projected" {
+        let before = errors.len();
+        for (k, projection) in source["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (pkind, resource) in API_PROJECTIONS {
+                if projection.get(*pkind).is_some_and(|v| !v.is_null()) {
+                    errors.push(FieldError::api_reference(
+                        format!("{spath}.sources[{k}].{pkind}"),
+                        resource,
+                    ));
+                }
+            }
+        }
+        let only_downward = source["sources"].as_array().is_some_and(|a| {
+            a.iter().all(|p| {
+                p.as_object()
+                    .is_some_and(|o| o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null()))
+            })
+        });
+        if errors.len() == before && !only_downward {
+            errors.push(FieldError::unsupported(spath));
+        }
+    } else if kind == "downwardAPI" {
+        // Items are checked when the pod's volumes are prepared.
+    } else if kind == "hostPath" {
+        check_fields(source, spath, support::HOST_PATH, errors);
+        let hp = volume.host_path.as_ref();
+        let p = hp.map(|h| h.path.as_str()).unwrap_or_default();
+        if !p.starts_with('/') {
+            errors.push(FieldError::new(
+                format!("{spath}.path"),
+                "must be an absolute path",
+            ));
+        }
+        one_of(
+            hp.and_then(|h| h.type_.as_deref()),
+            &format!("{spath}.type"),
+            HOST_PATH_TYPES,
+            errors,
+        );
+    } else if kind == "emptyDir" {
+        check_fields(source, spath, support::EMPTY_DIR, errors);
+        let ed = volume.empty_dir.as_ref();
+        match ed.and_then(|e| e.medium.as_deref()) {
+            None | Some("") | Some("Memory") => {}
+            Some(_) => errors.push(FieldError::unsupported(format!("{spath}.medium"))),
+        }
+        if let Some(q) = ed.and_then(|e| e.size_limit.as_ref()) {
+            quantity(q, &format!("{spath}.sizeLimit"), parse_memory_bytes, errors);
+        }
+    } else {
+        debug_assert!(!support::VOLUME_SOURCES.contains(&kind));
+        errors.push(FieldError::unsupported(spath));
+    }
 }
 
 /// An absent or empty value is fine (a default applies); anything else must be in `allowed`.

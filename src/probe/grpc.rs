@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::net;
+use super::{net, ProbeError};
 
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 const SERVING: u64 = 1;
@@ -46,32 +46,34 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// The `status` of a `HealthCheckResponse` frame (0 = UNKNOWN when absent).
-pub fn response_status(frame: &[u8]) -> Result<u64, String> {
+pub fn response_status(frame: &[u8]) -> Result<u64, ProbeError> {
     if frame.len() < 5 {
-        return Err("short gRPC response".into());
+        return Err(ProbeError::GrpcShort);
     }
     if frame[0] != 0 {
-        return Err("compressed gRPC responses are not supported".into());
+        return Err(ProbeError::GrpcCompressed);
     }
     let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
-    let mut msg = frame.get(5..5 + len).ok_or("truncated gRPC response")?;
+    let mut msg = frame.get(5..5 + len).ok_or(ProbeError::GrpcTruncated)?;
     let mut status = 0;
     while !msg.is_empty() {
-        let (key, n) = varint(msg).ok_or("malformed protobuf")?;
+        let (key, n) = varint(msg).ok_or(ProbeError::Protobuf)?;
         msg = &msg[n..];
         match key & 7 {
             0 => {
-                let (v, n) = varint(msg).ok_or("malformed protobuf")?;
+                let (v, n) = varint(msg).ok_or(ProbeError::Protobuf)?;
                 if key >> 3 == 1 {
                     status = v;
                 }
                 msg = &msg[n..];
             }
             2 => {
-                let (l, n) = varint(msg).ok_or("malformed protobuf")?;
-                msg = msg.get(n + l as usize..).ok_or("malformed protobuf")?;
+                let (l, n) = varint(msg).ok_or(ProbeError::Protobuf)?;
+                msg = msg
+                    .get(n.saturating_add(l as usize)..)
+                    .ok_or(ProbeError::Protobuf)?;
             }
-            _ => return Err("unexpected protobuf wire type".into()),
+            _ => return Err(ProbeError::WireType),
         }
     }
     Ok(status)
@@ -83,18 +85,18 @@ pub async fn check(
     addr: SocketAddr,
     service: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let work = async {
         let std_stream = tokio::task::spawn_blocking(move || net::connect(netns, addr, timeout))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(ProbeError::Task)??;
         std_stream
             .set_nonblocking(true)
-            .map_err(|e| e.to_string())?;
-        let stream = tokio::net::TcpStream::from_std(std_stream).map_err(|e| e.to_string())?;
+            .map_err(ProbeError::Socket)?;
+        let stream = tokio::net::TcpStream::from_std(std_stream).map_err(ProbeError::Socket)?;
         let (client, conn) = h2::client::handshake(stream)
             .await
-            .map_err(|e| format!("http2 handshake: {e}"))?;
+            .map_err(ProbeError::Handshake)?;
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -102,20 +104,17 @@ pub async fn check(
         conn.abort();
         result
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| {
-        format!(
-            "timeout: health rpc did not complete within {}s",
-            timeout.as_secs_f32()
-        )
-    })?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ProbeError::GrpcTimeout(timeout))?
 }
 
 async fn call(
     client: h2::client::SendRequest<Bytes>,
     addr: SocketAddr,
     service: &str,
-) -> Result<(), String> {
-    let mut client = client.ready().await.map_err(|e| e.to_string())?;
+) -> Result<(), ProbeError> {
+    let mut client = client.ready().await.map_err(ProbeError::Http2)?;
     let req = http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}/grpc.health.v1.Health/Check"))
@@ -123,22 +122,22 @@ async fn call(
         .header("te", "trailers")
         .header("user-agent", "kube-probe/1.37")
         .body(())
-        .map_err(|e| e.to_string())?;
-    let (resp, mut send) = client.send_request(req, false).map_err(|e| e.to_string())?;
+        .map_err(ProbeError::Request)?;
+    let (resp, mut send) = client.send_request(req, false).map_err(ProbeError::Http2)?;
     send.send_data(Bytes::from(request_frame(service)), true)
-        .map_err(|e| e.to_string())?;
-    let resp = resp.await.map_err(|e| format!("rpc error: {e}"))?;
+        .map_err(ProbeError::Http2)?;
+    let resp = resp.await.map_err(ProbeError::Rpc)?;
     let (parts, mut body) = resp.into_parts();
     let mut data = Vec::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(ProbeError::Http2)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
         if data.len() > 64 * 1024 {
-            return Err("gRPC response too large".into());
+            return Err(ProbeError::GrpcTooLarge);
         }
     }
-    let trailers = body.trailers().await.map_err(|e| e.to_string())?;
+    let trailers = body.trailers().await.map_err(ProbeError::Http2)?;
     // A trailers-only response carries grpc-status in the headers.
     let grpc_status = trailers
         .as_ref()
@@ -148,14 +147,11 @@ async fn call(
         .unwrap_or("0")
         .to_string();
     if grpc_status != "0" {
-        return Err(format!("rpc error: code = {grpc_status}"));
+        return Err(ProbeError::RpcStatus(grpc_status));
     }
     match response_status(&data)? {
         SERVING => Ok(()),
-        s => Err(format!(
-            "service unhealthy (responded with {})",
-            status_name(s)
-        )),
+        s => Err(ProbeError::Unhealthy(status_name(s))),
     }
 }
 

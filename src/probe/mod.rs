@@ -2,6 +2,7 @@
 //! runtime's exec helper), httpGet and tcpSocket from the agent into the pod's network
 //! namespace. A probe only reports; the container supervisor decides what to do.
 
+mod error;
 pub mod grpc;
 pub mod net;
 mod tls;
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::mpsc;
 
 use crate::runtime::{exec::TIMED_OUT, Runtime};
+pub use error::ProbeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -52,7 +54,7 @@ impl Target {
         (!self.host_network).then(|| PathBuf::from(format!("/proc/{}/ns/net", self.init_pid)))
     }
 
-    fn port(&self, p: &IntOrString) -> Result<u16, String> {
+    fn port(&self, p: &IntOrString) -> Result<u16, ProbeError> {
         let n = match p {
             IntOrString::Int(n) => *n,
             IntOrString::String(name) => match name.parse::<i32>() {
@@ -62,22 +64,20 @@ impl Target {
                     .iter()
                     .find(|cp| cp.name.as_deref() == Some(name.as_str()))
                     .map(|cp| cp.container_port)
-                    .ok_or_else(|| format!("no container port named {name:?}"))?,
+                    .ok_or_else(|| ProbeError::NoPortNamed(name.clone()))?,
             },
         };
         u16::try_from(n)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("invalid port {n}"))
+            .ok_or(ProbeError::InvalidPort(n))
     }
 
-    fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, String> {
+    fn addr(&self, host: Option<&str>, port: &IntOrString) -> Result<SocketAddr, ProbeError> {
         let ip = match host.filter(|h| !h.is_empty()) {
             // Without pod networking the pod's own address is its loopback.
             None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(h) => h
-                .parse()
-                .map_err(|_| format!("host {h:?} is not an IP address"))?,
+            Some(h) => h.parse().map_err(|_| ProbeError::Host(h.to_string()))?,
         };
         Ok(SocketAddr::new(ip, self.port(port)?))
     }
@@ -110,7 +110,7 @@ pub trait Checker: Send + Sync + 'static {
         t: &Target,
         action: &Action<'_>,
         timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    ) -> impl std::future::Future<Output = Result<(), ProbeError>> + Send;
 }
 
 impl Checker for Runtime {
@@ -119,7 +119,7 @@ impl Checker for Runtime {
         t: &Target,
         action: &Action<'_>,
         timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+    ) -> impl std::future::Future<Output = Result<(), ProbeError>> + Send {
         check(self, t, action, timeout)
     }
 }
@@ -130,24 +130,22 @@ pub async fn check(
     t: &Target,
     action: &Action<'_>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     match action {
         Action::Exec(e) => {
             let argv = e.command.clone().unwrap_or_default();
             let out = rt
                 .exec(&t.container_id, &argv, timeout)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(ProbeError::Exec)?;
             match out.code {
                 0 => Ok(()),
-                TIMED_OUT => Err(format!(
-                    "command {argv:?} timed out after {}s",
-                    timeout.as_secs_f32()
-                )),
-                code => Err(format!(
-                    "command {argv:?} exited with {code}: {}",
-                    out.output.trim()
-                )),
+                TIMED_OUT => Err(ProbeError::ExecTimeout { argv, timeout }),
+                code => Err(ProbeError::ExecFailed {
+                    argv,
+                    code,
+                    output: out.output,
+                }),
             }
         }
         Action::Grpc(g) => {
@@ -163,7 +161,7 @@ pub async fn check(
             let https = match h.scheme.as_deref().unwrap_or("HTTP") {
                 s if s.eq_ignore_ascii_case("http") => false,
                 s if s.eq_ignore_ascii_case("https") => true,
-                s => return Err(format!("unknown scheme {s:?}")),
+                s => return Err(ProbeError::Scheme(s.to_string())),
             };
             let addr = t.addr(h.host.as_deref(), &h.port)?;
             let path = h
@@ -186,7 +184,7 @@ pub async fn check(
                 if (200..400).contains(&r.status) {
                     Ok(())
                 } else {
-                    Err(format!("HTTP probe failed with statuscode: {}", r.status))
+                    Err(ProbeError::HttpStatus(r.status))
                 }
             })
             .await
@@ -194,10 +192,12 @@ pub async fn check(
     }
 }
 
-async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
+async fn blocking(
+    f: impl FnOnce() -> Result<(), ProbeError> + Send + 'static,
+) -> Result<(), ProbeError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(ProbeError::Task)?
 }
 
 /// A verdict change of one probe.
@@ -257,7 +257,8 @@ pub async fn run(
                     }
                 }
             }
-            Err(message) => {
+            Err(e) => {
+                let message = e.to_string();
                 ok_run = 0;
                 bad_run += 1;
                 tracing::debug!(probe = kind.as_str(), failures = bad_run, %message, "probe failed");

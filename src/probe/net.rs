@@ -10,28 +10,35 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+use super::ProbeError;
+
 /// Connects to `addr` from inside the network namespace at `netns` (the host's when
 /// `None`), within `timeout`.
 pub fn connect(
     netns: Option<PathBuf>,
     addr: SocketAddr,
     timeout: Duration,
-) -> Result<TcpStream, String> {
+) -> Result<TcpStream, ProbeError> {
     let dial = move || {
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("dial tcp {addr}: {e}"))
+        TcpStream::connect_timeout(&addr, timeout).map_err(|error| ProbeError::Dial { addr, error })
     };
     let Some(ns) = netns else {
         return dial();
     };
     // The thread ends right after, so the namespace it entered goes with it.
     std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns).map_err(|e| format!("{}: {e}", ns.display()))?;
-        setns(&f, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("entering {}: {e}", ns.display()))?;
+        let f = std::fs::File::open(&ns).map_err(|error| ProbeError::Netns {
+            path: ns.clone(),
+            error,
+        })?;
+        setns(&f, CloneFlags::CLONE_NEWNET).map_err(|error| ProbeError::Setns {
+            path: ns.clone(),
+            error,
+        })?;
         dial()
     })
     .join()
-    .map_err(|_| "probe thread panicked".to_string())?
+    .map_err(|_| ProbeError::Panicked)?
 }
 
 /// The outcome of an HTTP GET: the status code and the start of the body.
@@ -53,7 +60,7 @@ pub fn http_get(
     path: &str,
     headers: &[(String, String)],
     deadline: Instant,
-) -> Result<HttpResponse, String> {
+) -> Result<HttpResponse, ProbeError> {
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
@@ -62,15 +69,15 @@ pub fn http_get(
     // Socket timeouts bound every read and write, TLS handshake included.
     stream
         .set_write_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
+        .map_err(ProbeError::Socket)?;
     stream
         .set_read_timeout(Some(left()))
-        .map_err(|e| e.to_string())?;
+        .map_err(ProbeError::Socket)?;
     if https {
         let ip = stream
             .peer_addr()
             .map(|a| a.ip().to_string())
-            .map_err(|e| e.to_string())?;
+            .map_err(ProbeError::Socket)?;
         let mut tls = super::tls::wrap(stream, &ip)?;
         return exchange(&mut tls, host, path, headers, deadline);
     }
@@ -84,7 +91,7 @@ fn exchange(
     path: &str,
     headers: &[(String, String)],
     deadline: Instant,
-) -> Result<HttpResponse, String> {
+) -> Result<HttpResponse, ProbeError> {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !has("user-agent") {
@@ -99,7 +106,7 @@ fn exchange(
     req.push_str("\r\n");
     stream
         .write_all(req.as_bytes())
-        .map_err(|e| format!("writing request: {e}"))?;
+        .map_err(ProbeError::Write)?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     // The kubelet reads at most 10 KiB of a probe's body.
@@ -114,7 +121,7 @@ fn exchange(
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
             {
-                return Err(format!("reading response: {e}"));
+                return Err(ProbeError::Read(e));
             }
             Err(_) => break,
         }
@@ -128,7 +135,7 @@ fn exchange(
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed HTTP response: {status_line:?}"))?;
+        .ok_or_else(|| ProbeError::MalformedHttp(status_line.to_string()))?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -181,6 +188,7 @@ mod tests {
         drop(l);
         assert!(connect(None, addr, Duration::from_millis(500))
             .unwrap_err()
+            .to_string()
             .contains("dial tcp"));
     }
 }

@@ -5,6 +5,7 @@
 use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 
+use super::ProbeError;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
@@ -57,14 +58,13 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-fn config() -> Result<Arc<ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+fn config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, rustls::Error>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = crate::tls::provider();
             let cfg = ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
+                .with_safe_default_protocol_versions()?
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
                 .with_no_client_auth();
@@ -77,9 +77,12 @@ fn config() -> Result<Arc<ClientConfig>, String> {
 pub fn wrap(
     stream: TcpStream,
     host: &str,
-) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
-    let name =
-        ServerName::try_from(host.to_string()).map_err(|e| format!("server name {host:?}: {e}"))?;
-    let conn = ClientConnection::new(config()?, name).map_err(|e| e.to_string())?;
+) -> Result<StreamOwned<ClientConnection, TcpStream>, ProbeError> {
+    let name = ServerName::try_from(host.to_string()).map_err(|error| ProbeError::ServerName {
+        host: host.to_string(),
+        error,
+    })?;
+    let conn =
+        ClientConnection::new(config().map_err(ProbeError::Tls)?, name).map_err(ProbeError::Tls)?;
     Ok(StreamOwned::new(conn, stream))
 }

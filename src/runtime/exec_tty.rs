@@ -23,6 +23,32 @@ use nix::unistd::Pid;
 use super::exec::CANNOT_EXEC;
 use super::monitor::ResetSignalsExecutor;
 
+/// Why the terminal exec could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum TtyError {
+    #[error("{0}")]
+    Load(libcontainer::error::LibcontainerError),
+    #[error("{0}")]
+    Spec(oci_spec::OciSpecError),
+    #[error("the container has no process")]
+    NoProcess,
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("{}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("console socket: {0}")]
+    Accept(std::io::Error),
+    #[error("receiving the terminal: {0}")]
+    Receive(nix::Error),
+    #[error("{0}")]
+    ControlMessage(nix::Error),
+    #[error("no terminal received on the console socket")]
+    NoTerminal,
+}
+
 /// Removes the temporary files of one exec on every way out.
 struct Temp(Vec<PathBuf>);
 
@@ -52,14 +78,11 @@ fn process_file(
     id: &str,
     argv: Vec<String>,
     dir: &Path,
-) -> Result<PathBuf, String> {
-    let c = Container::load(runtime_root.join(id)).map_err(|e| e.to_string())?;
+) -> Result<PathBuf, TtyError> {
+    let c = Container::load(runtime_root.join(id)).map_err(TtyError::Load)?;
     let spec =
-        oci_spec::runtime::Spec::load(c.bundle().join("config.json")).map_err(|e| e.to_string())?;
-    let mut process = spec
-        .process()
-        .clone()
-        .ok_or("the container has no process")?;
+        oci_spec::runtime::Spec::load(c.bundle().join("config.json")).map_err(TtyError::Spec)?;
+    let mut process = spec.process().clone().ok_or(TtyError::NoProcess)?;
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
     let mut env: Vec<String> = process
         .env()
@@ -74,15 +97,15 @@ fn process_file(
         .set_env(Some(env))
         .set_terminal(Some(true));
     let path = dir.join(format!("hostlet-exec-{}.json", std::process::id()));
-    let json = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
-    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json = serde_json::to_vec(&process).map_err(TtyError::Json)?;
+    if let Err(error) = std::fs::write(&path, json) {
+        return Err(TtyError::Write { path, error });
+    }
     Ok(path)
 }
 
-fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
-    let (conn, _) = listener
-        .accept()
-        .map_err(|e| format!("console socket: {e}"))?;
+fn receive_master(listener: &UnixListener) -> Result<OwnedFd, TtyError> {
+    let (conn, _) = listener.accept().map_err(TtyError::Accept)?;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
@@ -92,8 +115,8 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
         Some(&mut space),
         MsgFlags::empty(),
     )
-    .map_err(|e| format!("receiving the terminal: {e}"))?;
-    for c in msg.cmsgs().map_err(|e| e.to_string())? {
+    .map_err(TtyError::Receive)?;
+    for c in msg.cmsgs().map_err(TtyError::ControlMessage)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just installed this descriptor for us alone.
@@ -101,11 +124,16 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
             }
         }
     }
-    Err("no terminal received on the console socket".into())
+    Err(TtyError::NoTerminal)
 }
 
 fn copy_window_size(master: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize the kernel knows the size of.
     unsafe {
         if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {

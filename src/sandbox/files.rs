@@ -20,6 +20,17 @@ pub enum SandboxError {
     Hostname(String),
     #[error("pause process of {dir}: {message}")]
     Pause { dir: PathBuf, message: String },
+    #[error("pause process of {dir}: {reason}")]
+    Scope { dir: PathBuf, reason: ScopeError },
+}
+
+/// Why the pause process could not be moved into its systemd scope.
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error("busctl: {0}")]
+    Busctl(std::io::Error),
+    #[error("starting scope {unit}: {stderr}")]
+    Start { unit: String, stderr: String },
 }
 
 pub(super) fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {

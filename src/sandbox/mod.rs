@@ -16,11 +16,11 @@ mod files;
 mod helper;
 pub mod pause;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use nix::mount::{umount2, MntFlags};
-use serde_json::{json, Value};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 pub use etc::{hostname, hosts_file, resolv_conf, write_etc};
 use files::{held, io};
@@ -30,25 +30,30 @@ pub use pause::Placement;
 
 /// The spec's `linux.namespaces`: a mount namespace of its own; the pod's namespaces by
 /// path; a PID namespace of its own unless the pod shares one or uses the host's.
-pub fn oci_namespaces(pod: &Pod, files: &PodFiles) -> Vec<Value> {
+pub fn oci_namespaces(pod: &Pod, files: &PodFiles) -> Vec<LinuxNamespace> {
+    let ns = |typ: LinuxNamespaceType, path: Option<PathBuf>| {
+        let mut n = LinuxNamespace::default();
+        n.set_typ(typ).set_path(path);
+        n
+    };
     let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
     let shared = Shared::of(pod);
-    let mut namespaces = vec![json!({"type": "mount"})];
+    let mut namespaces = vec![ns(LinuxNamespaceType::Mount, None)];
     if shared.pid {
         // The bind mount, not /proc/<pause>/ns/pid: a recycled PID can never make a
         // container join a stranger's namespace, and a dead pause process makes the
         // start fail (fork in a namespace without init is ENOMEM) instead.
-        namespaces.push(json!({"type": "pid", "path": files.ns("pid")}));
+        namespaces.push(ns(LinuxNamespaceType::Pid, Some(files.ns("pid"))));
     } else if !host_pid {
-        namespaces.push(json!({"type": "pid"}));
+        namespaces.push(ns(LinuxNamespaceType::Pid, None));
     }
-    for (on, kind, file) in [
-        (shared.net, "network", "net"),
-        (shared.ipc, "ipc", "ipc"),
-        (shared.uts, "uts", "uts"),
+    for (on, typ, file) in [
+        (shared.net, LinuxNamespaceType::Network, "net"),
+        (shared.ipc, LinuxNamespaceType::Ipc, "ipc"),
+        (shared.uts, LinuxNamespaceType::Uts, "uts"),
     ] {
         if on {
-            namespaces.push(json!({"type": kind, "path": files.ns(file)}));
+            namespaces.push(ns(typ, Some(files.ns(file))));
         }
     }
     namespaces
@@ -154,11 +159,11 @@ fn create(
             dir: files.dir.clone(),
             message: "the helper left no record".into(),
         })?;
-        if let Err(message) = placement.adopt(rec.pid) {
+        if let Err(reason) = placement.adopt(rec.pid) {
             pause::stop(files);
-            return Err(SandboxError::Pause {
+            return Err(SandboxError::Scope {
                 dir: files.dir.clone(),
-                message,
+                reason,
             });
         }
         tracing::info!(pid = rec.pid, "pause process started");
@@ -198,12 +203,17 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    fn types(ns: &[Value]) -> Vec<(String, Option<String>)> {
+    fn types(ns: &[LinuxNamespace]) -> Vec<(String, Option<String>)> {
         ns.iter()
             .map(|n| {
                 (
-                    n["type"].as_str().unwrap().to_string(),
-                    n["path"].as_str().map(str::to_string),
+                    // The name the runtime config spells (`mount`, not strum's `mnt`).
+                    serde_json::to_value(n.typ())
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    n.path().as_ref().map(|p| p.display().to_string()),
                 )
             })
             .collect()

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{PodFiles, SandboxError};
+use super::files::{PodFiles, SandboxError, ScopeError};
 use crate::cgroups::{self, Hierarchy, PodCgroup};
 use crate::runtime::proc;
 
@@ -251,7 +251,7 @@ impl Placement {
     }
 
     /// After the fork: moves the pause process into its systemd scope.
-    pub fn adopt(&self, pid: i32) -> Result<(), String> {
+    pub fn adopt(&self, pid: i32) -> Result<(), ScopeError> {
         let Self::Systemd { slice, scope } = self else {
             return Ok(());
         };
@@ -275,12 +275,12 @@ impl Placement {
                 "0",
             ])
             .output()
-            .map_err(|e| format!("busctl: {e}"))?;
+            .map_err(ScopeError::Busctl)?;
         if !out.status.success() {
-            return Err(format!(
-                "starting scope {unit}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(ScopeError::Start {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                unit,
+            });
         }
         Ok(())
     }

@@ -182,8 +182,8 @@ impl Watch {
         }
     }
 
-    fn try_arm(&mut self) -> Result<(), String> {
-        let (dir, id) = self.desired().ok_or("no existing directory to watch")?;
+    fn try_arm(&mut self) -> Result<(), WatchError> {
+        let (dir, id) = self.desired().ok_or(WatchError::NoDirectory)?;
         let watching_root = dir == self.root;
         let root = self.root.clone();
         let events = self.events.clone();
@@ -197,15 +197,26 @@ impl Watch {
                 let _ = events.try_send(());
             }
         })
-        .map_err(|e| e.to_string())?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| e.to_string())?;
+        .map_err(WatchError::Notify)?;
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            return Err(WatchError::Watch { dir, error: e });
+        }
         tracing::debug!(dir = %dir.display(), "watching manifest path");
         self.watcher = Some(watcher);
         self.target = Some((dir, id));
         Ok(())
     }
+}
+
+/// Why the manifest path cannot be watched (it is then re-listed periodically).
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error("no existing directory to watch")]
+    NoDirectory,
+    #[error("{0}")]
+    Notify(notify::Error),
+    #[error("{}: {error}", dir.display())]
+    Watch { dir: PathBuf, error: notify::Error },
 }
 
 fn is_relevant(event: &notify::Event, root: &Path, watching_root: bool) -> bool {

@@ -67,6 +67,42 @@ impl Lister {
     /// Lists and decodes everything; `None` when the path cannot be listed at all (the caller
     /// keeps what it had, as the kubelet does).
     pub fn list(&mut self) -> Option<Snapshot> {
+        let candidates = match self.listable_candidates() {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let current: HashSet<&PathBuf> = candidates.iter().collect();
+        self.files.retain(|path, state| {
+            let keep = current.contains(path);
+            if !keep && state.last_good.is_some() {
+                tracing::info!(file = %path.display(), "manifest removed");
+            }
+            keep
+        });
+        for path in &candidates {
+            self.refresh(path);
+        }
+
+        let mut problems = Vec::new();
+        let (mut pods, pod_files, uids) = self.select(&candidates, &mut problems);
+        self.seen.retain(|uid, _| uids.contains(uid));
+        super::stamp_seen(&mut self.seen, &mut pods);
+        // The stamped version goes back as the file's last good one, shared with the
+        // snapshot.
+        for (path, pod) in pod_files.into_iter().zip(&pods) {
+            if let Some(state) = self.files.get_mut(&path) {
+                state.last_good = Some(pod.clone());
+            }
+        }
+        self.file_problems(&candidates, &mut problems);
+        problems.sort();
+        Some(Snapshot { pods, problems })
+    }
+
+    /// The candidate files, or what `list` returns when the path cannot be listed (`None`)
+    /// or is refused as insecure (a snapshot with no pods). A change of that state is
+    /// logged once.
+    fn listable_candidates(&mut self) -> Result<Vec<PathBuf>, Option<Snapshot>> {
         let candidates = match self.candidates() {
             Ok(c) => {
                 if self.root_error.take().is_some() {
@@ -80,7 +116,7 @@ impl Lister {
                     tracing::warn!(path = %self.root.display(), error = %msg, "cannot list manifest path");
                     self.root_error = Some(msg);
                 }
-                return None;
+                return Err(None);
             }
         };
         if let Err(e) = self.check_root() {
@@ -89,35 +125,32 @@ impl Lister {
                 tracing::error!(path = %self.root.display(), error = %msg, "refusing manifest directory; running none of its pods");
                 self.root_error = Some(msg.clone());
             }
-            return Some(Snapshot {
+            return Err(Some(Snapshot {
                 pods: Vec::new(),
                 problems: vec![SourceProblem {
                     origin: self.root.display().to_string(),
                     kind: ProblemKind::Insecure,
                     message: msg,
                 }],
-            });
+            }));
         }
+        Ok(candidates)
+    }
 
-        let current: HashSet<&PathBuf> = candidates.iter().collect();
-        self.files.retain(|path, state| {
-            let keep = current.contains(path);
-            if !keep && state.last_good.is_some() {
-                tracing::info!(file = %path.display(), "manifest removed");
-            }
-            keep
-        });
-        for path in &candidates {
-            self.refresh(path);
-        }
-
+    /// The pods to run, in file order: the first file declaring a namespace/name or a uid
+    /// wins, later ones are problems (warned about once). Returns the pods (taken out of
+    /// their file states, to be put back after stamping), their files and their uids.
+    fn select(
+        &mut self,
+        candidates: &[PathBuf],
+        problems: &mut Vec<SourceProblem>,
+    ) -> (Vec<Arc<StaticPod>>, Vec<PathBuf>, HashSet<String>) {
         let mut pods = Vec::new();
         let mut pod_files = Vec::new();
         let mut names: HashMap<String, &Path> = HashMap::new();
         let mut uids: HashSet<String> = HashSet::new();
         let mut duplicates = HashSet::new();
-        let mut problems = Vec::new();
-        for path in &candidates {
+        for path in candidates {
             let Some(pod) = self.files.get(path).and_then(|s| s.last_good.as_ref()) else {
                 continue;
             };
@@ -156,26 +189,21 @@ impl Lister {
                 continue;
             }
             names.insert(full_name, path);
-            // Taken rather than shared, so stamping below changes it in place instead of
-            // copying the whole pod; it is put back after.
+            // Taken rather than shared, so stamping changes it in place instead of copying
+            // the whole pod; `list` puts it back after.
             let Some(pod) = self.files.get_mut(path).and_then(|s| s.last_good.take()) else {
                 continue;
             };
             pods.push(pod);
-            pod_files.push(path);
+            pod_files.push(path.clone());
         }
         self.duplicates = duplicates;
+        (pods, pod_files, uids)
+    }
 
-        self.seen.retain(|uid, _| uids.contains(uid));
-        super::stamp_seen(&mut self.seen, &mut pods);
-        // The stamped version goes back as the file's last good one, shared with the
-        // snapshot.
-        for (path, pod) in pod_files.into_iter().zip(&pods) {
-            if let Some(state) = self.files.get_mut(path) {
-                state.last_good = Some(pod.clone());
-            }
-        }
-        for path in &candidates {
+    /// Each file's error and warnings, and the files ignored by their name.
+    fn file_problems(&self, candidates: &[PathBuf], problems: &mut Vec<SourceProblem>) {
+        for path in candidates {
             let Some(state) = self.files.get(path) else {
                 continue;
             };
@@ -189,8 +217,6 @@ impl Lister {
         for path in &self.ignored {
             problems.push(problem(path, ProblemKind::Ignored, "not a manifest by its name (only *.yaml, *.yml and *.json that are not dotfiles are read); never parsed".into()));
         }
-        problems.sort();
-        Some(Snapshot { pods, problems })
     }
 
     fn check_root(&self) -> Result<(), InsecureError> {

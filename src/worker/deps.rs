@@ -14,7 +14,7 @@ use super::services::{ContainerRuntime, Real, Services};
 use super::states::PodLife;
 use crate::backoff::BackoffPolicy;
 use crate::manifest::StaticPod;
-use crate::probe::{Action, Checker, Target};
+use crate::probe::{Action, Checker, ProbeError, Target};
 use crate::state::Layout;
 
 /// What every worker shares: the services (real ones unless a test says otherwise) and
@@ -53,7 +53,7 @@ impl<S: Services> Checker for Deps<S> {
         t: &Target,
         action: &Action<'_>,
         timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+    ) -> impl std::future::Future<Output = Result<(), ProbeError>> + Send {
         self.runtime.check(t, action, timeout)
     }
 }

@@ -17,7 +17,7 @@ use super::services::{
 };
 use crate::backoff::BackoffPolicy;
 use crate::image::{Image, ImageError, PullPolicy};
-use crate::probe::{Action, Checker, Target};
+use crate::probe::{Action, Checker, ProbeError, Target};
 use crate::runtime::{ExitRecord, MonitorConfig, RuntimeError};
 use crate::status::Kind;
 
@@ -209,7 +209,7 @@ impl Checker for FakeRuntime {
         t: &Target,
         action: &Action<'_>,
         _timeout: Duration,
-    ) -> impl Future<Output = Result<(), String>> + Send {
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send {
         let command = match action {
             Action::Exec(e) => e.command.clone().unwrap_or_default(),
             _ => Vec::new(),
@@ -218,14 +218,19 @@ impl Checker for FakeRuntime {
         let result = self.lock().checks.get(&word).map(|f| f(self.t0.elapsed()));
         self.record(format!("check {word} {}", container_of(&t.container_id)));
         async move {
+            let failed = |code: i32, output: &str| ProbeError::ExecFailed {
+                argv: command.clone(),
+                code,
+                output: output.to_string(),
+            };
             let Some(r) = result else {
-                return Err(format!("no check scripted for {word:?}"));
+                return Err(failed(127, "no check scripted"));
             };
             tokio::time::sleep(r.takes).await;
             if r.ok {
                 Ok(())
             } else {
-                Err(format!("{word} failed"))
+                Err(failed(1, "failed"))
             }
         }
     }

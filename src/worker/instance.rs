@@ -15,7 +15,7 @@ use super::deps::{stopped, HandleOf, Links, PodCtx};
 use super::rules::{self, PreStop, ProbeEffect};
 use super::services::{ContainerHandle, ContainerRuntime, Services};
 use super::states::ContainerLife;
-use crate::probe::{self, Action, Checker, Kind as ProbeKind, Target};
+use crate::probe::{self, Action, Checker, Kind as ProbeKind, ProbeError, Target};
 use crate::runtime::{Adopted, ExitRecord};
 
 pub(super) enum InstanceEnd {
@@ -153,7 +153,7 @@ async fn run_hook<S: Services>(
     hook: &LifecycleHandler,
     t: &Target,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     if let Some(s) = &hook.sleep {
         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64)).await;
         return Ok(());
@@ -163,7 +163,7 @@ async fn run_hook<S: Services>(
         .as_ref()
         .map(Action::Exec)
         .or_else(|| hook.http_get.as_ref().map(Action::HttpGet))
-        .ok_or_else(|| "hook has no exec, httpGet or sleep action".to_string())?;
+        .ok_or(ProbeError::NoHookAction)?;
     ctx.deps.runtime.check(t, &action, timeout).await
 }
 

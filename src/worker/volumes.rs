@@ -196,7 +196,9 @@ fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<
         let content = match (&item.field_ref, &item.resource_field_ref) {
             (Some(f), _) => crate::bundle::downward_field(pod, &f.field_path, node)
                 .ok_or_else(|| format!("unsupported field path {:?}", f.field_path))?,
-            (None, Some(r)) => crate::bundle::downward_resource(pod, r, node)?,
+            (None, Some(r)) => {
+                crate::bundle::downward_resource(pod, r, node).map_err(|e| e.to_string())?
+            }
             (None, None) => return Err(format!("item {:?} has no source", item.path)),
         };
         let target = dir.join(rel);

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
 
@@ -53,6 +53,16 @@ pub(super) fn validate_container(
         errors,
     );
 
+    env(c, path, value, errors);
+    if let Some(res) = &c.resources {
+        resources(res, path, value, errors);
+    }
+    volume_mounts(c, path, value, volumes, errors);
+    ports(c, path, value, host_network, errors);
+}
+
+/// `env[]`: names, and `valueFrom` sources the kubelet can resolve.
+fn env(c: &Container, path: &str, value: &Value, errors: &mut Vec<FieldError>) {
     for (j, env) in c.env.iter().flatten().enumerate() {
         let epath = format!("{path}.env[{j}]");
         check_fields(&value["env"][j], &epath, support::ENV_VAR, errors);
@@ -105,40 +115,50 @@ pub(super) fn validate_container(
             errors.push(FieldError::new(fpath, "must specify a source (fieldRef)"));
         }
     }
+}
 
-    if let Some(res) = &c.resources {
-        let rpath = format!("{path}.resources");
-        check_fields(&value["resources"], &rpath, support::RESOURCES, errors);
-        let mut parsed = [[None; 2]; 2]; // [requests, limits] × [cpu, memory]
-        for (k, (kind, list)) in [("requests", &res.requests), ("limits", &res.limits)]
-            .into_iter()
-            .enumerate()
-        {
-            for (name, q) in list.iter().flatten() {
-                let field = format!("{rpath}.{kind}[{name}]");
-                match name.as_str() {
-                    "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
-                    "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
-                    n if n.starts_with(crate::manifest::quantity::HUGEPAGES_PREFIX) => {
-                        super::hugepages::check_value(n, q, &field, errors)
-                    }
-                    _ => errors.push(FieldError::unsupported(field)),
+/// `resources`: quantities that parse, requests within limits, huge pages.
+fn resources(res: &ResourceRequirements, path: &str, value: &Value, errors: &mut Vec<FieldError>) {
+    let rpath = format!("{path}.resources");
+    check_fields(&value["resources"], &rpath, support::RESOURCES, errors);
+    let mut parsed = [[None; 2]; 2]; // [requests, limits] × [cpu, memory]
+    for (k, (kind, list)) in [("requests", &res.requests), ("limits", &res.limits)]
+        .into_iter()
+        .enumerate()
+    {
+        for (name, q) in list.iter().flatten() {
+            let field = format!("{rpath}.{kind}[{name}]");
+            match name.as_str() {
+                "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
+                "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
+                n if n.starts_with(crate::manifest::quantity::HUGEPAGES_PREFIX) => {
+                    super::hugepages::check_value(n, q, &field, errors)
                 }
-            }
-        }
-        super::hugepages::check_requirements(res, &rpath, errors);
-        for (r, name) in support::RESOURCE_NAMES.iter().enumerate() {
-            if let (Some(req), Some(lim)) = (parsed[0][r], parsed[1][r]) {
-                if req > lim {
-                    errors.push(FieldError::new(
-                        format!("{rpath}.requests[{name}]"),
-                        format!("must be less than or equal to {name} limit"),
-                    ));
-                }
+                _ => errors.push(FieldError::unsupported(field)),
             }
         }
     }
+    super::hugepages::check_requirements(res, &rpath, errors);
+    for (r, name) in support::RESOURCE_NAMES.iter().enumerate() {
+        if let (Some(req), Some(lim)) = (parsed[0][r], parsed[1][r]) {
+            if req > lim {
+                errors.push(FieldError::new(
+                    format!("{rpath}.requests[{name}]"),
+                    format!("must be less than or equal to {name} limit"),
+                ));
+            }
+        }
+    }
+}
 
+/// `volumeMounts[]`: each names a pod volume and mounts it once, at an absolute path.
+fn volume_mounts(
+    c: &Container,
+    path: &str,
+    value: &Value,
+    volumes: &HashSet<String>,
+    errors: &mut Vec<FieldError>,
+) {
     let mut mount_paths = HashSet::new();
     for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
         let mpath = format!("{path}.volumeMounts[{j}]");
@@ -168,7 +188,16 @@ pub(super) fn validate_container(
             ));
         }
     }
+}
 
+/// `ports[]`: numbers in range, hostPort only with hostNetwork, IANA names.
+fn ports(
+    c: &Container,
+    path: &str,
+    value: &Value,
+    host_network: bool,
+    errors: &mut Vec<FieldError>,
+) {
     for (j, p) in c.ports.iter().flatten().enumerate() {
         let ppath = format!("{path}.ports[{j}]");
         check_fields(&value["ports"][j], &ppath, support::CONTAINER_PORT, errors);
