@@ -1,0 +1,291 @@
+//! Pod networking through CNI: hostlet is the CNI runtime (SPEC.md), as containerd's CRI
+//! plugin is for the kubelet. A pod without hostNetwork gets ADD once its sandbox's
+//! network namespace exists and before any container starts, CHECK when an agent adopts
+//! it, DEL when its sandbox goes. Each ADD's result is cached in `--cni-cache-dir`
+//! before and after it runs, so an agent killed at any point still knows what to delete.
+//!
+//! Sits beside `sandbox`: the worker calls both; this module knows nothing of workers.
+
+mod chain;
+pub mod config;
+mod exec;
+mod ports;
+mod result;
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+pub use config::{ConfList, DEFAULT_BRIDGE, DEFAULT_POD_CIDR};
+pub use exec::{find_plugin, split_paths};
+pub use ports::{port_mappings, PortMapping};
+pub use result::{AddResult, CacheEntry};
+
+/// The interface the pod sees, as with every CRI runtime.
+pub const IF_NAME: &str = "eth0";
+pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin:/usr/lib/cni";
+pub const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cni config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("cni plugin {plugin:?} not found in {search}")]
+    PluginMissing { plugin: String, search: String },
+    #[error("cni plugin {plugin} {command}: {message}")]
+    Plugin {
+        plugin: String,
+        command: &'static str,
+        message: String,
+    },
+    #[error("{add}; undoing it failed too: {del}")]
+    Rollback {
+        add: Box<NetworkError>,
+        del: Box<NetworkError>,
+    },
+    #[error("{port} is already used by pod {pod}")]
+    HostPortInUse { port: String, pod: String },
+    #[error("cni cache: {0}")]
+    Cache(#[from] crate::state::StateError),
+}
+
+/// The `--cni-*` flags and `--pod-cidr`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub conf_dir: PathBuf,
+    pub bin_dirs: Vec<PathBuf>,
+    pub cache_dir: PathBuf,
+    pub pod_cidr: String,
+}
+
+/// The CNI runtime of one agent; shared by every pod worker.
+#[derive(Debug)]
+pub struct Network {
+    pub opts: Options,
+    ports: ports::Reservations,
+}
+
+/// What a pod's network looks like after [`Network::setup`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodNetwork {
+    pub ips: Vec<String>,
+}
+
+impl Network {
+    pub fn new(opts: Options) -> Self {
+        Self {
+            opts,
+            ports: Default::default(),
+        }
+    }
+
+    /// The list pods get now: the conf dir's first config, or the built-in default.
+    pub fn conflist(&self) -> Result<ConfList, NetworkError> {
+        match config::find(&self.opts.conf_dir)? {
+            Some(c) => Ok(c),
+            None => Ok(config::default_conflist(&self.opts.pod_cidr, |p| {
+                find_plugin(&self.opts.bin_dirs, p).is_some()
+            })),
+        }
+    }
+
+    fn cache_path(&self, container_id: &str) -> PathBuf {
+        self.opts
+            .cache_dir
+            .join(format!("{container_id}-{IF_NAME}.json"))
+    }
+
+    fn read_cache(&self, container_id: &str) -> Result<Option<CacheEntry>, NetworkError> {
+        let path = self.cache_path(container_id);
+        match crate::state::read_json::<CacheEntry>(&path) {
+            Ok(c) => Ok(c),
+            Err(crate::state::StateError::Decode { .. }) => {
+                // Torn by a power cut: nothing in it can be deleted by name.
+                tracing::warn!(path = %path.display(), "unreadable cni cache entry");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn write_cache(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
+        crate::state::create_dir_all(&self.opts.cache_dir)?;
+        crate::state::write_json(&self.cache_path(&entry.container_id), entry)?;
+        Ok(())
+    }
+
+    fn remove_cache(&self, container_id: &str) -> Result<(), NetworkError> {
+        let path = self.cache_path(container_id);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(NetworkError::Io { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Attaches pod `uid` (whose network namespace is `netns`) to the network. `fresh`
+    /// says the namespace was just made: a cached entry is then from an earlier one
+    /// (the agent was killed, or the host rebooted) and is deleted first. Otherwise an
+    /// entry means the pod is adopted: CHECK it, and attach again if that fails.
+    /// Blocking: runs the plugins.
+    pub fn setup(
+        &self,
+        pod: &Pod,
+        uid: &str,
+        netns: &Path,
+        fresh: bool,
+    ) -> Result<PodNetwork, NetworkError> {
+        let id = container_id(uid);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mappings = port_mappings(pod);
+        self.ports.reserve(uid, &name, &mappings)?;
+        let result = self.attach(pod, &id, netns, fresh, &mappings);
+        if result.is_err() {
+            self.ports.release(uid);
+        }
+        result
+    }
+
+    fn attach(
+        &self,
+        pod: &Pod,
+        id: &str,
+        netns: &Path,
+        fresh: bool,
+        mappings: &[PortMapping],
+    ) -> Result<PodNetwork, NetworkError> {
+        if let Some(old) = self.read_cache(id)? {
+            if !fresh && !old.result.is_null() {
+                match self.check(&old) {
+                    Ok(()) => return pod_network(&old.result),
+                    Err(e) => tracing::warn!(error = %e, "cni CHECK failed: attaching again"),
+                }
+            }
+            self.delete(&old)?;
+        }
+        let list = self.conflist()?;
+        let entry = CacheEntry {
+            container_id: id.to_string(),
+            if_name: IF_NAME.into(),
+            netns: netns.display().to_string(),
+            cni_args: cni_args(pod, id),
+            config: list.to_json(),
+            runtime_config: json!({ "portMappings": mappings }),
+            result: Value::Null,
+        };
+        // Before the ADD: an agent killed during it leaves a record to DEL by.
+        self.write_cache(&entry)?;
+        let bin_dirs = self.opts.bin_dirs.clone();
+        let inv = invocation(&entry, &bin_dirs);
+        let result = match chain::add(&list, &inv, &entry.runtime_config) {
+            Ok(r) => r,
+            Err(e) => {
+                if !matches!(e, NetworkError::Rollback { .. }) {
+                    self.remove_cache(id)?;
+                }
+                return Err(e);
+            }
+        };
+        let net = pod_network(&result);
+        let entry = CacheEntry { result, ..entry };
+        match net {
+            Ok(net) => {
+                self.write_cache(&entry)?;
+                tracing::info!(network = %list.name, ips = ?net.ips, "pod network attached");
+                Ok(net)
+            }
+            Err(e) => {
+                let _ = self.delete(&entry);
+                Err(e)
+            }
+        }
+    }
+
+    fn check(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
+        let list = cached_list(entry)?;
+        let inv = invocation(entry, &self.opts.bin_dirs);
+        chain::check(&list, &inv, &entry.runtime_config, &entry.result)
+    }
+
+    /// DEL with the cached list and result; the entry goes when every plugin agreed.
+    fn delete(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
+        let list = cached_list(entry)?;
+        let inv = invocation(entry, &self.opts.bin_dirs);
+        let cached = Some(&entry.result).filter(|r| !r.is_null());
+        chain::del(&list, &inv, &entry.runtime_config, cached)?;
+        self.remove_cache(&entry.container_id)
+    }
+
+    /// Detaches pod `uid`, whatever agent attached it: the cache says what to delete.
+    /// Nothing to do when nothing is cached. Blocking.
+    pub fn teardown(&self, uid: &str) -> Result<(), NetworkError> {
+        let id = container_id(uid);
+        let result = match self.read_cache(&id)? {
+            Some(entry) => self.delete(&entry),
+            None => Ok(()),
+        };
+        if result.is_ok() {
+            self.ports.release(uid);
+        }
+        result
+    }
+}
+
+fn cached_list(entry: &CacheEntry) -> Result<ConfList, NetworkError> {
+    let bytes = serde_json::to_vec(&entry.config).unwrap_or_default();
+    ConfList::parse(&bytes, false, Path::new("cached config"))
+}
+
+fn invocation<'a>(entry: &'a CacheEntry, bin_dirs: &'a [PathBuf]) -> exec::Invocation<'a> {
+    exec::Invocation {
+        container_id: &entry.container_id,
+        netns: &entry.netns,
+        if_name: &entry.if_name,
+        args: &entry.cni_args,
+        bin_dirs,
+    }
+}
+
+fn pod_network(result: &Value) -> Result<PodNetwork, NetworkError> {
+    let r = AddResult::parse(result).map_err(|e| NetworkError::Plugin {
+        plugin: "chain".into(),
+        command: "ADD",
+        message: format!("invalid result: {e}"),
+    })?;
+    Ok(PodNetwork { ips: r.pod_ips() })
+}
+
+/// CNI_CONTAINERID: the pod UID, with anything but `[A-Za-z0-9_.-]` (SPEC.md) replaced.
+pub fn container_id(uid: &str) -> String {
+    uid.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// CNI_ARGS as containerd's CRI plugin passes them.
+fn cni_args(pod: &Pod, id: &str) -> String {
+    let clean = |s: Option<&str>| s.unwrap_or_default().replace([';', '='], "_");
+    format!(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={}",
+        clean(pod.metadata.namespace.as_deref()),
+        clean(pod.metadata.name.as_deref()),
+        clean(pod.metadata.uid.as_deref()),
+    )
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
