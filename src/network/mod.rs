@@ -133,7 +133,7 @@ impl Network {
     /// Attaches pod `uid` (whose network namespace is `netns`) to the network. `fresh`
     /// says the namespace was just made: a cached entry is then from an earlier one
     /// (the agent was killed, or the host rebooted) and is deleted first. Otherwise an
-    /// entry means the pod is adopted: CHECK it, and attach again if that fails.
+    /// entry means the pod is adopted: CHECK it and keep its address.
     /// Blocking: runs the plugins.
     pub fn setup(
         &self,
@@ -163,10 +163,14 @@ impl Network {
     ) -> Result<PodNetwork, NetworkError> {
         if let Some(old) = self.read_cache(id)? {
             if !fresh && !old.result.is_null() {
-                match self.check(&old) {
-                    Ok(()) => return pod_network(&old.result),
-                    Err(e) => tracing::warn!(error = %e, "cni CHECK failed: attaching again"),
+                // A failed CHECK is reported, not repaired: attaching again would change
+                // the address of a pod that is running, and CHECK itself can be wrong
+                // (Debian's portmap 1.1.1 fails it for every IPv4-only pod,
+                // containernetworking/plugins#819).
+                if let Err(e) = self.check(&old) {
+                    tracing::warn!(error = %e, "cni CHECK of an adopted pod failed");
                 }
+                return pod_network(&old.result);
             }
             self.delete(&old)?;
         }
@@ -235,6 +239,37 @@ impl Network {
             self.ports.release(uid);
         }
         result
+    }
+}
+
+impl Network {
+    /// DEL of every cached pod that `live` does not know (by container ID): pods removed
+    /// while no agent ran, or whose DEL failed before. Blocking.
+    pub fn sweep(&self, live: impl Fn(&str) -> bool) {
+        let Ok(dir) = std::fs::read_dir(&self.opts.cache_dir) else {
+            return;
+        };
+        let suffix = format!("-{IF_NAME}.json");
+        for e in dir.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(&suffix) else {
+                continue;
+            };
+            if live(id) {
+                continue;
+            }
+            let done = match self.read_cache(id) {
+                Ok(Some(entry)) => self.delete(&entry),
+                Ok(None) => self.remove_cache(id),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => tracing::info!(container_id = id, "deleted the network of a gone pod"),
+                Err(e) => {
+                    tracing::warn!(container_id = id, error = %e, "deleting the network of a gone pod")
+                }
+            }
+        }
     }
 }
 

@@ -42,9 +42,14 @@ pub fn hostname(pod: &Pod) -> Result<String, SandboxError> {
     Ok(h)
 }
 
-/// `/etc/hosts` as the kubelet writes it. The pod has no IP of its own (no pod network),
-/// so there is no line for the pod's hostname; hostNetwork pods get the host's file.
+/// `/etc/hosts` as the kubelet writes it before the pod has an IP: no line for the pod's
+/// hostname; hostNetwork pods get the host's file.
 pub fn hosts_file(pod: &Pod, host_hosts: &str) -> String {
+    hosts_file_with_ips(pod, host_hosts, &[])
+}
+
+/// `/etc/hosts` with a line `IP<TAB>hostname` per pod IP (`managedHostsFileContent`).
+pub fn hosts_file_with_ips(pod: &Pod, host_hosts: &str, pod_ips: &[String]) -> String {
     let mut out = String::new();
     if host_network(pod) {
         out.push_str(HOSTS_HEADER_HOST_NETWORK);
@@ -57,6 +62,11 @@ pub fn hosts_file(pod: &Pod, host_hosts: &str) -> String {
         out.push_str("fe00::0\tip6-mcastprefix\n");
         out.push_str("fe00::1\tip6-allnodes\n");
         out.push_str("fe00::2\tip6-allrouters\n");
+        if let Ok(name) = hostname(pod) {
+            for ip in pod_ips {
+                out.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
     }
     let aliases = pod
         .spec
@@ -168,6 +178,14 @@ pub fn write_etc(pod: &Pod, files: &PodFiles) -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Rewrites the pod's /etc/hosts with its pod IPs, in place: containers that already
+/// bind-mount it (an adopted pod) see the new content.
+pub fn write_hosts(pod: &Pod, files: &PodFiles, pod_ips: &[String]) -> Result<(), SandboxError> {
+    let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let path = files.hosts();
+    std::fs::write(&path, hosts_file_with_ips(pod, &host, pod_ips)).map_err(io(&path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +202,11 @@ mod tests {
         assert!(
             h.ends_with("\n# Entries added by HostAliases.\n10.0.0.1\ta\tb\n"),
             "{h}"
+        );
+        let with_ip = hosts_file_with_ips(&p, "", &["10.87.0.5".into()]);
+        assert!(
+            with_ip.contains("fe00::2\tip6-allrouters\n10.87.0.5\tweb\n\n# Entries added"),
+            "{with_ip}"
         );
         let p = pod("metadata: {name: web}\nspec: {hostNetwork: true, containers: []}\n");
         assert_eq!(

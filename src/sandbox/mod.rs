@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 use nix::mount::{umount2, MntFlags};
 use serde_json::{json, Value};
 
-pub use etc::{hostname, hosts_file, resolv_conf, write_etc};
+pub use etc::{hostname, hosts_file, hosts_file_with_ips, resolv_conf, write_etc, write_hosts};
 pub use helper::helper_main;
 pub use pause::Placement;
 

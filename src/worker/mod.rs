@@ -48,6 +48,8 @@ pub struct Deps {
     pub node_cgroups: Arc<crate::cgroups::NodeCgroups>,
     /// How often disk emptyDirs are measured against their `sizeLimit`.
     pub housekeeping_interval: Duration,
+    /// The CNI runtime that attaches pods without hostNetwork to the pod network.
+    pub network: crate::network::Network,
 }
 
 /// The record of a pod kept in its directory, so an agent that restarts after the
@@ -243,6 +245,7 @@ pub async fn run_pod(
         }
         watch_stop.abort();
         deps.status.pod_removed(&pod.uid);
+        pod_env::network_down(&pod.uid, &deps).await;
         pod_env::teardown(&pod.pod, &pod.uid, &pod_dir, &deps);
         if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
             tracing::warn!(error = %e, "updating QoS cgroups");

@@ -27,7 +27,16 @@ pub(super) fn prepare(
         cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))
             .map_err(|e| e.to_string())?;
     }
+    let fresh_netns = sandbox::missing(&files, Shared::of(pod)).net;
     ensure_sandbox_blocking(pod, &cg, &files, deps)?;
+    if Shared::of(pod).net {
+        // CNI ADD once the netns exists and before any container (CHECK when adopted).
+        let net = (deps.network)
+            .setup(pod, uid, &files.ns("net"), fresh_netns)
+            .map_err(|e| e.to_string())?;
+        sandbox::write_hosts(pod, &files, &net.ips).map_err(|e| e.to_string())?;
+        deps.status.set_pod_ips(uid, net.ips);
+    }
     Ok(vols)
 }
 
@@ -65,6 +74,16 @@ pub(super) async fn ensure_sandbox(ctx: &PodCtx) -> Result<(), String> {
     tokio::task::spawn_blocking(move || ensure_sandbox_blocking(&pod, &cg, &files, &deps))
         .await
         .unwrap_or_else(|e| Err(format!("recreating the pod sandbox: {e}")))
+}
+
+/// CNI DEL of the pod's network, whichever agent attached it (the cache says what), while
+/// its netns still exists. Nothing cached (hostNetwork), nothing to do.
+pub(super) async fn network_down(uid: &str, deps: &std::sync::Arc<Deps>) {
+    let (uid, d) = (uid.to_string(), deps.clone());
+    let done = tokio::task::spawn_blocking(move || d.network.teardown(&uid)).await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!(error = %e, "detaching the pod network");
+    }
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.

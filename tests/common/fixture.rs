@@ -113,8 +113,11 @@ impl Drop for Fixture {
         if !alive {
             self.agent = Some(Agent::start_with(&self.dirs, Some(&self.reg), &[]));
         }
+        // Pod directories go last, after the pod's network is deleted (CNI DEL).
+        let pods_left =
+            || fs::read_dir(self.dirs.root.join("pods")).is_ok_and(|mut rd| rd.next().is_some());
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && !self.container_dirs().is_empty() {
+        while Instant::now() < deadline && (!self.container_dirs().is_empty() || pods_left()) {
             std::thread::sleep(Duration::from_millis(100));
         }
         if !self.container_dirs().is_empty() {
