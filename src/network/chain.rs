@@ -56,9 +56,16 @@ fn kind(plugin: &Value) -> &str {
     plugin.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
-/// ADD through the list; the last plugin's result. On failure everything is deleted
-/// again and the ADD's error returned (with the rollback's, if that failed too).
-pub fn add(list: &ConfList, inv: &Invocation<'_>, rc: &Value) -> Result<Value, NetworkError> {
+/// ADD through the list; the last plugin's result. Each plugin's result goes to
+/// `progress` as soon as it is printed (the cache, for a DEL after the agent died
+/// mid-chain). On failure everything is deleted again and the ADD's error returned
+/// (with the rollback's, if that failed too).
+pub fn add(
+    list: &ConfList,
+    inv: &Invocation<'_>,
+    rc: &Value,
+    progress: &mut dyn FnMut(&Value) -> Result<(), NetworkError>,
+) -> Result<Value, NetworkError> {
     let mut prev: Option<Value> = None;
     for (i, plugin) in list.plugins.iter().enumerate() {
         let conf = plugin_conf(list, plugin, prev.as_ref(), rc);
@@ -68,10 +75,16 @@ pub fn add(list: &ConfList, inv: &Invocation<'_>, rc: &Value) -> Result<Value, N
                 command: Op::Add.as_str(),
                 message: "printed no result".into(),
             },
-            Ok(r) => {
-                prev = Some(r);
-                continue;
-            }
+            Ok(r) => match progress(&r) {
+                Ok(()) => {
+                    prev = Some(r);
+                    continue;
+                }
+                Err(e) => {
+                    prev = Some(r);
+                    e
+                }
+            },
             Err(e) => e,
         };
         let ran = match err {

@@ -68,7 +68,21 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
         search: join_paths(inv.bin_dirs),
     })?;
     let stdin = serde_json::to_vec(conf).map_err(|e| plugin(e.to_string()))?;
-    let mut child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        // A plugin outliving an agent killed mid-ADD would race the next agent's DEL of
+        // that ADD and could add after it deleted. Killed with the agent's thread
+        // instead, it leaves half an ADD, which that DEL removes (DEL is idempotent).
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .env_clear()
         .env("PATH", PLUGIN_PATH)
         .env("CNI_COMMAND", cmd.as_str())

@@ -162,7 +162,7 @@ impl Network {
         mappings: &[PortMapping],
     ) -> Result<PodNetwork, NetworkError> {
         if let Some(old) = self.read_cache(id)? {
-            if !fresh && !old.result.is_null() {
+            if !fresh && old.complete {
                 // A failed CHECK is reported, not repaired: attaching again would change
                 // the address of a pod that is running, and CHECK itself can be wrong
                 // (Debian's portmap 1.1.1 fails it for every IPv4-only pod,
@@ -183,12 +183,20 @@ impl Network {
             config: list.to_json(),
             runtime_config: json!({ "portMappings": mappings }),
             result: Value::Null,
+            complete: false,
         };
-        // Before the ADD: an agent killed during it leaves a record to DEL by.
+        // Before the ADD and after each plugin: an agent killed during it leaves a record
+        // to DEL by, with the latest result.
         self.write_cache(&entry)?;
         let bin_dirs = self.opts.bin_dirs.clone();
         let inv = invocation(&entry, &bin_dirs);
-        let result = match chain::add(&list, &inv, &entry.runtime_config) {
+        let mut progress = |r: &Value| {
+            self.write_cache(&CacheEntry {
+                result: r.clone(),
+                ..entry.clone()
+            })
+        };
+        let result = match chain::add(&list, &inv, &entry.runtime_config, &mut progress) {
             Ok(r) => r,
             Err(e) => {
                 if !matches!(e, NetworkError::Rollback { .. }) {
@@ -198,7 +206,11 @@ impl Network {
             }
         };
         let net = pod_network(&result);
-        let entry = CacheEntry { result, ..entry };
+        let entry = CacheEntry {
+            result,
+            complete: true,
+            ..entry
+        };
         match net {
             Ok(net) => {
                 self.write_cache(&entry)?;
@@ -231,14 +243,13 @@ impl Network {
     /// Nothing to do when nothing is cached. Blocking.
     pub fn teardown(&self, uid: &str) -> Result<(), NetworkError> {
         let id = container_id(uid);
-        let result = match self.read_cache(&id)? {
+        // The hostPorts go with the pod even when its DEL failed: the replacement of a
+        // pod must not wait for an agent restart (whose sweep retries the DEL).
+        self.ports.release(uid);
+        match self.read_cache(&id)? {
             Some(entry) => self.delete(&entry),
             None => Ok(()),
-        };
-        if result.is_ok() {
-            self.ports.release(uid);
         }
-        result
     }
 }
 

@@ -84,8 +84,12 @@ pub struct CacheEntry {
     pub config: Value,
     /// The runtimeConfig capabilities given (portMappings).
     pub runtime_config: Value,
-    /// The chain's final result, as the last plugin printed it.
+    /// The last result a plugin of the chain printed (null before the first): what a DEL
+    /// after an interrupted ADD passes on.
     pub result: Value,
+    /// The whole chain's ADD succeeded: only then is the pod attached.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 #[cfg(test)]
