@@ -72,6 +72,7 @@ fn cache_entries(f: &Fixture) -> Vec<String> {
         .map(|rd| {
             rd.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
                 .collect()
         })
         .unwrap_or_default()
@@ -236,4 +237,100 @@ fn adoption_after_kill_9_keeps_the_ip_and_removal_after_it_deletes() {
         let left = (net.bridge_ports(), net.allocated_ips(), cache_entries(&f));
         (left == Default::default()).then_some(())
     });
+}
+
+fn sleeper(name: &str, image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {image}
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    ports:
+    - {{containerPort: 80, hostPort: {port}}}
+"#,
+        port = free_port()
+    )
+}
+
+/// Lines of `iptables-save` about this test's network.
+fn own_rules(net: &TestNet) -> Vec<String> {
+    let own = format!("10.86.{}.", net.slot);
+    let name = format!("\"{}\"", net.name);
+    iptables_save()
+        .lines()
+        .filter(|l| l.contains(&own) || l.contains(&name))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn agent_killed_during_add_and_during_del_leaks_nothing() {
+    const PODS: usize = 6;
+    let mut f = Fixture::new();
+    let net = &f.dirs.net;
+    assert_eq!(own_rules(net), Vec::<String>::new());
+    for i in 0..PODS {
+        write_manifest(
+            &f.dirs,
+            &format!("p{i}.yaml"),
+            &sleeper(&format!("p{i}"), &f.image()),
+        );
+    }
+    // Killed once an ADD has begun (its cache entry is written before the first plugin).
+    f.wait("an ADD begun", || {
+        (!cache_entries(&f).is_empty()).then_some(())
+    });
+    f.agent.as_mut().unwrap().kill9();
+    let interrupted = cache_entries(&f).len();
+    f.agent = Some(Agent::start(&f.dirs, &f.reg));
+    let mut ips: Vec<String> = (0..PODS).map(|i| pod_ip(&f, &format!("p{i}"))).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), PODS, "{ips:?}");
+    f.wait("one address, veth and cache entry per pod", || {
+        let counts = (
+            net.allocated_ips().len(),
+            net.bridge_ports().len(),
+            cache_entries(&f).len(),
+        );
+        (counts == (PODS, PODS, PODS)).then_some(())
+    });
+    eprintln!("{interrupted} ADDs under way at the kill");
+
+    // Killed once a DEL has begun.
+    for i in 0..PODS {
+        remove_manifest(&f.dirs, &format!("p{i}.yaml"));
+    }
+    f.wait("a DEL begun", || {
+        (net.bridge_ports().len() < PODS).then_some(())
+    });
+    f.agent.as_mut().unwrap().kill9();
+    f.agent = Some(Agent::start(&f.dirs, &f.reg));
+    f.wait("every pod gone", || {
+        let pods = std::fs::read_dir(f.dirs.root.join("pods")).map_or(0, |rd| rd.count());
+        (pods == 0 && f.container_dirs().is_empty()).then_some(())
+    });
+    let left = || {
+        (
+            net.bridge_ports(),
+            net.allocated_ips(),
+            cache_entries(&f),
+            own_rules(net),
+        )
+    };
+    let deadline = std::time::Instant::now() + f.patience;
+    while left() != Default::default() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        left(),
+        Default::default(),
+        "(veths, addresses, cache entries, iptables rules) left; agent log:\n{}",
+        f.dirs.agent_log()
+    );
 }

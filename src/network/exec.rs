@@ -42,6 +42,8 @@ pub struct Invocation<'a> {
     /// `--cni-bin-dir`'s directories, also given to the plugin as CNI_PATH (for its
     /// delegated IPAM plugin).
     pub bin_dirs: &'a [PathBuf],
+    /// The pod's network lock (flock), passed on to the plugin.
+    pub lock_fd: Option<std::os::fd::RawFd>,
 }
 
 /// The first `bin_dirs` entry holding an executable `name`.
@@ -69,18 +71,21 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
     })?;
     let stdin = serde_json::to_vec(conf).map_err(|e| plugin(e.to_string()))?;
     let mut command = Command::new(&bin);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        // A plugin outliving an agent killed mid-ADD would race the next agent's DEL of
-        // that ADD and could add after it deleted. Killed with the agent's thread
-        // instead, it leaves half an ADD, which that DEL removes (DEL is idempotent).
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    if let Some(fd) = inv.lock_fd {
+        // SAFETY: fcntl is async-signal-safe and changes only the child's descriptor.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // The plugin inherits the pod's network lock: a plugin that outlives an agent
+            // killed mid-ADD or mid-DEL holds it until it is done, so the next agent's
+            // DEL waits for it instead of racing it (a DEL killed half-way can leave what
+            // a second DEL no longer finds, such as bridge's ipMasq rules).
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = command
         .env_clear()

@@ -12,6 +12,7 @@ mod exec;
 mod ports;
 mod result;
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -95,6 +96,30 @@ impl Network {
         }
     }
 
+    /// The pod's network lock: held across its ADD, CHECK or DEL and inherited by the
+    /// plugins, so a plugin left running by a killed agent is waited for.
+    fn lock(&self, container_id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, NetworkError> {
+        let dir = self.opts.cache_dir.join("locks");
+        crate::state::create_dir_all(&dir)?;
+        let path = dir.join(container_id);
+        let file = std::fs::File::create(&path).map_err(|source| NetworkError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| {
+            NetworkError::Io {
+                path,
+                source: e.into(),
+            }
+        })
+    }
+
+    fn unlock_and_remove(&self, container_id: &str, lock: nix::fcntl::Flock<std::fs::File>) {
+        // Unlinked while held: whoever opens the path next makes a new lock.
+        let _ = std::fs::remove_file(self.opts.cache_dir.join("locks").join(container_id));
+        drop(lock);
+    }
+
     fn cache_path(&self, container_id: &str) -> PathBuf {
         self.opts
             .cache_dir
@@ -146,7 +171,9 @@ impl Network {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let mappings = port_mappings(pod);
         self.ports.reserve(uid, &name, &mappings)?;
-        let result = self.attach(pod, &id, netns, fresh, &mappings);
+        let result = self
+            .lock(&id)
+            .and_then(|lock| self.attach(pod, &id, netns, fresh, &mappings, lock.as_raw_fd()));
         if result.is_err() {
             self.ports.release(uid);
         }
@@ -160,6 +187,7 @@ impl Network {
         netns: &Path,
         fresh: bool,
         mappings: &[PortMapping],
+        fd: RawFd,
     ) -> Result<PodNetwork, NetworkError> {
         if let Some(old) = self.read_cache(id)? {
             if !fresh && old.complete {
@@ -167,12 +195,12 @@ impl Network {
                 // the address of a pod that is running, and CHECK itself can be wrong
                 // (Debian's portmap 1.1.1 fails it for every IPv4-only pod,
                 // containernetworking/plugins#819).
-                if let Err(e) = self.check(&old) {
+                if let Err(e) = self.check(&old, fd) {
                     tracing::warn!(error = %e, "cni CHECK of an adopted pod failed");
                 }
                 return pod_network(&old.result);
             }
-            self.delete(&old)?;
+            self.delete(&old, fd)?;
         }
         let list = self.conflist()?;
         let entry = CacheEntry {
@@ -189,7 +217,7 @@ impl Network {
         // to DEL by, with the latest result.
         self.write_cache(&entry)?;
         let bin_dirs = self.opts.bin_dirs.clone();
-        let inv = invocation(&entry, &bin_dirs);
+        let inv = invocation(&entry, &bin_dirs, fd);
         let mut progress = |r: &Value| {
             self.write_cache(&CacheEntry {
                 result: r.clone(),
@@ -218,22 +246,22 @@ impl Network {
                 Ok(net)
             }
             Err(e) => {
-                let _ = self.delete(&entry);
+                let _ = self.delete(&entry, fd);
                 Err(e)
             }
         }
     }
 
-    fn check(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
+    fn check(&self, entry: &CacheEntry, fd: RawFd) -> Result<(), NetworkError> {
         let list = cached_list(entry)?;
-        let inv = invocation(entry, &self.opts.bin_dirs);
+        let inv = invocation(entry, &self.opts.bin_dirs, fd);
         chain::check(&list, &inv, &entry.runtime_config, &entry.result)
     }
 
     /// DEL with the cached list and result; the entry goes when every plugin agreed.
-    fn delete(&self, entry: &CacheEntry) -> Result<(), NetworkError> {
+    fn delete(&self, entry: &CacheEntry, fd: RawFd) -> Result<(), NetworkError> {
         let list = cached_list(entry)?;
-        let inv = invocation(entry, &self.opts.bin_dirs);
+        let inv = invocation(entry, &self.opts.bin_dirs, fd);
         let cached = Some(&entry.result).filter(|r| !r.is_null());
         chain::del(&list, &inv, &entry.runtime_config, cached)?;
         self.remove_cache(&entry.container_id)
@@ -246,10 +274,25 @@ impl Network {
         // The hostPorts go with the pod even when its DEL failed: the replacement of a
         // pod must not wait for an agent restart (whose sweep retries the DEL).
         self.ports.release(uid);
-        match self.read_cache(&id)? {
-            Some(entry) => self.delete(&entry),
-            None => Ok(()),
+        self.detach(&id)
+    }
+
+    /// DEL of the cached entry of `id`, under its lock.
+    fn detach(&self, id: &str) -> Result<(), NetworkError> {
+        if !self.cache_path(id).exists() {
+            // Never attached (hostNetwork): the entry is written before any plugin runs.
+            return Ok(());
         }
+        let lock = self.lock(id)?;
+        let result = match self.read_cache(id) {
+            Ok(Some(entry)) => self.delete(&entry, lock.as_raw_fd()),
+            Ok(None) => self.remove_cache(id),
+            Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            self.unlock_and_remove(id, lock);
+        }
+        result
     }
 }
 
@@ -269,12 +312,7 @@ impl Network {
             if live(id) {
                 continue;
             }
-            let done = match self.read_cache(id) {
-                Ok(Some(entry)) => self.delete(&entry),
-                Ok(None) => self.remove_cache(id),
-                Err(e) => Err(e),
-            };
-            match done {
+            match self.detach(id) {
                 Ok(()) => tracing::info!(container_id = id, "deleted the network of a gone pod"),
                 Err(e) => {
                     tracing::warn!(container_id = id, error = %e, "deleting the network of a gone pod")
@@ -289,8 +327,13 @@ fn cached_list(entry: &CacheEntry) -> Result<ConfList, NetworkError> {
     ConfList::parse(&bytes, false, Path::new("cached config"))
 }
 
-fn invocation<'a>(entry: &'a CacheEntry, bin_dirs: &'a [PathBuf]) -> exec::Invocation<'a> {
+fn invocation<'a>(
+    entry: &'a CacheEntry,
+    bin_dirs: &'a [PathBuf],
+    lock_fd: RawFd,
+) -> exec::Invocation<'a> {
     exec::Invocation {
+        lock_fd: Some(lock_fd),
         container_id: &entry.container_id,
         netns: &entry.netns,
         if_name: &entry.if_name,

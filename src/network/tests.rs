@@ -12,6 +12,7 @@ d=$(dirname "$0"); me=$(basename "$0")
 in=$(cat)
 echo "$CNI_COMMAND $me $CNI_CONTAINERID $CNI_NETNS $CNI_IFNAME $CNI_PATH $CNI_ARGS" >> "$d/calls"
 printf '%s\n' "$in" >> "$d/stdin"
+ls -l /proc/$$/fd | grep -c "cache/locks/$CNI_CONTAINERID" >> "$d/locked"
 if [ -e "$d/fail-$CNI_COMMAND-$me" ]; then
   printf '{"code":11,"msg":"%s refused","details":"marker"}' "$me"; exit 1
 fi
@@ -95,6 +96,7 @@ impl Fixture {
         let mut v: Vec<String> = std::fs::read_dir(self.dir.join("cache"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "locks")
             .collect();
         v.sort();
         v
@@ -124,6 +126,8 @@ fn add_runs_the_chain_in_order_with_prev_result_and_caches_it() {
     let net = f.net.setup(&p, "u1", Path::new(NETNS), true).unwrap();
     assert_eq!(net.ips, ["10.9.0.7"]);
     assert_eq!(f.calls(), ["ADD fa", "ADD fb"]);
+    let locked = std::fs::read_to_string(f.dir.join("bin/locked")).unwrap();
+    assert_eq!(locked, "1\n1\n", "each plugin holds the pod's network lock");
     let line = std::fs::read_to_string(f.dir.join("bin/calls")).unwrap();
     let bin = f.dir.join("bin");
     let want = format!(
@@ -325,4 +329,28 @@ fn missing_plugin_and_taken_host_port_are_clear_errors() {
 fn container_ids_keep_to_the_spec_alphabet() {
     assert_eq!(container_id("0a1b-c_d.e"), "0a1b-c_d.e");
     assert_eq!(container_id("a/b c"), "a_b_c");
+}
+
+#[test]
+fn sweep_deletes_only_the_networks_of_gone_pods() {
+    let f = Fixture::new("sweep", &["fa"]);
+    f.conflist("1.0.0", &["fa"]);
+    f.net
+        .setup(&pod(""), "live", Path::new(NETNS), true)
+        .unwrap();
+    f.net
+        .setup(&pod(""), "gone", Path::new(NETNS), true)
+        .unwrap();
+    f.clear_log();
+    let again = Network::new(f.net.opts.clone());
+    again.sweep(|id| id == "live");
+    let calls = std::fs::read_to_string(f.dir.join("bin/calls")).unwrap();
+    assert_eq!(calls.lines().count(), 1, "{calls}");
+    assert!(calls.starts_with("DEL fa gone "), "{calls}");
+    assert_eq!(f.cache_files(), ["live-eth0.json"]);
+    let locks: Vec<_> = std::fs::read_dir(f.dir.join("cache/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(locks, ["live"], "a deleted pod's lock goes too");
 }
