@@ -109,6 +109,12 @@ pub struct RunArgs {
     /// no config)
     #[arg(long, value_name = "CIDR", default_value = crate::network::DEFAULT_POD_CIDR, value_parser = cidr)]
     pub pod_cidr: String,
+    /// The host resolver config pods' /etc/resolv.conf is made from (dnsPolicy Default
+    /// and ClusterFirst); "" gives them none. When it names only loopback nameservers
+    /// (systemd-resolved's stub) and /run/systemd/resolve/resolv.conf exists, pods in their
+    /// own network namespace get that file's instead
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 fn cidr(s: &str) -> Result<String, String> {
@@ -157,6 +163,10 @@ impl RunArgs {
                 None => root_dir.join("cni"),
             },
             pod_cidr: self.pod_cidr,
+            resolv_conf: match self.resolv_conf.as_os_str().is_empty() {
+                true => PathBuf::new(),
+                false => abs(self.resolv_conf, "--resolv-conf")?,
+            },
         };
         Ok(AgentConfig {
             network,

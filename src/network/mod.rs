@@ -56,13 +56,15 @@ pub enum NetworkError {
     Cache(#[from] crate::state::StateError),
 }
 
-/// The `--cni-*` flags and `--pod-cidr`.
+/// The `--cni-*` flags, `--pod-cidr` and `--resolv-conf`.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub conf_dir: PathBuf,
     pub bin_dirs: Vec<PathBuf>,
     pub cache_dir: PathBuf,
     pub pod_cidr: String,
+    /// `--resolv-conf`: the host file pods' resolv.conf is made from (empty: none).
+    pub resolv_conf: PathBuf,
 }
 
 /// The CNI runtime of one agent; shared by every pod worker.
@@ -203,6 +205,7 @@ impl Network {
             self.delete(&old, fd)?;
         }
         let list = self.conflist()?;
+        let started = std::time::Instant::now();
         let entry = CacheEntry {
             container_id: id.to_string(),
             if_name: IF_NAME.into(),
@@ -242,7 +245,7 @@ impl Network {
         match net {
             Ok(net) => {
                 self.write_cache(&entry)?;
-                tracing::info!(network = %list.name, ips = ?net.ips, "pod network attached");
+                tracing::info!(network = %list.name, ips = ?net.ips, elapsed_ms = started.elapsed().as_millis() as u64, "pod network attached");
                 Ok(net)
             }
             Err(e) => {

@@ -57,6 +57,7 @@ impl Fixture {
             bin_dirs: vec![dir.join("nobin"), dir.join("bin")],
             cache_dir: dir.join("cache"),
             pod_cidr: "10.9.0.0/24".into(),
+            resolv_conf: PathBuf::new(),
         });
         Self { dir, net }
     }

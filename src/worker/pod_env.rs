@@ -20,7 +20,7 @@ pub(super) fn prepare(
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let vols = volumes::prepare(pod, pod_dir, &deps.node).map_err(|e| e.to_string())?;
     let files = PodFiles::new(pod_dir);
-    sandbox::write_etc(pod, &files).map_err(|e| e.to_string())?;
+    sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf).map_err(|e| e.to_string())?;
     let cg = PodCgroup::of(pod, uid);
     // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
