@@ -70,6 +70,7 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
         search: join_paths(inv.bin_dirs),
     })?;
     let stdin = serde_json::to_vec(conf).map_err(|e| plugin(e.to_string()))?;
+    let started = std::time::Instant::now();
     let mut command = Command::new(&bin);
     if let Some(fd) = inv.lock_fd {
         // SAFETY: fcntl is async-signal-safe and changes only the child's descriptor.
@@ -115,6 +116,13 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
             source,
         })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
+    tracing::debug!(
+        plugin = kind,
+        command = cmd.as_str(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = out.status.success(),
+        "cni plugin ran"
+    );
     if !out.status.success() {
         let message = match serde_json::from_str::<PluginError>(&stdout) {
             Ok(e) if !e.msg.is_empty() => match e.details.as_str() {
