@@ -118,6 +118,41 @@ fn pods_reach_each_other_the_host_reaches_them_and_host_ports_answer() {
         http_get(&format!("127.0.0.1:{port}"), "/")
     });
     assert_eq!((code, body.trim()), (200, "hello-from-srv-testnode"));
+    // And on a host address of the test's own: its bridge's (the pods' gateway).
+    let (code, _) = f.wait("hostPort answers on the bridge address", || {
+        http_get(&format!("{}:{port}", net.gateway), "/")
+    });
+    assert_eq!(code, 200);
+
+    // A pod reaches the host through its gateway: a listener on the bridge address.
+    let listener = std::net::TcpListener::bind((net.gateway.as_str(), 0)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let gw_port = listener.local_addr().unwrap().port();
+    write_manifest(
+        &f.dirs,
+        "gw.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: gw}}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'while true; do echo hi-gateway | nc -w 2 {} {gw_port}; sleep 0.5; done']\n",
+            f.image(),
+            net.gateway
+        ),
+    );
+    let said = f.wait("the gw pod connects to the gateway", || {
+        use std::io::Read;
+        let (mut conn, peer) = listener.accept().ok()?;
+        conn.set_nonblocking(false).ok()?;
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).ok()?;
+        Some((peer.ip().to_string(), text))
+    });
+    assert_eq!(said.1.trim(), "hi-gateway");
+    assert_eq!(said.0, pod_ip(&f, "gw"), "from the pod's own address");
+    remove_manifest(&f.dirs, "gw.yaml");
+    f.wait("gw's address released", || {
+        (net.allocated_ips() == [ip.clone()]).then_some(())
+    });
 
     // A second pod reaches the first by its pod IP.
     write_manifest(
