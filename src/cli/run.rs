@@ -336,7 +336,14 @@ async fn agent(
     });
     match deps.network.conflist() {
         Ok(list) => {
-            tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network")
+            tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
+            let missing: Vec<&str> = list
+                .plugin_types()
+                .filter(|p| crate::network::find_plugin(&cfg.network.bin_dirs, p).is_none())
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(plugins = ?missing, cni_bin_dir = ?cfg.network.bin_dirs, "CNI plugins not found: pods without hostNetwork cannot start (Debian: apt-get install containernetworking-plugins)");
+            }
         }
         Err(e) => tracing::warn!(error = %e, "pod network config"),
     }
