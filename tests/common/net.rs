@@ -113,6 +113,73 @@ impl TestNet {
             .stderr(std::process::Stdio::null())
             .status();
         let _ = fs::remove_dir_all(self.ipam_dir());
+        self.remove_rules();
+    }
+
+    /// iptables rules of this network (its name in their comment, or its subnet) that a
+    /// pod left behind, e.g. one a test left running: deleted through iptables-restore,
+    /// the per-pod chains flushed and removed. Tests assert their own cleanup before.
+    fn remove_rules(&self) {
+        let Ok(out) = std::process::Command::new("iptables-save").output() else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let own = format!("10.86.{}.", self.slot);
+        let name = format!("\\\"{}\\\"", self.name);
+        let mut script = String::new();
+        let mut table = "";
+        let (mut dels, mut chains) = (Vec::new(), Vec::new());
+        let flush =
+            |script: &mut String, table: &str, dels: &mut Vec<String>, chains: &mut Vec<String>| {
+                if !dels.is_empty() {
+                    script.push_str(&format!("*{table}\n"));
+                    for d in dels.drain(..) {
+                        script.push_str(&d);
+                        script.push('\n');
+                    }
+                    for c in chains.iter() {
+                        script.push_str(&format!("-F {c}\n-X {c}\n"));
+                    }
+                    script.push_str("COMMIT\n");
+                }
+                chains.clear();
+            };
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t;
+            } else if line == "COMMIT" {
+                flush(&mut script, table, &mut dels, &mut chains);
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                if line.contains(&own) || line.contains(&name) {
+                    let chain = rule.split(' ').next().unwrap_or_default().to_string();
+                    let per_pod = chain.starts_with("CNI-")
+                        && !matches!(chain.as_str(), "CNI-FORWARD" | "CNI-ADMIN")
+                        && !chain.starts_with("CNI-HOSTPORT-");
+                    if per_pod && !chains.contains(&chain) {
+                        chains.push(chain);
+                    }
+                    dels.push(format!("-D {rule}"));
+                }
+            }
+        }
+        if script.is_empty() {
+            return;
+        }
+        // Rules inside a per-pod chain go with its flush; deleting them first is harmless.
+        let mut child = match std::process::Command::new("iptables-restore")
+            .args(["--noflush", "--wait"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        if let Some(mut i) = child.stdin.take() {
+            use std::io::Write;
+            let _ = i.write_all(script.as_bytes());
+        }
+        let _ = child.wait();
     }
 }
 
