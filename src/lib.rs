@@ -19,6 +19,7 @@ pub mod logs;
 pub mod manager;
 pub mod manifest;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod probe;
 pub mod runtime;

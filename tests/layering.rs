@@ -46,8 +46,8 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     // the agent's settings
     &["config"],
-    // pod cgroups, QoS and node allocatable
-    &["cgroups"],
+    // pod cgroups, QoS and node allocatable; the pod network through CNI plugins
+    &["cgroups", "network"],
     // the pod spec, its validation and quantities; the on-disk layout and records
     &["manifest", "state"],
     // leaf utilities

@@ -554,6 +554,7 @@ fn config_file_and_systemd_notify() {
             "--read-only-port",
             &flag_port.to_string(),
         ])
+        .args(dirs.net.args())
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "300000")
         .env("RUST_LOG", "info")

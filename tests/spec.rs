@@ -90,6 +90,12 @@ spec:
         text.contains("# Entries added by HostAliases.\n10.1.2.3\tdb.local\tdb"),
         "{text}"
     );
+    let own = format!("\n10.86.{}.", f.dirs.net.slot);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&own[1..]) && l.ends_with("\tbox")),
+        "the pod's IP and hostname: {text}"
+    );
     assert!(text.contains("nameserver 192.0.2.53"), "{text}");
     assert!(text.contains("svc.example"), "{text}");
     assert!(text.contains("<LOOPBACK,UP,LOWER_UP>"), "lo is up: {text}");
@@ -534,12 +540,12 @@ fn render_prints_the_runtime_config_of_each_container() {
 
     let bad = render(
         &f,
-        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: hp}}\nspec:\n  containers:\n  - {{name: a, image: {img}, ports: [{{containerPort: 80, hostPort: 8080}}]}}\n"),
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: hp}}\nspec:\n  hostNetwork: true\n  containers:\n  - {{name: a, image: {img}, ports: [{{containerPort: 80, hostPort: 8080}}]}}\n"),
     );
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("hostPort") && err.contains("pod networking"),
+        err.contains("hostPort") && err.contains("must match containerPort"),
         "{err}"
     );
 }

@@ -294,7 +294,10 @@ fn ready_only_after_the_first_sync() {
         dirs.logs.display().to_string(),
         "--hostname-override".into(),
         NODE_NAME.into(),
-    ];
+    ]
+    .into_iter()
+    .chain(dirs.net.args())
+    .collect::<Vec<String>>();
     let log = || dirs.agent_log();
     let held = Duration::from_secs(2);
     if systemd_booted() {

@@ -27,6 +27,7 @@ WAIT="${PROVISION_WAIT:-180}"
 PACKAGES=(
 	busybox-static umoci skopeo docker-registry libseccomp2
 	util-linux procps iproute2 ca-certificates
+	containernetworking-plugins iptables # pod network (CNI)
 )
 BUILD_PACKAGES=(build-essential pkg-config libseccomp-dev curl ca-certificates)
 

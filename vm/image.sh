@@ -23,6 +23,8 @@ PACKAGES=(
 	# debootstrap does not resolve virtual packages: skopeo's dependency
 	# golang-github-containers-common needs container-network-stack
 	containernetworking-plugins
+	# pod network: bridge's ipMasq, portmap and firewall run iptables
+	iptables
 	util-linux procps iproute2 ca-certificates jq inotify-tools file
 )
 

@@ -10,12 +10,20 @@ use super::client::{self, age, find_pod, name, namespace, runtime_id, statuses, 
 pub struct PodsArgs {
     #[command(flatten)]
     pub root: RootArgs,
-    /// Output format
+    /// Output format (wide: the table with the pod's IP and node, as kubectl's)
     #[arg(short, long, value_enum, default_value = "table")]
-    pub output: Format,
+    pub output: PodsFormat,
     /// Only pods of this namespace
     #[arg(short, long)]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodsFormat {
+    Table,
+    Wide,
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,13 +60,19 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|p| args.namespace.as_deref().is_none_or(|n| namespace(p) == n))
         .collect();
-    if args.output != Format::Table {
+    let structured = match args.output {
+        PodsFormat::Json => Some(Format::Json),
+        PodsFormat::Yaml => Some(Format::Yaml),
+        PodsFormat::Table | PodsFormat::Wide => None,
+    };
+    if let Some(format) = structured {
         let list = k8s_openapi::List {
             items: pods,
             metadata: Default::default(),
         };
-        return client::print_structured(args.output, &list);
+        return client::print_structured(format, &list);
     }
+    let wide = args.output == PodsFormat::Wide;
     if pods.is_empty() {
         eprintln!("No pods found.");
         return Ok(());
@@ -84,10 +98,19 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
             if all_ns {
                 row.insert(0, namespace(p).to_string());
             }
+            if wide {
+                let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                row.push(ip.unwrap_or_else(|| "<none>".into()));
+                row.push(node.unwrap_or_else(|| "<none>".into()));
+            }
             row
         })
         .collect();
     let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if wide {
+        header.extend(["IP", "NODE"]);
+    }
     if all_ns {
         header.insert(0, "NAMESPACE");
     }

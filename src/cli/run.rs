@@ -94,6 +94,44 @@ pub struct RunArgs {
     /// housekeeping interval)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, hide = true)]
     pub housekeeping_interval: Duration,
+    /// Where the CNI network config is read: the first *.conflist, *.conf or *.json in
+    /// lexical order; none there means hostlet's built-in bridge network on --pod-cidr
+    #[arg(long, value_name = "DIR", default_value = crate::network::DEFAULT_CONF_DIR)]
+    pub cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked up, a colon-separated search path
+    #[arg(long, value_name = "DIRS", default_value = crate::network::DEFAULT_BIN_DIR)]
+    pub cni_bin_dir: String,
+    /// Where the result of each pod's CNI ADD is kept, for its CHECK and DEL; default:
+    /// <root-dir>/cni
+    #[arg(long, value_name = "DIR")]
+    pub cni_cache_dir: Option<PathBuf>,
+    /// The pods' addresses in the built-in network (used only when --cni-conf-dir holds
+    /// no config)
+    #[arg(long, value_name = "CIDR", default_value = crate::network::DEFAULT_POD_CIDR, value_parser = cidr)]
+    pub pod_cidr: String,
+    /// The host resolver config pods' /etc/resolv.conf is made from (dnsPolicy Default
+    /// and ClusterFirst); "" gives them none. When it names only loopback nameservers
+    /// (systemd-resolved's stub) and /run/systemd/resolve/resolv.conf exists, pods in their
+    /// own network namespace get that file's instead
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+}
+
+fn cidr(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "{s:?}: expected an address range like {}",
+            crate::network::DEFAULT_POD_CIDR
+        )
+    };
+    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 30 } else { 126 };
+    if len > max {
+        return Err(format!("{s:?}: a /{len} holds no pods"));
+    }
+    Ok(s.to_string())
 }
 
 fn header(s: &str) -> Result<(String, String), String> {
@@ -116,7 +154,22 @@ impl RunArgs {
         let abs = |p: PathBuf, flag: &str| -> anyhow::Result<PathBuf> {
             std::path::absolute(&p).with_context(|| format!("{flag} {}", p.display()))
         };
+        let root_dir = abs(self.root_dir, "--root-dir")?;
+        let network = crate::network::Options {
+            conf_dir: abs(self.cni_conf_dir, "--cni-conf-dir")?,
+            bin_dirs: crate::network::split_paths(&self.cni_bin_dir),
+            cache_dir: match self.cni_cache_dir {
+                Some(d) => abs(d, "--cni-cache-dir")?,
+                None => root_dir.join("cni"),
+            },
+            pod_cidr: self.pod_cidr,
+            resolv_conf: match self.resolv_conf.as_os_str().is_empty() {
+                true => PathBuf::new(),
+                false => abs(self.resolv_conf, "--resolv-conf")?,
+            },
+        };
         Ok(AgentConfig {
+            network,
             pod_manifest_path: self
                 .pod_manifest_path
                 .map(|p| abs(p, "--pod-manifest-path"))
@@ -125,7 +178,7 @@ impl RunArgs {
             manifest_url_headers: self.manifest_url_header,
             http_check_frequency: self.http_check_frequency,
             strict: self.strict,
-            root_dir: abs(self.root_dir, "--root-dir")?,
+            root_dir,
             pod_logs_dir: abs(self.pod_logs_dir, "--pod-logs-dir")?,
             node_name: self
                 .hostname_override
@@ -249,7 +302,9 @@ async fn agent(
         node_cgroups,
         housekeeping_interval: node_args.housekeeping_interval,
         bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
+        network: crate::network::Network::new(cfg.network.clone()),
     });
+    pod_network_check(&deps, &cfg);
     let (file, url) = sources(&cfg);
     let rx = crate::source::spawn(file, url);
     image_args.spawn_tasks(&deps);
@@ -417,4 +472,27 @@ fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
         .subcommand_matches("run")
         .context("parsing `hostlet run`")?;
     Ok(RunArgs::from_arg_matches(run)?)
+}
+
+/// Logs the pod network in use and warns when its plugins are missing; removes the CNI
+/// cache entries of pods that went away while no agent ran.
+fn pod_network_check(deps: &Arc<Deps>, cfg: &AgentConfig) {
+    match deps.network.conflist() {
+        Ok(list) => {
+            tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
+            let missing: Vec<&str> = list
+                .plugin_types()
+                .filter(|p| crate::network::find_plugin(&cfg.network.bin_dirs, p).is_none())
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(plugins = ?missing, cni_bin_dir = ?cfg.network.bin_dirs, "CNI plugins not found: pods without hostNetwork cannot start (Debian: apt-get install containernetworking-plugins)");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "pod network config"),
+    }
+    {
+        // A pod removed while no agent ran, or whose DEL failed, left its cache entry.
+        let d = deps.clone();
+        tokio::task::spawn_blocking(move || d.network.sweep(|id| d.layout.pod(id).exists()));
+    }
 }

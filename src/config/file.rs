@@ -48,6 +48,8 @@ const SCALARS: &[(&str, &str)] = &[
     ("podPidsLimit", "pod_max_pids"),
     ("readOnlyPort", "read_only_port"),
     ("cgroupDriver", "cgroup_driver"),
+    ("resolvConf", "resolv_conf"),
+    ("podCIDR", "pod_cidr"),
 ];
 
 /// Fields accepted without effect: type metadata, and settings hostlet's behaviour
@@ -218,6 +220,8 @@ kubeReserved: {cpu: 100m, memory: 256Mi}
 systemReserved:
   memory: 1Gi
 rotateCertificates: true
+resolvConf: /run/systemd/resolve/resolv.conf
+podCIDR: 10.99.0.0/16
 "#;
 
     #[test]
@@ -238,6 +242,8 @@ rotateCertificates: true
         assert!(has("crash_loop_backoff_max", "1m"));
         assert!(has("kube_reserved", "cpu=100m,memory=256Mi"));
         assert!(has("system_reserved", "memory=1Gi"));
+        assert!(has("resolv_conf", "/run/systemd/resolve/resolv.conf"));
+        assert!(has("pod_cidr", "10.99.0.0/16"));
         let mut ignored = f.ignored.clone();
         ignored.sort();
         assert_eq!(

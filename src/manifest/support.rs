@@ -149,8 +149,10 @@ pub const CONTAINER_PORT: &[(&str, Support)] = &[
     ("containerPort", Implemented),
     ("protocol", Implemented),
     ("name", Implemented),
-    // Only with hostNetwork: checked in validate.rs.
+    // With hostNetwork it must equal containerPort (validate.rs); without, it goes to
+    // the CNI portmap plugin, as hostIP does.
     ("hostPort", Implemented),
+    ("hostIP", Implemented),
 ];
 
 pub const VOLUME_MOUNT: &[(&str, Support)] = &[

@@ -402,9 +402,14 @@ fn ports() {
         &pod("", "ports:\n- {containerPort: 80, name: HTTP}"),
         "ports[0].name",
     );
+    assert!(decode_str(&pod(
+        "",
+        "ports:\n- {containerPort: 80, hostPort: 8080, hostIP: 127.0.0.1}"
+    ))
+    .is_ok());
     assert_err(
-        &pod("", "ports:\n- {containerPort: 80, hostPort: 80}"),
-        "ports[0].hostPort: not supported by hostlet yet",
+        &pod("", "ports:\n- {containerPort: 80, hostPort: 70000}"),
+        "ports[0].hostPort: must be between 1 and 65535",
     );
     assert!(decode_str(&pod(
         "hostNetwork: true",
@@ -417,10 +422,6 @@ fn ports() {
             "ports:\n- {containerPort: 80, hostPort: 81}",
         ),
         "must match containerPort",
-    );
-    assert_err(
-        &pod("", "ports:\n- {containerPort: 80, hostIP: 127.0.0.1}"),
-        "ports[0].hostIP: not supported",
     );
 }
 

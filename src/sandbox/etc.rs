@@ -1,6 +1,8 @@
 //! The pod's `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, written as the kubelet
 //! writes them, into the pod directory; containers bind-mount them.
 
+use std::path::Path;
+
 use k8s_openapi::api::core::v1::Pod;
 
 use super::files::{io, PodFiles, SandboxError};
@@ -42,9 +44,14 @@ pub fn hostname(pod: &Pod) -> Result<String, SandboxError> {
     Ok(h)
 }
 
-/// `/etc/hosts` as the kubelet writes it. The pod has no IP of its own (no pod network),
-/// so there is no line for the pod's hostname; hostNetwork pods get the host's file.
+/// `/etc/hosts` as the kubelet writes it before the pod has an IP: no line for the pod's
+/// hostname; hostNetwork pods get the host's file.
 pub fn hosts_file(pod: &Pod, host_hosts: &str) -> String {
+    hosts_file_with_ips(pod, host_hosts, &[])
+}
+
+/// `/etc/hosts` with a line `IP<TAB>hostname` per pod IP (`managedHostsFileContent`).
+pub fn hosts_file_with_ips(pod: &Pod, host_hosts: &str, pod_ips: &[String]) -> String {
     let mut out = String::new();
     if host_network(pod) {
         out.push_str(HOSTS_HEADER_HOST_NETWORK);
@@ -57,6 +64,11 @@ pub fn hosts_file(pod: &Pod, host_hosts: &str) -> String {
         out.push_str("fe00::0\tip6-mcastprefix\n");
         out.push_str("fe00::1\tip6-allnodes\n");
         out.push_str("fe00::2\tip6-allrouters\n");
+        if let Ok(name) = hostname(pod) {
+            for ip in pod_ips {
+                out.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
     }
     let aliases = pod
         .spec
@@ -148,11 +160,42 @@ fn parse_resolv(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     (servers, searches, options)
 }
 
-/// Writes the pod's /etc files into its pod directory.
-pub fn write_etc(pod: &Pod, files: &PodFiles) -> Result<(), SandboxError> {
+/// systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub.
+pub const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The host resolv.conf a pod's is made from: `--resolv-conf` (empty: none). A pod in
+/// its own network namespace cannot reach a nameserver on the host's loopback
+/// (systemd-resolved's 127.0.0.53): when the file names only such servers and `upstream`
+/// exists, that file is used instead, as the kubelet documents for systemd-resolved.
+pub fn host_resolv(path: &Path, own_netns: bool, upstream: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        return String::new();
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (servers, _, _) = parse_resolv(&text);
+    let loopback_only = !servers.is_empty()
+        && servers.iter().all(|s| {
+            s.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        });
+    if own_netns && loopback_only {
+        if let Ok(up) = std::fs::read_to_string(upstream) {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::info!(resolv_conf = %path.display(), upstream = %upstream.display(), "the host's nameservers are on loopback, unreachable from a pod's network namespace: pods get the upstream file's")
+            });
+            return up;
+        }
+    }
+    text
+}
+
+/// Writes the pod's /etc files into its pod directory; `resolv` is `--resolv-conf`.
+pub fn write_etc(pod: &Pod, files: &PodFiles, resolv: &Path) -> Result<(), SandboxError> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let hosts = hosts_file(pod, &read("/etc/hosts"));
-    let resolv = resolv_conf(pod, &read("/etc/resolv.conf"));
+    let host = host_resolv(resolv, !host_network(pod), Path::new(RESOLVED_UPSTREAM));
+    let resolv = resolv_conf(pod, &host);
     let name = if host_network(pod) {
         crate::config::default_node_name()
     } else {
@@ -166,6 +209,14 @@ pub fn write_etc(pod: &Pod, files: &PodFiles) -> Result<(), SandboxError> {
         std::fs::write(&path, text).map_err(io(&path))?;
     }
     Ok(())
+}
+
+/// Rewrites the pod's /etc/hosts with its pod IPs, in place: containers that already
+/// bind-mount it (an adopted pod) see the new content.
+pub fn write_hosts(pod: &Pod, files: &PodFiles, pod_ips: &[String]) -> Result<(), SandboxError> {
+    let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let path = files.hosts();
+    std::fs::write(&path, hosts_file_with_ips(pod, &host, pod_ips)).map_err(io(&path))
 }
 
 #[cfg(test)]
@@ -184,6 +235,11 @@ mod tests {
         assert!(
             h.ends_with("\n# Entries added by HostAliases.\n10.0.0.1\ta\tb\n"),
             "{h}"
+        );
+        let with_ip = hosts_file_with_ips(&p, "", &["10.87.0.5".into()]);
+        assert!(
+            with_ip.contains("fe00::2\tip6-allrouters\n10.87.0.5\tweb\n\n# Entries added"),
+            "{with_ip}"
         );
         let p = pod("metadata: {name: web}\nspec: {hostNetwork: true, containers: []}\n");
         assert_eq!(
@@ -222,5 +278,32 @@ mod tests {
         assert_eq!(hostname(&p).unwrap(), "a".repeat(62));
         let p = pod("metadata: {name: x}\nspec: {hostname: Bad_Name, containers: []}\n");
         assert!(hostname(&p).is_err());
+    }
+
+    #[test]
+    fn loopback_nameservers_give_way_to_the_upstream_file_in_a_pod_netns() {
+        let dir = std::env::temp_dir().join(format!("hostlet-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = dir.join("stub.conf");
+        let up = dir.join("upstream.conf");
+        std::fs::write(&stub, "nameserver 127.0.0.53\noptions edns0 trust-ad\n").unwrap();
+        std::fs::write(&up, "nameserver 192.0.2.1\n").unwrap();
+        assert_eq!(host_resolv(&stub, true, &up), "nameserver 192.0.2.1\n");
+        assert!(
+            host_resolv(&stub, false, &up).contains("127.0.0.53"),
+            "hostNetwork reaches it"
+        );
+        assert!(host_resolv(&stub, true, &dir.join("none")).contains("127.0.0.53"));
+        std::fs::write(&stub, "nameserver 127.0.0.53\nnameserver 198.51.100.1\n").unwrap();
+        assert!(
+            host_resolv(&stub, true, &up).contains("198.51.100.1"),
+            "one is reachable"
+        );
+        assert_eq!(
+            host_resolv(Path::new(""), true, &up),
+            "",
+            "--resolv-conf ''"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::Pod;
 use nix::mount::{umount2, MntFlags};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
-pub use etc::{hostname, hosts_file, resolv_conf, write_etc};
+pub use etc::{hostname, hosts_file, hosts_file_with_ips, resolv_conf, write_etc, write_hosts};
 use files::{held, io};
 pub use files::{PodFiles, SandboxError, Shared};
 pub use helper::helper_main;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodStatus,
+    ContainerStatus, Pod, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -40,6 +40,8 @@ struct PodEntry {
     evicted: Option<(String, String)>,
     /// Containers whose log lines were dropped; empty for nearly every pod.
     log_drops: Vec<LogDrops>,
+    /// The pod network's addresses (CNI ADD result); empty for hostNetwork pods.
+    pod_ips: Vec<String>,
 }
 
 /// Shared, cheap to clone; every method takes a short lock.
@@ -149,8 +151,18 @@ impl StatusStore {
             terminating_since: None,
             evicted: None,
             log_drops: Vec::new(),
+            pod_ips: Vec::new(),
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
+    }
+
+    /// The pod's addresses on the pod network, once it is attached.
+    pub fn set_pod_ips(&self, uid: &str, ips: Vec<String>) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.pod_ips = ips;
+            }
+        })
     }
 
     pub fn pod_terminating(&self, uid: &str) {
@@ -429,10 +441,15 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
         Some(_) => PodPhase::Failed,
         None => pod_phase(&spec, &init, &app),
     };
-    let pod_ip = if spec.host_network.unwrap_or(false) {
-        host_ip.clone()
+    let (pod_ip, pod_ips) = if spec.host_network.unwrap_or(false) {
+        (host_ip.clone(), None)
     } else {
-        None
+        let ips: Vec<PodIP> = p
+            .pod_ips
+            .iter()
+            .map(|ip| PodIP { ip: ip.clone() })
+            .collect();
+        (p.pod_ips.first().cloned(), (!ips.is_empty()).then_some(ips))
     };
     pod.status = Some(PodStatus {
         phase: Some(phase.as_str().into()),
@@ -443,6 +460,7 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
         }),
         host_ip,
         pod_ip,
+        pod_ips,
         start_time: Some(Time(p.started)),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(app),

@@ -40,6 +40,8 @@ pub struct Deps<S: Services = Real> {
     pub node_cgroups: Arc<crate::cgroups::NodeCgroups>,
     /// How often disk emptyDirs are measured against their `sizeLimit`.
     pub housekeeping_interval: Duration,
+    /// The CNI runtime that attaches pods without hostNetwork to the pod network.
+    pub network: crate::network::Network,
     /// Bundles being built at once across the agent's pods, `worker::BUNDLE_BUILDS` permits. One
     /// per `Deps`, not a static: unit tests each run their own agent on their own clock.
     pub bundle_builds: tokio::sync::Semaphore,

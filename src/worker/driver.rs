@@ -61,6 +61,7 @@ pub async fn run_pod<S: Services>(
         watch_stop.abort();
         life.terminating();
         life.terminated();
+        host_resources::network_down(&pod.uid, &deps).await;
         release(&pod, &pod_dir, &deps);
         if !stopping {
             gc_logs_later(&deps, &pod);

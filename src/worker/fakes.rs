@@ -377,6 +377,7 @@ impl StatusSink for FakeStatus {
             PodReport::AllWaiting { reason, .. } => format!("pod AllWaiting {reason}"),
             PodReport::Evicted { reason, .. } => format!("pod Evicted {reason}"),
             PodReport::Terminating => "pod Terminating".to_string(),
+            PodReport::Ips(ips) => format!("pod Ips {ips:?}"),
         };
         g.0.push(text);
     }
@@ -441,6 +442,13 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
         node_cgroups: Arc::new(crate::cgroups::NodeCgroups::new(None, Default::default())),
         housekeeping_interval: Duration::from_secs(1),
         bundle_builds: tokio::sync::Semaphore::new(super::container::BUNDLE_BUILDS),
+        network: crate::network::Network::new(crate::network::Options {
+            conf_dir: dir.join("cni/conf"),
+            bin_dirs: vec![dir.join("cni/bin")],
+            cache_dir: dir.join("cni/cache"),
+            pod_cidr: "10.87.0.0/16".into(),
+            resolv_conf: PathBuf::new(),
+        }),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::deps::{Deps, PodCtx};
-use super::services::Services;
+use super::services::{PodReport, Services, StatusSink};
 use super::volumes;
 use crate::cgroups::{self, PodCgroup};
 use crate::sandbox::{self, Placement, PodFiles, Shared};
@@ -22,14 +22,23 @@ pub(super) fn prepare<S: Services>(
 ) -> Result<BTreeMap<String, PathBuf>, String> {
     let vols = volumes::prepare(pod, pod_dir, &deps.node).map_err(|e| e.to_string())?;
     let files = PodFiles::new(pod_dir);
-    sandbox::write_etc(pod, &files).map_err(|e| e.to_string())?;
+    sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf).map_err(|e| e.to_string())?;
     let cg = PodCgroup::of(pod, uid);
     // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
         cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))
             .map_err(|e| e.to_string())?;
     }
+    let fresh_netns = sandbox::missing(&files, Shared::of(pod)).net;
     ensure_sandbox_blocking(pod, &cg, &files, deps)?;
+    if Shared::of(pod).net {
+        // CNI ADD once the netns exists and before any container (CHECK when adopted).
+        let net = (deps.network)
+            .setup(pod, uid, &files.ns("net"), fresh_netns)
+            .map_err(|e| e.to_string())?;
+        sandbox::write_hosts(pod, &files, &net.ips).map_err(|e| e.to_string())?;
+        deps.status.pod(uid, PodReport::Ips(&net.ips));
+    }
     Ok(vols)
 }
 
@@ -67,6 +76,16 @@ pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), S
     tokio::task::spawn_blocking(move || ensure_sandbox_blocking(&pod, &cg, &files, &deps))
         .await
         .unwrap_or_else(|e| Err(format!("recreating the pod sandbox: {e}")))
+}
+
+/// CNI DEL of the pod's network, whichever agent attached it (the cache says what), while
+/// its netns still exists. Nothing cached (hostNetwork), nothing to do.
+pub(super) async fn network_down<S: Services>(uid: &str, deps: &std::sync::Arc<Deps<S>>) {
+    let (uid, d) = (uid.to_string(), deps.clone());
+    let done = tokio::task::spawn_blocking(move || d.network.teardown(&uid)).await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!(error = %e, "detaching the pod network");
+    }
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.

@@ -66,6 +66,8 @@ pub enum PodReport<'a> {
     },
     Terminating,
     Removed,
+    /// The pod network's addresses (CNI ADD's result).
+    Ips(&'a [String]),
 }
 
 /// What happened to one container, for its status.
@@ -173,6 +175,7 @@ impl StatusSink for StatusStore {
             PodReport::Added(pod) => self.pod_added(pod),
             PodReport::AllWaiting { reason, message } => self.all_waiting(uid, reason, message),
             PodReport::Evicted { reason, message } => self.pod_evicted(uid, reason, message),
+            PodReport::Ips(ips) => self.set_pod_ips(uid, ips.to_vec()),
             PodReport::Terminating => self.pod_terminating(uid),
             PodReport::Removed => self.pod_removed(uid),
         }

@@ -34,6 +34,8 @@ use tempfile::TempDir;
 mod fixture;
 #[allow(unused_imports)]
 pub use fixture::*;
+mod net;
+pub use net::TestNet;
 
 /// Tags `rootfs/build.sh` creates and [`Registry::start`] pushes.
 pub const IMAGE_TAGS: &[&str] = &["test", "entry"];
@@ -281,6 +283,8 @@ pub struct AgentDirs {
     pub root: PathBuf,
     pub logs: PathBuf,
     pub agent_log: PathBuf,
+    /// The pod network of this test's agents.
+    pub net: TestNet,
     tmp: Option<TempDir>,
 }
 
@@ -296,6 +300,7 @@ impl AgentDirs {
             root: base.join("root"),
             logs: base.join("logs"),
             agent_log: base.join("agent.log"),
+            net: TestNet::new(&base),
             base,
             tmp: Some(tmp),
         };
@@ -418,7 +423,8 @@ impl Agent {
             .arg("--pod-logs-dir")
             .arg(&dirs.logs)
             .args(["--hostname-override", NODE_NAME])
-            .args(["--file-check-frequency", "1s"]);
+            .args(["--file-check-frequency", "1s"])
+            .args(dirs.net.args());
         if let Some(r) = registry {
             cmd.args(["--insecure-registry", &r.addr]);
         }

@@ -209,15 +209,11 @@ fn ports(
         }
         match p.host_port {
             None | Some(0) => {}
-            Some(_) if !host_network => errors.push(FieldError::new(
-                format!("{ppath}.hostPort"),
-                "not supported by hostlet yet (only with hostNetwork: true): hostPort needs pod networking, which hostlet does not have",
-            )),
             Some(hp) if !(1..=65535).contains(&hp) => errors.push(FieldError::new(
                 format!("{ppath}.hostPort"),
                 "must be between 1 and 65535, inclusive",
             )),
-            Some(hp) if hp != p.container_port => errors.push(FieldError::new(
+            Some(hp) if host_network && hp != p.container_port => errors.push(FieldError::new(
                 format!("{ppath}.hostPort"),
                 "must match containerPort when hostNetwork is true",
             )),
