@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => verb(|| hostlet::cli::logs::main(args)),
         Command::Version(args) => verb(|| hostlet::cli::version::version(args)),
         Command::Completion(args) => verb(|| hostlet::cli::version::completion(args)),
+        Command::Generate(cmd) => verb(|| hostlet::cli::generate::main(cmd)),
         // The command's own exit status is hostlet's.
         Command::Exec(args) => match hostlet::cli::exec::main(args) {
             Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),

@@ -4,18 +4,18 @@
 #
 #   1. installs the Debian packages hostlet and the demo need (only those missing, so it
 #      runs offline when they are all there, as in vm/run.sh's image);
-#   2. installs the hostlet binary and the hostlet-monitor beside it to /usr/local/bin:
-#      $HOSTLET_BIN if set, else REPO/target/release/hostlet if present, else builds them
-#      with cargo (installing Rust with rustup and the build packages when cargo is
-#      missing; needs network);
+#   2. installs hostlet from its Debian package (packaging/README.md) with apt-get:
+#      $HOSTLET_DEB if set, else the newest REPO/target/debian/hostlet_*.deb, else builds
+#      one with packaging/build-deb.sh (installing Rust with rustup, cargo-deb and the
+#      build packages when missing; needs network); a drop-in makes the packaged
+#      hostlet.service trust the demo registry;
 #   3. builds the busybox demo image (rootfs/build.sh) and serves it from a local registry
 #      on 127.0.0.1:5055 as the systemd unit hostlet-registry.service;
-#   4. installs vagrant/hostlet.service, copies testdata/demo/*.yaml into
-#      /etc/kubernetes/manifests, (re)starts hostlet and waits until the hello pod logs and
-#      the web pod's httpd listens.
+#   4. copies testdata/demo/*.yaml into /etc/kubernetes/manifests, (re)starts hostlet and
+#      waits until the hello pod logs and the web pod's httpd listens.
 #
 # Run as root. REPO is the parent of this script's directory (/vagrant under Vagrant).
-# Environment: HOSTLET_BIN (binary to install), PROVISION_WAIT (seconds to wait for the
+# Environment: HOSTLET_DEB (package to install), PROVISION_WAIT (seconds to wait for the
 # demo pods, default 180).
 set -euo pipefail
 
@@ -51,34 +51,50 @@ apt_install() {
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-install_binary() {
-	local bin="${HOSTLET_BIN:-}"
-	if [[ -z "$bin" && -x "$repo/target/release/hostlet" ]]; then
-		bin="$repo/target/release/hostlet"
-	fi
-	if [[ -z "$bin" ]]; then
+# newest_deb: the most recent REPO/target/debian/hostlet_*.deb, if any.
+newest_deb() {
+	local f newest=""
+	for f in "$repo"/target/debian/hostlet_*.deb; do
+		[[ -f "$f" ]] || continue
+		[[ -n "$newest" && ! "$f" -nt "$newest" ]] || newest="$f"
+	done
+	echo "$newest"
+}
+
+install_package() {
+	local deb="${HOSTLET_DEB:-}"
+	[[ -n "$deb" ]] || deb="$(newest_deb)"
+	if [[ -z "$deb" ]]; then
 		apt_install "${BUILD_PACKAGES[@]}"
 		export PATH="$HOME/.cargo/bin:$PATH"
 		if ! command -v cargo >/dev/null; then
 			say "installing Rust with rustup"
 			curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 		fi
+		command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 		# Build outside the synced folder: the host's target/ is not the VM's.
 		export CARGO_TARGET_DIR=/var/cache/hostlet-build
-		say "cargo build --release (target dir $CARGO_TARGET_DIR)"
-		(cd "$repo" && cargo build --release --locked)
-		bin="$CARGO_TARGET_DIR/release/hostlet"
+		say "packaging/build-deb.sh (target dir $CARGO_TARGET_DIR)"
+		deb="$("$repo/packaging/build-deb.sh")"
 	fi
-	# The agent runs each container's monitor from hostlet-monitor beside its own binary.
-	local helper
-	helper="$(dirname "$bin")/hostlet-monitor"
-	[[ -x "$bin" ]] || die "$bin is not an executable"
-	[[ -x "$helper" ]] || die "$helper is not an executable (built with hostlet by cargo build --release)"
-	say "installing $bin and $helper into /usr/local/bin"
-	install -m 0755 "$helper" /usr/local/bin/hostlet-monitor.new
-	mv -f /usr/local/bin/hostlet-monitor.new /usr/local/bin/hostlet-monitor
-	install -m 0755 "$bin" /usr/local/bin/hostlet.new
-	mv -f /usr/local/bin/hostlet.new /usr/local/bin/hostlet
+	[[ -f "$deb" ]] || die "$deb: no such package"
+	# What an earlier provision.sh installed by hand would shadow the package's files.
+	rm -f /usr/local/bin/hostlet /usr/local/bin/hostlet-monitor
+	if grep -qs 'installed by vagrant/provision.sh' /etc/systemd/system/hostlet.service; then
+		rm -f /etc/systemd/system/hostlet.service
+	fi
+	# The demo registry speaks plain HTTP: the one flag the config file cannot carry.
+	mkdir -p /etc/systemd/system/hostlet.service.d
+	cat >/etc/systemd/system/hostlet.service.d/demo-registry.conf <<EOF
+# vagrant/provision.sh: trust the demo registry on 127.0.0.1:$PORT (plain HTTP).
+[Service]
+ExecStart=
+ExecStart=/usr/bin/hostlet run --config /etc/hostlet/config.yaml --insecure-registry 127.0.0.1:$PORT
+EOF
+	# apt-get takes a local package by its path, not by a bare file name.
+	[[ "$deb" == /* ]] || deb="$PWD/$deb"
+	say "apt-get install $deb"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$deb"
 }
 
 # registry_ready: GET /v2/ answers 200 (bash /dev/tcp: no curl needed).
@@ -154,16 +170,14 @@ web_listens() {
 }
 
 apt_install "${PACKAGES[@]}"
-install_binary
+install_package
 demo_registry
 
-install -m 0644 "$repo/vagrant/hostlet.service" /etc/systemd/system/hostlet.service
-mkdir -p "$MANIFESTS"
+# The package made the directory (root's, 0755) and enabled the unit.
 cp "$repo"/testdata/demo/*.yaml "$MANIFESTS/"
 systemctl daemon-reload
-systemctl enable hostlet.service
-# restart, not start: a re-provision picks up a new binary; containers survive
-# (KillMode=process) and the new agent adopts them.
+# restart, not start: a re-provision picks up the drop-in and a new package's agent;
+# containers survive (KillMode=process) and the new agent adopts them.
 systemctl restart hostlet.service
 say "hostlet.service $(systemctl is-active hostlet.service); waiting (max ${WAIT} s) for the demo pods"
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs INSIDE the VM (started by the payload unit vm/image.sh bakes in), as root:
-# reports the environment, runs vagrant/provision.sh (the script Vagrant runs), then each
-# integration test binary listed in /mnt/out/tests.list (copies in /mnt/out/bin). Results
+# reports the environment, runs vagrant/provision.sh (the script Vagrant runs; it installs
+# hostlet's .deb), vm/package.sh (what the package promises), then each integration
+# test binary listed in /mnt/out/tests.list (copies in /mnt/out/bin). Results
 # go to /mnt/out (the host's out dir): test-NAME.log per binary, results.txt
 # ("NAME EXIT_CODE SECONDS" per binary).
-# Exit code: 0 when provisioning and every test binary passed.
+# Exit code: 0 when provisioning, the package checks and every test binary passed.
 set -uo pipefail
 
 OUT=/mnt/out
@@ -40,11 +41,13 @@ mkdir -p "$BIN"
 cp "$OUT"/bin/* "$BIN/"
 mount --bind "$BIN/hostlet" "$HOSTLET_BIN"
 mount --bind "$BIN/hostlet-monitor" "$(dirname "$HOSTLET_BIN")/hostlet-monitor"
+
+cp "$OUT/hostlet.deb" /var/tmp/hostlet.deb
 phase_end
 
 rc=0
 phase "vagrant/provision.sh"
-HOSTLET_BIN="$HOSTLET_BIN" timeout -k 10 400 "$repo/vagrant/provision.sh" >"$OUT/provision.log" 2>&1
+HOSTLET_DEB=/var/tmp/hostlet.deb timeout -k 10 400 "$repo/vagrant/provision.sh" >"$OUT/provision.log" 2>&1
 code=$?
 if [[ $code -eq 0 ]]; then
 	tail -n 8 "$OUT/provision.log"
@@ -55,6 +58,20 @@ else
 	echo "provision: FAILED (exit $code)"
 fi
 systemctl --no-pager status hostlet.service 2>&1 | head -n 5
+phase_end
+
+phase "vm/package.sh (what the .deb promises)"
+if [[ $rc -eq 0 ]]; then
+	timeout -k 10 400 "$repo/vm/package.sh" /var/tmp/hostlet.deb >"$OUT/package.log" 2>&1
+	code=$?
+	cat "$OUT/package.log"
+	if [[ $code -ne 0 ]]; then
+		rc=1
+		echo "package: FAILED (exit $code)"
+	fi
+else
+	echo "package: not checked (provisioning failed)"
+fi
 phase_end
 
 : >"$OUT/results.txt"

@@ -5,9 +5,10 @@
 #   vm/run.sh [-- TEST_ARGS...]     e.g. vm/run.sh -- pod_runs_isolated
 #
 # Phases (each timed): image (vm/image.sh, cached), test binaries (cargo test --no-run on
-# the host), boot + guest (qemu; inside, vm/guest.sh runs vagrant/provision.sh, then every
-# integration test binary from the host's target/ over 9p). Exit code 0 only when
-# provisioning and every test binary passed inside the VM.
+# the host, and hostlet's .deb with packaging/build-deb.sh), boot + guest (qemu; inside,
+# vm/guest.sh runs vagrant/provision.sh, which installs the .deb, then vm/package.sh, then
+# every integration test binary from the host's target/ over 9p). Exit code 0 only when
+# provisioning, the package checks and every test binary passed inside the VM.
 #
 # The repo is shared read-only at the same absolute path as on the host (the test
 # binaries hold CARGO_MANIFEST_DIR and CARGO_BIN_EXE_hostlet); results land in
@@ -116,6 +117,14 @@ cp "$helper" "$OUT/bin/hostlet-monitor"
 while read -r name path; do
 	cp "$path" "$OUT/bin/$name"
 done <"$OUT/tests.list"
+# The Debian package vagrant/provision.sh installs inside (a release build: the agent
+# under systemd runs what users install; the test binaries run the debug hostlet).
+deb="$(packaging/build-deb.sh 2>"$repo/target/vm-deb.log")" || {
+	tail -n 30 "$repo/target/vm-deb.log" >&2
+	die "packaging/build-deb.sh failed (log above)"
+}
+cp "$deb" "$OUT/hostlet.deb"
+echo "package: $deb"
 mkdir -p "$repo/target/tmp"
 {
 	printf 'HOSTLET_BIN=%q\n' "$bin"

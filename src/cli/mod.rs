@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod generate;
 pub mod image_import;
 pub mod images;
 pub mod logs;
@@ -84,4 +85,7 @@ pub enum Command {
         after_help = "Examples:\n  hostlet completion bash > /etc/bash_completion.d/hostlet\n  hostlet completion zsh > \"${fpath[1]}/_hostlet\"\n  hostlet completion fish > ~/.config/fish/completions/hostlet.fish"
     )]
     Completion(version::CompletionArgs),
+    /// Write the man pages or shell completions into a directory (packaging)
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
