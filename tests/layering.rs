@@ -74,7 +74,7 @@ const KNOWN_PARENT_CIRCLES: &[(&str, &str)] = &[
     ("image", "TODO(issue 16): ImageError lives in image/mod.rs"),
     (
         "manifest",
-        "TODO(issue 16): validate.rs helpers used by validate/*.rs",
+        "TODO(issue 16): validate/mod.rs helpers used by validate/*.rs",
     ),
     (
         "source",

@@ -5,7 +5,7 @@
 
 pub mod client;
 pub mod http;
-pub mod notify;
+pub mod sd_notify;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
-use super::client::{find_container, find_pod, runtime_id, RootArgs};
+use super::operator::{find_container, find_pod, runtime_id, RootArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct ExecArgs {

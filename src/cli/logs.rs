@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::client::{self, find_container, find_pod, runtime_id, RootArgs};
+use super::operator::{self, find_container, find_pod, runtime_id, RootArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -110,7 +110,7 @@ fn log_path(args: &LogsArgs) -> anyhow::Result<(PathBuf, Option<String>)> {
         bail!(
             "container {:?} in pod {:?} has not started yet: no log",
             c.name,
-            client::name(&pod)
+            operator::name(&pod)
         );
     };
     let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
@@ -119,7 +119,7 @@ fn log_path(args: &LogsArgs) -> anyhow::Result<(PathBuf, Option<String>)> {
             bail!(
                 "previous terminated container {:?} in pod {:?} not found",
                 c.name,
-                client::name(&pod)
+                operator::name(&pod)
             );
         };
         let path = cfg.log_path.with_file_name(format!("{n}.log"));

@@ -1,12 +1,12 @@
 //! Command line: one file per verb.
 
-pub mod client;
 pub mod exec;
 pub mod generate;
 pub mod image_import;
 pub mod images;
 pub mod logs;
 pub mod monitor;
+pub mod operator;
 pub mod pods;
 pub mod pull;
 pub mod render;

@@ -4,7 +4,9 @@ use anyhow::bail;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::json;
 
-use super::client::{self, age, find_pod, name, namespace, runtime_id, statuses, Format, RootArgs};
+use super::operator::{
+    self, age, find_pod, name, namespace, runtime_id, statuses, Format, RootArgs,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct PodsArgs {
@@ -70,7 +72,7 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
             items: pods,
             metadata: Default::default(),
         };
-        return client::print_structured(format, &list);
+        return operator::print_structured(format, &list);
     }
     let wide = args.output == PodsFormat::Wide;
     if pods.is_empty() {
@@ -114,7 +116,7 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
     if all_ns {
         header.insert(0, "NAMESPACE");
     }
-    print!("{}", client::table(&header, &rows));
+    print!("{}", operator::table(&header, &rows));
     Ok(())
 }
 
@@ -256,7 +258,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
     match args.output {
         Format::Table => print!(
             "{}",
-            client::table(
+            operator::table(
                 &[
                     "CONTAINER",
                     "IMAGE",
@@ -270,7 +272,7 @@ pub fn ps(args: PsArgs) -> anyhow::Result<()> {
                 &rows
             )
         ),
-        f => client::print_structured(f, &json!({ "containers": items }))?,
+        f => operator::print_structured(f, &json!({ "containers": items }))?,
     }
     Ok(())
 }
@@ -291,7 +293,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         return print_container(&args.root, format, p, c);
     }
     let pod_err = match find_pod(pods.clone(), &args.target, args.namespace.as_deref()) {
-        Ok(pod) => return client::print_structured(format, &pod),
+        Ok(pod) => return operator::print_structured(format, &pod),
         Err(e) => e,
     };
     let hits: Vec<&(Pod, ContainerStatus)> = containers
@@ -335,10 +337,10 @@ fn print_container(
         "status": c,
         "spec": spec,
         "info": {
-            "config": client::read_record(&dir, "monitor.json"),
-            "state": client::read_record(&dir, "state.json"),
-            "exit": client::read_record(&dir, "exit.json"),
+            "config": operator::read_record(&dir, "monitor.json"),
+            "state": operator::read_record(&dir, "state.json"),
+            "exit": operator::read_record(&dir, "exit.json"),
         },
     });
-    client::print_structured(format, &v)
+    operator::print_structured(format, &v)
 }

@@ -324,10 +324,10 @@ async fn agent(
         .await
         .context("starting the status API")?;
     let api = tokio::spawn(api.run(status.clone()));
-    let notify = tokio::spawn(crate::api::notify::run(status.clone()));
+    let notify = tokio::spawn(crate::api::sd_notify::run(status.clone()));
 
     shutdown_signal().await;
-    crate::api::notify::stopping();
+    crate::api::sd_notify::stopping();
     notify.abort();
     api.abort();
     let _ = std::fs::remove_file(crate::api::socket_path(&cfg.root_dir));

@@ -2,7 +2,7 @@
 
 use clap::CommandFactory;
 
-use super::client::{Format, RootArgs};
+use super::operator::{Format, RootArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct VersionArgs {
@@ -38,7 +38,7 @@ pub fn version(args: VersionArgs) -> anyhow::Result<()> {
             println!("agent: {agent}");
             Ok(())
         }
-        f => super::client::print_structured(f, &v),
+        f => super::operator::print_structured(f, &v),
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_client::manifest::{OciDescriptor, OciImageManifest, IMAGE_MANIFEST_MEDIA_TYPE};
 
-use super::pull::{parse_manifest, select_platform, ManifestError, Parsed};
+use super::registry::{parse_manifest, select_platform, ManifestError, Parsed};
 use super::store::{io_err, Blobs};
 use super::{blocking, layer_specs, parse_json, reference, stored_size, ImageError, ImageStore};
 
@@ -211,8 +211,9 @@ impl ImageStore {
             let (digest, extra) = match parsed {
                 Parsed::Image(_) => (desc.digest.clone(), vec![]),
                 Parsed::Index(idx) => {
-                    let entry = select_platform(&idx.manifests)
-                        .ok_or_else(|| ArchiveError::NoPlatform(super::pull::host_platform()))?;
+                    let entry = select_platform(&idx.manifests).ok_or_else(|| {
+                        ArchiveError::NoPlatform(super::registry::host_platform())
+                    })?;
                     read(&entry.digest)?;
                     (entry.digest.clone(), vec![desc.digest.clone()])
                 }

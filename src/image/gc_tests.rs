@@ -29,7 +29,7 @@ fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
 fn config(layers: &[&[u8]]) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
     serde_json::to_vec(&serde_json::json!({
-        "architecture": crate::image::pull::host_arch(), "os": "linux",
+        "architecture": crate::image::registry::host_arch(), "os": "linux",
         "config": {"Cmd": ["sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids}
     }))

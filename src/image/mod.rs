@@ -14,13 +14,13 @@
 
 mod archive;
 mod auth;
-mod fetch;
 mod fsutil;
 mod gc;
 mod layers;
 mod preload;
 mod pull;
 mod reference;
+mod registry;
 mod store;
 mod unpack;
 
@@ -34,12 +34,12 @@ use oci_client::manifest::OciImageManifest;
 use oci_client::Reference;
 
 pub use archive::{ArchiveError, Imported};
-use fetch::layer_specs;
 pub use gc::{GcPolicy, GcReport, ImageInfo};
 pub use layers::LayerError;
 use layers::LayerSpec;
-pub use pull::{ManifestError, Progress};
+use pull::layer_specs;
 pub use reference::{parse as parse_reference, ReferenceError};
+pub use registry::{ManifestError, Progress};
 pub use store::now_unix;
 use store::{io_err, Blobs, DbFile};
 use unpack::Compression;
@@ -135,7 +135,7 @@ pub enum ImageError {
     #[error("pull {reference}: {reason}")]
     Manifest {
         reference: String,
-        reason: pull::ManifestError,
+        reason: registry::ManifestError,
     },
     #[error("{path}: {source}")]
     Io {
@@ -169,7 +169,7 @@ pub struct ImageStore {
     root: PathBuf,
     blobs: Blobs,
     db: DbFile,
-    registry: pull::Registry,
+    registry: registry::Registry,
     max_layer_size: u64,
     progress: Arc<Progress>,
     /// Single-flight: one async mutex per normalised reference and per layer being unpacked.
@@ -214,7 +214,7 @@ impl ImageStore {
             root: root.to_path_buf(),
             blobs: Blobs::open(root.join("blobs").join("sha256"))?,
             db: DbFile::open(root)?,
-            registry: pull::Registry::new(opts.insecure, extra_roots, credentials),
+            registry: registry::Registry::new(opts.insecure, extra_roots, credentials),
             max_layer_size: opts.max_layer_size,
             progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),

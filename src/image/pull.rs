@@ -1,489 +1,269 @@
-//! The registry side: resolving a reference to this host's image manifest and streaming blobs
-//! into the blob store (verified while written, never held whole in memory).
+//! Pulling an image into the store: resolve the reference, fetch and verify the manifest,
+//! config and layer blobs (a few layers at once), unpack the layers that are missing, and
+//! record the result in the database.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use super::*;
 
-use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::manifest::{
-    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
-    OCI_IMAGE_MEDIA_TYPE,
-};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
-
-use super::store::{BlobWriter, Blobs};
-use super::ImageError;
-
-/// Why the manifest a reference names could not be fetched or used.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("fetch manifest: {}", chain(.0))]
-    Fetch(oci_client::errors::OciDistributionError),
-    #[error("manifest digest mismatch: expected {expected}, got {actual}")]
-    Digest { expected: String, actual: String },
-    #[error("no manifest for {platform} in image index (offers {})", offers.join(", "))]
-    NoPlatform {
-        platform: String,
-        offers: Vec<String>,
-    },
-    #[error("image index entry is itself an index")]
-    NestedIndex,
-    #[error("invalid manifest: {0}")]
-    Json(serde_json::Error),
-    #[error("unsupported manifest schema version {0:?}")]
-    SchemaVersion(Option<u32>),
-    #[error("unsupported manifest media type {0}")]
-    MediaType(String),
-    #[error("invalid image index: {0}")]
-    Index(serde_json::Error),
-    #[error("invalid image manifest: {0}")]
-    Manifest(serde_json::Error),
-}
-
-const MANIFEST_TYPES: &[&str] = &[
-    OCI_IMAGE_MEDIA_TYPE,
-    IMAGE_MANIFEST_MEDIA_TYPE,
-    OCI_IMAGE_INDEX_MEDIA_TYPE,
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-];
-
-/// A platform image manifest, with the raw bytes of everything that led to it.
-pub struct Resolved {
-    /// `sha256:` of `manifest_bytes`.
-    pub digest: String,
-    pub manifest_bytes: Vec<u8>,
-    pub manifest: OciImageManifest,
-    /// The image index / manifest list the reference named, if any: (digest, bytes).
-    pub index: Option<(String, Vec<u8>)>,
-}
-
-/// Byte and layer counters of the pulls in progress, for progress displays.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub bytes_total: AtomicU64,
-    pub bytes_done: AtomicU64,
-    pub blobs_total: AtomicU64,
-    pub blobs_done: AtomicU64,
-}
-
-/// How registries are reached: fixed for the life of the store.
-pub struct Registry {
-    insecure: Vec<String>,
-    extra_roots: Vec<Vec<u8>>,
-    credentials: Vec<PathBuf>,
-}
-
-/// One pull's client: credentials are read afresh for each (edited files apply at once).
-pub struct Session {
-    client: Client,
-    auth: RegistryAuth,
-}
-
-impl Registry {
-    /// `extra_roots` are PEM bundles trusted besides the system roots; `credentials` the
-    /// docker config files searched for registry credentials, in order.
-    pub fn new(
-        insecure: Vec<String>,
-        extra_roots: Vec<Vec<u8>>,
-        credentials: Vec<PathBuf>,
-    ) -> Self {
-        Self {
-            insecure,
-            extra_roots,
-            credentials,
-        }
-    }
-
-    pub fn session(&self, reference: &Reference) -> Session {
-        crate::tls::provider();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
-            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
-            extra_root_certificates: self
-                .extra_roots
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            connect_timeout: Some(Duration::from_secs(15)),
-            // A registry that stops sending fails the pull instead of hanging it.
-            read_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
-        Session {
-            client: Client::new(config),
-            auth: super::auth::lookup(&self.credentials, reference.resolve_registry()),
-        }
-    }
-}
-
-impl Session {
-    /// Fetches the manifest `reference` names, descending through an index to this host's
-    /// platform.
-    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, ManifestError> {
-        let (bytes, digest) = self.manifest(reference, reference.digest()).await?;
-        match parse_manifest(&bytes)? {
-            Parsed::Image(manifest) => Ok(Resolved {
-                digest,
-                manifest_bytes: bytes,
-                manifest,
-                index: None,
-            }),
-            Parsed::Index(index) => {
-                let entry =
-                    select_platform(&index.manifests).ok_or_else(|| ManifestError::NoPlatform {
-                        platform: host_platform(),
-                        offers: index.manifests.iter().filter_map(platform_string).collect(),
-                    })?;
-                let by_digest = reference.clone_with_digest(entry.digest.clone());
-                let (mbytes, mdigest) = self.manifest(&by_digest, Some(&entry.digest)).await?;
-                match parse_manifest(&mbytes)? {
-                    Parsed::Image(manifest) => Ok(Resolved {
-                        digest: mdigest,
-                        manifest_bytes: mbytes,
-                        manifest,
-                        index: Some((digest, bytes)),
-                    }),
-                    Parsed::Index(_) => Err(ManifestError::NestedIndex),
-                }
-            }
-        }
-    }
-
-    /// One manifest; its sha256 is computed here and must equal `expected` if given.
-    async fn manifest(
-        &self,
-        reference: &Reference,
-        expected: Option<&str>,
-    ) -> Result<(Vec<u8>, String), ManifestError> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
+impl ImageStore {
+    pub(super) async fn pull(&self, parsed: &Reference, key: &str) -> Result<Image, ImageError> {
+        let start = Instant::now();
+        let session = self.registry.session(parsed);
+        let resolved = session
+            .resolve(parsed)
             .await
-            .map_err(ManifestError::Fetch)?;
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        if let Some(expected) = expected {
-            if expected != digest {
-                return Err(ManifestError::Digest {
-                    expected: expected.to_string(),
-                    actual: digest,
+            .map_err(|reason| ImageError::Manifest {
+                reference: key.to_string(),
+                reason,
+            })?;
+        let digest = resolved.digest.clone();
+        let manifest = &resolved.manifest;
+        let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
+        pins.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+        let _pin = self.pin(pins);
+
+        let mut small = vec![(digest.clone(), resolved.manifest_bytes.clone())];
+        small.extend(resolved.index.clone());
+        let blobs = self.blobs.clone();
+        blocking(move || {
+            small
+                .iter()
+                .try_for_each(|(d, b)| blobs.put(d, b).map(drop))
+        })
+        .await?;
+
+        let (mut bytes, config) = self.fetch_config(&session, parsed, key, manifest).await?;
+        let specs = layer_specs(key, manifest, &config)?;
+        let _pin_layers = self.pin(specs.iter().map(|s| s.diff_id.clone()));
+        bytes += self
+            .fetch_layers(&session, parsed, manifest, &specs)
+            .await?;
+
+        let layers = self.materialise(key, &digest, &specs).await?;
+        let size = stored_size(resolved.manifest_bytes.len(), manifest);
+        let index = resolved.index.as_ref().map(|(d, _)| d.clone());
+        self.record(Some(key), &digest, Some((size, index)), true)
+            .await?;
+        tracing::info!(
+            reference = %key,
+            %digest,
+            bytes,
+            layers = manifest.layers.len(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "pulled image"
+        );
+        Ok(Image {
+            reference: key.to_string(),
+            digest,
+            layers,
+            config,
+        })
+    }
+
+    /// Fetches the image config blob; returns the bytes fetched and the parsed config.
+    async fn fetch_config(
+        &self,
+        session: &registry::Session,
+        parsed: &Reference,
+        key: &str,
+        manifest: &OciImageManifest,
+    ) -> Result<(u64, oci_spec::image::ImageConfiguration), ImageError> {
+        let progress = &self.progress;
+        progress
+            .blobs_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        progress.bytes_total.fetch_add(
+            u64::try_from(manifest.config.size).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let bytes = session
+            .fetch_blob(parsed, &manifest.config, &self.blobs, progress)
+            .await?;
+        let config = parse_json(
+            &manifest.config.digest,
+            &self.read_blob(&manifest.config.digest).await?,
+        )
+        .map_err(|e| ImageError::Pull {
+            reference: key.to_string(),
+            message: format!("{e}"),
+        })?;
+        Ok((bytes, config))
+    }
+
+    /// Fetches the layer blobs the image still needs, a few at once; returns the bytes
+    /// fetched. Layers already unpacked need no blob (unless the image must be flattened).
+    async fn fetch_layers(
+        &self,
+        session: &registry::Session,
+        parsed: &Reference,
+        manifest: &OciImageManifest,
+        specs: &[LayerSpec],
+    ) -> Result<u64, ImageError> {
+        let progress = &self.progress;
+        let overlay = self.fits_overlay(specs);
+        let needed: Vec<_> = manifest
+            .layers
+            .iter()
+            .zip(specs)
+            .filter(|(_, spec)| {
+                !overlay
+                    || !layers::layer_dir(&self.layers_dir(), &spec.diff_id)
+                        .is_some_and(|d| d.is_dir())
+            })
+            .map(|(desc, _)| desc)
+            .collect();
+        for desc in &needed {
+            progress
+                .blobs_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            progress.bytes_total.fetch_add(
+                u64::try_from(desc.size).unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        // Futures are lazy: collecting them starts nothing; buffer_unordered bounds how many run.
+        let fetches: Vec<_> = needed
+            .into_iter()
+            .map(|desc| session.fetch_blob(parsed, desc, &self.blobs, progress))
+            .collect();
+        let mut downloads =
+            futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_DOWNLOADS);
+        let mut bytes = 0;
+        while let Some(fetched) = downloads.next().await {
+            // Returning drops the other downloads: their temporary files are removed.
+            bytes += fetched?;
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the image's layer directories fit in one overlay `lowerdir=` option.
+    pub(super) fn fits_overlay(&self, specs: &[LayerSpec]) -> bool {
+        let dirs: Vec<PathBuf> = specs
+            .iter()
+            .filter_map(|s| layers::layer_dir(&self.layers_dir(), &s.diff_id))
+            .collect();
+        layers::lowerdir_len(&dirs) <= layers::MAX_LOWERDIR_LEN
+    }
+
+    /// The lower directories (topmost first) of manifest `digest`, unpacking what is missing
+    /// from the (present) layer blobs.
+    pub(super) async fn materialise(
+        &self,
+        key: &str,
+        digest: &str,
+        specs: &[LayerSpec],
+    ) -> Result<Vec<PathBuf>, ImageError> {
+        let unpack_err = |layer: &str, reason: LayerError| ImageError::Unpack {
+            reference: key.to_string(),
+            layer: layer.to_string(),
+            reason,
+        };
+        let start = Instant::now();
+        let blob_path = |spec: &LayerSpec| {
+            self.blobs
+                .path(&spec.blob)
+                .ok_or_else(|| unpack_err(&spec.blob, LayerError::NotSha256))
+        };
+        if !self.fits_overlay(specs) {
+            let hex = store::sha256_hex(digest)
+                .ok_or_else(|| unpack_err(digest, LayerError::NotSha256))?
+                .to_string();
+            tracing::info!(reference = %key, layers = specs.len(), "too many layers for one overlay mount: flattening");
+            let lock = self.lock_for(&format!("flatten {digest}"));
+            let _guard = lock.lock().await;
+            let list = specs
+                .iter()
+                .map(|s| Ok((s.clone(), blob_path(s)?)))
+                .collect::<Result<Vec<_>, ImageError>>()?;
+            let (dir, max, k) = (
+                self.root.join("rootfs"),
+                self.max_layer_size,
+                key.to_string(),
+            );
+            let built = blocking(move || {
+                layers::flatten(&dir, &hex, &list, max).map_err(|(layer, reason)| {
+                    ImageError::Unpack {
+                        reference: k,
+                        layer,
+                        reason,
+                    }
+                })
+            })
+            .await?;
+            return Ok(vec![built]);
+        }
+        let mut dirs = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let lock = self.lock_for(&format!("layer {}", spec.diff_id));
+            let _guard = lock.lock().await;
+            let (layers_dir, s, blob, max) = (
+                self.layers_dir(),
+                spec.clone(),
+                blob_path(spec)?,
+                self.max_layer_size,
+            );
+            let dir = blocking(move || {
+                layers::unpack_layer(&layers_dir, &s, &blob, max).map_err(|reason| {
+                    ImageError::Unpack {
+                        reference: String::new(),
+                        layer: s.blob.clone(),
+                        reason,
+                    }
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                ImageError::Unpack { layer, reason, .. } => unpack_err(&layer, reason),
+                other => other,
+            })?;
+            dirs.push(dir);
+        }
+        dirs.reverse();
+        tracing::debug!(%digest, elapsed_ms = start.elapsed().as_millis() as u64, "layers ready");
+        Ok(dirs)
+    }
+}
+
+/// The manifest's layers with their diff_ids and compression, bottom first.
+pub(super) fn layer_specs(
+    key: &str,
+    manifest: &OciImageManifest,
+    config: &oci_spec::image::ImageConfiguration,
+) -> Result<Vec<LayerSpec>, ImageError> {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::Pull {
+            reference: key.to_string(),
+            message: format!(
+                "image config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                manifest.layers.len()
+            ),
+        });
+    }
+    manifest
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(l, diff_id)| {
+            let compression =
+                Compression::for_media_type(&l.media_type).map_err(|e| ImageError::Pull {
+                    reference: key.to_string(),
+                    message: format!("layer {}: {e}", l.digest),
+                })?;
+            if store::sha256_hex(diff_id).is_none() {
+                return Err(ImageError::Pull {
+                    reference: key.to_string(),
+                    message: format!(
+                        "layer {}: diff_id {diff_id:?} is not a sha256 digest",
+                        l.digest
+                    ),
                 });
             }
-        }
-        Ok((bytes.to_vec(), digest))
-    }
-
-    /// Streams the blob `desc` into the store unless it is already there; returns bytes fetched.
-    pub async fn fetch_blob(
-        &self,
-        reference: &Reference,
-        desc: &OciDescriptor,
-        blobs: &Blobs,
-        progress: &Progress,
-    ) -> Result<u64, ImageError> {
-        if blobs.contains(&desc.digest) {
-            progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-            progress
-                .bytes_done
-                .fetch_add(u64::try_from(desc.size).unwrap_or(0), Ordering::Relaxed);
-            return Ok(0);
-        }
-        let err = |message: String| ImageError::Pull {
-            reference: reference.whole(),
-            message: format!("blob {}: {message}", desc.digest),
-        };
-        let writer = blobs.writer(&desc.digest).map_err(|e| match e {
-            ImageError::Digest { .. } => err(format!("{e}")),
-            other => other,
-        })?;
-        let mut stream = self
-            .client
-            .pull_blob_stream(reference, desc)
-            .await
-            .map_err(|e| err(chain(&e)))?;
-        let limit = u64::try_from(desc.size).unwrap_or(0);
-
-        // The file is written, hashed and fsynced on a blocking thread fed through a small channel.
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let sink = tokio::task::spawn_blocking(move || write_chunks(rx, writer));
-        let mut total = 0u64;
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    total += chunk.len() as u64;
-                    progress
-                        .bytes_done
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if total > limit {
-                        failure = Some(format!(
-                            "registry sent more than the {limit} bytes declared"
-                        ));
-                        break;
-                    }
-                    if tx.send(Some(chunk)).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    failure = Some(format!("download: {e}"));
-                    break;
-                }
-            }
-        }
-        if failure.is_none() {
-            let _ = tx.send(None).await; // None = complete: verify and rename
-        }
-        drop(tx); // closed without None = abort: the temp file is removed
-        let written = sink.await.map_err(|e| err(format!("writer task: {e}")))?;
-        if let Some(message) = failure {
-            return Err(err(message));
-        }
-        match written {
-            Ok(Some(_)) => {
-                progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-                Ok(total)
-            }
-            Ok(None) => Err(err("download ended early".into())),
-            Err(ImageError::Digest { expected, actual }) => Err(err(format!(
-                "digest mismatch: expected {expected}, got {actual}"
-            ))),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// An error and its sources, `: `-separated (reqwest hides "connection refused" in a source).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        next = cause.source();
-    }
-    s
-}
-
-/// Writes chunks until `None` (then finishes the blob) or until the channel closes (abort).
-fn write_chunks<B: AsRef<[u8]>>(
-    mut rx: tokio::sync::mpsc::Receiver<Option<B>>,
-    mut writer: BlobWriter,
-) -> Result<Option<std::path::PathBuf>, ImageError> {
-    use std::io::Write;
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            Some(chunk) => writer
-                .write_all(chunk.as_ref())
-                .map_err(|source| ImageError::Io {
-                    path: std::path::PathBuf::from("<blob temp file>"),
-                    source,
-                })?,
-            None => return writer.finish().map(Some),
-        }
-    }
-    Ok(None)
-}
-
-#[allow(clippy::large_enum_variant)] // short-lived
-pub(super) enum Parsed {
-    Image(OciImageManifest),
-    Index(OciImageIndex),
-}
-
-pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, ManifestError> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "schemaVersion")]
-        schema_version: Option<u32>,
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
-    if probe.schema_version != Some(2) {
-        return Err(ManifestError::SchemaVersion(probe.schema_version));
-    }
-    let is_index = match probe.media_type.as_deref() {
-        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => true,
-        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => false,
-        Some(other) => return Err(ManifestError::MediaType(other.to_string())),
-        None => probe.manifests.is_some(),
-    };
-    if is_index {
-        serde_json::from_slice(bytes)
-            .map(Parsed::Index)
-            .map_err(ManifestError::Index)
-    } else {
-        serde_json::from_slice(bytes)
-            .map(Parsed::Image)
-            .map_err(ManifestError::Manifest)
-    }
-}
-
-/// The running architecture under its OCI (GOARCH) name.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        other => other,
-    }
-}
-
-/// The CPU variant images are built for: `v8` on arm64, `v6`/`v7` on 32-bit arm.
-pub fn host_variant() -> Option<String> {
-    match host_arch() {
-        "arm64" => Some("v8".into()),
-        "arm" => {
-            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-            let v = cpuinfo
-                .lines()
-                .find_map(|l| l.strip_prefix("CPU architecture"))
-                .and_then(|l| {
-                    l.trim_start_matches([' ', '\t', ':'])
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                })?;
-            Some(format!("v{}", v.min(8)))
-        }
-        _ => None,
-    }
-}
-
-pub fn host_platform() -> String {
-    match host_variant() {
-        Some(v) => format!("linux/{}/{v}", host_arch()),
-        None => format!("linux/{}", host_arch()),
-    }
-}
-
-fn platform_string(e: &ImageIndexEntry) -> Option<String> {
-    e.platform.as_ref().map(|p| match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    })
-}
-
-/// The `linux/<host arch>` entry with the host's variant, else one without a variant (for
-/// arm64 `v8` and no variant are the same), else None.
-pub fn select_platform(entries: &[ImageIndexEntry]) -> Option<&ImageIndexEntry> {
-    select_for(entries, host_arch(), host_variant().as_deref())
-}
-
-fn select_for<'a>(
-    entries: &'a [ImageIndexEntry],
-    arch: &str,
-    variant: Option<&str>,
-) -> Option<&'a ImageIndexEntry> {
-    let matching: Vec<_> = entries
-        .iter()
-        .filter(|e| {
-            e.platform
-                .as_ref()
-                .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
+            Ok(LayerSpec {
+                blob: l.digest.clone(),
+                diff_id: diff_id.clone(),
+                compression,
+            })
         })
-        .collect();
-    let variant_of = |e: &ImageIndexEntry| e.platform.as_ref().and_then(|p| p.variant.clone());
-    matching
-        .iter()
-        .find(|e| variant_of(e).as_deref() == variant)
-        .or_else(|| matching.iter().find(|e| variant_of(e).is_none()))
-        .or_else(|| {
-            // No variant known for this host (amd64 …): any entry of the architecture.
-            variant.is_none().then(|| matching.first()).flatten()
-        })
-        .copied()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selects_host_platform_from_index() {
-        let arch = host_arch();
-        let index = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_INDEX_MEDIA_TYPE}","manifests":[
-              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{a}","size":1,"platform":{{"os":"windows","architecture":"{arch}"}}}},
-              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{b}","size":1,"platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#,
-            a = "a".repeat(64),
-            b = "b".repeat(64),
-        );
-        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
-            panic!("not an index")
-        };
-        assert_eq!(
-            select_platform(&index.manifests).unwrap().digest,
-            format!("sha256:{}", "b".repeat(64))
-        );
-    }
-
-    #[test]
-    fn variant_selection() {
-        let entry = |arch: &str, variant: Option<&str>, d: char| {
-            let v = variant
-                .map(|v| format!(r#","variant":"{v}""#))
-                .unwrap_or_default();
-            format!(
-                r#"{{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{arch}"{v}}}}}"#,
-                d.to_string().repeat(64)
-            )
-        };
-        let index = format!(
-            r#"{{"schemaVersion":2,"manifests":[{},{},{}]}}"#,
-            entry("arm", Some("v6"), 'a'),
-            entry("arm", Some("v7"), 'b'),
-            entry("arm64", Some("v8"), 'c'),
-        );
-        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
-            panic!("not an index")
-        };
-        let pick = |arch, variant| {
-            select_for(&index.manifests, arch, variant).map(|e| e.digest[7..8].to_string())
-        };
-        assert_eq!(pick("arm", Some("v7")).as_deref(), Some("b"));
-        assert_eq!(pick("arm", Some("v6")).as_deref(), Some("a"));
-        assert_eq!(pick("arm", Some("v5")), None);
-        assert_eq!(pick("arm64", Some("v8")).as_deref(), Some("c"));
-        assert_eq!(pick("amd64", None), None);
-        assert_eq!(
-            index
-                .manifests
-                .iter()
-                .filter_map(platform_string)
-                .collect::<Vec<_>>(),
-            ["linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"]
-        );
-    }
-
-    #[test]
-    fn parses_docker_schema2_manifest() {
-        let m = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{IMAGE_MANIFEST_MEDIA_TYPE}",
-              "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:{c}","size":2}},
-              "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{c}","size":3}}]}}"#,
-            c = "c".repeat(64)
-        );
-        let Parsed::Image(m) = parse_manifest(m.as_bytes()).unwrap() else {
-            panic!("not an image")
-        };
-        assert_eq!(m.layers.len(), 1);
-        assert!(parse_manifest(br#"{"schemaVersion":1}"#).is_err());
-    }
+        .collect()
 }

@@ -10,7 +10,7 @@
 //! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
 //!
 //! When a feature lands, add its field here as [`Support::Implemented`] (and its semantic checks
-//! to `validate.rs`).
+//! to `validate`).
 
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ pub enum Support {
     /// Only matters to a scheduler or a cluster; accepted and has no effect on one host.
     Ignored,
     /// Never allowed in a static pod (API object references, ephemeral containers);
-    /// `validate.rs` reports why, e.g. "static pods may not reference secrets".
+    /// `validate` reports why, e.g. "static pods may not reference secrets".
     Forbidden,
     /// Accepted only for the values the predicate allows; otherwise not supported yet.
     Only(fn(&Value) -> bool),
@@ -87,7 +87,7 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("readinessProbe", Only(probe_supported)),
     ("startupProbe", Only(probe_supported)),
     ("lifecycle", Only(lifecycle_supported)),
-    // Checked in validate.rs: init containers only, and only "Always" (sidecars).
+    // Checked in validate: init containers only, and only "Always" (sidecars).
     ("restartPolicy", Implemented),
 ];
 
@@ -149,7 +149,7 @@ pub const CONTAINER_PORT: &[(&str, Support)] = &[
     ("containerPort", Implemented),
     ("protocol", Implemented),
     ("name", Implemented),
-    // With hostNetwork it must equal containerPort (validate.rs); without, it goes to
+    // With hostNetwork it must equal containerPort (validate); without, it goes to
     // the CNI portmap plugin, as hostIP does.
     ("hostPort", Implemented),
     ("hostIP", Implemented),
@@ -164,11 +164,11 @@ pub const VOLUME_MOUNT: &[(&str, Support)] = &[
     ("mountPropagation", Implemented),
 ];
 
-/// Only `cpu` and `memory` keys are allowed inside; checked in validate.rs.
+/// Only `cpu` and `memory` keys are allowed inside; checked in validate.
 pub const RESOURCES: &[(&str, Support)] = &[("requests", Implemented), ("limits", Implemented)];
 
 /// Volume sources hostlet implements. Every other source of a volume is rejected in
-/// validate.rs, as an API reference or as not supported yet.
+/// validate, as an API reference or as not supported yet.
 pub const VOLUME_SOURCES: &[&str] = &["hostPath", "emptyDir", "downwardAPI", "projected"];
 
 pub const HOST_PATH: &[(&str, Support)] = &[("path", Implemented), ("type", Implemented)];

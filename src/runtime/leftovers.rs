@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::supervise::Adopted;
+use super::monitors::Adopted;
 
 #[derive(Debug, Default)]
 pub struct Leftovers {

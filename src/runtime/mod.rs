@@ -7,15 +7,15 @@ pub mod exec;
 pub mod exec_tty;
 mod leftovers;
 pub mod monitor;
+mod monitors;
 pub mod proc;
-mod supervise;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use leftovers::Leftovers;
-pub use supervise::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
+pub use monitors::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
 
 /// What a container's log writer dropped so far, as its monitor last reported it; None
 /// when it never dropped anything (or the container is gone).

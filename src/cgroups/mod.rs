@@ -93,6 +93,6 @@ pub enum CommandError {
 }
 
 #[cfg(test)]
-mod tests;
+mod node_tests;
 #[cfg(test)]
-mod tests_node;
+mod tests;

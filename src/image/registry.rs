@@ -1,0 +1,489 @@
+//! The registry side: resolving a reference to this host's image manifest and streaming blobs
+//! into the blob store (verified while written, never held whole in memory).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+
+use super::store::{BlobWriter, Blobs};
+use super::ImageError;
+
+/// Why the manifest a reference names could not be fetched or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("fetch manifest: {}", chain(.0))]
+    Fetch(oci_client::errors::OciDistributionError),
+    #[error("manifest digest mismatch: expected {expected}, got {actual}")]
+    Digest { expected: String, actual: String },
+    #[error("no manifest for {platform} in image index (offers {})", offers.join(", "))]
+    NoPlatform {
+        platform: String,
+        offers: Vec<String>,
+    },
+    #[error("image index entry is itself an index")]
+    NestedIndex,
+    #[error("invalid manifest: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported manifest schema version {0:?}")]
+    SchemaVersion(Option<u32>),
+    #[error("unsupported manifest media type {0}")]
+    MediaType(String),
+    #[error("invalid image index: {0}")]
+    Index(serde_json::Error),
+    #[error("invalid image manifest: {0}")]
+    Manifest(serde_json::Error),
+}
+
+const MANIFEST_TYPES: &[&str] = &[
+    OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE,
+    OCI_IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+];
+
+/// A platform image manifest, with the raw bytes of everything that led to it.
+pub struct Resolved {
+    /// `sha256:` of `manifest_bytes`.
+    pub digest: String,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest: OciImageManifest,
+    /// The image index / manifest list the reference named, if any: (digest, bytes).
+    pub index: Option<(String, Vec<u8>)>,
+}
+
+/// Byte and layer counters of the pulls in progress, for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub blobs_total: AtomicU64,
+    pub blobs_done: AtomicU64,
+}
+
+/// How registries are reached: fixed for the life of the store.
+pub struct Registry {
+    insecure: Vec<String>,
+    extra_roots: Vec<Vec<u8>>,
+    credentials: Vec<PathBuf>,
+}
+
+/// One pull's client: credentials are read afresh for each (edited files apply at once).
+pub struct Session {
+    client: Client,
+    auth: RegistryAuth,
+}
+
+impl Registry {
+    /// `extra_roots` are PEM bundles trusted besides the system roots; `credentials` the
+    /// docker config files searched for registry credentials, in order.
+    pub fn new(
+        insecure: Vec<String>,
+        extra_roots: Vec<Vec<u8>>,
+        credentials: Vec<PathBuf>,
+    ) -> Self {
+        Self {
+            insecure,
+            extra_roots,
+            credentials,
+        }
+    }
+
+    pub fn session(&self, reference: &Reference) -> Session {
+        crate::tls::provider();
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
+            extra_root_certificates: self
+                .extra_roots
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            connect_timeout: Some(Duration::from_secs(15)),
+            // A registry that stops sending fails the pull instead of hanging it.
+            read_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        Session {
+            client: Client::new(config),
+            auth: super::auth::lookup(&self.credentials, reference.resolve_registry()),
+        }
+    }
+}
+
+impl Session {
+    /// Fetches the manifest `reference` names, descending through an index to this host's
+    /// platform.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, ManifestError> {
+        let (bytes, digest) = self.manifest(reference, reference.digest()).await?;
+        match parse_manifest(&bytes)? {
+            Parsed::Image(manifest) => Ok(Resolved {
+                digest,
+                manifest_bytes: bytes,
+                manifest,
+                index: None,
+            }),
+            Parsed::Index(index) => {
+                let entry =
+                    select_platform(&index.manifests).ok_or_else(|| ManifestError::NoPlatform {
+                        platform: host_platform(),
+                        offers: index.manifests.iter().filter_map(platform_string).collect(),
+                    })?;
+                let by_digest = reference.clone_with_digest(entry.digest.clone());
+                let (mbytes, mdigest) = self.manifest(&by_digest, Some(&entry.digest)).await?;
+                match parse_manifest(&mbytes)? {
+                    Parsed::Image(manifest) => Ok(Resolved {
+                        digest: mdigest,
+                        manifest_bytes: mbytes,
+                        manifest,
+                        index: Some((digest, bytes)),
+                    }),
+                    Parsed::Index(_) => Err(ManifestError::NestedIndex),
+                }
+            }
+        }
+    }
+
+    /// One manifest; its sha256 is computed here and must equal `expected` if given.
+    async fn manifest(
+        &self,
+        reference: &Reference,
+        expected: Option<&str>,
+    ) -> Result<(Vec<u8>, String), ManifestError> {
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
+            .await
+            .map_err(ManifestError::Fetch)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(ManifestError::Digest {
+                    expected: expected.to_string(),
+                    actual: digest,
+                });
+            }
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Streams the blob `desc` into the store unless it is already there; returns bytes fetched.
+    pub async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        desc: &OciDescriptor,
+        blobs: &Blobs,
+        progress: &Progress,
+    ) -> Result<u64, ImageError> {
+        if blobs.contains(&desc.digest) {
+            progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+            progress
+                .bytes_done
+                .fetch_add(u64::try_from(desc.size).unwrap_or(0), Ordering::Relaxed);
+            return Ok(0);
+        }
+        let err = |message: String| ImageError::Pull {
+            reference: reference.whole(),
+            message: format!("blob {}: {message}", desc.digest),
+        };
+        let writer = blobs.writer(&desc.digest).map_err(|e| match e {
+            ImageError::Digest { .. } => err(format!("{e}")),
+            other => other,
+        })?;
+        let mut stream = self
+            .client
+            .pull_blob_stream(reference, desc)
+            .await
+            .map_err(|e| err(chain(&e)))?;
+        let limit = u64::try_from(desc.size).unwrap_or(0);
+
+        // The file is written, hashed and fsynced on a blocking thread fed through a small channel.
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let sink = tokio::task::spawn_blocking(move || write_chunks(rx, writer));
+        let mut total = 0u64;
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    total += chunk.len() as u64;
+                    progress
+                        .bytes_done
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if total > limit {
+                        failure = Some(format!(
+                            "registry sent more than the {limit} bytes declared"
+                        ));
+                        break;
+                    }
+                    if tx.send(Some(chunk)).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(format!("download: {e}"));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            let _ = tx.send(None).await; // None = complete: verify and rename
+        }
+        drop(tx); // closed without None = abort: the temp file is removed
+        let written = sink.await.map_err(|e| err(format!("writer task: {e}")))?;
+        if let Some(message) = failure {
+            return Err(err(message));
+        }
+        match written {
+            Ok(Some(_)) => {
+                progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                Ok(total)
+            }
+            Ok(None) => Err(err("download ended early".into())),
+            Err(ImageError::Digest { expected, actual }) => Err(err(format!(
+                "digest mismatch: expected {expected}, got {actual}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated (reqwest hides "connection refused" in a source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        next = cause.source();
+    }
+    s
+}
+
+/// Writes chunks until `None` (then finishes the blob) or until the channel closes (abort).
+fn write_chunks<B: AsRef<[u8]>>(
+    mut rx: tokio::sync::mpsc::Receiver<Option<B>>,
+    mut writer: BlobWriter,
+) -> Result<Option<std::path::PathBuf>, ImageError> {
+    use std::io::Write;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Some(chunk) => writer
+                .write_all(chunk.as_ref())
+                .map_err(|source| ImageError::Io {
+                    path: std::path::PathBuf::from("<blob temp file>"),
+                    source,
+                })?,
+            None => return writer.finish().map(Some),
+        }
+    }
+    Ok(None)
+}
+
+#[allow(clippy::large_enum_variant)] // short-lived
+pub(super) enum Parsed {
+    Image(OciImageManifest),
+    Index(OciImageIndex),
+}
+
+pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, ManifestError> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u32>,
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+    if probe.schema_version != Some(2) {
+        return Err(ManifestError::SchemaVersion(probe.schema_version));
+    }
+    let is_index = match probe.media_type.as_deref() {
+        Some(OCI_IMAGE_INDEX_MEDIA_TYPE | IMAGE_MANIFEST_LIST_MEDIA_TYPE) => true,
+        Some(OCI_IMAGE_MEDIA_TYPE | IMAGE_MANIFEST_MEDIA_TYPE) => false,
+        Some(other) => return Err(ManifestError::MediaType(other.to_string())),
+        None => probe.manifests.is_some(),
+    };
+    if is_index {
+        serde_json::from_slice(bytes)
+            .map(Parsed::Index)
+            .map_err(ManifestError::Index)
+    } else {
+        serde_json::from_slice(bytes)
+            .map(Parsed::Image)
+            .map_err(ManifestError::Manifest)
+    }
+}
+
+/// The running architecture under its OCI (GOARCH) name.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+/// The CPU variant images are built for: `v8` on arm64, `v6`/`v7` on 32-bit arm.
+pub fn host_variant() -> Option<String> {
+    match host_arch() {
+        "arm64" => Some("v8".into()),
+        "arm" => {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let v = cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("CPU architecture"))
+                .and_then(|l| {
+                    l.trim_start_matches([' ', '\t', ':'])
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                })?;
+            Some(format!("v{}", v.min(8)))
+        }
+        _ => None,
+    }
+}
+
+pub fn host_platform() -> String {
+    match host_variant() {
+        Some(v) => format!("linux/{}/{v}", host_arch()),
+        None => format!("linux/{}", host_arch()),
+    }
+}
+
+fn platform_string(e: &ImageIndexEntry) -> Option<String> {
+    e.platform.as_ref().map(|p| match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    })
+}
+
+/// The `linux/<host arch>` entry with the host's variant, else one without a variant (for
+/// arm64 `v8` and no variant are the same), else None.
+pub fn select_platform(entries: &[ImageIndexEntry]) -> Option<&ImageIndexEntry> {
+    select_for(entries, host_arch(), host_variant().as_deref())
+}
+
+fn select_for<'a>(
+    entries: &'a [ImageIndexEntry],
+    arch: &str,
+    variant: Option<&str>,
+) -> Option<&'a ImageIndexEntry> {
+    let matching: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
+        })
+        .collect();
+    let variant_of = |e: &ImageIndexEntry| e.platform.as_ref().and_then(|p| p.variant.clone());
+    matching
+        .iter()
+        .find(|e| variant_of(e).as_deref() == variant)
+        .or_else(|| matching.iter().find(|e| variant_of(e).is_none()))
+        .or_else(|| {
+            // No variant known for this host (amd64 …): any entry of the architecture.
+            variant.is_none().then(|| matching.first()).flatten()
+        })
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_host_platform_from_index() {
+        let arch = host_arch();
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_IMAGE_INDEX_MEDIA_TYPE}","manifests":[
+              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{a}","size":1,"platform":{{"os":"windows","architecture":"{arch}"}}}},
+              {{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{b}","size":1,"platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#,
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+        );
+        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
+            panic!("not an index")
+        };
+        assert_eq!(
+            select_platform(&index.manifests).unwrap().digest,
+            format!("sha256:{}", "b".repeat(64))
+        );
+    }
+
+    #[test]
+    fn variant_selection() {
+        let entry = |arch: &str, variant: Option<&str>, d: char| {
+            let v = variant
+                .map(|v| format!(r#","variant":"{v}""#))
+                .unwrap_or_default();
+            format!(
+                r#"{{"mediaType":"{OCI_IMAGE_MEDIA_TYPE}","digest":"sha256:{}","size":1,"platform":{{"os":"linux","architecture":"{arch}"{v}}}}}"#,
+                d.to_string().repeat(64)
+            )
+        };
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{},{},{}]}}"#,
+            entry("arm", Some("v6"), 'a'),
+            entry("arm", Some("v7"), 'b'),
+            entry("arm64", Some("v8"), 'c'),
+        );
+        let Parsed::Index(index) = parse_manifest(index.as_bytes()).unwrap() else {
+            panic!("not an index")
+        };
+        let pick = |arch, variant| {
+            select_for(&index.manifests, arch, variant).map(|e| e.digest[7..8].to_string())
+        };
+        assert_eq!(pick("arm", Some("v7")).as_deref(), Some("b"));
+        assert_eq!(pick("arm", Some("v6")).as_deref(), Some("a"));
+        assert_eq!(pick("arm", Some("v5")), None);
+        assert_eq!(pick("arm64", Some("v8")).as_deref(), Some("c"));
+        assert_eq!(pick("amd64", None), None);
+        assert_eq!(
+            index
+                .manifests
+                .iter()
+                .filter_map(platform_string)
+                .collect::<Vec<_>>(),
+            ["linux/arm/v6", "linux/arm/v7", "linux/arm64/v8"]
+        );
+    }
+
+    #[test]
+    fn parses_docker_schema2_manifest() {
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{IMAGE_MANIFEST_MEDIA_TYPE}",
+              "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:{c}","size":2}},
+              "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{c}","size":3}}]}}"#,
+            c = "c".repeat(64)
+        );
+        let Parsed::Image(m) = parse_manifest(m.as_bytes()).unwrap() else {
+            panic!("not an image")
+        };
+        assert_eq!(m.layers.len(), 1);
+        assert!(parse_manifest(br#"{"schemaVersion":1}"#).is_err());
+    }
+}
