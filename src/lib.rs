@@ -27,5 +27,6 @@ pub mod sandbox;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod tasks;
 pub mod tls;
 pub mod worker;

@@ -125,17 +125,19 @@ impl RunImageArgs {
     }
 
     /// Starts the preload importer and the periodic image GC on the agent's store.
-    pub fn spawn_tasks(&self, deps: &Arc<crate::worker::Deps>) {
+    pub fn spawn_tasks(&self, deps: &Arc<crate::worker::Deps>, tasks: &crate::tasks::Tasks) {
         let d = deps.clone();
         let period = self.preload_period;
-        tokio::spawn(async move { d.images.run_preload(period).await });
+        tasks.spawn("image preload", async move {
+            d.images.run_preload(period).await
+        });
         let policy = crate::image::GcPolicy {
             high_percent: self.image_gc_high_threshold,
             low_percent: self.image_gc_low_threshold,
             min_age: self.image_gc_min_age,
         };
         let (d, period) = (deps.clone(), self.image_gc_period);
-        tokio::spawn(async move {
+        tasks.spawn("image gc", async move {
             loop {
                 tokio::time::sleep(period).await;
                 let d2 = d.clone();

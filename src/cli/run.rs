@@ -249,6 +249,9 @@ struct NodeArgs {
 /// periodicQOSCgroupUpdateInterval).
 const QOS_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long stopping waits for the agent's tasks (a pull or a bundle write in flight).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
 async fn agent(
     cfg: AgentConfig,
     image_args: crate::cli::pull::RunImageArgs,
@@ -279,10 +282,11 @@ async fn agent(
         cgroups.clone(),
         allocatable,
     ));
-    tokio::spawn(crate::cgroups::node::keep_updated(
-        node_cgroups.clone(),
-        QOS_UPDATE_INTERVAL,
-    ));
+    let tasks = crate::tasks::Tasks::new();
+    tasks.spawn(
+        "qos cgroups",
+        crate::cgroups::node::keep_updated(node_cgroups.clone(), QOS_UPDATE_INTERVAL),
+    );
     let deps = Arc::new(Deps {
         images,
         sandbox_helper: runtime.helper().to_path_buf(),
@@ -306,34 +310,40 @@ async fn agent(
     });
     pod_network_check(&deps, &cfg);
     let (file, url) = sources(&cfg);
-    let rx = crate::source::spawn(file, url);
-    image_args.spawn_tasks(&deps);
-    tokio::spawn(crate::heap::trim_loop());
-    tokio::spawn(crate::worker::log_drops::watch(
-        deps.layout.clone(),
-        status.clone(),
-    ));
-    tokio::spawn(crate::worker::log_gc::sweep_loop(
-        deps.pod_logs_dir.clone(),
-        status.clone(),
-        deps.pod_logs_gc_delay,
-    ));
+    let rx = crate::source::spawn(file, url, &tasks);
+    image_args.spawn_tasks(&deps, &tasks);
+    tasks.spawn("heap trim", crate::heap::trim_loop());
+    tasks.spawn(
+        "log drops",
+        crate::worker::log_drops::watch(deps.layout.clone(), status.clone()),
+    );
+    tasks.spawn(
+        "log gc",
+        crate::worker::log_gc::sweep_loop(
+            deps.pod_logs_dir.clone(),
+            status.clone(),
+            deps.pod_logs_gc_delay,
+        ),
+    );
     let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
-    let manager = tokio::spawn(Manager::new(deps, leftovers).run(rx));
+    tasks.spawn("manager", Manager::new(deps, leftovers).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
         .context("starting the status API")?;
-    let api = tokio::spawn(api.run(status.clone()));
-    let notify = tokio::spawn(crate::api::sd_notify::run(status.clone()));
+    tasks.spawn("status api", api.run(status.clone()));
+    tasks.spawn("sd_notify", crate::api::sd_notify::run(status.clone()));
 
     shutdown_signal().await;
     crate::api::sd_notify::stopping();
-    notify.abort();
-    api.abort();
-    let _ = std::fs::remove_file(crate::api::socket_path(&cfg.root_dir));
     // Containers keep running: the next agent adopts them (the kubelet does the same).
     tracing::info!("hostlet stopping; containers keep running");
-    manager.abort();
+    if !tasks.stop(SHUTDOWN_WAIT).await {
+        tracing::warn!(
+            tasks = tasks.running(),
+            "tasks still running after {SHUTDOWN_WAIT:?}; leaving them"
+        );
+    }
+    let _ = std::fs::remove_file(crate::api::socket_path(&cfg.root_dir));
     Ok(())
 }
 

@@ -84,6 +84,7 @@ impl std::fmt::Display for SourceProblem {
 pub fn spawn(
     file: Option<file::FileSource>,
     url: Option<url::UrlSource>,
+    tasks: &crate::tasks::Tasks,
 ) -> tokio::sync::mpsc::Receiver<Snapshot> {
     use tokio::sync::mpsc;
     let (tx, rx) = mpsc::channel(16);
@@ -91,20 +92,16 @@ pub fn spawn(
         (Some(f), Some(u)) => {
             let (ftx, frx) = mpsc::channel(16);
             let (utx, urx) = mpsc::channel(16);
-            tokio::spawn(f.run(ftx));
-            tokio::spawn(u.run(utx));
-            tokio::spawn(merge::run(vec![frx, urx], tx));
+            tasks.spawn("file source", f.run(ftx));
+            tasks.spawn("url source", u.run(utx));
+            tasks.spawn("source merge", merge::run(vec![frx, urx], tx));
         }
-        (Some(f), None) => {
-            tokio::spawn(f.run(tx));
-        }
-        (None, Some(u)) => {
-            tokio::spawn(u.run(tx));
-        }
+        (Some(f), None) => tasks.spawn("file source", f.run(tx)),
+        (None, Some(u)) => tasks.spawn("url source", u.run(tx)),
         // Nothing declares pods: the manager stops what an earlier agent left running.
         (None, None) => {
             let _ = tx.try_send(Snapshot::default());
-            tokio::spawn(async move { tx.closed().await });
+            tasks.spawn("no source", async move { tx.closed().await });
         }
     }
     rx

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::deps::{sleep_or_stop, stopped, HandleOf, PodCtx};
+use super::error::SetupError;
 use super::services::{ContainerHandle, ContainerRuntime, Images, Services};
 use super::states::ContainerLife;
 use crate::bundle::{self, BundleInputs};
@@ -196,7 +197,7 @@ async fn build_bundle<S: Services>(
         .await
         .map_err(|e| start_failed(format!("building the bundle: {e}")))?;
     drop(permit);
-    written.map_err(start_failed)?;
+    written.map_err(|e| start_failed(e.to_string()))?;
     Ok(image)
 }
 
@@ -208,9 +209,9 @@ fn write_bundle<S: Services>(
     cgroups_path: &str,
     id: &str,
     image: &Image,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let Some(c) = ctx.container(name) else {
-        return Err(format!("no container {name} in the pod"));
+        return Err(SetupError::NoContainer(name.to_string()));
     };
     let node = &ctx.deps.node;
     let spec = bundle::build_spec(
@@ -227,13 +228,12 @@ fn write_bundle<S: Services>(
             seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
         },
     )
-    .map_err(|e| {
+    .inspect_err(|e| {
         tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
-        e.to_string()
     })?;
     bundle::write(bundle_dir, &spec).map_err(|e| {
         ctx.deps.runtime.remove(id);
-        e.to_string()
+        e.into()
     })
 }
 

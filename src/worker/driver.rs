@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::deps::{stopped, Deps, HandleOf, PodCtx, POD_RECORD};
+use super::error::SetupError;
 use super::rules::{self, RestartPolicy};
 use super::services::{Services, StatusSink};
 use super::states::PodLife;
@@ -149,7 +150,7 @@ async fn prepare_until_ready<S: Services>(
             Err(e) => {
                 let delay = backoff.next(Duration::ZERO);
                 tracing::error!(error = %e, reason = "CreateContainerConfigError", retry_in_s = delay.as_secs(), "preparing pod");
-                life.prepare_failed("CreateContainerConfigError", &e);
+                life.prepare_failed("CreateContainerConfigError", &e.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stopped(stop) => {}
@@ -165,9 +166,9 @@ async fn prepare<S: Services>(
     pod: &StaticPod,
     pod_dir: &Path,
     deps: &Arc<Deps<S>>,
-) -> Result<BTreeMap<String, PathBuf>, String> {
-    state::create_dir_all(pod_dir).map_err(|e| e.to_string())?;
-    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod).map_err(|e| e.to_string())?;
+) -> Result<BTreeMap<String, PathBuf>, SetupError> {
+    state::create_dir_all(pod_dir)?;
+    state::write_json(&pod_dir.join(POD_RECORD), &pod.pod)?;
     let (p, uid, dir, d) = (
         pod.pod.clone(),
         pod.uid.clone(),
@@ -182,7 +183,12 @@ async fn prepare<S: Services>(
         host_resources::prepare(&p, &uid, &dir, &d)
     })
     .await
-    .unwrap_or_else(|e| Err(format!("preparing pod: {e}")))
+    .unwrap_or_else(|source| {
+        Err(SetupError::Task {
+            what: "preparing pod",
+            source,
+        })
+    })
 }
 
 /// Removes what the pod had on the host once its containers are gone.

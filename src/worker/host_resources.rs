@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::deps::{Deps, PodCtx};
+use super::error::SetupError;
 use super::services::{PodReport, Services, StatusSink};
 use super::volumes;
 use crate::cgroups::{self, PodCgroup};
@@ -19,24 +20,21 @@ pub(super) fn prepare<S: Services>(
     uid: &str,
     pod_dir: &Path,
     deps: &Deps<S>,
-) -> Result<BTreeMap<String, PathBuf>, String> {
-    let vols = volumes::prepare(pod, pod_dir, &deps.node).map_err(|e| e.to_string())?;
+) -> Result<BTreeMap<String, PathBuf>, SetupError> {
+    let vols = volumes::prepare(pod, pod_dir, &deps.node)?;
     let files = PodFiles::new(pod_dir);
-    sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf).map_err(|e| e.to_string())?;
+    sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf)?;
     let cg = PodCgroup::of(pod, uid);
     // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
-        cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))
-            .map_err(|e| e.to_string())?;
+        cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))?;
     }
     let fresh_netns = sandbox::missing(&files, Shared::of(pod)).net;
     ensure_sandbox_blocking(pod, &cg, &files, deps)?;
     if Shared::of(pod).net {
         // CNI ADD once the netns exists and before any container (CHECK when adopted).
-        let net = (deps.network)
-            .setup(pod, uid, &files.ns("net"), fresh_netns)
-            .map_err(|e| e.to_string())?;
-        sandbox::write_hosts(pod, &files, &net.ips).map_err(|e| e.to_string())?;
+        let net = (deps.network).setup(pod, uid, &files.ns("net"), fresh_netns)?;
+        sandbox::write_hosts(pod, &files, &net.ips)?;
         deps.status.pod(uid, PodReport::Ips(&net.ips));
     }
     Ok(vols)
@@ -50,23 +48,23 @@ fn ensure_sandbox_blocking<S: Services>(
     cg: &PodCgroup,
     files: &PodFiles,
     deps: &Deps<S>,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let shared = Shared::of(pod);
     if sandbox::exists(files, shared) {
         return Ok(());
     }
-    let hostname = sandbox::hostname(pod).map_err(|e| e.to_string())?;
+    let hostname = sandbox::hostname(pod)?;
     // The small helper binary: the pause process is a fork of it and maps it for life.
     let exe = &deps.sandbox_helper;
     let placement = Placement::of(deps.cgroups.as_ref(), cg);
-    sandbox::ensure(exe, files, shared, &hostname, &placement).map_err(|e| e.to_string())
+    Ok(sandbox::ensure(exe, files, shared, &hostname, &placement)?)
 }
 
 /// Called before each container start. When the pause process of a shared PID namespace
 /// died, the kernel killed every process of the pod with it; the containers that restart
 /// (per restartPolicy) get a new PID namespace with a new pause process, as the kubelet
 /// restarts a pod's containers in a new sandbox.
-pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), String> {
+pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), SetupError> {
     let pod = &ctx.pod.pod;
     let files = PodFiles::new(&ctx.deps.layout.pod(&ctx.pod.uid));
     if !Shared::of(pod).pid || sandbox::pause::alive(&files).is_some() {
@@ -75,7 +73,12 @@ pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), S
     let (pod, cg, deps) = (pod.clone(), ctx.cgroup.clone(), ctx.deps.clone());
     tokio::task::spawn_blocking(move || ensure_sandbox_blocking(&pod, &cg, &files, &deps))
         .await
-        .unwrap_or_else(|e| Err(format!("recreating the pod sandbox: {e}")))
+        .unwrap_or_else(|source| {
+            Err(SetupError::Task {
+                what: "recreating the pod sandbox",
+                source,
+            })
+        })
 }
 
 /// CNI DEL of the pod's network, whichever agent attached it (the cache says what), while

@@ -16,6 +16,7 @@ pub mod backoff;
 mod container;
 mod deps;
 mod driver;
+mod error;
 pub mod eviction;
 mod host_resources;
 mod instance;

@@ -13,12 +13,49 @@ use crate::node::NodeInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error("spec.volumes[{index}] ({name}): {message}")]
+    #[error("spec.volumes[{index}] ({name}): {reason}")]
     Invalid {
         index: usize,
         name: String,
-        message: String,
+        reason: VolumeProblem,
     },
+}
+
+/// What is wrong with one volume, or what failed making it.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeProblem {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mounting tmpfs on {}: {source}", path.display())]
+    Tmpfs { path: PathBuf, source: nix::Error },
+    #[error("hostPath type check failed: {} is not {want}", path.display())]
+    HostPathType { path: PathBuf, want: &'static str },
+    #[error("unknown hostPath type {0:?}")]
+    UnknownHostPathType(String),
+    #[error("projected volumes support only downwardAPI sources")]
+    ProjectedSource,
+    #[error("item path {0:?} must be relative without '..'")]
+    ItemPath(String),
+    #[error("unsupported field path {0:?}")]
+    FieldPath(String),
+    #[error("{0}")]
+    Resource(#[from] crate::bundle::ResourceFieldError),
+    #[error("item {0:?} has no source")]
+    NoItemSource(String),
+    #[error(
+        "only hostPath, emptyDir, downwardAPI and projected downwardAPI volumes are supported"
+    )]
+    Unsupported,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeProblem + '_ {
+    move |source| VolumeProblem::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Makes every volume of `pod` exist on the host; returns its host path by name.
@@ -33,10 +70,10 @@ pub fn prepare(
     let spec = pod.spec.clone().unwrap_or_default();
     let fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group);
     for (index, v) in spec.volumes.iter().flatten().enumerate() {
-        let err = |message: String| VolumeError::Invalid {
+        let err = |reason: VolumeProblem| VolumeError::Invalid {
             index,
             name: v.name.clone(),
-            message,
+            reason,
         };
         let own = pod_dir.join("volumes").join(&v.name);
         let path = if let Some(hp) = &v.host_path {
@@ -52,10 +89,7 @@ pub fn prepare(
             write_downward(pod, v, &own, node).map_err(err)?;
             own
         } else {
-            return Err(err(
-                "only hostPath, emptyDir, downwardAPI and projected downwardAPI volumes are supported"
-                    .into(),
-            ));
+            return Err(err(VolumeProblem::Unsupported));
         };
         out.insert(v.name.clone(), path);
     }
@@ -65,9 +99,12 @@ pub fn prepare(
 
 /// Makes an emptyDir at `dir`: on disk, or a tmpfs when `memory` is set (of that size,
 /// when there is one).
-fn empty_dir(dir: &Path, memory: Option<Option<i64>>, fs_group: Option<i64>) -> Result<(), String> {
-    let ioe = |e: std::io::Error| format!("{}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(ioe)?;
+fn empty_dir(
+    dir: &Path,
+    memory: Option<Option<i64>>,
+    fs_group: Option<i64>,
+) -> Result<(), VolumeProblem> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     if let Some(size) = memory.filter(|_| !is_mount_point(dir)) {
         let opts = match size {
             Some(bytes) => format!("mode=0777,size={bytes}"),
@@ -80,16 +117,19 @@ fn empty_dir(dir: &Path, memory: Option<Option<i64>>, fs_group: Option<i64>) -> 
             nix::mount::MsFlags::empty(),
             Some(opts.as_str()),
         )
-        .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))?;
+        .map_err(|source| VolumeProblem::Tmpfs {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     // The kubelet makes emptyDirs world-writable so any container user can use them;
     // with fsGroup the group owns it and new files inherit the group (setgid).
     let mut mode = 0o777;
     if let Some(g) = fs_group {
-        std::os::unix::fs::chown(dir, None, Some(g as u32)).map_err(ioe)?;
+        std::os::unix::fs::chown(dir, None, Some(g as u32)).map_err(io(dir))?;
         mode |= 0o2000;
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(ioe)
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io(dir))
 }
 
 /// subPaths of writable volumes are created as the kubelet does, so the bind has a source.
@@ -163,7 +203,7 @@ fn is_mount_point(p: &Path) -> bool {
 
 /// Writes a downwardAPI (or projected downwardAPI) volume's files. The mount is read-only
 /// in every container; the files are written once, when the pod starts.
-fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<(), String> {
+fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<(), VolumeProblem> {
     let mut items = Vec::new();
     let default_mode;
     if let Some(d) = &v.downward_api {
@@ -175,11 +215,11 @@ fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<
         for s in p.sources.iter().flatten() {
             match &s.downward_api {
                 Some(d) => items.extend(d.items.clone().unwrap_or_default()),
-                None => return Err("projected volumes support only downwardAPI sources".into()),
+                None => return Err(VolumeProblem::ProjectedSource),
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     for item in items {
         let rel = Path::new(&item.path);
         if item.path.is_empty()
@@ -188,27 +228,22 @@ fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(format!(
-                "item path {:?} must be relative without '..'",
-                item.path
-            ));
+            return Err(VolumeProblem::ItemPath(item.path.clone()));
         }
         let content = match (&item.field_ref, &item.resource_field_ref) {
             (Some(f), _) => crate::bundle::downward_field(pod, &f.field_path, node)
-                .ok_or_else(|| format!("unsupported field path {:?}", f.field_path))?,
-            (None, Some(r)) => {
-                crate::bundle::downward_resource(pod, r, node).map_err(|e| e.to_string())?
-            }
-            (None, None) => return Err(format!("item {:?} has no source", item.path)),
+                .ok_or_else(|| VolumeProblem::FieldPath(f.field_path.clone()))?,
+            (None, Some(r)) => crate::bundle::downward_resource(pod, r, node)?,
+            (None, None) => return Err(VolumeProblem::NoItemSource(item.path.clone())),
         };
         let target = dir.join(rel);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+        std::fs::write(&target, content).map_err(io(&target))?;
         let mode = item.mode.unwrap_or(default_mode) as u32;
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("{}: {e}", target.display()))?;
+            .map_err(io(&target))?;
     }
     Ok(())
 }
@@ -228,25 +263,25 @@ pub fn cleanup(pod_dir: &Path) {
     }
 }
 
-fn host_path(path: &Path, kind: &str) -> Result<(), String> {
+fn host_path(path: &Path, kind: &str) -> Result<(), VolumeProblem> {
     let meta = std::fs::metadata(path);
-    let want = |ok: bool, what: &str| {
+    let want = |ok: bool, want: &'static str| {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "hostPath type check failed: {} is not {what}",
-                path.display()
-            ))
+            Err(VolumeProblem::HostPathType {
+                path: path.to_path_buf(),
+                want,
+            })
         }
     };
     match kind {
         "" => Ok(()),
         "DirectoryOrCreate" => {
             if meta.is_err() {
-                std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::create_dir_all(path).map_err(io(path))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(io(path))?;
                 return Ok(());
             }
             want(meta.map(|m| m.is_dir()).unwrap_or(false), "a directory")
@@ -257,9 +292,9 @@ fn host_path(path: &Path, kind: &str) -> Result<(), String> {
                     .write(true)
                     .create_new(true)
                     .open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(io(path))?;
                 f.set_permissions(std::fs::Permissions::from_mode(0o644))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(io(path))?;
                 return Ok(());
             }
             want(meta.map(|m| m.is_file()).unwrap_or(false), "a file")
@@ -280,7 +315,7 @@ fn host_path(path: &Path, kind: &str) -> Result<(), String> {
                 .unwrap_or(false),
             "a block device",
         ),
-        other => Err(format!("unknown hostPath type {other:?}")),
+        other => Err(VolumeProblem::UnknownHostPathType(other.to_string())),
     }
 }
 
@@ -300,7 +335,7 @@ mod tests {
         assert!(f.is_file());
         host_path(&f, "File").unwrap();
         let e = host_path(&f, "Directory").unwrap_err();
-        assert!(e.contains("is not a directory"), "{e}");
+        assert!(e.to_string().contains("is not a directory"), "{e}");
         assert!(host_path(&d.path().join("missing"), "File").is_err());
         assert!(host_path(Path::new("/dev/null"), "CharDevice").is_ok());
         assert!(host_path(&f, "Bogus").is_err());
