@@ -3,11 +3,13 @@
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
+mod drop_report;
 pub mod exec;
 pub mod exec_tty;
 mod leftovers;
 pub mod monitor;
 mod monitors;
+mod oom;
 pub mod proc;
 
 use std::path::PathBuf;

@@ -26,6 +26,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::drop_report::DropReport;
+use super::oom::{oom_kills, oom_kills_in, pod_cgroup};
 use super::{proc, ExitRecord, MonitorConfig, MonitorState};
 use super::{CONFIG_FILE, EXIT_FILE, LOG_DROPS_FILE, STATE_FILE};
 use crate::logs::{rfc3339_nano, CriWriter, DropStats, Stream};
@@ -35,8 +37,6 @@ use crate::state::{self, Layout};
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// While log lines are dropped and the container is quiet, how often to try writing again.
 const LOG_RETRY: Duration = Duration::from_millis(250);
-/// How often the drop counts are written for the agent while lines are being dropped.
-const DROPS_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -189,43 +189,13 @@ struct Monitor {
     pod_oom_base: u64,
 }
 
-/// Tells the agent, through [`LOG_DROPS_FILE`], what the log writer dropped: when an
-/// episode starts or ends, and at most once a second in between. The monitor's own log
-/// gets one line per episode edge, not one per dropped line.
-struct DropReport {
-    path: PathBuf,
-    last: DropStats,
-    at: Option<Instant>,
-}
-
-impl DropReport {
-    fn update(&mut self, now: &DropStats, force: bool) {
-        if *now == self.last {
-            return;
-        }
-        let edge = now.dropping != self.last.dropping;
-        let due = self.at.is_none_or(|t| t.elapsed() >= DROPS_REPORT_EVERY);
-        if !(force || due || edge) {
-            return;
-        }
-        if edge && now.dropping {
-            tracing::warn!(
-                error = now.error.as_deref().unwrap_or(""),
-                "container log cannot be written; dropping its lines until it can"
-            );
-        } else if edge {
-            tracing::info!(
-                dropped_lines = now.dropped_lines,
-                dropped_bytes = now.dropped_bytes,
-                "container log writes resumed"
-            );
-        }
-        self.at = Some(Instant::now());
-        // On a full disk this can fail too; the next report tries again.
-        if state::write_json(&self.path, now).is_ok() {
-            self.last = now.clone();
-        }
-    }
+/// What a wait in the monitor's loop found.
+enum Wait {
+    /// Signals pending (or not) and the streams with output.
+    Ready(bool, Vec<Stream>),
+    Interrupted,
+    /// The drain time is over, or poll failed.
+    Done,
 }
 
 impl Monitor {
@@ -328,65 +298,13 @@ impl Monitor {
             if status.is_some() && self.out.is_none() && self.err.is_none() {
                 break;
             }
-            let mut wait = match drain_until {
-                Some(t) => {
-                    let left = t.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    Some(left)
-                }
-                None => None,
-            };
-            if self.log.stats().dropping {
-                wait = Some(wait.map_or(LOG_RETRY, |w| w.min(LOG_RETRY)));
-            }
-            let timeout = match wait {
-                Some(w) => PollTimeout::try_from(w.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
-                None => PollTimeout::NONE,
-            };
-            let (sig_ready, ready) = {
-                let streams = [
-                    (Stream::Stdout, self.out.as_ref()),
-                    (Stream::Stderr, self.err.as_ref()),
-                ];
-                let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
-                let mut which = Vec::new();
-                for (s, f) in streams {
-                    if let Some(f) = f {
-                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                        which.push(s);
-                    }
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) => {}
-                    Err(nix::Error::EINTR) => continue,
-                    Err(e) => {
-                        tracing::error!(error = %e, "poll");
-                        break;
-                    }
-                }
-                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                let streams: Vec<Stream> = which
-                    .into_iter()
-                    .zip(&fds[1..])
-                    .filter(|(_, f)| ready(f))
-                    .map(|(s, _)| s)
-                    .collect();
-                (ready(&fds[0]), streams)
+            let (sig_ready, ready) = match self.wait(drain_until) {
+                Wait::Ready(sig, streams) => (sig, streams),
+                Wait::Interrupted => continue,
+                Wait::Done => break,
             };
             for stream in ready {
-                let slot = match stream {
-                    Stream::Stdout => &mut self.out,
-                    Stream::Stderr => &mut self.err,
-                };
-                let Some(fd) = slot.as_ref() else { continue };
-                match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-                    Ok(0) => *slot = None,
-                    Ok(n) => self.log.write(stream, &buf[..n]),
-                    Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => {}
-                    Err(_) => *slot = None,
-                }
+                self.pump(stream, &mut buf);
             }
             self.log.retry();
             self.drops.update(self.log.stats(), false);
@@ -402,6 +320,76 @@ impl Monitor {
         }
         self.log.finish();
         self.drops.update(self.log.stats(), true);
+        self.record_exit(status, oom_at_exit);
+    }
+
+    /// Waits for a signal or output: until `drain_until` once the init is gone, and no
+    /// longer than the log retry interval while log lines are being dropped.
+    fn wait(&self, drain_until: Option<Instant>) -> Wait {
+        let mut wait = match drain_until {
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Wait::Done;
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        if self.log.stats().dropping {
+            wait = Some(wait.map_or(LOG_RETRY, |w| w.min(LOG_RETRY)));
+        }
+        let timeout = match wait {
+            Some(w) => PollTimeout::try_from(w.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
+            None => PollTimeout::NONE,
+        };
+        let streams = [
+            (Stream::Stdout, self.out.as_ref()),
+            (Stream::Stderr, self.err.as_ref()),
+        ];
+        let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+        let mut which = Vec::new();
+        for (s, f) in streams {
+            if let Some(f) = f {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                which.push(s);
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Wait::Interrupted,
+            Err(e) => {
+                tracing::error!(error = %e, "poll");
+                return Wait::Done;
+            }
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let streams: Vec<Stream> = which
+            .into_iter()
+            .zip(&fds[1..])
+            .filter(|(_, f)| ready(f))
+            .map(|(s, _)| s)
+            .collect();
+        Wait::Ready(ready(&fds[0]), streams)
+    }
+
+    /// Copies what `stream` has to the log; a closed or broken pipe is dropped.
+    fn pump(&mut self, stream: Stream, buf: &mut [u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        let Some(fd) = slot.as_ref() else { return };
+        match nix::unistd::read(fd.as_raw_fd(), buf) {
+            Ok(0) => *slot = None,
+            Ok(n) => self.log.write(stream, &buf[..n]),
+            Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => {}
+            Err(_) => *slot = None,
+        }
+    }
+
+    /// Writes `exit.json` once the init is gone, after deleting the container.
+    fn record_exit(&mut self, status: Option<(i32, Option<i32>)>, oom_at_exit: u64) {
         let (exit_code, signal) = status.unwrap_or((128 + libc::SIGKILL, Some(libc::SIGKILL)));
         // Whoever the kernel picked in the cgroup, a failed exit after a memcg OOM kill is
         // the OOM's doing (containerd reports it the same way).
@@ -497,45 +485,6 @@ fn lowerdirs(dirs: &[PathBuf]) -> String {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// How many times the kernel OOM-killed in this cgroup (v1 `memory.oom_control`, v2
-/// `memory.events`); 0 when unknown.
-pub fn oom_kills(cgroups_path: &str) -> u64 {
-    oom_kills_in(&crate::cgroups::systemd::fs_path(cgroups_path))
-}
-
-/// The cgroup (file system path) a container's cgroup sits in: its pod's.
-fn pod_cgroup(cgroups_path: &str) -> String {
-    let path = crate::cgroups::systemd::fs_path(cgroups_path);
-    Path::new(&path)
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn oom_kills_in(path: &str) -> u64 {
-    let rel = path.trim_start_matches('/');
-    if rel.is_empty() {
-        return 0;
-    }
-    let candidates = [
-        (
-            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
-            "oom_kill ",
-        ),
-        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
-    ];
-    for (path, key) in candidates {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return text
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-        }
-    }
-    0
 }
 
 /// The monitor blocks signals it reads from a signalfd, and Rust ignores SIGPIPE; both
