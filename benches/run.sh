@@ -7,7 +7,8 @@
 # Installs the peers (Debian's podman, runc, skopeo, umoci), configures podman for this
 # host in a private directory (nothing under /etc is changed), then runs
 # `cargo bench --bench peers`. Knobs (environment): RUNS, RUNS_10, RUNS_100, IDLE_SECS, FLOOD_SECS,
-# PULL_RUNS, PULL_MIB, BENCH_RUST_LOG, BENCH_SMAPS (see benches/peers/main.rs).
+# PULL_RUNS, PULL_MIB, BENCH_RUST_LOG, BENCH_SMAPS, BENCH_HOST_NETWORK (see benches/peers/main.rs
+# and util.rs).
 # The table is printed and written to target/bench/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

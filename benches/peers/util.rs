@@ -62,12 +62,16 @@ impl Waiter {
 }
 
 /// A pod whose single container runs `script` with busybox sh, a hostPath on `out` at /out.
+/// `BENCH_HOST_NETWORK=1` gives it the host's network (no CNI ADD), as before pod
+/// networking existed.
 pub fn pod(name: &str, image: &str, out: &Path, restart: &str, script: &str) -> String {
+    let host_network = std::env::var("BENCH_HOST_NETWORK").is_ok_and(|v| v == "1");
     format!(
         r#"apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
+  hostNetwork: {host_network}
   restartPolicy: {restart}
   terminationGracePeriodSeconds: 1
   containers:
