@@ -112,6 +112,36 @@ fn assert_cgroupfs_layout(f: &Fixture, pid: i32) {
     f.wait("pod cgroup removed", || (!mem.exists()).then_some(()));
 }
 
+/// The busctl/systemctl calls the agent made so far and their wall time, from its debug
+/// log (`systemd call elapsed_us=…`): what the systemd driver costs a pod start, printed
+/// for `vm/run.sh -- --nocapture` (src/cgroups/systemd.rs keeps busctl on these numbers).
+fn print_systemd_call_costs(log: &str) {
+    let mut us: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("systemd call"))
+        .filter_map(|l| {
+            l.split("elapsed_us=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    us.sort_unstable();
+    if let (Some(min), Some(max)) = (us.first(), us.last()) {
+        let total: u64 = us.iter().sum();
+        println!(
+            "systemd calls until the first pod ran: {} calls, {:.1} ms in all, median {:.1} ms (min {:.1}, max {:.1})",
+            us.len(),
+            total as f64 / 1000.0,
+            us[us.len() / 2] as f64 / 1000.0,
+            *min as f64 / 1000.0,
+            *max as f64 / 1000.0
+        );
+    }
+}
+
 #[test]
 fn pod_cgroups_follow_the_detected_driver() {
     let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX]).patient(T);
@@ -130,6 +160,7 @@ fn pod_cgroups_follow_the_detected_driver() {
         "{}",
         f.dirs.agent_log()
     );
+    print_systemd_call_costs(&f.dirs.agent_log());
     let uid = pod_uid(&f);
     let slice = format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_"));
     let scope = format!("hostlet-{}.scope", container_id(&uid, "c"));

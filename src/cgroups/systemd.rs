@@ -111,7 +111,11 @@ pub fn pod_props(cg: &PodCgroup, limits: &PodLimits) -> Vec<Prop> {
 
 fn run(cmd: &mut Command) -> Result<(), CommandError> {
     let command = format!("{cmd:?}");
-    match cmd.output() {
+    let started = std::time::Instant::now();
+    let output = cmd.output();
+    // What each call costs a pod start (the decision above is measured with it).
+    tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, %command, "systemd call");
+    match output {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(CommandError::Refused(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
