@@ -161,18 +161,32 @@ fn agent_kill_storm() {
         "desired pods each running once",
         || f.dirs.agent_log(),
         || {
-            let running = find_pids_by_cmdline(&storm);
+            // One look at /proc. A shell's child between fork and exec still carries its
+            // parent's command line: count only processes whose parent is not one of ours.
+            let ours: Vec<(i32, String)> = find_pids_by_cmdline(&storm)
+                .into_iter()
+                .filter_map(|p| Some((p, cmdline(p)?)))
+                .collect();
+            let pids: BTreeSet<i32> = ours.iter().map(|(p, _)| *p).collect();
+            let roots: Vec<&String> = ours
+                .iter()
+                .filter(|(p, _)| !ppid_of(*p).is_some_and(|pp| pids.contains(&pp)))
+                .map(|(_, c)| c)
+                .collect();
             let mut dup = 0;
+            let mut matched = 0;
             for (name, v) in &desired {
-                let n = find_pids_by_cmdline(&marker(name, *v)).len();
+                let m = marker(name, *v);
+                let n = roots.iter().filter(|c| c.contains(&m)).count();
                 if n == 0 {
                     return None;
                 }
                 dup += n - 1;
+                matched += n;
             }
-            let wanted: usize = desired.len() + dup;
             // Processes of removed pods or older versions (given time to terminate).
-            (running.len() == wanted).then_some((dup, running.len() - wanted))
+            let stale = roots.len().saturating_sub(matched);
+            (stale == 0 || dup > 0).then_some((dup, stale))
         },
     );
     uids.extend(pod_dirs(&f.dirs.root));

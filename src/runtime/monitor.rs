@@ -160,7 +160,7 @@ fn redirect_stdout_to_null() {
 fn teardown(cfg: &MonitorConfig, layout: &Layout) {
     let root = layout.runtime().join(&cfg.id);
     if root.exists() {
-        match Container::load(root) {
+        match Container::load(root.clone()) {
             Ok(mut c) => {
                 let _ = c.kill(Signal::SIGKILL, true);
                 if let Err(e) = c.delete(true) {
@@ -168,6 +168,14 @@ fn teardown(cfg: &MonitorConfig, layout: &Layout) {
                 }
             }
             Err(e) => tracing::warn!(container_id = %cfg.id, error = %e, "loading container"),
+        }
+    }
+    // A delete that failed (systemd already collected the scope of a container whose
+    // monitor was killed, say) leaves libcontainer's record of a container that no longer
+    // runs: it is debris, and nothing else would ever remove it.
+    if root.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&root) {
+            tracing::warn!(container_id = %cfg.id, error = %e, "removing the container's runtime state");
         }
     }
     let _ = umount2(&cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
