@@ -3,25 +3,38 @@
 //! while after the pod ends; an agent killed in that window, or a pod removed while no
 //! agent ran, would otherwise leave them on the host forever.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::status::StatusStore;
 
-/// Runs for the agent's life: a sweep once the sources are synced (so every pod that should
-/// run is known), then every `delay` (the time logs stay readable), at most every minute.
+/// Runs for the agent's life: once the sources are synced (so every pod that should run is
+/// known), a sweep every `delay` (the time logs stay readable), at most every minute.
 pub async fn sweep_loop(logs_root: PathBuf, status: StatusStore, delay: Duration) {
     let every = delay.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut unknown_since = HashMap::new();
     loop {
         tokio::time::sleep(every).await;
         if !status.synced() {
             continue;
         }
         let (root, st) = (logs_root.clone(), status.clone());
-        let removed =
-            tokio::task::spawn_blocking(move || sweep(&root, |uid| st.has_pod(uid), delay))
-                .await
-                .unwrap_or_default();
+        let mut seen = std::mem::take(&mut unknown_since);
+        let job = tokio::task::spawn_blocking(move || {
+            let removed = sweep(
+                &root,
+                |uid| st.has_pod(uid),
+                delay,
+                &mut seen,
+                Instant::now(),
+            );
+            (removed, seen)
+        });
+        let Ok((removed, seen)) = job.await else {
+            continue;
+        };
+        unknown_since = seen;
         if removed > 0 {
             tracing::info!(
                 removed,
@@ -31,33 +44,41 @@ pub async fn sweep_loop(logs_root: PathBuf, status: StatusStore, delay: Duration
     }
 }
 
-/// Removes every `<ns>_<name>_<uid>` directory under `root` whose pod is not `known` and
-/// that did not change for `older_than`; returns how many went.
-pub fn sweep(root: &Path, known: impl Fn(&str) -> bool, older_than: Duration) -> usize {
+/// Removes every `<ns>_<name>_<uid>` directory under `root` whose pod has not been `known`
+/// for `delay` (as `unknown_since` remembers across sweeps: a pod's logs stay readable for
+/// that long after it went, whoever noticed); returns how many went.
+pub fn sweep(
+    root: &Path,
+    known: impl Fn(&str) -> bool,
+    delay: Duration,
+    unknown_since: &mut HashMap<String, Instant>,
+    now: Instant,
+) -> usize {
     let Ok(rd) = std::fs::read_dir(root) else {
         return 0;
     };
-    let now = SystemTime::now();
     let mut removed = 0;
+    let mut still = HashMap::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(uid) = pod_uid(&name) else { continue };
-        let Ok(meta) = e.metadata() else { continue };
-        let idle = meta
-            .modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .is_some_and(|d| d >= older_than);
-        if !meta.is_dir() || !idle || known(uid) {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || known(uid) {
+            continue;
+        }
+        let since = unknown_since.get(&name).copied().unwrap_or(now);
+        if now.saturating_duration_since(since) < delay {
+            still.insert(name, since);
             continue;
         }
         match crate::state::remove_dir_all(&e.path()) {
             Ok(()) => removed += 1,
-            Err(e) => {
-                tracing::warn!(error = %e, "removing the logs of a pod that no longer exists")
+            Err(err) => {
+                tracing::warn!(error = %err, "removing the logs of a pod that no longer exists");
+                still.insert(name, since);
             }
         }
     }
+    *unknown_since = still;
     removed
 }
 
@@ -77,7 +98,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn removes_only_idle_logs_of_unknown_pods() {
+    fn removes_logs_of_pods_unknown_for_the_delay() {
         let root = tempfile::tempdir().unwrap();
         for d in [
             "default_gone-n1_aaa",
@@ -90,9 +111,18 @@ mod tests {
         }
         std::fs::write(root.path().join("default_file-n1_ddd"), b"x").unwrap();
         let known = |uid: &str| uid == "bbb";
-        // Nothing is old enough yet.
-        assert_eq!(sweep(root.path(), known, Duration::from_secs(3600)), 0);
-        assert_eq!(sweep(root.path(), known, Duration::ZERO), 2);
+        let delay = Duration::from_secs(60);
+        let mut since = HashMap::new();
+        let t0 = Instant::now();
+        // First noticed now: kept for the delay.
+        assert_eq!(sweep(root.path(), known, delay, &mut since, t0), 0);
+        assert_eq!(since.len(), 2);
+        assert_eq!(
+            sweep(root.path(), known, delay, &mut since, t0 + delay / 2),
+            0
+        );
+        assert_eq!(sweep(root.path(), known, delay, &mut since, t0 + delay), 2);
+        assert!(since.is_empty());
         let mut left: Vec<String> = std::fs::read_dir(root.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -107,5 +137,21 @@ mod tests {
                 "not-a-pod-dir"
             ]
         );
+    }
+
+    #[test]
+    fn a_pod_that_comes_back_starts_its_delay_again() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("default_web-n1_aaa")).unwrap();
+        let delay = Duration::from_secs(10);
+        let mut since = HashMap::new();
+        let t0 = Instant::now();
+        sweep(root.path(), |_| false, delay, &mut since, t0);
+        sweep(root.path(), |_| true, delay, &mut since, t0 + delay);
+        assert_eq!(
+            sweep(root.path(), |_| false, delay, &mut since, t0 + delay),
+            0
+        );
+        assert!(root.path().join("default_web-n1_aaa").exists());
     }
 }
