@@ -34,7 +34,8 @@ OUT="${HOSTLET_APPLIANCE_OUT:-$repo/target/appliance}"
 MIRROR="${HOSTLET_VM_MIRROR:-http://deb.debian.org/debian}"
 TIMEOUT="${HOSTLET_APPLIANCE_TIMEOUT:-600}"
 CPUS="${HOSTLET_VM_CPUS:-2}"
-PACKAGES=(systemd systemd-sysv udev dbus linux-image-amd64 kmod e2fsprogs libseccomp2 jq procps)
+PACKAGES=(systemd systemd-sysv udev dbus linux-image-amd64 kmod e2fsprogs libseccomp2 jq procps
+	containernetworking-plugins iptables) # the .deb's Depends: pod networking through CNI
 
 die() {
 	echo "vm/appliance.sh: $*" >&2
