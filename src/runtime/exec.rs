@@ -12,7 +12,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
-use super::monitor::ResetSignalsExecutor;
+use super::executor::ResetSignalsExecutor;
 
 /// Exit status of the helper when the command ran past its timeout (as timeout(1)).
 pub const TIMED_OUT: i32 = 124;

@@ -21,7 +21,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use super::exec::CANNOT_EXEC;
-use super::monitor::ResetSignalsExecutor;
+use super::executor::ResetSignalsExecutor;
 
 /// Why the terminal exec could not be set up.
 #[derive(Debug, thiserror::Error)]

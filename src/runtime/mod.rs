@@ -6,6 +6,7 @@
 mod drop_report;
 pub mod exec;
 pub mod exec_tty;
+mod executor;
 mod leftovers;
 pub mod monitor;
 mod monitors;

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
-use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -27,6 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::drop_report::DropReport;
+use super::executor::ResetSignalsExecutor;
 use super::oom::{oom_kills, oom_kills_in, pod_cgroup};
 use super::{proc, ExitRecord, MonitorConfig, MonitorState};
 use super::{CONFIG_FILE, EXIT_FILE, LOG_DROPS_FILE, STATE_FILE};
@@ -493,25 +492,4 @@ fn lowerdirs(dirs: &[PathBuf]) -> String {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// The monitor blocks signals it reads from a signalfd, and Rust ignores SIGPIPE; both
-/// would be inherited across exec by the container's process. Reset them right before
-/// the exec so the workload starts with the dispositions any init expects.
-#[derive(Clone)]
-pub(crate) struct ResetSignalsExecutor;
-
-impl Executor for ResetSignalsExecutor {
-    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
-        let _ = SigSet::empty().thread_set_mask();
-        // SAFETY: restoring the default disposition of SIGPIPE; no handler involved.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-        DefaultExecutor {}.exec(spec)
-    }
-
-    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
-        DefaultExecutor {}.validate(spec)
-    }
 }
