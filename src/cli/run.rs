@@ -308,7 +308,7 @@ async fn agent(
         bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
         network: crate::network::Network::new(cfg.network.clone()),
     });
-    pod_network_check(&deps, &cfg);
+    pod_network_check(&deps);
     let (file, url) = sources(&cfg);
     let rx = crate::source::spawn(file, url, &tasks);
     image_args.spawn_tasks(&deps, &tasks);
@@ -486,23 +486,9 @@ fn with_config_file(file: &std::path::Path) -> anyhow::Result<RunArgs> {
 
 /// Logs the pod network in use and warns when its plugins are missing; removes the CNI
 /// cache entries of pods that went away while no agent ran.
-fn pod_network_check(deps: &Arc<Deps>, cfg: &AgentConfig) {
-    match deps.network.conflist() {
-        Ok(list) => {
-            tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
-            let missing: Vec<&str> = list
-                .plugin_types()
-                .filter(|p| crate::network::find_plugin(&cfg.network.bin_dirs, p).is_none())
-                .collect();
-            if !missing.is_empty() {
-                tracing::warn!(plugins = ?missing, cni_bin_dir = ?cfg.network.bin_dirs, "CNI plugins not found: pods without hostNetwork cannot start (Debian: apt-get install containernetworking-plugins)");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "pod network config"),
-    }
-    {
-        // A pod removed while no agent ran, or whose DEL failed, left its cache entry.
-        let d = deps.clone();
-        tokio::task::spawn_blocking(move || d.network.sweep(|id| d.layout.pod(id).exists()));
-    }
+fn pod_network_check(deps: &Arc<Deps>) {
+    deps.network.log_config();
+    // A pod removed while no agent ran, or whose DEL failed, left its cache entry.
+    let d = deps.clone();
+    tokio::task::spawn_blocking(move || d.network.sweep(|id| d.layout.pod(id).exists()));
 }

@@ -62,6 +62,24 @@ impl Network {
         }
     }
 
+    /// Logs the network pods get and warns when its plugins are missing from
+    /// `--cni-bin-dir` (pods without hostNetwork cannot start then).
+    pub fn log_config(&self) {
+        match self.conflist() {
+            Ok(list) => {
+                tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
+                let missing: Vec<&str> = list
+                    .plugin_types()
+                    .filter(|p| find_plugin(&self.opts.bin_dirs, p).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    tracing::warn!(plugins = ?missing, cni_bin_dir = ?self.opts.bin_dirs, "CNI plugins not found: pods without hostNetwork cannot start (Debian: apt-get install containernetworking-plugins)");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pod network config"),
+        }
+    }
+
     /// The list pods get now: the conf dir's first config, or the built-in default.
     pub fn conflist(&self) -> Result<ConfList, NetworkError> {
         match config::find(&self.opts.conf_dir)? {
