@@ -46,10 +46,10 @@ dpkg-query -W -f='${Conffiles}\n' hostlet | grep -q ' /etc/hostlet/config.yaml '
 	fail "/etc/kubernetes/manifests: $(stat -c '%a %U' /etc/kubernetes/manifests)"
 for f in /usr/share/man/man8/hostlet.8.gz /usr/share/man/man8/hostlet-run.8.gz \
 	/usr/share/bash-completion/completions/hostlet /usr/share/zsh/vendor-completions/_hostlet \
-	/usr/share/fish/vendor_completions.d/hostlet.fish; do
+	/usr/share/fish/vendor_completions.d/hostlet.fish /usr/lib/systemd/network/80-hostlet-veth.link; do
 	[[ -s "$f" ]] || fail "$f missing"
 done
-ok "conffile, directory modes, man pages, completions"
+ok "conffile, directory modes, man pages, completions, veth .link file"
 
 web="$(web_pid)"
 [[ -n "$web" ]] || fail "the demo web pod's httpd is not running"

@@ -3,6 +3,7 @@
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
+mod cgroup_kill;
 mod drop_report;
 pub mod exec;
 pub mod exec_tty;

@@ -161,13 +161,21 @@ fn teardown(cfg: &MonitorConfig, layout: &Layout) {
     if root.exists() {
         match Container::load(root.clone()) {
             Ok(mut c) => {
-                let _ = c.kill(Signal::SIGKILL, true);
+                if let Err(e) = c.kill(Signal::SIGKILL, true) {
+                    tracing::warn!(container_id = %cfg.id, error = %e, "killing the container");
+                }
                 if let Err(e) = c.delete(true) {
                     tracing::warn!(container_id = %cfg.id, error = %e, "deleting container");
                 }
             }
             Err(e) => tracing::warn!(container_id = %cfg.id, error = %e, "loading container"),
         }
+    }
+    // Whatever libcontainer could not kill (its cgroup manager failed) is killed here:
+    // once this returns, the agent starts the container's replacement.
+    let left = super::cgroup_kill::kill_all(&cfg.cgroups_path, Duration::from_secs(5));
+    if left > 0 {
+        tracing::error!(container_id = %cfg.id, processes = left, "processes of the container survive SIGKILL");
     }
     // A delete that failed (systemd already collected the scope of a container whose
     // monitor was killed, say) leaves libcontainer's record of a container that no longer

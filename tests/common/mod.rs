@@ -234,12 +234,30 @@ impl Drop for Registry {
     }
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
+/// A port that was free a moment ago, from below the kernel's ephemeral range: a port the
+/// kernel handed out for `:0` can be given again as the local port of any outgoing
+/// connection (a pull, a probe) before the agent under test binds it. Each test process
+/// walks its own pid-derived sequence, so concurrent test binaries rarely try the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (base, span) = (10_000u32, low.saturating_sub(10_000).max(1000));
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = base + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        let tcp = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if tcp && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range {low}")
 }
 
 /// Status code of a plain HTTP/1.0 `GET path` to `addr`, or None if unreachable.
