@@ -369,3 +369,78 @@ fn agent_killed_during_add_and_during_del_leaks_nothing() {
         f.dirs.agent_log()
     );
 }
+
+/// The containers' waiting reason and message, once the pod has one.
+fn waiting(f: &Fixture, name: &str) -> Option<(String, String)> {
+    let st = pod_status(f, name)?;
+    let w = &st["containerStatuses"][0]["state"]["waiting"];
+    Some((w["reason"].as_str()?.into(), w["message"].as_str()?.into()))
+}
+
+#[test]
+fn pods_wait_for_the_network_config_and_plugins_and_start_when_they_appear() {
+    // No config (so the built-in default network, whose plugins are missing) and no
+    // plugins at all when the agent starts.
+    let f = Fixture::prepared(&[], |d| {
+        d.net.remove_conf();
+        d.net.unlink_plugins();
+    });
+    let net = &f.dirs.net;
+    write_manifest(&f.dirs, "p.yaml", &sleeper("p", &f.image()));
+    let (reason, message) = f.wait("p waits for the network", || waiting(&f, "p"));
+    assert_eq!(reason, "NetworkNotReady", "{message}");
+    assert!(
+        message.contains("network \"hostlet\"") && message.contains("bridge, host-local"),
+        "{message}"
+    );
+
+    // A hostNetwork pod does not wait.
+    let marker = format!("hostnet-{}", std::process::id());
+    write_manifest(
+        &f.dirs,
+        "h.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: h}}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'while true; do sleep 1; done', {marker}]\n",
+            f.image()
+        ),
+    );
+    f.container_pid(&marker);
+    assert_eq!(waiting(&f, "p").unwrap().0, "NetworkNotReady");
+
+    // The config appears: its plugins are still missing, and the status says so.
+    net.write_conf();
+    let message = f.wait("p waits for the test network's plugins", || {
+        let (_, m) = waiting(&f, "p")?;
+        m.contains(&format!("network \"{}\"", net.name))
+            .then_some(m)
+    });
+    assert!(
+        message.contains("bridge, host-local, portmap, firewall"),
+        "{message}"
+    );
+    assert!(net.allocated_ips().is_empty());
+
+    // The plugins appear: the pod starts at once (watched, not polled).
+    let linked = std::time::Instant::now();
+    net.link_plugins();
+    let ip = pod_ip(&f, "p");
+    let took = linked.elapsed();
+    assert!(ip.starts_with(&format!("10.86.{}.", net.slot)), "{ip}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "started {took:?} after the plugins appeared"
+    );
+    eprintln!("pod IP {ip} {took:?} after the plugins appeared");
+    f.log_has("pod network ready");
+
+    for m in ["p.yaml", "h.yaml"] {
+        remove_manifest(&f.dirs, m);
+    }
+    f.wait("every pod removed", || {
+        f.container_dirs().is_empty().then_some(())
+    });
+    f.wait("no veth, address or cache entry left", || {
+        let left = (net.bridge_ports(), net.allocated_ips(), cache_entries(&f));
+        (left == Default::default()).then_some(())
+    });
+}

@@ -309,6 +309,7 @@ async fn agent(
         network: crate::network::Network::new(cfg.network.clone()),
     });
     pod_network_check(&deps);
+    tasks.spawn("cni dirs watch", deps.network.watch());
     let (file, url) = sources(&cfg);
     let rx = crate::source::spawn(file, url, &tasks);
     image_args.spawn_tasks(&deps, &tasks);
