@@ -97,6 +97,31 @@ impl Network {
         Ok(list)
     }
 
+    /// What pod `pod` would get, for `hostlet render --network`: the list, where it comes
+    /// from, whether it is ready, and each plugin's ADD config as its stdin (without the
+    /// previous plugin's result, known only once it ran).
+    pub fn describe(&self, pod: &Pod) -> Result<Value, NetworkError> {
+        let list = self.conflist()?;
+        let runtime_config = json!({ "portMappings": port_mappings(pod) });
+        let plugins: Vec<Value> = (list.plugins.iter())
+            .map(|p| chain::plugin_conf(&list, p, None, &runtime_config))
+            .collect();
+        let source = list.source.as_ref().map_or_else(
+            || format!("built-in (no config in {})", self.opts.conf_dir.display()),
+            |p| p.display().to_string(),
+        );
+        let not_ready = self.readiness().err().map(|e| e.to_string());
+        Ok(json!({
+            "network": list.name,
+            "cniVersion": list.cni_version,
+            "source": source,
+            "binDirs": self.opts.bin_dirs,
+            "ready": not_ready.is_none(),
+            "notReady": not_ready,
+            "plugins": plugins,
+        }))
+    }
+
     /// Changes whenever the conf dir or a bin dir may have changed, while [`Self::watch`]
     /// runs: the moment to ask [`Self::readiness`] again.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
