@@ -496,6 +496,23 @@ fn soon(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// kill -9 of the agent, and a new agent on the same dirs. A child the agent forked just
+/// before the kill holds its API socket until it execs (tens of ms on a loaded host), and
+/// a new agent that finds the socket answering refuses to start (one agent per root dir):
+/// the new one starts once nothing answers there.
+fn kill_and_restart(f: &mut Fixture) {
+    f.agent.as_mut().unwrap().kill9();
+    restart_after_kill(f);
+}
+
+fn restart_after_kill(f: &mut Fixture) {
+    let sock = f.dirs.root.join("hostlet.sock");
+    soon(std::time::Duration::from_secs(5), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_err()
+    });
+    f.agent = Some(Agent::start(&f.dirs, &f.reg));
+}
+
 /// The leak test: create/remove cycles, with the agent killed (-9) during ADDs
 /// and during DELs, must leave host-local's address files, the links on the test's
 /// bridge, the test network's iptables rules and the CNI cache as they were. The short
@@ -554,7 +571,7 @@ fn create_remove_cycles_and_kills_during_add_and_del_leak_nothing() {
             f.agent.as_mut().unwrap().kill9();
             interrupted_adds += incomplete_adds(&f);
             add_kills += 1;
-            f.agent = Some(Agent::start(&f.dirs, &f.reg));
+            restart_after_kill(&mut f);
         }
         let mut ips: Vec<String> = names.iter().map(|n| pod_ip(&f, n)).collect();
         ips.sort();
@@ -568,9 +585,8 @@ fn create_remove_cycles_and_kills_during_add_and_del_leak_nothing() {
             soon(std::time::Duration::from_secs(20), || {
                 net.bridge_ports().len() < BATCH || cache_entries(&f).len() < BATCH
             });
-            f.agent.as_mut().unwrap().kill9();
+            kill_and_restart(&mut f);
             del_kills += 1;
-            f.agent = Some(Agent::start(&f.dirs, &f.reg));
         }
         settled(
             &f,
