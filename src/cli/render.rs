@@ -28,17 +28,31 @@ pub struct RenderArgs {
     /// cgroupfs (a path) or systemd (slice:hostlet:id); default: systemd when systemd is PID 1
     #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
-    /// The kubelet config file `hostlet run` reads: its cgroupDriver and seccompDefault
+    /// The kubelet config file `hostlet run` reads: its cgroupDriver, seccompDefault and podCIDR
     /// apply unless given as flags
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// As for `hostlet run`: where the pod network's CNI config is read
+    #[arg(long, value_name = "DIR", default_value = crate::network::DEFAULT_CONF_DIR)]
+    pub cni_conf_dir: PathBuf,
+    /// As for `hostlet run`: where CNI plugins are looked up (a search path)
+    #[arg(long, value_name = "DIRS", default_value = crate::network::DEFAULT_BIN_DIR)]
+    pub cni_bin_dir: String,
+    /// As for `hostlet run`: the built-in network's pod addresses; default: the config
+    /// file's podCIDR, else 10.87.0.0/16
+    #[arg(long, value_name = "CIDR", value_parser = super::run::cidr)]
+    pub pod_cidr: Option<String>,
+    /// Print the pod network's CNI config instead (the list in use, where it comes from,
+    /// whether its plugins are there, and each plugin's ADD config as hostlet pipes it)
+    #[arg(long)]
+    pub network: bool,
     /// The pod manifest (YAML or JSON)
     pub manifest: PathBuf,
 }
 
 /// `--cgroup-driver` and `--seccomp-default`, else the config file's, else the defaults of
 /// `hostlet run`.
-fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool)> {
+fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool, String)> {
     let from_file = match &args.config {
         Some(file) => crate::config::file::read(file)?.flags,
         None => Vec::new(),
@@ -60,7 +74,31 @@ fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool)> {
             .with_context(|| format!("seccompDefault {v:?}: expected true or false"))?,
         (None, None) => true,
     };
-    Ok((driver, seccomp_default))
+    let pod_cidr = (args.pod_cidr.clone().or_else(|| file("pod_cidr")))
+        .unwrap_or_else(|| crate::network::DEFAULT_POD_CIDR.into());
+    Ok((driver, seccomp_default, pod_cidr))
+}
+
+/// The pod network as `hostlet run` with the same flags would attach the pod.
+fn network(args: &RenderArgs, pod_cidr: String, root: &std::path::Path) -> crate::network::Network {
+    crate::network::Network::new(crate::network::Options {
+        conf_dir: args.cni_conf_dir.clone(),
+        bin_dirs: crate::network::split_paths(&args.cni_bin_dir),
+        cache_dir: root.join("cni"),
+        pod_cidr,
+        resolv_conf: PathBuf::new(),
+    })
+}
+
+/// `--network`: the network document; a hostNetwork pod has none.
+fn print_network(net: &crate::network::Network, pod: &manifest::StaticPod) -> anyhow::Result<()> {
+    let doc = if crate::sandbox::Shared::of(&pod.pod).net {
+        net.describe(&pod.pod)?
+    } else {
+        serde_json::json!({ "hostNetwork": true })
+    };
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
 }
 
 /// The container's `cgroupsPath` as the agent writes it with `driver`
@@ -77,7 +115,7 @@ pub fn cgroups_path(driver: Driver, cgroup: &PodCgroup, id: &str) -> String {
 }
 
 pub fn main(args: RenderArgs) -> anyhow::Result<()> {
-    let (driver, seccomp_default) = settings(&args)?;
+    let (driver, seccomp_default, pod_cidr) = settings(&args)?;
     let node_name = args
         .hostname_override
         .clone()
@@ -96,6 +134,20 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     }
     let pod = decoded.pod;
     let root = std::path::absolute(&args.store.root_dir)?;
+    let net = network(&args, pod_cidr, &root);
+    if args.network {
+        return print_network(&net, &pod);
+    }
+    if crate::sandbox::Shared::of(&pod.pod).net {
+        match net.readiness() {
+            Ok(list) => eprintln!(
+                "hostlet: pod network {:?} ({}); --network prints its config",
+                list.name,
+                list.plugin_types().collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => eprintln!("hostlet: warning: pod network: {e}"),
+        }
+    }
     let layout = Layout::new(&root);
     let node = NodeInfo {
         seccomp_default,
@@ -198,7 +250,7 @@ mod tests {
         let f = file.to_str().unwrap();
         assert_eq!(
             settings(&args(&["--config", f])).unwrap(),
-            (Driver::Systemd, false)
+            (Driver::Systemd, false, "10.87.0.0/16".into())
         );
         assert_eq!(
             settings(&args(&[
@@ -210,11 +262,17 @@ mod tests {
                 "true"
             ]))
             .unwrap(),
-            (Driver::Cgroupfs, true)
+            (Driver::Cgroupfs, true, "10.87.0.0/16".into())
         );
         assert_eq!(
-            settings(&args(&["--cgroup-driver", "systemd"])).unwrap(),
-            (Driver::Systemd, true)
+            settings(&args(&[
+                "--cgroup-driver",
+                "systemd",
+                "--pod-cidr",
+                "10.99.0.0/16"
+            ]))
+            .unwrap(),
+            (Driver::Systemd, true, "10.99.0.0/16".into())
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

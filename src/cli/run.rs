@@ -98,7 +98,8 @@ pub struct RunArgs {
     /// lexical order; none there means hostlet's built-in bridge network on --pod-cidr
     #[arg(long, value_name = "DIR", default_value = crate::network::DEFAULT_CONF_DIR)]
     pub cni_conf_dir: PathBuf,
-    /// Where CNI plugin binaries are looked up, a colon-separated search path
+    /// Where CNI plugin binaries are looked up, a colon-separated search path; pods
+    /// without hostNetwork wait (NetworkNotReady) until the config's plugins are here
     #[arg(long, value_name = "DIRS", default_value = crate::network::DEFAULT_BIN_DIR)]
     pub cni_bin_dir: String,
     /// Where the result of each pod's CNI ADD is kept, for its CHECK and DEL; default:
@@ -117,7 +118,7 @@ pub struct RunArgs {
     pub resolv_conf: PathBuf,
 }
 
-fn cidr(s: &str) -> Result<String, String> {
+pub(super) fn cidr(s: &str) -> Result<String, String> {
     let bad = || {
         format!(
             "{s:?}: expected an address range like {}",
@@ -309,6 +310,7 @@ async fn agent(
         network: crate::network::Network::new(cfg.network.clone()),
     });
     pod_network_check(&deps);
+    tasks.spawn("cni dirs watch", deps.network.watch());
     let (file, url) = sources(&cfg);
     let rx = crate::source::spawn(file, url, &tasks);
     image_args.spawn_tasks(&deps, &tasks);

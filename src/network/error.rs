@@ -14,6 +14,14 @@ pub enum NetworkError {
     Config { path: PathBuf, message: String },
     #[error("cni plugin {plugin:?} not found in {search}")]
     PluginMissing { plugin: String, search: String },
+    #[error(
+        "network is not ready: cni plugins of network {network:?} not found in {search}: {missing}"
+    )]
+    NotReady {
+        network: String,
+        missing: String,
+        search: String,
+    },
     #[error("cni plugin {plugin} {command}: {message}")]
     Plugin {
         plugin: String,

@@ -142,7 +142,7 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
     serde_json::from_str(&stdout).map_err(|e| plugin(format!("invalid result: {e}")))
 }
 
-fn join_paths(dirs: &[PathBuf]) -> String {
+pub(super) fn join_paths(dirs: &[PathBuf]) -> String {
     dirs.iter()
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()

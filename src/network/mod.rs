@@ -11,10 +11,13 @@ pub mod config;
 mod error;
 mod exec;
 mod ports;
+mod ready;
 mod result;
+mod slots;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
@@ -23,6 +26,7 @@ pub use config::{ConfList, DEFAULT_BRIDGE, DEFAULT_POD_CIDR};
 pub use error::NetworkError;
 pub use exec::{find_plugin, split_paths};
 pub use ports::{port_mappings, PortMapping};
+pub use ready::binaries;
 pub use result::{AddResult, CacheEntry};
 
 /// The interface the pod sees, as with every CRI runtime.
@@ -46,6 +50,10 @@ pub struct Options {
 pub struct Network {
     pub opts: Options,
     ports: ports::Reservations,
+    /// Bumped whenever the conf dir or a bin dir may have changed (see [`ready`]).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Pods whose plugin chain (ADD, CHECK or DEL) may run at once.
+    chains: slots::Slots,
 }
 
 /// What a pod's network looks like after [`Network::setup`].
@@ -59,25 +67,76 @@ impl Network {
         Self {
             opts,
             ports: Default::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+            chains: slots::Slots::new(chains_at_once()),
         }
     }
 
-    /// Logs the network pods get and warns when its plugins are missing from
-    /// `--cni-bin-dir` (pods without hostNetwork cannot start then).
+    /// Logs the network pods get and warns when it is not ready (pods without
+    /// hostNetwork wait then).
     pub fn log_config(&self) {
-        match self.conflist() {
-            Ok(list) => {
-                tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
-                let missing: Vec<&str> = list
-                    .plugin_types()
-                    .filter(|p| find_plugin(&self.opts.bin_dirs, p).is_none())
-                    .collect();
-                if !missing.is_empty() {
-                    tracing::warn!(plugins = ?missing, cni_bin_dir = ?self.opts.bin_dirs, "CNI plugins not found: pods without hostNetwork cannot start (Debian: apt-get install containernetworking-plugins)");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "pod network config"),
+        if let Ok(list) = self.conflist() {
+            tracing::info!(network = %list.name, plugins = ?list.plugin_types().collect::<Vec<_>>(), config = ?list.source, "pod network");
         }
+        if let Err(e) = self.readiness() {
+            tracing::warn!(error = %e, "pod network not ready: pods without hostNetwork wait for it (Debian: apt-get install containernetworking-plugins)");
+        }
+    }
+
+    /// The list pods get now when it is usable: it parses and every plugin it runs is
+    /// in `--cni-bin-dir`. Blocking (reads the conf dir), but cheap.
+    pub fn readiness(&self) -> Result<ConfList, NetworkError> {
+        let list = self.conflist()?;
+        let missing: Vec<&str> = ready::binaries(&list)
+            .into_iter()
+            .filter(|p| find_plugin(&self.opts.bin_dirs, p).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(NetworkError::NotReady {
+                network: list.name.clone(),
+                missing: missing.join(", "),
+                search: exec::join_paths(&self.opts.bin_dirs),
+            });
+        }
+        Ok(list)
+    }
+
+    /// What pod `pod` would get, for `hostlet render --network`: the list, where it comes
+    /// from, whether it is ready, and each plugin's ADD config as its stdin (without the
+    /// previous plugin's result, known only once it ran).
+    pub fn describe(&self, pod: &Pod) -> Result<Value, NetworkError> {
+        let list = self.conflist()?;
+        let runtime_config = json!({ "portMappings": port_mappings(pod) });
+        let plugins: Vec<Value> = (list.plugins.iter())
+            .map(|p| chain::plugin_conf(&list, p, None, &runtime_config))
+            .collect();
+        let source = list.source.as_ref().map_or_else(
+            || format!("built-in (no config in {})", self.opts.conf_dir.display()),
+            |p| p.display().to_string(),
+        );
+        let not_ready = self.readiness().err().map(|e| e.to_string());
+        Ok(json!({
+            "network": list.name,
+            "cniVersion": list.cni_version,
+            "source": source,
+            "binDirs": self.opts.bin_dirs,
+            "ready": not_ready.is_none(),
+            "notReady": not_ready,
+            "plugins": plugins,
+        }))
+    }
+
+    /// Changes whenever the conf dir or a bin dir may have changed, while [`Self::watch`]
+    /// runs: the moment to ask [`Self::readiness`] again.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Watches the conf dir and the bin dirs for [`Self::changes`]; runs until dropped.
+    pub fn watch(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut dirs = vec![self.opts.conf_dir.clone()];
+        dirs.extend(self.opts.bin_dirs.iter().cloned());
+        ready::watch_dirs(dirs, self.changes.clone())
     }
 
     /// The list pods get now: the conf dir's first config, or the built-in default.
@@ -219,7 +278,10 @@ impl Network {
                 ..entry.clone()
             })
         };
-        let result = match chain::add(&list, &inv, &entry.runtime_config, &mut progress) {
+        let slot = self.chains.take();
+        let result = chain::add(&list, &inv, &entry.runtime_config, &mut progress);
+        drop(slot);
+        let result = match result {
             Ok(r) => r,
             Err(e) => {
                 if !matches!(e, NetworkError::Rollback { .. }) {
@@ -250,6 +312,7 @@ impl Network {
     fn check(&self, entry: &CacheEntry, fd: RawFd) -> Result<(), NetworkError> {
         let list = cached_list(entry)?;
         let inv = invocation(entry, &self.opts.bin_dirs, fd);
+        let _slot = self.chains.take();
         chain::check(&list, &inv, &entry.runtime_config, &entry.result)
     }
 
@@ -258,8 +321,17 @@ impl Network {
         let list = cached_list(entry)?;
         let inv = invocation(entry, &self.opts.bin_dirs, fd);
         let cached = Some(&entry.result).filter(|r| !r.is_null());
-        chain::del(&list, &inv, &entry.runtime_config, cached)?;
+        let slot = self.chains.take();
+        let deleted = chain::del(&list, &inv, &entry.runtime_config, cached);
+        drop(slot);
+        deleted?;
         self.remove_cache(&entry.container_id)
+    }
+
+    /// Whether pod `uid` is attached already (an adopted pod): it then needs no plugin
+    /// but for CHECK and DEL.
+    pub fn attached(&self, uid: &str) -> bool {
+        matches!(self.read_cache(&container_id(uid)), Ok(Some(e)) if e.complete)
     }
 
     /// Detaches pod `uid`, whatever agent attached it: the cache says what to delete.
@@ -315,6 +387,17 @@ impl Network {
             }
         }
     }
+}
+
+/// Pods' plugin chains run at once: one per core (at least two), as the plugins spend
+/// their time in iptables and the kernel rather than waiting. `HOSTLET_CNI_CHAINS`
+/// overrides it (for measuring).
+fn chains_at_once() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::env::var("HOSTLET_CNI_CHAINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cores.max(2))
 }
 
 fn cached_list(entry: &CacheEntry) -> Result<ConfList, NetworkError> {

@@ -355,3 +355,45 @@ fn sweep_deletes_only_the_networks_of_gone_pods() {
         .collect();
     assert_eq!(locks, ["live"], "a deleted pod's lock goes too");
 }
+
+#[test]
+fn readiness_names_the_missing_plugins_and_describe_shows_what_add_pipes() {
+    let f = Fixture::new("ready", &["fa"]);
+    // The built-in default: bridge and host-local are missing.
+    let e = f.net.readiness().unwrap_err().to_string();
+    assert!(
+        e.starts_with("network is not ready: cni plugins of network \"hostlet\" not found in "),
+        "{e}"
+    );
+    assert!(e.ends_with(": bridge, host-local"), "{e}");
+    let conf = json!({"cniVersion": "1.0.0", "name": "fake", "plugins": [
+        {"type": "fa", "ipam": {"type": "ipam-x"}},
+        {"type": "fa", "capabilities": {"portMappings": true}},
+    ]});
+    std::fs::write(f.dir.join("conf/10-fake.conflist"), conf.to_string()).unwrap();
+    let e = f.net.readiness().unwrap_err().to_string();
+    assert!(e.ends_with(": ipam-x"), "{e}");
+    let d = f
+        .net
+        .describe(&pod("    ports: [{containerPort: 80, hostPort: 8080}]\n"))
+        .unwrap();
+    assert_eq!(d["network"], "fake");
+    assert_eq!(d["ready"], false);
+    assert_eq!(
+        d["source"],
+        f.dir.join("conf/10-fake.conflist").display().to_string()
+    );
+    assert_eq!(d["plugins"][0]["name"], "fake");
+    assert_eq!(d["plugins"][0].get("runtimeConfig"), None);
+    assert_eq!(
+        d["plugins"][1]["runtimeConfig"]["portMappings"],
+        json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}])
+    );
+    std::fs::copy(f.dir.join("bin/fa"), f.dir.join("bin/ipam-x")).unwrap();
+    assert_eq!(f.net.readiness().unwrap().name, "fake");
+    assert_eq!(f.net.describe(&pod("")).unwrap()["notReady"], Value::Null);
+    // A config that does not parse: not ready, naming the file.
+    std::fs::write(f.dir.join("conf/05-bad.conf"), "{").unwrap();
+    let e = f.net.readiness().unwrap_err().to_string();
+    assert!(e.contains("05-bad.conf"), "{e}");
+}

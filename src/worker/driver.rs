@@ -45,6 +45,10 @@ pub async fn run_pod<S: Services>(
             remove_pod_dir(&pod_dir);
             return;
         }
+        Box::pin(host_resources::network_ready(
+            &pod.pod, &pod.uid, &deps, &life, &mut stop,
+        ))
+        .await;
         let volumes = Box::pin(prepare_until_ready(&pod, &pod_dir, &deps, &life, &mut stop)).await;
         let (ctx, run_stop) = pod_ctx(&pod, &deps, &life, volumes, &stop);
         let ctx = Arc::new(ctx);

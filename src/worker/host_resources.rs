@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::deps::{Deps, PodCtx};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::deps::{stopped, stopping, Deps, PodCtx};
 use super::error::SetupError;
 use super::services::{PodReport, Services, StatusSink};
+use super::states::PodLife;
 use super::volumes;
 use crate::cgroups::{self, PodCgroup};
+use crate::network::NetworkError;
 use crate::sandbox::{self, Placement, PodFiles, Shared};
 
 /// Blocking: writes cgroup files and runs the sandbox helper.
@@ -81,9 +87,60 @@ pub(super) async fn ensure_sandbox<S: Services>(ctx: &PodCtx<S>) -> Result<(), S
         })
 }
 
+/// A pod on the pod network waits while the network is not ready (its config does not
+/// parse or a plugin is missing), as the kubelet holds pods while the runtime reports
+/// NetworkReady=false: every container waits with reason `NetworkNotReady`. It is looked
+/// at again whenever the CNI dirs change. hostNetwork pods and pods attached already
+/// (adopted) never wait.
+pub(super) async fn network_ready<S: Services>(
+    pod: &Pod,
+    uid: &str,
+    deps: &Arc<Deps<S>>,
+    life: &PodLife<S::Status>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    if !Shared::of(pod).net {
+        return;
+    }
+    let mut changes = deps.network.changes();
+    let mut waited: Option<String> = None;
+    while !stopping(stop) {
+        changes.borrow_and_update();
+        let (d, u) = (deps.clone(), uid.to_string());
+        let ready = tokio::task::spawn_blocking(move || {
+            if d.network.attached(&u) {
+                return Ok(());
+            }
+            d.network.readiness().map(drop)
+        })
+        .await;
+        let message = match ready {
+            Ok(Ok(())) => break,
+            Ok(Err(e @ NetworkError::NotReady { .. })) => e.to_string(),
+            Ok(Err(e)) => format!("network is not ready: {e}"),
+            Err(e) => format!("network is not ready: {e}"),
+        };
+        if waited.as_ref() != Some(&message) {
+            tracing::warn!(reason = NETWORK_NOT_READY, message = %message, "pod waits for the network");
+            life.prepare_failed(NETWORK_NOT_READY, &message);
+            waited = Some(message);
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = stopped(stop) => {}
+        }
+    }
+    if waited.is_some() && !stopping(stop) {
+        tracing::info!("pod network ready");
+    }
+}
+
+/// The kubelet's reason (its event) for a pod held while the network is not ready.
+pub const NETWORK_NOT_READY: &str = "NetworkNotReady";
+
 /// CNI DEL of the pod's network, whichever agent attached it (the cache says what), while
 /// its netns still exists. Nothing cached (hostNetwork), nothing to do.
-pub(super) async fn network_down<S: Services>(uid: &str, deps: &std::sync::Arc<Deps<S>>) {
+pub(super) async fn network_down<S: Services>(uid: &str, deps: &Arc<Deps<S>>) {
     let (uid, d) = (uid.to_string(), deps.clone());
     let done = tokio::task::spawn_blocking(move || d.network.teardown(&uid)).await;
     if let Ok(Err(e)) = done {

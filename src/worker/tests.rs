@@ -291,3 +291,26 @@ async fn a_pod_that_cannot_be_prepared_is_retried_with_back_off() {
     assert_eq!(run.starts("app"), [10]);
     run.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_network_pod_waits_while_the_network_is_not_ready() {
+    let rt = FakeRuntime::new();
+    let yaml = "metadata: {name: p, namespace: default}\nspec:\n  containers: [{name: app, image: img, command: [x]}]";
+    let pod = Arc::new(StaticPod {
+        pod: serde_yaml::from_str(yaml).unwrap(),
+        uid: UID.into(),
+        source: Default::default(),
+    });
+    // The fake network's bin dir holds no plugin.
+    let run = start(pod, rt);
+    run.at(60).await;
+    assert_eq!(
+        run.status.named("pod AllWaiting"),
+        ["pod AllWaiting NetworkNotReady"]
+    );
+    assert!(run.starts("app").is_empty());
+    // Stopped while it waits: nothing was made, nothing to undo.
+    let run = run.stop().await;
+    assert!(run.starts("app").is_empty());
+    assert_eq!(run.status.named("pod Removed"), ["pod Removed"]);
+}

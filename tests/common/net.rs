@@ -19,8 +19,14 @@ pub struct TestNet {
     pub subnet: String,
     pub gateway: String,
     pub conf_dir: PathBuf,
+    /// The agent's `--cni-bin-dir`: links to Debian's plugins in /usr/lib/cni, so a test
+    /// can take them away and bring them back.
+    pub bin_dir: PathBuf,
+    conf: String,
     _lock: fs::File,
 }
+
+const PLUGINS: &str = "/usr/lib/cni";
 
 impl TestNet {
     pub fn new(base: &Path) -> TestNet {
@@ -39,8 +45,10 @@ impl TestNet {
         let bridge = format!("hlt{slot}");
         let subnet = format!("10.86.{slot}.0/24");
         let gateway = format!("10.86.{slot}.1");
-        let net = TestNet {
+        let mut net = TestNet {
             conf_dir: base.join("net.d"),
+            bin_dir: base.join("cni-bin"),
+            conf: String::new(),
             slot,
             name,
             bridge,
@@ -63,8 +71,42 @@ impl TestNet {
                 {"type": "firewall"}
             ]
         });
-        fs::write(net.conf_dir.join("10-test.conflist"), conf.to_string()).expect("write conflist");
+        net.conf = conf.to_string();
+        net.write_conf();
+        net.link_plugins();
         net
+    }
+
+    /// Writes the test's conflist into the conf dir (atomically: a rename).
+    pub fn write_conf(&self) {
+        let tmp = self.conf_dir.join(".10-test.tmp");
+        fs::write(&tmp, &self.conf).expect("write conflist");
+        fs::rename(&tmp, self.conf_dir.join("10-test.conflist")).expect("rename conflist");
+    }
+
+    pub fn remove_conf(&self) {
+        fs::remove_file(self.conf_dir.join("10-test.conflist")).expect("remove conflist");
+    }
+
+    /// Links every plugin of /usr/lib/cni into the bin dir.
+    pub fn link_plugins(&self) {
+        fs::create_dir_all(&self.bin_dir).expect("create cni bin dir");
+        for e in fs::read_dir(PLUGINS).expect("read /usr/lib/cni").flatten() {
+            let to = self.bin_dir.join(e.file_name());
+            if !to.exists() {
+                std::os::unix::fs::symlink(e.path(), to).expect("link a cni plugin");
+            }
+        }
+    }
+
+    /// Empties the bin dir.
+    pub fn unlink_plugins(&self) {
+        for e in fs::read_dir(&self.bin_dir)
+            .expect("read cni bin dir")
+            .flatten()
+        {
+            fs::remove_file(e.path()).expect("unlink a cni plugin");
+        }
     }
 
     /// `hostlet run` flags that put the agent's pods on this network.
@@ -73,7 +115,7 @@ impl TestNet {
             "--cni-conf-dir".into(),
             self.conf_dir.display().to_string(),
             "--cni-bin-dir".into(),
-            "/usr/lib/cni".into(),
+            self.bin_dir.display().to_string(),
         ]
     }
 
