@@ -264,27 +264,14 @@ fn hugepages_limit_container_pod_and_kubepods_cgroups() {
     // count; this agent rewrites it at pod set-up and every minute.
     let want = (pages * (2 << 20)).to_string();
     f.wait("kubepods' hugetlb limit from the reserved pages", || {
-        (read(&kubepods_dir("hugetlb")) == want).then_some(())
+        (read(&kubepods_dir(&f.dirs, "hugetlb")) == want).then_some(())
     });
     drop(f);
     fs::write(nr, old.trim()).unwrap();
 }
 
-/// `kubepods` (or `kubepods.slice`) for `controller`, whatever the layout.
-fn kubepods_dir(controller: &str) -> PathBuf {
-    let root = Path::new("/sys/fs/cgroup");
-    if !cgroup_v2() {
-        return root.join(controller).join("kubepods");
-    }
-    if root.join("kubepods.slice").is_dir() {
-        root.join("kubepods.slice")
-    } else {
-        root.join("kubepods")
-    }
-}
-
-fn qos_dir(controller: &str, qos: &str) -> PathBuf {
-    let k = kubepods_dir(controller);
+fn qos_dir(dirs: &AgentDirs, controller: &str, qos: &str) -> PathBuf {
+    let k = kubepods_dir(dirs, controller);
     if k.ends_with("kubepods.slice") {
         k.join(format!("kubepods-{qos}.slice"))
     } else {
@@ -348,11 +335,11 @@ fn kubepods_gets_node_allocatable_and_qos_levels_their_shares() {
     };
     // Other agents on this host may rewrite the shared levels: wait for ours.
     f.wait("kubepods limited to node allocatable", || {
-        let (got, want) = cpu_value(&kubepods_dir("cpu"), shares);
-        let m = read_trim(&kubepods_dir("memory").join(mem_file))?;
+        let (got, want) = cpu_value(&kubepods_dir(&f.dirs, "cpu"), shares);
+        let m = read_trim(&kubepods_dir(&f.dirs, "memory").join(mem_file))?;
         (got.as_deref() == Some(want.as_str()) && m == memory.to_string()).then_some(())
     });
-    let pids = read_trim(&kubepods_dir("pids").join("pids.max")).unwrap();
+    let pids = read_trim(&kubepods_dir(&f.dirs, "pids").join("pids.max")).unwrap();
     let pid_max: u64 = read_trim(Path::new("/proc/sys/kernel/pid_max"))
         .unwrap()
         .parse()
@@ -362,7 +349,7 @@ fn kubepods_gets_node_allocatable_and_qos_levels_their_shares() {
         .parse()
         .unwrap();
     assert_eq!(pids, pid_max.min(threads_max).to_string());
-    let (be, want) = cpu_value(&qos_dir("cpu", "besteffort"), 2);
+    let (be, want) = cpu_value(&qos_dir(&f.dirs, "cpu", "besteffort"), 2);
     assert_eq!(be.as_deref(), Some(want.as_str()));
 
     // A burstable pod's request raises the burstable level; its removal lowers it again.
@@ -386,12 +373,12 @@ spec:
     );
     f.container_pid("qos-burstable-300");
     f.wait("burstable shares = 300m", || {
-        let (got, want) = cpu_value(&qos_dir("cpu", "burstable"), 307);
+        let (got, want) = cpu_value(&qos_dir(&f.dirs, "cpu", "burstable"), 307);
         (got.as_deref() == Some(want.as_str())).then_some(())
     });
     remove_manifest(&f.dirs, "b.yaml");
     f.wait("burstable shares back to the minimum", || {
-        let (got, want) = cpu_value(&qos_dir("cpu", "burstable"), 2);
+        let (got, want) = cpu_value(&qos_dir(&f.dirs, "cpu", "burstable"), 2);
         (got.as_deref() == Some(want.as_str())).then_some(())
     });
 }

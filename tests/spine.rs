@@ -581,7 +581,8 @@ fn restarted_agent_cleans_up_a_removed_pod_that_had_no_container() {
                 if name.contains(&format!("pod{uid}")) {
                     return Some(p);
                 }
-                if depth < 3 && (depth > 0 || name.starts_with("kubepods")) {
+                let top = name.starts_with("kubepods") || name.starts_with("hostlet_test_");
+                if depth < 4 && (depth > 0 || top) {
                     dirs.push((p, depth + 1));
                 }
             }

@@ -125,6 +125,11 @@ impl BenchAgent {
                 "--insecure-registry",
                 &reg.addr,
             ]);
+        // Its own cgroup root (removed with `dirs`): the pod cgroups of its pods are found
+        // and counted there, and no other agent's orphan sweep touches them.
+        if let Some(root) = &dirs.cgroup_root {
+            cmd.args(["--cgroup-root", root]);
+        }
         let _ = writeln!(log, "===== bench: starting {cmd:?}");
         let level = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into());
         // A user's agent does not capture backtraces; with RUST_BACKTRACE set (as test shells

@@ -47,8 +47,19 @@ pub async fn bind(root_dir: &Path, read_only_port: Option<u16>) -> Result<Server
         source,
     };
     // A live agent answers on its socket: never steal it. One that does not answer was
-    // left by an agent that is gone.
-    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+    // left by an agent that is gone. An agent `kill -9`ed while it spawned a process
+    // leaves the listening socket open in that child until it execs: the socket then
+    // accepts connections for a moment after its agent died (seen in tests/drills_host.rs),
+    // so only one that keeps accepting for a second is taken as another agent's.
+    let mut live = std::os::unix::net::UnixStream::connect(&path).is_ok();
+    for _ in 0..10 {
+        if !live {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        live = std::os::unix::net::UnixStream::connect(&path).is_ok();
+    }
+    if live {
         return Err(ApiError::InUse { path });
     }
     match std::fs::remove_file(&path) {

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::hierarchy::Hierarchy;
 use super::hugepages::{self, HostHugepages};
 use super::limits::{shares_to_weight, PodCgroup, PodLimits, Settings, CFS_PERIOD, MIN_SHARES};
-use super::{io, systemd, write, CgroupError, KUBEPODS};
+use super::{io, systemd, write, CgroupError};
 
 /// A new v1 cpuset cgroup starts with no cpus or memory nodes; a task cannot join it
 /// until they are copied from the parent.
@@ -116,7 +116,7 @@ pub fn create_with(
         let fresh = ensure(h, &level)?;
         // The kubelet's besteffort level: the least cpu weight there is. [`super::node`]
         // keeps it (and the other levels) up to date afterwards.
-        if fresh && level == format!("/{KUBEPODS}/besteffort") {
+        if fresh && level == format!("{}/besteffort", cg.root.kubepods()) {
             let s = Settings {
                 cpu_shares: Some(MIN_SHARES),
                 ..Default::default()

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::hierarchy::Hierarchy;
 use super::hugepages::{self, HugepageLimit};
 use super::qos::{containers, init_containers, qos_class, Compute, QosClass};
-use super::KUBEPODS;
+use super::root::CgroupRoot;
 
 pub const CFS_PERIOD: u64 = 100_000;
 pub(crate) const MIN_SHARES: u64 = 2;
@@ -124,14 +124,22 @@ fn pod_hugepages(pod: &Pod) -> Vec<HugepageLimit> {
 pub struct PodCgroup {
     pub qos: QosClass,
     pub uid: String,
-    /// `/kubepods[/burstable|/besteffort]/pod<UID>`.
+    /// `<root>/kubepods[/burstable|/besteffort]/pod<UID>`.
     pub path: String,
+    /// `--cgroup-root`.
+    pub root: CgroupRoot,
 }
 
 impl PodCgroup {
+    /// The pod's cgroup under the default root (`/`).
     pub fn of(pod: &Pod, uid: &str) -> Self {
+        Self::under(&CgroupRoot::default(), pod, uid)
+    }
+
+    /// The pod's cgroup under `root` (`--cgroup-root`).
+    pub fn under(root: &CgroupRoot, pod: &Pod, uid: &str) -> Self {
         let qos = qos_class(pod);
-        let mut path = format!("/{KUBEPODS}");
+        let mut path = root.kubepods();
         if !qos.dir().is_empty() {
             path = format!("{path}/{}", qos.dir());
         }
@@ -139,6 +147,7 @@ impl PodCgroup {
             qos,
             uid: uid.to_string(),
             path: format!("{path}/pod{uid}"),
+            root: root.clone(),
         }
     }
 
@@ -158,11 +167,14 @@ impl PodCgroup {
         }
     }
 
-    /// Ancestors to create first, outermost first (`/kubepods`, then the QoS level).
+    /// Ancestors to create first, outermost first (the root's own levels, `kubepods`,
+    /// then the QoS level).
     pub(crate) fn ancestors(&self) -> Vec<String> {
-        let mut out = vec![format!("/{KUBEPODS}")];
+        let mut out = self.root.levels();
+        let kubepods = self.root.kubepods();
+        out.push(kubepods.clone());
         if !self.qos.dir().is_empty() {
-            out.push(format!("/{KUBEPODS}/{}", self.qos.dir()));
+            out.push(format!("{kubepods}/{}", self.qos.dir()));
         }
         out
     }
@@ -192,7 +204,7 @@ pub const SCOPE_PREFIX: &str = "hostlet";
 
 /// The pod's slice unit, e.g. `kubepods-burstable-pod0a0b_c1.slice`.
 pub fn pod_slice(cg: &PodCgroup) -> String {
-    let mut name = KUBEPODS.to_string();
+    let mut name = cg.root.kubepods_unit();
     if !cg.qos.dir().is_empty() {
         name = format!("{name}-{}", cg.qos.dir());
     }

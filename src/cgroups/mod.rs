@@ -12,6 +12,8 @@
 //! - [`cgroupfs`]: the pod cgroup on disk, and the cgroupfs driver's writes.
 //! - [`node`]: node allocatable and the `kubepods`/QoS level cgroups.
 //! - [`systemd`]: the same as slices with `--cgroup-driver systemd`.
+//! - [`root`]: `--cgroup-root`, the cgroup all of them live under.
+//! - [`orphans`]: removes the pod cgroups of pods the agent no longer knows.
 //!
 //! The pod and node-level cgroups are written here, not through youki's libcgroups
 //! managers: the agent binary links no libcgroups at all (`nm -C target/debug/hostlet |
@@ -21,8 +23,8 @@
 //! manager runs a container's scope, not a slice with unit properties. libcgroups does
 //! set each container's own cgroup, inside the pod's, from the OCI spec in the monitor.
 //!
-//! Files import one way: node → cgroupfs → systemd → limits → hugepages → hierarchy →
-//! qos → this file (the error and the write helper); tests/layering.rs checks it.
+//! Files import one way: orphans → node → cgroupfs → systemd → limits → root → hugepages →
+//! hierarchy → qos → this file (the error and the write helper); tests/layering.rs checks it.
 
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,9 @@ pub mod hierarchy;
 pub mod hugepages;
 pub mod limits;
 pub mod node;
+pub mod orphans;
 pub mod qos;
+pub mod root;
 pub mod systemd;
 
 pub use cgroupfs::{create, create_with, remove};
@@ -42,6 +46,7 @@ pub use limits::{
 };
 pub use node::{Allocatable, Capacity, NodeCgroups, Reserved};
 pub use qos::{oom_score_adj, qos_class, Compute, QosClass};
+pub use root::CgroupRoot;
 
 /// The root of the hierarchy every pod cgroup lives under.
 pub const KUBEPODS: &str = "kubepods";
@@ -61,6 +66,8 @@ pub enum CgroupError {
     SystemdNeedsV2(PathBuf),
     #[error("systemd unit {unit}: {reason}")]
     Systemd { unit: String, reason: CommandError },
+    #[error("--cgroup-root {input:?}: {reason}")]
+    Root { input: String, reason: String },
     /// A pod asks for huge pages the host cannot limit or does not have.
     #[error("resources.limits[{resource}]: {reason}")]
     Hugepages { resource: String, reason: String },

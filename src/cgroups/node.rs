@@ -18,7 +18,8 @@ use super::hierarchy::Hierarchy;
 use super::hugepages::{self, size_label, HostHugepages};
 use super::limits::{cpu_shares, pod_cpu_request, Levels, Settings, MIN_SHARES};
 use super::qos::{qos_class, QosClass};
-use super::{systemd, CgroupError, KUBEPODS};
+use super::root::CgroupRoot;
+use super::{systemd, CgroupError};
 use crate::manifest::quantity::{hugepage_size, parse_cpu_millis, parse_memory_bytes};
 
 /// What the node has (the kubelet's internal capacity).
@@ -179,15 +180,23 @@ pub(crate) fn levels(
 }
 
 /// Writes the levels: directories with cgroupfs, slices (plus hugetlb files) with systemd.
-pub(crate) fn write_levels(h: &Hierarchy, l: &Levels) -> Result<(), CgroupError> {
-    if let Hierarchy::Systemd { root } = h {
-        return systemd::update_levels(root, l);
+pub(crate) fn write_levels(
+    h: &Hierarchy,
+    root: &CgroupRoot,
+    l: &Levels,
+) -> Result<(), CgroupError> {
+    if let Hierarchy::Systemd { root: mount } = h {
+        return systemd::update_levels(mount, root, l);
     }
-    let kubepods = format!("/{KUBEPODS}");
+    // The root's own levels first: a v1 cpuset cgroup takes its cpus from its parent.
+    for level in root.levels() {
+        cgroupfs::ensure(h, &level)?;
+    }
+    let kubepods = root.kubepods();
     cgroupfs::ensure(h, &kubepods)?;
     cgroupfs::apply(h, &kubepods, &l.kubepods)?;
     for (dir, s) in [("burstable", &l.burstable), ("besteffort", &l.besteffort)] {
-        let rel = format!("/{KUBEPODS}/{dir}");
+        let rel = format!("{kubepods}/{dir}");
         cgroupfs::ensure(h, &rel)?;
         cgroupfs::apply(h, &rel, s)?;
     }
@@ -200,6 +209,8 @@ pub struct NodeCgroups {
     hierarchy: Option<Hierarchy>,
     allocatable: Allocatable,
     host: HostHugepages,
+    /// `--cgroup-root`.
+    root: CgroupRoot,
     /// Burstable pods' cpu requests by uid.
     burstable: Mutex<BTreeMap<String, i64>>,
 }
@@ -222,8 +233,23 @@ impl NodeCgroups {
             hierarchy,
             allocatable,
             host,
+            root: CgroupRoot::default(),
             burstable: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same levels under `root` (`--cgroup-root`) instead of the hierarchy's root.
+    pub fn under(mut self, root: CgroupRoot) -> Self {
+        self.root = root;
+        self
+    }
+
+    pub fn root(&self) -> &CgroupRoot {
+        &self.root
+    }
+
+    pub fn hierarchy(&self) -> Option<&Hierarchy> {
+        self.hierarchy.as_ref()
     }
 
     pub fn allocatable(&self) -> &Allocatable {
@@ -255,7 +281,7 @@ impl NodeCgroups {
             return Ok(());
         };
         let l = levels(&self.allocatable, &self.host, burstable.values().copied());
-        write_levels(h, &l)
+        write_levels(h, &self.root, &l)
     }
 
     /// Blocking: writes every level's limits again (periodically, as the kubelet's

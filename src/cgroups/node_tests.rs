@@ -265,7 +265,12 @@ fn level_limits_like_the_qos_container_manager() {
 fn v1_levels_written() {
     let root = v1_fixture(&["cpu", "memory", "pids", "hugetlb"]);
     let h = Hierarchy::detect(root.path()).unwrap();
-    write_levels(&h, &levels(&allocatable(), &host(true), [300])).unwrap();
+    write_levels(
+        &h,
+        &Default::default(),
+        &levels(&allocatable(), &host(true), [300]),
+    )
+    .unwrap();
     let r = root.path();
     assert_eq!(read(&r.join("cpu/kubepods/cpu.shares")), "2048");
     assert!(!r.join("cpu/kubepods/cpu.cfs_quota_us").exists());
@@ -291,7 +296,12 @@ fn v2_levels_written() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
     let h = Hierarchy::detect(root.path()).unwrap();
-    write_levels(&h, &levels(&allocatable(), &host(false), [1000])).unwrap();
+    write_levels(
+        &h,
+        &Default::default(),
+        &levels(&allocatable(), &host(false), [1000]),
+    )
+    .unwrap();
     let r = root.path();
     assert_eq!(
         read(&r.join("kubepods/cpu.weight")),

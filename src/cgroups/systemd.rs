@@ -29,17 +29,20 @@ use std::process::Command;
 use super::hugepages;
 use super::limits::{shares_to_weight, Levels, PodCgroup, PodLimits, Settings, CFS_PERIOD};
 use super::qos::QosClass;
-use super::{write, CgroupError, CommandError, KUBEPODS};
+use super::root::CgroupRoot;
+use super::{write, CgroupError, CommandError};
 
 // The unit names are defined beside `PodCgroup`, where a container's `cgroupsPath` is
 // made without calling into the driver; this file is where readers look for them.
 pub use super::limits::{pod_slice, SCOPE_PREFIX};
 
-/// The slices from `kubepods.slice` down to the QoS level, outermost first.
-pub fn qos_slices(qos: QosClass) -> Vec<String> {
-    let mut out = vec![format!("{KUBEPODS}.slice")];
+/// The slices from `kubepods.slice` (under `root`) down to the QoS level, outermost
+/// first; systemd makes the root's own slices as their parents.
+pub fn qos_slices(root: &CgroupRoot, qos: QosClass) -> Vec<String> {
+    let kubepods = root.kubepods_unit();
+    let mut out = vec![format!("{kubepods}.slice")];
     if !qos.dir().is_empty() {
-        out.push(format!("{KUBEPODS}-{}.slice", qos.dir()));
+        out.push(format!("{kubepods}-{}.slice", qos.dir()));
     }
     out
 }
@@ -180,10 +183,11 @@ pub fn unit_exists(message: &str) -> bool {
 
 /// Starts `kubepods.slice`, the QoS slice and the pod slice with its limits.
 pub fn create(cg: &PodCgroup, limits: &PodLimits) -> Result<(), CgroupError> {
-    for slice in qos_slices(cg.qos) {
+    let kubepods = format!("{}.slice", cg.root.kubepods_unit());
+    for slice in qos_slices(&cg.root, cg.qos) {
         let mut props = slice_props(format!("hostlet {slice}"));
         // The kubelet's besteffort level: the least cpu weight there is.
-        if cg.qos == QosClass::BestEffort && slice != format!("{KUBEPODS}.slice") {
+        if cg.qos == QosClass::BestEffort && slice != kubepods {
             props.push(("CPUWeight", "t", "1".into()));
         }
         start_slice(&slice, &props)?;
@@ -236,12 +240,16 @@ fn set_props(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
 }
 
 /// Starts the node-level slices with their limits, or updates the ones that exist.
-pub(crate) fn update_levels(root: &Path, l: &Levels) -> Result<(), CgroupError> {
-    let kubepods = format!("{KUBEPODS}.slice");
+pub(crate) fn update_levels(
+    root: &Path,
+    cgroup_root: &CgroupRoot,
+    l: &Levels,
+) -> Result<(), CgroupError> {
+    let kubepods = cgroup_root.kubepods_unit();
     let levels = [
-        (kubepods, &l.kubepods),
-        (format!("{KUBEPODS}-burstable.slice"), &l.burstable),
-        (format!("{KUBEPODS}-besteffort.slice"), &l.besteffort),
+        (format!("{kubepods}.slice"), &l.kubepods),
+        (format!("{kubepods}-burstable.slice"), &l.burstable),
+        (format!("{kubepods}-besteffort.slice"), &l.besteffort),
     ];
     for (slice, s) in levels {
         let props = level_props(&slice, s);

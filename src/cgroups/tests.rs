@@ -241,11 +241,11 @@ fn systemd_slices_as_the_kubelet_names_them() {
     assert_eq!(slice(&guaranteed), "kubepods-pod0a0b_c1d2.slice");
     assert_eq!(slice(&besteffort), "kubepods-besteffort-pod0a0b_c1d2.slice");
     assert_eq!(
-        systemd::qos_slices(QosClass::Burstable),
+        systemd::qos_slices(&Default::default(), QosClass::Burstable),
         ["kubepods.slice", "kubepods-burstable.slice"]
     );
     assert_eq!(
-        systemd::qos_slices(QosClass::Guaranteed),
+        systemd::qos_slices(&Default::default(), QosClass::Guaranteed),
         ["kubepods.slice"]
     );
     assert!(systemd::unit_exists(
@@ -333,4 +333,43 @@ fn cgroup_driver_flag_values() {
         let e = Hierarchy::for_driver(Path::new("/sys/fs/cgroup"), Driver::Systemd).unwrap_err();
         assert!(e.to_string().contains("systemd is not running"), "{e}");
     }
+}
+
+#[test]
+fn pod_cgroups_live_under_the_cgroup_root() {
+    let root = tempfile::tempdir().unwrap();
+    for ctl in ["cpu", "cpuset"] {
+        std::fs::create_dir_all(root.path().join(ctl)).unwrap();
+    }
+    std::fs::write(root.path().join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+    std::fs::write(root.path().join("cpuset/cpuset.mems"), "0\n").unwrap();
+    let h = Hierarchy::detect(root.path()).unwrap();
+    let cr = crate::cgroups::CgroupRoot::parse("/t1/a").unwrap();
+    let p = with_resources(&["{requests: {cpu: 500m}}"]);
+    let cg = PodCgroup::under(&cr, &p, "u1");
+    assert_eq!(cg.path, "/t1/a/kubepods/burstable/podu1");
+    assert_eq!(cg.container("c"), "/t1/a/kubepods/burstable/podu1/c");
+    create(&h, &cg, &pod_limits(&p, -1)).unwrap();
+    // Every level from the root down gets the cpus its tasks need (v1 cpuset).
+    for level in [
+        "t1",
+        "t1/a",
+        "t1/a/kubepods",
+        "t1/a/kubepods/burstable/podu1",
+    ] {
+        let d = root.path().join("cpuset").join(level);
+        assert_eq!(read(&d.join("cpuset.cpus")), "0-1", "{level}");
+    }
+    assert_eq!(
+        systemd::pod_slice(&cg),
+        "t1-a-kubepods-burstable-podu1.slice"
+    );
+    assert_eq!(
+        systemd::qos_slices(&cr, QosClass::Burstable),
+        ["t1-a-kubepods.slice", "t1-a-kubepods-burstable.slice"]
+    );
+    assert_eq!(
+        systemd::expand_slice(&systemd::pod_slice(&cg)),
+        "/t1.slice/t1-a.slice/t1-a-kubepods.slice/t1-a-kubepods-burstable.slice/t1-a-kubepods-burstable-podu1.slice"
+    );
 }

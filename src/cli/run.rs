@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// systemd (slices and scopes); default: systemd when systemd is PID 1
     #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
+    /// The cgroup the agent's pod cgroups live under (`<root>/kubepods/...`, or the
+    /// slice `/a.slice` with systemd); the agent removes pod cgroups of pods it does not
+    /// know only under it, so agents sharing a host each need their own
+    #[arg(long, value_name = "CGROUP", default_value = "/")]
+    pub cgroup_root: String,
     /// Resources set aside for Kubernetes daemons, taken off the node allocatable that
     /// limits the kubepods cgroup (cpu=100m,memory=256Mi,pid=1000,hugepages-2Mi=4Mi)
     #[arg(long, value_name = "NAME=QUANTITY,...", default_value = "")]
@@ -204,6 +209,7 @@ impl RunArgs {
                 Some(d) => d.parse().map_err(anyhow::Error::msg)?,
                 None => crate::cgroups::Driver::detect(),
             },
+            cgroup_root: crate::cgroups::CgroupRoot::parse(&self.cgroup_root)?,
         })
     }
 }
@@ -279,10 +285,10 @@ async fn agent(
     }
     let status = StatusStore::new();
     let (node, allocatable) = node(&cfg, &node_args);
-    let node_cgroups = Arc::new(crate::cgroups::NodeCgroups::new(
-        cgroups.clone(),
-        allocatable,
-    ));
+    let node_cgroups = Arc::new(
+        crate::cgroups::NodeCgroups::new(cgroups.clone(), allocatable)
+            .under(cfg.cgroup_root.clone()),
+    );
     let tasks = crate::tasks::Tasks::new();
     tasks.spawn(
         "qos cgroups",
@@ -327,6 +333,10 @@ async fn agent(
             deps.pod_logs_gc_delay,
         ),
     );
+    tasks.spawn(
+        "cgroup gc",
+        crate::worker::cgroup_gc::sweep_loop(deps.node_cgroups.clone(), status.clone()),
+    );
     let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
     tasks.spawn("manager", Manager::new(deps, leftovers).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
@@ -361,7 +371,7 @@ fn pod_cgroups(cfg: &AgentConfig) -> anyhow::Result<Option<crate::cgroups::Hiera
         }
         Err(e) => return Err(anyhow::Error::new(e).context("--cgroup-driver systemd")),
     };
-    tracing::info!(cgroup_driver = %cfg.cgroup_driver, "cgroups");
+    tracing::info!(cgroup_driver = %cfg.cgroup_driver, cgroup_root = %cfg.cgroup_root, "cgroups");
     Ok(cgroups)
 }
 

@@ -48,6 +48,7 @@ const SCALARS: &[(&str, &str)] = &[
     ("podPidsLimit", "pod_max_pids"),
     ("readOnlyPort", "read_only_port"),
     ("cgroupDriver", "cgroup_driver"),
+    ("cgroupRoot", "cgroup_root"),
     ("resolvConf", "resolv_conf"),
     ("podCIDR", "pod_cidr"),
 ];
@@ -199,6 +200,7 @@ authentication:
   anonymous:
     enabled: false
 cgroupDriver: systemd
+cgroupRoot: /hostlet.slice
 clusterDNS: [10.96.0.10]
 staticPodPath: /etc/kubernetes/manifests
 staticPodURL: http://127.0.0.1:8080/pods
@@ -238,6 +240,7 @@ podCIDR: 10.99.0.0/16
         assert!(has("image_gc_high_threshold", "90"));
         assert!(has("seccomp_default", "true"));
         assert!(has("pod_max_pids", "4096"));
+        assert!(has("cgroup_root", "/hostlet.slice"));
         assert!(has("read_only_port", "10255"));
         assert!(has("crash_loop_backoff_max", "1m"));
         assert!(has("kube_reserved", "cpu=100m,memory=256Mi"));

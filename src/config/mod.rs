@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub pod_max_pids: i64,
     /// `--cgroup-driver`, resolved: detected when not given.
     pub cgroup_driver: crate::cgroups::Driver,
+    /// `--cgroup-root`: pod cgroups live, and orphaned ones are removed, only under it.
+    pub cgroup_root: crate::cgroups::CgroupRoot,
     /// `--cni-conf-dir`, `--cni-bin-dir`, `--cni-cache-dir`, `--pod-cidr`.
     pub network: crate::network::Options,
 }

@@ -286,7 +286,7 @@ fn write_chunks<B: AsRef<[u8]>>(
             Some(chunk) => writer
                 .write_all(chunk.as_ref())
                 .map_err(|source| ImageError::Io {
-                    path: std::path::PathBuf::from("<blob temp file>"),
+                    path: writer.tmp_path().to_path_buf(),
                     source,
                 })?,
             None => return writer.finish().map(Some),

@@ -183,6 +183,11 @@ impl BlobWriter {
         })
     }
 
+    /// The temporary file being written (named in write errors: a full disk says where).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Verifies the digest, fsyncs, renames into place; returns the blob's path.
     pub fn finish(self) -> Result<PathBuf, ImageError> {
         self.finish_digest().map(|(path, _, _)| path)

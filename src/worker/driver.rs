@@ -129,7 +129,7 @@ fn pod_ctx<S: Services>(
         deps: deps.clone(),
         life: life.clone(),
         volumes,
-        cgroup: crate::cgroups::PodCgroup::of(&pod.pod, &pod.uid),
+        cgroup: crate::cgroups::PodCgroup::under(deps.node_cgroups.root(), &pod.pod, &pod.uid),
         grace: rules::pod_grace(spec),
         restart_policy: RestartPolicy::of(spec),
         evicted,

@@ -30,7 +30,7 @@ pub(super) fn prepare<S: Services>(
     let vols = volumes::prepare(pod, pod_dir, &deps.node)?;
     let files = PodFiles::new(pod_dir);
     sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf)?;
-    let cg = PodCgroup::of(pod, uid);
+    let cg = PodCgroup::under(deps.node_cgroups.root(), pod, uid);
     // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
         cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))?;
@@ -153,7 +153,7 @@ pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: 
     sandbox::remove(&PodFiles::new(pod_dir));
     volumes::cleanup(pod_dir);
     if let Some(h) = &deps.cgroups {
-        if let Err(e) = cgroups::remove(h, &PodCgroup::of(pod, uid)) {
+        if let Err(e) = cgroups::remove(h, &PodCgroup::under(deps.node_cgroups.root(), pod, uid)) {
             tracing::warn!(error = %e, "removing pod cgroup");
         }
     }

@@ -7,12 +7,13 @@
 //! - `supervisor`: one container's restarts; `instance`: one running instance (probes,
 //!   hooks, termination); `container`: starting an instance (image, bundle, runtime);
 //! - `host_resources`, `volumes`, `eviction`: what the pod has on the host;
-//! - `log_drops`, `log_gc`: agent-wide watchers of container log drops and of log
-//!   directories left by pods that no longer exist.
+//! - `log_drops`, `log_gc`, `cgroup_gc`: agent-wide watchers of container log drops, and
+//!   of log directories and pod cgroups left by pods that no longer exist.
 //!
 //! This file only names the modules; they import each other, never this file.
 
 pub mod backoff;
+pub mod cgroup_gc;
 mod container;
 mod deps;
 mod driver;

@@ -303,6 +303,11 @@ pub struct AgentDirs {
     pub agent_log: PathBuf,
     /// The pod network of this test's agents.
     pub net: TestNet,
+    /// This test's `--cgroup-root` (`/hostlet_test_<pid>_<n>`): agents remove the idle pod
+    /// cgroups of pods they do not know under their root, so concurrent tests' agents
+    /// each need their own. None under systemd (the VM suite), whose tests check the
+    /// kubelet's slice names at the hierarchy's root.
+    pub cgroup_root: Option<String>,
     tmp: Option<TempDir>,
 }
 
@@ -320,6 +325,7 @@ impl AgentDirs {
             agent_log: base.join("agent.log"),
             net: TestNet::new(&base),
             base,
+            cgroup_root: own_cgroup_root(),
             tmp: Some(tmp),
         };
         for d in [&dirs.manifests, &dirs.root, &dirs.logs] {
@@ -350,6 +356,61 @@ impl Drop for AgentDirs {
             return;
         }
         detach_mounts_under(&self.base);
+        if let Some(root) = &self.cgroup_root {
+            remove_cgroup_root(root);
+        }
+    }
+}
+
+/// A `--cgroup-root` of its own for a test's agents, unless systemd is init.
+fn own_cgroup_root() -> Option<String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if Path::new("/run/systemd/system").is_dir() {
+        return None;
+    }
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(format!("/hostlet_test_{}_{n}", std::process::id()))
+}
+
+/// The directories of cgroup `rel` (relative to the hierarchy's root): one per v1
+/// controller mount, or one on v2.
+pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let rel = rel.trim_start_matches('/');
+    if cgroup_v2() {
+        return vec![base.join(rel)];
+    }
+    fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path().join(rel))
+        .collect()
+}
+
+/// Removes the levels an agent made under a test's cgroup root (the QoS levels,
+/// `kubepods` and the root itself), once its pods are gone; a pod cgroup still there
+/// keeps them (and the fixture reports it).
+pub fn remove_cgroup_root(root: &str) {
+    for rel in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+        for d in cgroup_dirs(&format!("{root}/{rel}")) {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// `kubepods` of the agents on `dirs` for `controller`, whatever the layout: under the
+/// test's cgroup root, or at the hierarchy's root (`kubepods.slice` with systemd).
+pub fn kubepods_dir(dirs: &AgentDirs, controller: &str) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup");
+    let v1 = |rel: &str| base.join(controller).join(rel.trim_start_matches('/'));
+    match (&dirs.cgroup_root, cgroup_v2()) {
+        (Some(r), false) => v1(&format!("{r}/kubepods")),
+        (Some(r), true) => base.join(r.trim_start_matches('/')).join("kubepods"),
+        (None, false) => v1("kubepods"),
+        (None, true) if base.join("kubepods.slice").is_dir() => base.join("kubepods.slice"),
+        (None, true) => base.join("kubepods"),
     }
 }
 
@@ -443,6 +504,9 @@ impl Agent {
             .args(["--hostname-override", NODE_NAME])
             .args(["--file-check-frequency", "1s"])
             .args(dirs.net.args());
+        if let Some(root) = &dirs.cgroup_root {
+            cmd.args(["--cgroup-root", root]);
+        }
         if let Some(r) = registry {
             cmd.args(["--insecure-registry", &r.addr]);
         }
@@ -913,6 +977,16 @@ pub fn pod_cgroups_of(uids: &[String]) -> Vec<String> {
         for name in ["kubepods", "kubepods.slice"] {
             if p.join(name).is_dir() {
                 dirs.push((p.join(name), 0));
+            }
+        }
+        // Test agents' own cgroup roots (`--cgroup-root /hostlet_test_…`).
+        for sub in fs::read_dir(&p).into_iter().flatten().flatten() {
+            if sub
+                .file_name()
+                .to_string_lossy()
+                .starts_with("hostlet_test_")
+            {
+                dirs.push((sub.path().join("kubepods"), 0));
             }
         }
     }
