@@ -153,31 +153,39 @@ impl Runtime {
             id: cfg.id.clone(),
             message,
         };
-        let line = match line {
-            Ok(Ok(line)) => line,
-            Ok(Err(e)) => return Err(fail(format!("reading monitor handshake: {e}"))),
-            Err(_) => {
-                let _ = proc::pidfd_send_signal(&pidfd, SIG_KILL);
-                return Err(fail("monitor did not report within 60s".into()));
-            }
-        };
-        match line.trim_end().strip_prefix("ok") {
-            Some(_) => {}
-            None => {
-                // The monitor cleans up after a failed create before it exits; wait for
-                // that so a retry never races the cleanup.
-                if let Ok(fd) = watch_pidfd(pidfd) {
-                    let _ = tokio::time::timeout(START_TIMEOUT, fd.readable()).await;
+        // (message, whether the monitor reported it): a monitor that reported its error
+        // has cleaned up after the failed create; one that died or hung without a word
+        // (killed, say) may have left a running container behind.
+        let failed = match line {
+            Ok(Ok(line)) => match line.trim_end().strip_prefix("ok") {
+                Some(_) => None,
+                None => {
+                    let msg = line.trim_end().trim_start_matches("error: ").to_string();
+                    let reported = !msg.is_empty();
+                    Some((msg, reported))
                 }
-                reap(pid);
-                let msg = line.trim_end().trim_start_matches("error: ").to_string();
-                let msg = if msg.is_empty() {
-                    monitor_log_tail(&dir)
-                } else {
-                    msg
-                };
-                return Err(fail(msg));
+            },
+            Ok(Err(e)) => Some((format!("reading monitor handshake: {e}"), false)),
+            Err(_) => Some(("monitor did not report within 60s".into(), false)),
+        };
+        if let Some((msg, reported)) = failed {
+            if !reported {
+                let _ = proc::pidfd_send_signal(&pidfd, SIG_KILL);
             }
+            // The monitor is waited for, and its container killed, before a retry.
+            if let Ok(fd) = watch_pidfd(pidfd) {
+                let _ = tokio::time::timeout(START_TIMEOUT, fd.readable()).await;
+            }
+            reap(pid);
+            let msg = if msg.is_empty() {
+                monitor_log_tail(&dir)
+            } else {
+                msg
+            };
+            if !reported {
+                self.cleanup(&dir).await;
+            }
+            return Err(fail(msg));
         }
         let st: MonitorState = state::read_json(&dir.join(STATE_FILE))?
             .ok_or_else(|| fail("monitor reported start without a state record".into()))?;
