@@ -5,6 +5,7 @@
 //! `pkg/kubelet/config/common.go` applyDefaults). Which pod fields hostlet implements lives in
 //! [`support`].
 
+mod depth;
 mod field_error;
 mod jsonpath;
 pub mod locate;
@@ -335,6 +336,14 @@ fn parse(
     // of a Pod the other kind happens to lack.
     let value: serde_json::Value = if is_json {
         serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
+    } else if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            errors: vec![FieldError::new(
+                "",
+                format!("nested deeper than {} levels", depth::MAX_FLOW_DEPTH),
+            )],
+        });
     } else {
         serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
     };
