@@ -9,6 +9,7 @@ mod field_error;
 mod jsonpath;
 pub mod locate;
 pub mod quantity;
+pub mod restart_rules;
 pub mod support;
 mod unknown;
 pub mod validate;

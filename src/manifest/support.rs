@@ -87,8 +87,10 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("readinessProbe", Only(probe_supported)),
     ("startupProbe", Only(probe_supported)),
     ("lifecycle", Only(lifecycle_supported)),
-    // Checked in validate: init containers only, and only "Always" (sidecars).
+    // Checked in validate (restart_rules): Always, OnFailure or Never; "Always" on an init
+    // container makes a sidecar.
     ("restartPolicy", Implemented),
+    ("restartPolicyRules", Implemented),
 ];
 
 const PROBE_FIELDS: &[&str] = &[

@@ -575,8 +575,13 @@ fn unsupported_fields() {
         ),
         (
             "",
-            "restartPolicy: Always",
-            "spec.containers[0].restartPolicy: only init containers may set restartPolicy",
+            "restartPolicy: Sometimes",
+            "spec.containers[0].restartPolicy: unsupported value \"Sometimes\"",
+        ),
+        (
+            "",
+            "restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [3]}}]",
+            "spec.containers[0].restartPolicy: must be set when restartPolicyRules are used",
         ),
     ] {
         assert_err(&pod(spec, container), want);
