@@ -208,6 +208,7 @@ fn pod_security_supported(v: &Value) -> bool {
             "runAsGroup",
             "runAsNonRoot",
             "supplementalGroups",
+            "supplementalGroupsPolicy",
             "fsGroup",
             "sysctls",
             "seccompProfile",

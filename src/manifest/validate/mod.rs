@@ -12,6 +12,7 @@ use super::restart_rules;
 use super::support::{self, check_fields};
 
 mod container;
+mod groups_policy;
 mod hugepages;
 use container::{quantity, validate_container};
 
@@ -86,6 +87,7 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
         ));
     }
     check_fields(value, "spec", support::POD_SPEC, errors);
+    groups_policy::validate(spec, errors);
 
     one_of(
         spec.restart_policy.as_deref(),
