@@ -14,7 +14,7 @@
 set -euo pipefail
 
 # Bump when the image contents or config produced by this script change.
-SCRIPT_VERSION=1
+SCRIPT_VERSION=2
 BUSYBOX=/usr/bin/busybox
 PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -114,11 +114,14 @@ done < <("$BUSYBOX" --list)
 cat >"$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+member:x:1500:1500:member of staff:/nonexistent:/bin/false
 EOF
 cat >"$root/etc/group" <<'EOF'
 root:x:0:
 nogroup:x:65534:
 nobody:x:65534:
+member:x:1500:
+staff:x:50:member
 EOF
 chmod 0644 "$root/etc/passwd" "$root/etc/group"
 chmod 0700 "$root/root"

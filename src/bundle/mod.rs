@@ -53,6 +53,35 @@ impl BundleError {
     }
 }
 
+/// The identity a container's process runs as, as the CRI's `ContainerUser` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcessIds {
+    pub uid: u32,
+    pub gid: u32,
+    /// The supplementary groups, the primary group first (containerd's
+    /// `ensureAdditionalGids`), without duplicates.
+    pub groups: Vec<u32>,
+}
+
+impl ProcessIds {
+    pub fn of(spec: &Spec) -> Self {
+        let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
+            return Self::default();
+        };
+        let mut groups = vec![user.gid()];
+        for g in user.additional_gids().iter().flatten() {
+            if !groups.contains(g) {
+                groups.push(*g);
+            }
+        }
+        Self {
+            uid: user.uid(),
+            gid: user.gid(),
+            groups,
+        }
+    }
+}
+
 /// Everything `build_spec` needs besides the pod and the container.
 pub struct BundleInputs<'a> {
     pub image: &'a ImageConfiguration,

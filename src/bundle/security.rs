@@ -132,7 +132,8 @@ fn verify_run_as_non_root(
 }
 
 /// The process's uid, gid and additional gids: the security contexts' ids over the
-/// image's USER, plus the user's groups in the image and the pod's supplemental groups.
+/// image's USER, plus the user's groups in the image (unless the pod's
+/// `supplementalGroupsPolicy` is Strict) and the pod's supplemental groups.
 fn ids(
     c: &Container,
     psc: &PodSecurityContext,
@@ -155,7 +156,14 @@ fn ids(
         (None, Some(_)) => users::primary_gid(uid, inp.image_file).unwrap_or(0),
         (None, None) => image_gid,
     };
-    let mut additional_gids = users::member_gids(uid, inp.image_file);
+    // Strict: only the groups the pod names, not those the image's /etc/group gives the
+    // user (KEP-3619); Merge, the default, takes both.
+    let strict = psc.supplemental_groups_policy.as_deref() == Some("Strict");
+    let mut additional_gids = if strict {
+        Vec::new()
+    } else {
+        users::member_gids(uid, inp.image_file)
+    };
     for g in psc
         .supplemental_groups
         .iter()

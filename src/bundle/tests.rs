@@ -244,6 +244,44 @@ fn image_user_is_resolved_in_the_image() {
 }
 
 #[test]
+fn supplemental_groups_policy_merges_the_image_groups_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nwww:x:1000:1000::/var/www:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("etc/group"),
+        "root:x:0:\nwww:x:1000:\nstaff:x:50:www,other\nnope:x:51:other\n",
+    )
+    .unwrap();
+    let ids = |policy: &str| {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: g, uid: u}}\nspec:\n  securityContext: {{runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000], {policy}}}\n  containers: [{{name: c, image: i}}]\n"
+        );
+        let spec = render(&pod(&yaml), 0, &image(IMAGE), dir.path()).unwrap();
+        ProcessIds::of(&spec)
+    };
+    let merged = ProcessIds {
+        uid: 1000,
+        gid: 3000,
+        groups: vec![3000, 50, 4000],
+    };
+    assert_eq!(ids(""), merged);
+    assert_eq!(ids("supplementalGroupsPolicy: Merge"), merged);
+    assert_eq!(
+        ids("supplementalGroupsPolicy: Strict"),
+        ProcessIds {
+            uid: 1000,
+            gid: 3000,
+            groups: vec![3000, 4000],
+        }
+    );
+}
+
+#[test]
 fn stop_signal_from_image() {
     assert_eq!(stop_signal(&image(IMAGE)), libc::SIGQUIT);
     assert_eq!(parse_signal("USR1"), Some(libc::SIGUSR1));

@@ -150,7 +150,8 @@ fn check_file(
     Ok(ok)
 }
 
-/// `file:line:col: field: message`, or `file: field: message` when the line is unknown.
+/// `file:line:col: field: message` (a manifest's diagnostics are always located; a
+/// diagnostic without a line is shown as `file: field: message`).
 fn located(path: &Path, diag: &Diagnostic) -> String {
     if diag.line.is_some() {
         format!("{}:{diag}", path.display())

@@ -7,9 +7,11 @@
 
 mod depth;
 mod field_error;
+mod flow;
 mod jsonpath;
 pub mod locate;
 pub mod quantity;
+pub mod restart_rules;
 pub mod support;
 mod unknown;
 pub mod validate;
@@ -21,7 +23,7 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
 use sha2::{Digest, Sha256};
 
 pub use field_error::FieldError;
-pub use locate::{locate, Diagnostic};
+pub use locate::{locate, locate_or_start, Diagnostic};
 pub use unknown::UNKNOWN_FIELD;
 pub use validate::validate;
 
@@ -96,24 +98,30 @@ impl ManifestError {
                 column,
                 message,
                 ..
-            } => vec![Diagnostic {
-                line: *line,
-                column: *column,
-                field: None,
-                message: message.clone(),
-            }],
+            } => {
+                let (l, c) = match line {
+                    Some(l) => (*l, column.unwrap_or(1)),
+                    None => locate_or_start(&text, ""),
+                };
+                vec![Diagnostic {
+                    line: Some(l),
+                    column: Some(c),
+                    field: None,
+                    message: message.clone(),
+                }]
+            }
             Self::Invalid { errors, .. } => errors
                 .iter()
                 .map(|e| Diagnostic::for_field(&text, e))
                 .collect(),
             Self::Kind { path, .. } | Self::ApiVersion { path, .. } => {
                 let field = self.field().unwrap_or_default();
-                let loc = locate(&text, field);
+                let (line, column) = locate_or_start(&text, field);
                 let full = self.to_string();
                 let prefix = format!("{}: ", path.display());
                 vec![Diagnostic {
-                    line: loc.map(|l| l.0),
-                    column: loc.map(|l| l.1),
+                    line: Some(line),
+                    column: Some(column),
                     field: None,
                     message: full.strip_prefix(&prefix).unwrap_or(&full).to_string(),
                 }]
@@ -421,10 +429,11 @@ fn typed_error(
     let (line, column) = match yaml {
         None => (Some(e.line()), Some(e.column())),
         Some(text) => {
-            let loc = field
-                .as_deref()
-                .and_then(|f| locate(&String::from_utf8_lossy(text), f));
-            (loc.map(|l| l.0), loc.map(|l| l.1))
+            let loc = locate_or_start(
+                &String::from_utf8_lossy(text),
+                field.as_deref().unwrap_or(""),
+            );
+            (Some(loc.0), Some(loc.1))
         }
     };
     ManifestError::Syntax {

@@ -4,10 +4,11 @@
 //! These tables are allow-lists on purpose: a field missing from them — including fields that a
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
-//! Today that rejects, among others: a non-empty `securityContext` (pod and container), `stdin`/`tty`,
-//! `hostAliases`, `dnsConfig`, `runtimeClassName`, `overhead`,
-//! `activeDeadlineSeconds`, `volumeMounts[].subPath`/`mountPropagation`, `volumeDevices`,
-//! `env[].valueFrom.resourceFieldRef`, volume types other than hostPath/emptyDir.
+//! Today that rejects, among others: `securityContext` fields such as `seLinuxOptions`,
+//! `seLinuxChangePolicy`, `appArmorProfile`, `fsGroupChangePolicy`; `stdin`/`tty`,
+//! `runtimeClassName`, `overhead`, `activeDeadlineSeconds`, `volumeDevices`, volume types
+//! other than those of [`VOLUME_SOURCES`]. A [`Support::Within`] table names the refused
+//! field inside its object (`spec.securityContext.seLinuxChangePolicy`).
 //!
 //! When a feature lands, add its field here as [`Support::Implemented`] (and its semantic checks
 //! to `validate`).
@@ -27,6 +28,9 @@ pub enum Support {
     Forbidden,
     /// Accepted only for the values the predicate allows; otherwise not supported yet.
     Only(fn(&Value) -> bool),
+    /// An object whose own fields are checked against this table, so what is refused is
+    /// named down to the field (`spec.securityContext.seLinuxChangePolicy`).
+    Within(&'static [(&'static str, Support)]),
 }
 
 use Support::*;
@@ -47,7 +51,7 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("subdomain", Implemented),
     ("hostAliases", Implemented),
     ("dnsConfig", Implemented),
-    ("securityContext", Only(pod_security_supported)),
+    ("securityContext", Within(POD_SECURITY_CONTEXT)),
     ("priorityClassName", Ignored),
     ("priority", Ignored),
     ("tolerations", Ignored),
@@ -82,55 +86,52 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("ports", Implemented),
     ("terminationMessagePath", Implemented),
     ("terminationMessagePolicy", Implemented),
-    ("securityContext", Only(container_security_supported)),
-    ("livenessProbe", Only(probe_supported)),
-    ("readinessProbe", Only(probe_supported)),
-    ("startupProbe", Only(probe_supported)),
-    ("lifecycle", Only(lifecycle_supported)),
-    // Checked in validate: init containers only, and only "Always" (sidecars).
+    ("securityContext", Within(SECURITY_CONTEXT)),
+    ("livenessProbe", Within(PROBE)),
+    ("readinessProbe", Within(PROBE)),
+    ("startupProbe", Within(PROBE)),
+    ("lifecycle", Within(LIFECYCLE)),
+    // Checked in validate (restart_rules): Always, OnFailure or Never; "Always" on an init
+    // container makes a sidecar.
     ("restartPolicy", Implemented),
-];
-
-const PROBE_FIELDS: &[&str] = &[
-    "exec",
-    "grpc",
-    "httpGet",
-    "tcpSocket",
-    "initialDelaySeconds",
-    "periodSeconds",
-    "timeoutSeconds",
-    "successThreshold",
-    "failureThreshold",
-    "terminationGracePeriodSeconds",
+    ("restartPolicyRules", Implemented),
 ];
 
 /// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.
-fn probe_supported(v: &Value) -> bool {
-    let Some(m) = v.as_object() else { return false };
-    m.keys().all(|k| PROBE_FIELDS.contains(&k.as_str())) && http_get_supported(&v["httpGet"])
-}
+pub const PROBE: &[(&str, Support)] = &[
+    ("exec", Implemented),
+    ("grpc", Implemented),
+    ("httpGet", Within(HTTP_GET)),
+    ("tcpSocket", Implemented),
+    ("initialDelaySeconds", Implemented),
+    ("periodSeconds", Implemented),
+    ("timeoutSeconds", Implemented),
+    ("successThreshold", Implemented),
+    ("failureThreshold", Implemented),
+    ("terminationGracePeriodSeconds", Implemented),
+];
 
-fn http_get_supported(v: &Value) -> bool {
-    v.is_null()
-        || v["scheme"].is_null()
-        || v["scheme"]
-            .as_str()
-            .is_some_and(|s| matches!(s, "HTTP" | "HTTPS"))
+pub const HTTP_GET: &[(&str, Support)] = &[
+    ("host", Implemented),
+    ("httpHeaders", Implemented),
+    ("path", Implemented),
+    ("port", Implemented),
+    ("scheme", Only(http_scheme_supported)),
+];
+
+fn http_scheme_supported(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| matches!(s, "HTTP" | "HTTPS"))
 }
 
 /// postStart/preStop with exec, httpGet or sleep.
-fn lifecycle_supported(v: &Value) -> bool {
-    let Some(m) = v.as_object() else { return false };
-    m.iter().all(|(k, h)| {
-        matches!(k.as_str(), "postStart" | "preStop")
-            && h.as_object().is_some_and(|m| {
-                m.keys()
-                    .all(|a| matches!(a.as_str(), "exec" | "httpGet" | "sleep"))
-            })
-            // Index the Value, not the Map: a Map panics on a missing key.
-            && http_get_supported(&h["httpGet"])
-    })
-}
+pub const LIFECYCLE: &[(&str, Support)] =
+    &[("postStart", Within(HANDLER)), ("preStop", Within(HANDLER))];
+
+pub const HANDLER: &[(&str, Support)] = &[
+    ("exec", Implemented),
+    ("httpGet", Within(HTTP_GET)),
+    ("sleep", Implemented),
+];
 
 pub const ENV_VAR: &[(&str, Support)] = &[
     ("name", Implemented),
@@ -190,45 +191,28 @@ fn is_linux_os(v: &Value) -> bool {
     v.get("name").and_then(Value::as_str) == Some("linux")
 }
 
-/// Every key of `v` is in `allowed` or holds its zero value.
-fn only_keys(v: &Value, allowed: &[&str]) -> bool {
-    v.as_object().is_some_and(|m| {
-        m.iter()
-            .all(|(k, x)| allowed.contains(&k.as_str()) || is_zero(x))
-    })
-}
+pub const POD_SECURITY_CONTEXT: &[(&str, Support)] = &[
+    ("runAsUser", Implemented),
+    ("runAsGroup", Implemented),
+    ("runAsNonRoot", Implemented),
+    ("supplementalGroups", Implemented),
+    ("supplementalGroupsPolicy", Implemented),
+    ("fsGroup", Implemented),
+    ("sysctls", Implemented),
+    ("seccompProfile", Implemented),
+];
 
-fn pod_security_supported(v: &Value) -> bool {
-    only_keys(
-        v,
-        &[
-            "runAsUser",
-            "runAsGroup",
-            "runAsNonRoot",
-            "supplementalGroups",
-            "fsGroup",
-            "sysctls",
-            "seccompProfile",
-        ],
-    )
-}
-
-fn container_security_supported(v: &Value) -> bool {
-    only_keys(
-        v,
-        &[
-            "runAsUser",
-            "runAsGroup",
-            "runAsNonRoot",
-            "privileged",
-            "capabilities",
-            "readOnlyRootFilesystem",
-            "allowPrivilegeEscalation",
-            "procMount",
-            "seccompProfile",
-        ],
-    )
-}
+pub const SECURITY_CONTEXT: &[(&str, Support)] = &[
+    ("runAsUser", Implemented),
+    ("runAsGroup", Implemented),
+    ("runAsNonRoot", Implemented),
+    ("privileged", Implemented),
+    ("capabilities", Implemented),
+    ("readOnlyRootFilesystem", Implemented),
+    ("allowPrivilegeEscalation", Implemented),
+    ("procMount", Implemented),
+    ("seccompProfile", Implemented),
+];
 
 /// A value that means the same as an absent field.
 pub fn is_zero(v: &Value) -> bool {
@@ -254,6 +238,10 @@ pub fn check_fields(
         let allowed = match table.iter().find(|(name, _)| name == key) {
             Some((_, Implemented | Ignored | Forbidden)) => true,
             Some((_, Only(pred))) => pred(value) || value.is_null(),
+            Some((_, Within(inner))) => {
+                check_fields(value, &format!("{path}.{key}"), inner, errors);
+                true
+            }
             None => is_zero(value),
         };
         if !allowed {
@@ -267,31 +255,55 @@ mod lifecycle_tests {
     use super::*;
     use serde_json::json;
 
+    fn refused(v: Value, table: &[(&str, Support)]) -> Vec<String> {
+        let mut errors = Vec::new();
+        check_fields(&v, "c", table, &mut errors);
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
     #[test]
-    fn probes_and_hooks_support_never_panics() {
-        assert!(lifecycle_supported(
-            &json!({"preStop": {"exec": {"command": ["x"]}}})
-        ));
-        assert!(lifecycle_supported(
-            &json!({"postStart": {"sleep": {"seconds": 1}}})
-        ));
-        assert!(!lifecycle_supported(
-            &json!({"postStart": {"tcpSocket": {"port": 1}}})
-        ));
-        assert!(lifecycle_supported(
-            &json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})
-        ));
-        assert!(!lifecycle_supported(
-            &json!({"preStop": {"httpGet": {"port": 1, "scheme": "FTP"}}})
-        ));
-        assert!(!lifecycle_supported(&json!({"preStop": 3})));
-        assert!(probe_supported(
-            &json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})
-        ));
-        assert!(probe_supported(&json!({"grpc": {"port": 1}})));
-        assert!(probe_supported(
-            &json!({"httpGet": {"port": 1, "scheme": "HTTPS"}})
-        ));
-        assert!(!probe_supported(&json!([])));
+    fn probes_and_hooks_name_what_they_refuse() {
+        let life = |v| refused(json!({ "lifecycle": v }), CONTAINER);
+        assert!(life(json!({"preStop": {"exec": {"command": ["x"]}}})).is_empty());
+        assert!(life(json!({"postStart": {"sleep": {"seconds": 1}}})).is_empty());
+        assert_eq!(
+            life(json!({"postStart": {"tcpSocket": {"port": 1}}})),
+            ["c.lifecycle.postStart.tcpSocket"]
+        );
+        assert!(life(json!({"preStop": {"httpGet": {"port": 1, "scheme": "HTTPS"}}})).is_empty());
+        assert_eq!(
+            life(json!({"preStop": {"httpGet": {"port": 1, "scheme": "FTP"}}})),
+            ["c.lifecycle.preStop.httpGet.scheme"]
+        );
+        assert_eq!(
+            life(json!({"stopSignal": "SIGUSR1"})),
+            ["c.lifecycle.stopSignal"]
+        );
+        assert!(
+            life(json!({"preStop": 3})).is_empty(),
+            "a type error is serde's"
+        );
+        let probe = |v| refused(json!({ "livenessProbe": v }), CONTAINER);
+        assert!(probe(json!({"tcpSocket": {"port": 1}, "periodSeconds": 2})).is_empty());
+        assert!(probe(json!({"grpc": {"port": 1}})).is_empty());
+        assert_eq!(
+            probe(json!({"httpGet": {"port": 1, "scheme": "FTP"}})),
+            ["c.livenessProbe.httpGet.scheme"]
+        );
+        assert!(probe(json!([])).is_empty());
+    }
+
+    #[test]
+    fn security_contexts_name_the_field_they_refuse() {
+        let pod = refused(
+            json!({"securityContext": {"runAsUser": 1, "seLinuxChangePolicy": "Recursive", "fsGroupChangePolicy": ""}}),
+            POD_SPEC,
+        );
+        assert_eq!(pod, ["c.securityContext.seLinuxChangePolicy"]);
+        let c = refused(
+            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}, "privileged": true}}),
+            CONTAINER,
+        );
+        assert_eq!(c, ["c.securityContext.appArmorProfile"]);
     }
 }

@@ -221,8 +221,8 @@ fn bad_fixtures() {
         ),
         (
             "bad/probe.yaml",
-            Some("spec.containers[0].livenessProbe"),
-            "livenessProbe: not supported by hostlet yet",
+            Some("spec.containers[0].livenessProbe.httpGet.scheme"),
+            "livenessProbe.httpGet.scheme: not supported by hostlet yet",
         ),
         (
             "bad/bad-quantity.yaml",
@@ -496,27 +496,27 @@ fn unsupported_fields() {
         (
             "",
             "readinessProbe: {httpGet: {port: 80, scheme: FTP}}",
-            "spec.containers[0].readinessProbe: not supported",
+            "spec.containers[0].readinessProbe.httpGet.scheme: not supported",
         ),
         (
             "",
             "startupProbe: {httpGet: {port: 80, scheme: https}}",
-            "spec.containers[0].startupProbe: not supported",
+            "spec.containers[0].startupProbe.httpGet.scheme: not supported",
         ),
         (
             "",
             "lifecycle: {preStop: {tcpSocket: {port: 80}}}",
-            "spec.containers[0].lifecycle: not supported",
+            "spec.containers[0].lifecycle.preStop.tcpSocket: not supported",
         ),
         (
             "",
             "securityContext: {seLinuxOptions: {level: s0}}",
-            "spec.containers[0].securityContext: not supported",
+            "spec.containers[0].securityContext.seLinuxOptions: not supported",
         ),
         (
             "securityContext: {seLinuxOptions: {level: s0}}",
             "",
-            "spec.securityContext: not supported",
+            "spec.securityContext.seLinuxOptions: not supported",
         ),
         ("", "stdin: true", "spec.containers[0].stdin: not supported"),
         ("", "tty: true", "spec.containers[0].tty: not supported"),
@@ -575,8 +575,13 @@ fn unsupported_fields() {
         ),
         (
             "",
-            "restartPolicy: Always",
-            "spec.containers[0].restartPolicy: only init containers may set restartPolicy",
+            "restartPolicy: Sometimes",
+            "spec.containers[0].restartPolicy: unsupported value \"Sometimes\"",
+        ),
+        (
+            "",
+            "restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [3]}}]",
+            "spec.containers[0].restartPolicy: must be set when restartPolicyRules are used",
         ),
     ] {
         assert_err(&pod(spec, container), want);

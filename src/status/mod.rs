@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodIP, PodStatus,
+    ContainerStatus, ContainerUser, LinuxContainerUser, Pod, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -245,6 +245,20 @@ impl StatusStore {
     /// The digest of the image the container runs (`imageID`), once it is known.
     pub fn image_id(&self, uid: &str, kind: Kind, name: &str, image_id: &str) {
         self.with_container(uid, kind, name, |c| c.image_id = image_id.to_string())
+    }
+
+    /// The identity of the container's process, as the kubelet reports it from the CRI's
+    /// `ContainerUser`.
+    pub fn user(&self, uid: &str, kind: Kind, name: &str, u: u32, gid: u32, groups: &[u32]) {
+        self.with_container(uid, kind, name, |c| {
+            c.user = Some(ContainerUser {
+                linux: Some(LinuxContainerUser {
+                    uid: u.into(),
+                    gid: gid.into(),
+                    supplemental_groups: Some(groups.iter().map(|g| i64::from(*g)).collect()),
+                }),
+            })
+        })
     }
 
     /// Readiness as the probes (or, without a readiness probe, the running state) say.

@@ -2,8 +2,10 @@
 //! (pkg/kubelet/kubelet_pods.go) for the fields hostlet supports.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, PodCondition, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::manifest::restart_rules;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PodPhase {
@@ -51,25 +53,53 @@ pub fn initialized(spec: &PodSpec, init: &[ContainerStatus]) -> bool {
     })
 }
 
-pub fn pod_phase(spec: &PodSpec, init: &[ContainerStatus], app: &[ContainerStatus]) -> PodPhase {
+/// Whether container `name` (of `list`) runs again after exiting with `code`: its own restart
+/// rules and policy, else the pod's (the kubelet's ContainerShouldRestart).
+fn restarts(spec: &PodSpec, list: &[Container], name: &str, code: i32, init: bool) -> bool {
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
-    let init_failed = init
+    let own = list
         .iter()
-        .any(|c| !is_sidecar(spec, &c.name) && terminated_code(c).is_some_and(|code| code != 0));
-    if init_failed && policy == "Never" {
+        .find(|c| c.name == name)
+        .and_then(|c| restart_rules::container_decides(c, code));
+    match (own, init) {
+        (Some(own), _) => own,
+        // A failed init container is retried unless the pod never restarts.
+        (None, true) => policy != "Never",
+        (None, false) => match policy {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        },
+    }
+}
+
+pub fn pod_phase(spec: &PodSpec, init: &[ContainerStatus], app: &[ContainerStatus]) -> PodPhase {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let init_failed = init.iter().any(|c| {
+        !is_sidecar(spec, &c.name)
+            && terminated_code(c)
+                .is_some_and(|code| code != 0 && !restarts(spec, inits, &c.name, code, true))
+    });
+    if init_failed {
         return PodPhase::Failed;
     }
     if !initialized(spec, init) {
         return PodPhase::Pending;
     }
     let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    // Stopped containers that will run again: the pod is still running.
+    let mut restarting = 0;
     for c in app {
         match c.state.as_ref() {
             Some(s) if s.running.is_some() => running += 1,
             Some(s) if s.terminated.is_some() => {
                 stopped += 1;
-                if terminated_code(c) == Some(0) {
+                let code = terminated_code(c).unwrap_or_default();
+                if code == 0 {
                     succeeded += 1;
+                }
+                if restarts(spec, &spec.containers, &c.name, code, false) {
+                    restarting += 1;
                 }
             }
             // Waiting after having run once means "restarting", not "not started yet".
@@ -78,21 +108,21 @@ pub fn pod_phase(spec: &PodSpec, init: &[ContainerStatus], app: &[ContainerStatu
                 .as_ref()
                 .is_some_and(|l| l.terminated.is_some()) =>
             {
-                stopped += 1
+                stopped += 1;
+                restarting += 1;
             }
             _ => waiting += 1,
         }
     }
     if waiting > 0 {
         PodPhase::Pending
-    } else if running > 0 {
+    } else if running > 0 || restarting > 0 {
         PodPhase::Running
     } else if stopped > 0 {
-        match policy {
-            "Always" => PodPhase::Running,
-            _ if stopped == succeeded => PodPhase::Succeeded,
-            "Never" => PodPhase::Failed,
-            _ => PodPhase::Running,
+        if stopped == succeeded {
+            PodPhase::Succeeded
+        } else {
+            PodPhase::Failed
         }
     } else {
         PodPhase::Pending
@@ -258,6 +288,31 @@ mod tests {
             pod_phase(&never, &[st("init", "terminated", 1, 0)], &app),
             PodPhase::Failed
         );
+    }
+
+    #[test]
+    fn container_restart_rules_decide_whether_a_stopped_pod_runs_on() {
+        let rules: Container = serde_yaml::from_str(
+            "{name: a, restartPolicy: Never, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [42]}}]}",
+        )
+        .unwrap();
+        let mut s = spec("Always", &[]);
+        s.containers = vec![rules.clone()];
+        let phase = |code| pod_phase(&s, &[], &[st("a", "terminated", code, 0)]);
+        assert_eq!(phase(42), PodPhase::Running);
+        assert_eq!(phase(1), PodPhase::Failed);
+        assert_eq!(phase(0), PodPhase::Succeeded);
+        // An init container that fails and whose rules do not restart it fails the pod,
+        // whatever the pod's policy.
+        let mut s = spec("Always", &[]);
+        s.init_containers = Some(vec![Container {
+            name: "init".into(),
+            ..rules
+        }]);
+        let app = [st("b", "waiting", 0, 0)];
+        let init = |code| pod_phase(&s, &[st("init", "terminated", code, 0)], &app);
+        assert_eq!(init(1), PodPhase::Failed);
+        assert_eq!(init(42), PodPhase::Pending);
     }
 
     #[test]

@@ -132,7 +132,9 @@ pub(super) async fn start<S: Services>(
     super::host_resources::ensure_sandbox(ctx)
         .await
         .map_err(|e| start_failed(format!("pod sandbox: {e}")))?;
-    let image = Box::pin(build_bundle(ctx, c, &id, &bundle_dir, &cgroups_path, image)).await?;
+    let (image, user) =
+        Box::pin(build_bundle(ctx, c, &id, &bundle_dir, &cgroups_path, image)).await?;
+    life.user(user.uid, user.gid, &user.groups);
     let cfg = monitor_config(ctx, c, restart_count, &id, bundle_dir, cgroups_path, image);
     let started = Instant::now();
     let result = Box::pin(ctx.deps.runtime.start(&cfg)).await;
@@ -160,7 +162,7 @@ async fn build_bundle<S: Services>(
     bundle_dir: &std::path::Path,
     cgroups_path: &str,
     image: Box<Image>,
-) -> Result<Box<Image>, NotStarted> {
+) -> Result<(Box<Image>, bundle::ProcessIds), NotStarted> {
     // A few at a time: 100 pods written at once otherwise built 100 specs on as many pool
     // threads together, and the heap kept that peak (BENCHMARKS.md row 4a). Building is
     // a millisecond of CPU; two keep both cores of a small host busy.
@@ -197,11 +199,12 @@ async fn build_bundle<S: Services>(
         .await
         .map_err(|e| start_failed(format!("building the bundle: {e}")))?;
     drop(permit);
-    written.map_err(|e| start_failed(e.to_string()))?;
-    Ok(image)
+    let user = written.map_err(|e| start_failed(e.to_string()))?;
+    Ok((image, user))
 }
 
-/// Blocking: builds the runtime spec of container `name` and writes its bundle.
+/// Blocking: builds the runtime spec of container `name` and writes its bundle; returns
+/// the identity its process runs as.
 fn write_bundle<S: Services>(
     ctx: &PodCtx<S>,
     name: &str,
@@ -209,7 +212,7 @@ fn write_bundle<S: Services>(
     cgroups_path: &str,
     id: &str,
     image: &Image,
-) -> Result<(), SetupError> {
+) -> Result<bundle::ProcessIds, SetupError> {
     let Some(c) = ctx.container(name) else {
         return Err(SetupError::NoContainer(name.to_string()));
     };
@@ -233,8 +236,9 @@ fn write_bundle<S: Services>(
     })?;
     bundle::write(bundle_dir, &spec).map_err(|e| {
         ctx.deps.runtime.remove(id);
-        e.into()
-    })
+        SetupError::from(e)
+    })?;
+    Ok(bundle::ProcessIds::of(&spec))
 }
 
 /// What the monitor needs; takes the image so it is not kept across the start.

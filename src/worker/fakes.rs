@@ -390,6 +390,7 @@ impl StatusSink for FakeStatus {
             ContainerReport::Restarting { restart_count } => format!("Restarting {restart_count}"),
             ContainerReport::RestartCount(n) => format!("RestartCount {n}"),
             ContainerReport::ImageId(d) => format!("ImageId {d}"),
+            ContainerReport::User { uid, gid, groups } => format!("User {uid} {gid} {groups:?}"),
             ContainerReport::Started(s) => format!("Started {s}"),
             ContainerReport::Ready(r) => format!("Ready {r}"),
         };

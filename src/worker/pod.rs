@@ -89,7 +89,7 @@ async fn run_init<S: Services>(
                     Outcome::Succeeded => {}
                     outcome => {
                         if outcome == Outcome::Failed {
-                            tracing::warn!("init container failed and the pod's restartPolicy is Never: the pod failed");
+                            tracing::warn!("init container failed and its restart policy does not restart it: the pod failed");
                         }
                         return (sidecars, false);
                     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::backoff::Backoff;
+use crate::manifest::restart_rules;
 use crate::probe::Kind as ProbeKind;
 use crate::runtime::Adopted;
 use crate::status::Kind;
@@ -77,13 +78,16 @@ impl Role {
         }
     }
 
-    /// Whether a container of this role that exited with `exit_code` runs again.
-    pub fn restarts(self, policy: RestartPolicy, exit_code: i32) -> bool {
+    /// Whether container `c` of this role that exited with `exit_code` runs again: its own
+    /// restart rules and policy first, then the pod's (the kubelet's ContainerShouldRestart).
+    pub fn restarts(self, policy: RestartPolicy, c: &Container, exit_code: i32) -> bool {
+        let decides = || restart_rules::container_decides(c, exit_code);
         match self {
-            Role::App => policy.restarts(exit_code),
+            Role::App => decides().unwrap_or_else(|| policy.restarts(exit_code)),
             Role::Sidecar => true,
-            // The kubelet retries a failed init container unless the pod never restarts.
-            Role::Init => exit_code != 0 && policy != RestartPolicy::Never,
+            // The kubelet retries a failed init container unless the pod never restarts;
+            // one that succeeded is done whatever its rules say.
+            Role::Init => exit_code != 0 && decides().unwrap_or(policy != RestartPolicy::Never),
         }
     }
 }
@@ -113,11 +117,12 @@ pub enum AfterExit {
 pub fn after_exit(
     role: Role,
     policy: RestartPolicy,
+    c: &Container,
     exit_code: i32,
     ran: Duration,
     crash: &mut Backoff,
 ) -> AfterExit {
-    if role.restarts(policy, exit_code) {
+    if role.restarts(policy, c, exit_code) {
         AfterExit::Restart {
             delay: crash.next(ran),
         }
@@ -286,7 +291,7 @@ mod tests {
             (Never, 1, false),
         ] {
             assert_eq!(
-                Role::App.restarts(policy, code),
+                Role::App.restarts(policy, &plain(), code),
                 restarts,
                 "{policy:?} {code}"
             );
@@ -297,13 +302,59 @@ mod tests {
     fn init_containers_retry_failures_unless_never_and_sidecars_always_restart() {
         use RestartPolicy::*;
         for policy in [Always, OnFailure, Never] {
-            assert!(!Role::Init.restarts(policy, 0), "{policy:?}");
-            assert!(Role::Sidecar.restarts(policy, 0), "{policy:?}");
-            assert!(Role::Sidecar.restarts(policy, 1), "{policy:?}");
+            assert!(!Role::Init.restarts(policy, &plain(), 0), "{policy:?}");
+            assert!(Role::Sidecar.restarts(policy, &plain(), 0), "{policy:?}");
+            assert!(Role::Sidecar.restarts(policy, &plain(), 1), "{policy:?}");
         }
-        assert!(Role::Init.restarts(Always, 1));
-        assert!(Role::Init.restarts(OnFailure, 1));
-        assert!(!Role::Init.restarts(Never, 1));
+        assert!(Role::Init.restarts(Always, &plain(), 1));
+        assert!(Role::Init.restarts(OnFailure, &plain(), 1));
+        assert!(!Role::Init.restarts(Never, &plain(), 1));
+    }
+
+    fn plain() -> Container {
+        container("{name: c}")
+    }
+
+    #[test]
+    fn container_restart_rules_come_before_the_pod_policy() {
+        use RestartPolicy::*;
+        let rules = |policy: &str| {
+            container(&format!(
+                "{{name: c, restartPolicy: {policy}, restartPolicyRules: [{{action: Restart, exitCodes: {{operator: In, values: [42]}}}}]}}"
+            ))
+        };
+        // A pod that never restarts still restarts a container on a listed exit code.
+        let never = rules("Never");
+        assert!(Role::App.restarts(Never, &never, 42));
+        assert!(!Role::App.restarts(Never, &never, 1));
+        assert!(!Role::App.restarts(Always, &never, 1));
+        assert!(!Role::App.restarts(Always, &never, 0));
+        let on_failure = rules("OnFailure");
+        assert!(Role::App.restarts(Never, &on_failure, 1));
+        assert!(!Role::App.restarts(Always, &on_failure, 0));
+        // Init containers: a failure restarts per the container's rules and policy, not the
+        // pod's; a success never restarts.
+        assert!(Role::Init.restarts(Never, &never, 42));
+        assert!(!Role::Init.restarts(Always, &never, 1));
+        assert!(Role::Init.restarts(Never, &on_failure, 1));
+        assert!(!Role::Init.restarts(Always, &rules("Always"), 0));
+        let not_in = container(
+            "{name: c, restartPolicy: Never, restartPolicyRules: [{action: Restart, exitCodes: {operator: NotIn, values: [0, 2]}}]}",
+        );
+        assert!(Role::App.restarts(Never, &not_in, 1));
+        assert!(!Role::App.restarts(Never, &not_in, 2));
+        let mut crash = Backoff::restarts(crate::backoff::BackoffPolicy::default());
+        let ran = Duration::from_secs(1);
+        assert_eq!(
+            after_exit(Role::App, Never, &never, 1, ran, &mut crash),
+            AfterExit::Done(Outcome::Failed)
+        );
+        assert_eq!(
+            after_exit(Role::App, Never, &never, 42, ran, &mut crash),
+            AfterExit::Restart {
+                delay: Duration::ZERO
+            }
+        );
     }
 
     #[test]
@@ -312,17 +363,17 @@ mod tests {
         let ran = Duration::from_secs(1);
         let never = RestartPolicy::Never;
         assert_eq!(
-            after_exit(Role::App, never, 0, ran, &mut crash),
+            after_exit(Role::App, never, &plain(), 0, ran, &mut crash),
             AfterExit::Done(Outcome::Succeeded)
         );
         assert_eq!(
-            after_exit(Role::App, never, 2, ran, &mut crash),
+            after_exit(Role::App, never, &plain(), 2, ran, &mut crash),
             AfterExit::Done(Outcome::Failed)
         );
         let always = RestartPolicy::Always;
         let delays: Vec<u64> = (0..4)
             .map(
-                |_| match after_exit(Role::App, always, 1, ran, &mut crash) {
+                |_| match after_exit(Role::App, always, &plain(), 1, ran, &mut crash) {
                     AfterExit::Restart { delay } => delay.as_secs(),
                     other => panic!("{other:?}"),
                 },
@@ -332,7 +383,14 @@ mod tests {
         assert_eq!(delays, [0, 10, 20, 40]);
         // Ten minutes of running forgive the crash loop.
         assert_eq!(
-            after_exit(Role::App, always, 1, Duration::from_secs(600), &mut crash),
+            after_exit(
+                Role::App,
+                always,
+                &plain(),
+                1,
+                Duration::from_secs(600),
+                &mut crash
+            ),
             AfterExit::Restart {
                 delay: Duration::ZERO
             }

@@ -95,6 +95,13 @@ pub enum ContainerReport<'a> {
     /// The restart count of an adopted container.
     RestartCount(u32),
     ImageId(&'a str),
+    /// The identity the container's process runs as (`user.linux`): `groups` are its
+    /// supplementary groups, the primary one first, as containerd reports them.
+    User {
+        uid: u32,
+        gid: u32,
+        groups: &'a [u32],
+    },
     /// The startup probe's verdict.
     Started(bool),
     Ready(bool),
@@ -197,6 +204,11 @@ impl StatusSink for StatusStore {
             }
             ContainerReport::RestartCount(n) => self.set_restart_count(uid, kind, name, n),
             ContainerReport::ImageId(digest) => self.image_id(uid, kind, name, digest),
+            ContainerReport::User {
+                uid: u,
+                gid,
+                groups,
+            } => self.user(uid, kind, name, u, gid, groups),
             ContainerReport::Started(started) => self.started(uid, kind, name, started),
             ContainerReport::Ready(ready) => self.ready(uid, kind, name, ready),
         }

@@ -281,6 +281,11 @@ impl<St: StatusSink> ContainerLife<St> {
         self.report(ContainerReport::ImageId(digest));
     }
 
+    /// The uid, gid and supplementary groups of the container's process, from its bundle.
+    pub fn user(&self, uid: u32, gid: u32, groups: &[u32]) {
+        self.report(ContainerReport::User { uid, gid, groups });
+    }
+
     /// `image_id` is empty when [`ContainerLife::image_ready`] already reported it.
     pub fn running(&mut self, id: &str, started_at: &str, image_id: &str) {
         let report = ContainerReport::Running {

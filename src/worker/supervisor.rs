@@ -188,7 +188,14 @@ impl<S: Services> Supervisor<'_, S> {
     async fn after_exit(&mut self, exit: ExitRecord, ran: Duration) -> Next<HandleOf<S>> {
         let _ = self.links.started.send(false);
         let policy = self.ctx.restart_policy;
-        match rules::after_exit(self.role, policy, exit.exit_code, ran, &mut self.crash) {
+        match rules::after_exit(
+            self.role,
+            policy,
+            self.c,
+            exit.exit_code,
+            ran,
+            &mut self.crash,
+        ) {
             AfterExit::Done(done) => {
                 tracing::info!(restart_policy = ?policy, outcome = ?done, "not restarting");
                 let _ = self.links.finished.send(true);

@@ -197,6 +197,34 @@ async fn never_does_not_restart() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn restart_rules_restart_on_listed_exit_codes_only() {
+    let rt = FakeRuntime::new();
+    rt.script(
+        "app",
+        &[
+            Script::exits(1, 42),
+            Script::exits(1, 42),
+            Script::exits(1, 1),
+        ],
+    );
+    rt.script("init", &[Script::exits(1, 3), Script::exits(1, 0)]);
+    let spec = "  restartPolicy: Never
+  initContainers: [{name: init, image: img, command: [x], restartPolicy: Never,
+    restartPolicyRules: [{action: Restart, exitCodes: {operator: NotIn, values: [7]}}]}]
+  containers: [{name: app, image: img, command: [x], restartPolicy: Never,
+    restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [42]}}]}]";
+    let run = start(pod(spec), rt);
+    run.at(200).await;
+    // The init container's exit 3 is not in [7]: restarted at once, then succeeds.
+    assert_eq!(run.starts("init"), [0, 1]);
+    // 42 restarts (at once, then after 10 s of back-off); 1 is not listed and the
+    // container's policy is Never.
+    assert_eq!(run.starts("app"), [2, 3, 14]);
+    assert_eq!(run.status.reports().last().unwrap(), "app Terminated 1");
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_start_failure_goes_through_the_restart_policy() {
     let rt = FakeRuntime::new();
     let fails = Script {

@@ -8,9 +8,11 @@ use serde_json::Value;
 
 use super::field_error::FieldError;
 use super::quantity::parse_memory_bytes;
+use super::restart_rules;
 use super::support::{self, check_fields};
 
 mod container;
+mod groups_policy;
 mod hugepages;
 use container::{quantity, validate_container};
 
@@ -85,6 +87,7 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
         ));
     }
     check_fields(value, "spec", support::POD_SPEC, errors);
+    groups_policy::validate(spec, errors);
 
     one_of(
         spec.restart_policy.as_deref(),
@@ -155,14 +158,8 @@ fn validate_containers(
         let v = &value["initContainers"][i];
         validate_container(c, &path, v, volumes, host_network, errors);
         unique_name(c, &path, &mut names, errors);
-        // Only init containers have a restartPolicy, and only Always (a sidecar).
-        if c.restart_policy.as_deref().is_some_and(|p| p != "Always") {
-            errors.push(FieldError::new(
-                format!("{path}.restartPolicy"),
-                "only \"Always\" (a sidecar) is allowed",
-            ));
-        }
-        let sidecar = c.restart_policy.is_some();
+        restart_rules::validate(c, &path, true, errors);
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
             if !sidecar && !v[probe].is_null() {
                 errors.push(FieldError::new(
@@ -173,12 +170,7 @@ fn validate_containers(
         }
     }
     for (i, c) in spec.containers.iter().enumerate() {
-        if c.restart_policy.is_some() {
-            errors.push(FieldError::new(
-                format!("spec.containers[{i}].restartPolicy"),
-                "only init containers may set restartPolicy",
-            ));
-        }
+        restart_rules::validate(c, &format!("spec.containers[{i}]"), false, errors);
     }
 }
 

@@ -1,0 +1,143 @@
+//! The Pod API of current Kubernetes releases with real containers (issue 22): container
+//! restart rules, supplemental groups policy, pod-level resources.
+
+mod common;
+
+use common::*;
+
+fn pod_status(f: &Fixture, name: &str) -> Option<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["pods", "-o", "json", "--root-dir"])
+        .arg(&f.dirs.root)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no hostlet agent is running"),
+            "hostlet pods: {err}"
+        );
+        return None;
+    }
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"]
+        .as_array()?
+        .iter()
+        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
+        .map(|p| p["status"].clone())
+}
+
+#[test]
+fn restart_rules_restart_on_a_listed_exit_code_and_not_on_another() {
+    let f = Fixture::new();
+    let img = f.image();
+    // The pod never restarts; the container's rule restarts it on 42 only. Its first run
+    // exits 42, its second 3.
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: rules}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  volumes: [{{name: work, emptyDir: {{}}}}]
+  containers:
+  - name: app
+    image: {img}
+    command: ["sh", "-c", "echo run; test -e /work/ran && exit 3; touch /work/ran; exit 42"]
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    restartPolicy: Never
+    restartPolicyRules:
+    - action: Restart
+      exitCodes: {{operator: In, values: [42]}}
+"#
+    );
+    write_manifest(&f.dirs, "rules.yaml", &yaml);
+    let st = f.wait("the pod failed after one restart", || {
+        pod_status(&f, "rules").filter(|s| s["phase"] == "Failed")
+    });
+    let c = &st["containerStatuses"][0];
+    assert_eq!(c["restartCount"], 1, "{st:#}");
+    assert_eq!(c["state"]["terminated"]["exitCode"], 3, "{st:#}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 42, "{st:#}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        cri_log_files(&f.dirs.logs, "rules", "app").len(),
+        2,
+        "exit 3 is not listed: no third run"
+    );
+}
+
+/// The numbers of `id`'s output for `key` (`uid`, `gid`, `groups`), sorted.
+fn id_numbers(line: &str, key: &str) -> Vec<u32> {
+    let Some(rest) = line
+        .split(' ')
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+    else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = rest
+        .split(',')
+        .filter_map(|g| g.split('(').next()?.parse().ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn supplemental_groups_policy_merge_and_strict_as_id_sees_them() {
+    let f = Fixture::new();
+    let img = f.image();
+    // The test image's user 1500 ("member") is a member of group 50 ("staff") in its
+    // /etc/group: Merge adds it, Strict does not.
+    let pid = std::process::id();
+    for policy in ["Merge", "Strict"] {
+        let name = policy.to_lowercase();
+        let yaml = format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: groups-{name}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  securityContext:
+    runAsUser: 1500
+    runAsGroup: 3000
+    supplementalGroups: [4000]
+    supplementalGroupsPolicy: {policy}
+  containers:
+  - name: app
+    image: {img}
+    command: ["sh", "-c", "id; while true; do sleep 1; done", "marker-groups-{pid}-{name}"]
+"#
+        );
+        write_manifest(&f.dirs, &format!("groups-{name}.yaml"), &yaml);
+    }
+    for (policy, groups) in [
+        ("merge", vec![50, 3000, 4000]),
+        ("strict", vec![3000, 4000]),
+    ] {
+        let pod = format!("groups-{policy}");
+        let line = f.output(&pod, "app", "uid=")[0].clone();
+        assert_eq!(id_numbers(&line, "uid"), [1500], "{line}");
+        assert_eq!(id_numbers(&line, "gid"), [3000], "{line}");
+        let mut seen = id_numbers(&line, "groups");
+        // Whether `id` lists the primary group among the groups is its own affair.
+        if !seen.contains(&3000) {
+            seen.push(3000);
+            seen.sort();
+        }
+        assert_eq!(seen, groups, "{policy}: {line}");
+        // The status reports the same identity, the primary group first.
+        let st = f.wait("the user in the status", || {
+            pod_status(&f, &pod).filter(|s| s["containerStatuses"][0]["user"].is_object())
+        });
+        let user = &st["containerStatuses"][0]["user"]["linux"];
+        assert_eq!(user["uid"], 1500, "{st:#}");
+        assert_eq!(user["gid"], 3000, "{st:#}");
+        let mut reported: Vec<u32> =
+            serde_json::from_value(user["supplementalGroups"].clone()).unwrap();
+        assert_eq!(reported[0], 3000, "{st:#}");
+        reported.sort();
+        assert_eq!(reported, groups, "{st:#}");
+    }
+}
