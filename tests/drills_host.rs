@@ -367,8 +367,16 @@ fn fork_bomb_under_pod_max_pids() {
             f.image()
         ),
     );
-    let pid = f.container_pid(&marker);
-    let pids_dir = pod_cgroup_dir(pid, "pids");
+    // The bomb's shell may be gone (a failed fork ends it) between being found and its
+    // cgroup being read: look again until a live one is read.
+    let pids_dir = f.wait("the bomb's pod cgroup", || {
+        let pid = *find_pids_by_cmdline(&marker).first()?;
+        let dir = cgroup_dir(pid, "pids");
+        let parent = dir.parent()?.to_path_buf();
+        let name = parent.file_name()?.to_string_lossy().into_owned();
+        let pod = name.starts_with("pod") || (name.contains("-pod") && name.ends_with(".slice"));
+        (pod && process_exists(pid)).then_some(parent)
+    });
     let read_num = |file: &str| -> u64 {
         fs::read_to_string(pids_dir.join(file))
             .ok()
