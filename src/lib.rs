@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod heap;
 pub mod image;
+pub mod lock_fd;
 pub mod logs;
 pub mod manager;
 pub mod manifest;

@@ -51,7 +51,7 @@ const LAYERS: &[&[&str]] = &[
     // the pod spec, its validation and quantities; the on-disk layout and records
     &["manifest", "state"],
     // leaf utilities
-    &["logs", "node", "tls", "heap", "backoff", "tasks"],
+    &["logs", "node", "tls", "heap", "backoff", "tasks", "lock_fd"],
 ];
 
 /// Edges that still point up, each with the issue that removes it. Empty is the goal; an

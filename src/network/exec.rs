@@ -73,20 +73,11 @@ pub fn run(kind: &str, cmd: Op, inv: &Invocation<'_>, conf: &Value) -> Result<Va
     let started = std::time::Instant::now();
     let mut command = Command::new(&bin);
     if let Some(fd) = inv.lock_fd {
-        // SAFETY: fcntl is async-signal-safe and changes only the child's descriptor.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            // The plugin inherits the pod's network lock: a plugin that outlives an agent
-            // killed mid-ADD or mid-DEL holds it until it is done, so the next agent's
-            // DEL waits for it instead of racing it (a DEL killed half-way can leave what
-            // a second DEL no longer finds, such as bridge's ipMasq rules).
-            command.pre_exec(move || {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // A plugin that outlives an agent killed mid-ADD or mid-DEL holds the pod's
+        // network lock until it is done, so the next agent's DEL waits for it instead of
+        // racing it (a DEL killed half-way can leave what a second DEL no longer finds,
+        // such as bridge's ipMasq rules).
+        crate::lock_fd::inherit(&mut command, fd);
     }
     let mut child = command
         .env_clear()

@@ -16,6 +16,7 @@ mod files;
 mod helper;
 pub mod pause;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -116,7 +117,7 @@ pub fn ensure(
         pause::stop(files);
         release(&files.ns("pid"));
     }
-    create(exe, files, want, hostname, placement)
+    create(exe, files, want, hostname, placement, _guard.as_raw_fd())
 }
 
 fn create(
@@ -125,8 +126,14 @@ fn create(
     want: Shared,
     hostname: &str,
     placement: &Placement,
+    lock: std::os::fd::RawFd,
 ) -> Result<(), SandboxError> {
     let mut cmd = std::process::Command::new(exe);
+    // The helper holds the pod's sandbox lock while it runs: one that outlives a killed
+    // agent is waited for by the next agent's helper, which would otherwise mount the
+    // same namespace files at the same time (stacked mounts, EPERM, a pod directory
+    // that can no longer be removed).
+    crate::lock_fd::inherit(&mut cmd, lock);
     // As for the monitors: nothing of the agent's environment (LD_LIBRARY_PATH, say)
     // reaches the helper.
     cmd.env_clear();
