@@ -31,6 +31,7 @@ pub mod hierarchy;
 pub mod hugepages;
 pub mod limits;
 pub mod node;
+pub mod pod_level;
 pub mod qos;
 pub mod systemd;
 

@@ -52,6 +52,9 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("hostAliases", Implemented),
     ("dnsConfig", Implemented),
     ("securityContext", Within(POD_SECURITY_CONTEXT)),
+    // Pod-level resources (cpu, memory, hugepages): validate::container::resources and
+    // pod_resources.
+    ("resources", Implemented),
     ("priorityClassName", Ignored),
     ("priority", Ignored),
     ("tolerations", Ignored),

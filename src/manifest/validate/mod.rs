@@ -88,6 +88,10 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
     }
     check_fields(value, "spec", support::POD_SPEC, errors);
     groups_policy::validate(spec, errors);
+    if let Some(res) = &spec.resources {
+        container::resources(res, "spec", value, errors);
+        super::pod_resources::validate(spec, errors);
+    }
 
     one_of(
         spec.restart_policy.as_deref(),
