@@ -168,6 +168,8 @@ spec:
   - name: b
     image: {img}
     command: [sh, -c, 'while :; do sleep 1; done', podres-b-{pid}]
+    # Accepted; an edit of the manifest is a new pod all the same.
+    resizePolicy: [{{resourceName: memory, restartPolicy: RestartContainer}}]
 "#
     );
     write_manifest(&f.dirs, "podres.yaml", &yaml);

@@ -11,6 +11,7 @@ mod jsonpath;
 pub mod locate;
 pub mod pod_resources;
 pub mod quantity;
+pub mod resize_policy;
 pub mod restart_rules;
 pub mod support;
 mod unknown;

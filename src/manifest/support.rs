@@ -98,6 +98,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     // container makes a sidecar.
     ("restartPolicy", Implemented),
     ("restartPolicyRules", Implemented),
+    // Accepted with the API server's rules (resize_policy); an edit is a new pod.
+    ("resizePolicy", Implemented),
 ];
 
 /// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.
