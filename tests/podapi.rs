@@ -141,3 +141,58 @@ spec:
         assert_eq!(reported, groups, "{st:#}");
     }
 }
+
+#[test]
+fn pod_level_resources_limit_the_pod_cgroup_and_containers_share_them() {
+    let f = Fixture::new();
+    let img = f.image();
+    let pid = std::process::id();
+    // The pod limits cpu and memory; neither container limits itself. The pod requests
+    // 250m cpu and, defaulted to its limit, 64Mi memory: Burstable.
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: podres}}
+spec:
+  terminationGracePeriodSeconds: 1
+  resources:
+    requests: {{cpu: 250m}}
+    limits: {{cpu: 500m, memory: 64Mi}}
+  containers:
+  - name: a
+    image: {img}
+    command: [sh, -c, 'echo "mem=$MEM cpu=$CPU"; while :; do sleep 1; done', podres-a-{pid}]
+    env:
+    - {{name: MEM, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    - {{name: CPU, valueFrom: {{resourceFieldRef: {{resource: limits.cpu, divisor: 1m}}}}}}
+  - name: b
+    image: {img}
+    command: [sh, -c, 'while :; do sleep 1; done', podres-b-{pid}]
+    # Accepted; an edit of the manifest is a new pod all the same.
+    resizePolicy: [{{resourceName: memory, restartPolicy: RestartContainer}}]
+"#
+    );
+    write_manifest(&f.dirs, "podres.yaml", &yaml);
+    let a = f.container_pid(&format!("podres-a-{pid}"));
+    let b = f.container_pid(&format!("podres-b-{pid}"));
+    let pod = pod_cgroup_dir(a, "memory");
+    assert_eq!(pod_cgroup_dir(b, "memory"), pod, "one pod cgroup");
+    assert_eq!(pod_cgroup_qos(&pod), "burstable", "{}", pod.display());
+    let lim = pod_cgroup_limits(a);
+    assert_eq!(lim.memory_max, Some(64 << 20), "{lim:?}");
+    assert_eq!(lim.cpu_max, (Some(50_000), 100_000), "{lim:?}");
+    let shares = 250 * 1024 / 1000;
+    if cgroup_v2() {
+        assert_eq!(lim.cpu_weight, cpu_shares_to_weight(shares), "{lim:?}");
+    } else {
+        assert_eq!(lim.cpu_shares, Some(shares), "{lim:?}");
+    }
+    // The containers set no limit of their own: the pod's budget bounds them together.
+    for p in [a, b] {
+        let own = cgroup_limits(p);
+        assert_eq!(own.memory_max, None, "{own:?}");
+        assert_eq!(own.cpu_max.0, None, "{own:?}");
+    }
+    // The downward API gives a container without limits the pod's.
+    assert_eq!(f.output("podres", "a", "mem=")[0], "mem=64 cpu=500");
+}

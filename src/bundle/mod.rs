@@ -64,6 +64,14 @@ pub struct ProcessIds {
 }
 
 impl ProcessIds {
+    /// The identity in the bundle written to `dir`, if it can be read (an adopted
+    /// container's: its status is reported again by the agent that adopts it).
+    pub fn read(dir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(dir.join("config.json")).ok()?;
+        let spec: Spec = serde_json::from_slice(&bytes).ok()?;
+        Some(Self::of(&spec))
+    }
+
     pub fn of(spec: &Spec) -> Self {
         let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
             return Self::default();

@@ -305,8 +305,8 @@ pub enum ResourceFieldError {
 }
 
 /// `resourceFieldRef`: a request or limit of a container divided by `divisor`, rounded up;
-/// a missing limit is the node's allocatable amount (the kubelet's
-/// MergeContainerResourceLimits).
+/// a missing limit is the pod-level limit when the pod sets one (KEP-2837), else the
+/// node's allocatable amount (the kubelet's MergeContainerResourceLimits).
 pub fn resource_field(
     pod: &Pod,
     c: &Container,
@@ -333,11 +333,20 @@ pub fn resource_field(
         }
         Ok(d)
     };
+    let level = crate::cgroups::pod_level::PodLevel::of(pod).unwrap_or_default();
     let ceil = |v: i64, d: i64| (v + d - 1).div_euclid(d);
     let v = match r.resource.as_str() {
-        "limits.cpu" => ceil(res.cpu_limit.unwrap_or(node.cpu_milli), div(true)?),
+        "limits.cpu" => ceil(
+            res.cpu_limit.or(level.cpu_limit).unwrap_or(node.cpu_milli),
+            div(true)?,
+        ),
         "requests.cpu" => ceil(res.cpu_request.unwrap_or(0), div(true)?),
-        "limits.memory" => ceil(res.memory_limit.unwrap_or(node.memory_bytes), div(false)?),
+        "limits.memory" => ceil(
+            res.memory_limit
+                .or(level.memory_limit)
+                .unwrap_or(node.memory_bytes),
+            div(false)?,
+        ),
         "requests.memory" => ceil(res.memory_request.unwrap_or(0), div(false)?),
         other => return Err(ResourceFieldError::Resource(other.to_string())),
     };

@@ -143,6 +143,17 @@ fn env_expansion_and_downward_api() {
 }
 
 #[test]
+fn downward_api_limits_fall_back_to_the_pod_level_ones() {
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, uid: u}\nspec:\n  resources: {limits: {memory: 64Mi}}\n  containers:\n  - name: a\n    image: i\n    env:\n    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}\n    - {name: CPU, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 1m}}}\n    - {name: OWN, valueFrom: {resourceFieldRef: {containerName: b, resource: limits.memory, divisor: 1Mi}}}\n  - {name: b, image: i, resources: {limits: {memory: 32Mi}}}\n";
+    let v = spec_json(yaml, 0).unwrap();
+    let env: Vec<String> = serde_json::from_value(v["process"]["env"].clone()).unwrap();
+    // The pod's memory limit; no cpu limit anywhere: the node's allocatable cpu.
+    for want in ["MEM=64", "CPU=4000", "OWN=32"] {
+        assert!(env.contains(&want.to_string()), "{want} not in {env:?}");
+    }
+}
+
+#[test]
 fn security_context_rules() {
     let v = spec_json(RULES, 0).unwrap();
     let p = &v["process"];

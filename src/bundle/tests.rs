@@ -262,7 +262,11 @@ fn supplemental_groups_policy_merges_the_image_groups_or_not() {
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: g, uid: u}}\nspec:\n  securityContext: {{runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000], {policy}}}\n  containers: [{{name: c, image: i}}]\n"
         );
         let spec = render(&pod(&yaml), 0, &image(IMAGE), dir.path()).unwrap();
-        ProcessIds::of(&spec)
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &spec).unwrap();
+        let read = ProcessIds::read(dir.path()).unwrap();
+        assert_eq!(read, ProcessIds::of(&spec));
+        read
     };
     let merged = ProcessIds {
         uid: 1000,

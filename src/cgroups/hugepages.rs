@@ -48,7 +48,18 @@ pub fn size_label(bytes: u64) -> String {
 /// A container's hugepage limits (requests equal limits: validation makes sure), in
 /// page-size order. Sizes or amounts that do not parse are left out: validation rejects them.
 pub fn container_limits(c: &Container) -> Vec<HugepageLimit> {
-    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    limits_of(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
+}
+
+/// The hugepage entries of a `limits` map (a container's or the pod's), in page-size order.
+pub fn limits_of(
+    limits: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+) -> Vec<HugepageLimit> {
     let mut out: Vec<HugepageLimit> = limits
         .into_iter()
         .flatten()

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::hierarchy::Hierarchy;
 use super::hugepages::{self, HugepageLimit};
+use super::pod_level::PodLevel;
 use super::qos::{containers, init_containers, qos_class, Compute, QosClass};
 use super::root::CgroupRoot;
 
@@ -73,13 +74,38 @@ pub fn pod_limits(pod: &Pod, pod_max_pids: i64) -> PodLimits {
     let cpu_requests: i64 = all.iter().filter_map(|c| c.cpu_request).sum();
     let cpu_limits: i64 = all.iter().filter_map(|c| c.cpu_limit).sum();
     let memory_limits: i64 = all.iter().filter_map(|c| c.memory_limit).sum();
-    PodLimits {
+    let mut limits = PodLimits {
         cpu_shares: cpu_shares(cpu_requests),
         cpu_quota: cpu_limited.then(|| cpu_quota(cpu_limits)),
         memory: memory_limited.then_some(memory_limits),
         pids,
         hugepages,
+    };
+    // Pod-level values win, resource by resource (`PodRequests`/`PodLimits` with them):
+    // the pod's own limit bounds containers that set none.
+    if let Some(level) = PodLevel::of(pod) {
+        if let Some(r) = level.cpu_request {
+            limits.cpu_shares = cpu_shares(r);
+        }
+        if let Some(l) = level.cpu_limit {
+            limits.cpu_quota = Some(cpu_quota(l));
+        }
+        if let Some(l) = level.memory_limit {
+            limits.memory = Some(l);
+        }
+        for h in level.hugepages {
+            match limits
+                .hugepages
+                .iter_mut()
+                .find(|x| x.page_size == h.page_size)
+            {
+                Some(x) => *x = h,
+                None => limits.hugepages.push(h),
+            }
+        }
+        limits.hugepages.sort_by_key(|l| l.page_size);
     }
+    limits
 }
 
 /// The pod's cpu request in millicores as `PodRequests` counts it: the app containers'
@@ -94,7 +120,10 @@ pub fn pod_cpu_request(pod: &Pod) -> i64 {
         .filter_map(|c| Compute::of(c).cpu_request)
         .max()
         .unwrap_or(0);
-    apps.max(init)
+    // The pod's own request, when it sets one, is what it requests.
+    PodLevel::of(pod)
+        .and_then(|l| l.cpu_request)
+        .unwrap_or(apps.max(init))
 }
 
 fn pod_hugepages(pod: &Pod) -> Vec<HugepageLimit> {

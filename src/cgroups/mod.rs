@@ -34,6 +34,7 @@ pub mod hugepages;
 pub mod limits;
 pub mod node;
 pub mod orphans;
+pub mod pod_level;
 pub mod qos;
 pub mod root;
 pub mod systemd;

@@ -79,8 +79,17 @@ pub(crate) fn init_containers(pod: &Pod) -> &[Container] {
 }
 
 /// `GetPodQOS`: Guaranteed when every container limits cpu and memory and the summed
-/// requests equal the summed limits; BestEffort with no request or limit at all.
+/// requests equal the summed limits; BestEffort with no request or limit at all; from the
+/// pod-level resources instead when the pod sets them.
 pub fn qos_class(pod: &Pod) -> QosClass {
+    // With pod-level resources, they alone decide (KEP-2837).
+    if let Some(level) = super::pod_level::PodLevel::of(pod) {
+        return if level.guaranteed() {
+            QosClass::Guaranteed
+        } else {
+            QosClass::Burstable
+        };
+    }
     let all: Vec<Compute> = containers(pod).iter().map(Compute::of).collect();
     let sum = |f: fn(&Compute) -> Option<i64>| {
         let v: Vec<i64> = all.iter().filter_map(f).collect();

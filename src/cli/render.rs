@@ -46,8 +46,38 @@ pub struct RenderArgs {
     /// whether its plugins are there, and each plugin's ADD config as hostlet pipes it)
     #[arg(long)]
     pub network: bool,
+    /// Print the pod cgroup instead: its path, QoS class and the limits the agent writes
+    /// (pod-level resources or the containers' sums); needs no image
+    #[arg(long)]
+    pub pod_cgroup: bool,
     /// The pod manifest (YAML or JSON)
     pub manifest: PathBuf,
+}
+
+/// The pod cgroup of `pod` as one JSON document: where it is and what the agent writes in
+/// it (`pids.max` comes from `hostlet run --pod-max-pids` and is not shown).
+pub fn pod_cgroup_json(pod: &k8s_openapi::api::core::v1::Pod, uid: &str) -> serde_json::Value {
+    let cg = PodCgroup::of(pod, uid);
+    let l = crate::cgroups::pod_limits(pod, -1);
+    let qos = match cg.qos {
+        crate::cgroups::QosClass::Guaranteed => "Guaranteed",
+        crate::cgroups::QosClass::Burstable => "Burstable",
+        crate::cgroups::QosClass::BestEffort => "BestEffort",
+    };
+    let hugepages: serde_json::Map<String, serde_json::Value> = l
+        .hugepages
+        .iter()
+        .map(|h| (h.label(), h.limit.into()))
+        .collect();
+    serde_json::json!({
+        "path": cg.path,
+        "qosClass": qos,
+        "cpuShares": l.cpu_shares,
+        "cpuQuota": l.cpu_quota,
+        "cpuPeriod": crate::cgroups::CFS_PERIOD,
+        "memoryLimit": l.memory,
+        "hugepageLimits": hugepages,
+    })
 }
 
 /// `--cgroup-driver` and `--seccomp-default`, else the config file's, else the defaults of
@@ -133,6 +163,11 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
         eprintln!("hostlet: warning: {w}");
     }
     let pod = decoded.pod;
+    if args.pod_cgroup {
+        let doc = pod_cgroup_json(&pod.pod, &pod.uid);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
     let root = std::path::absolute(&args.store.root_dir)?;
     let net = network(&args, pod_cidr, &root);
     if args.network {
@@ -199,6 +234,32 @@ mod tests {
     fn cgroup(yaml: &str) -> PodCgroup {
         let pod: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(yaml).unwrap();
         PodCgroup::of(&pod, "12ab-34cd")
+    }
+
+    #[test]
+    fn pod_cgroup_shows_pod_level_limits() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  resources: {requests: {cpu: 500m}, limits: {cpu: '1', memory: 256Mi}}\n  containers: [{name: a, image: i, resources: {requests: {cpu: 100m}}}, {name: b, image: i}]\n";
+        let d = manifest::decode(std::path::Path::new("x.yaml"), yaml.as_bytes(), "n").unwrap();
+        let doc = pod_cgroup_json(&d.pod, "12ab");
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "path": "/kubepods/burstable/pod12ab",
+                "qosClass": "Burstable",
+                "cpuShares": 512,
+                "cpuQuota": 100000,
+                "cpuPeriod": 100000,
+                "memoryLimit": 268435456,
+                "hugepageLimits": {},
+            })
+        );
+        let yaml = yaml.replace("requests: {cpu: 500m}, ", "");
+        let d = manifest::decode(std::path::Path::new("x.yaml"), yaml.as_bytes(), "n").unwrap();
+        let doc = pod_cgroup_json(&d.pod, "12ab");
+        // Requests default to the containers' (100m) for cpu and to the limit for memory.
+        assert_eq!(doc["qosClass"], "Burstable");
+        assert_eq!(doc["cpuShares"], 102);
+        assert!(args(&["--pod-cgroup"]).pod_cgroup);
     }
 
     #[test]

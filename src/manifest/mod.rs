@@ -10,7 +10,9 @@ mod field_error;
 mod flow;
 mod jsonpath;
 pub mod locate;
+pub mod pod_resources;
 pub mod quantity;
+pub mod resize_policy;
 pub mod restart_rules;
 pub mod support;
 mod unknown;
@@ -528,6 +530,7 @@ fn apply_defaults(mut pod: Pod, uid: &str, node: &str, config_source: &str) -> P
     default_str(&mut spec.restart_policy, "Always");
     default_str(&mut spec.dns_policy, "ClusterFirst");
     spec.termination_grace_period_seconds.get_or_insert(30);
+    pod_resources::default(spec);
     for volume in spec.volumes.iter_mut().flatten() {
         default_volume(volume);
     }

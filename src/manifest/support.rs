@@ -52,6 +52,9 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("hostAliases", Implemented),
     ("dnsConfig", Implemented),
     ("securityContext", Within(POD_SECURITY_CONTEXT)),
+    // Pod-level resources (cpu, memory, hugepages): validate::container::resources and
+    // pod_resources.
+    ("resources", Implemented),
     ("priorityClassName", Ignored),
     ("priority", Ignored),
     ("tolerations", Ignored),
@@ -95,6 +98,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     // container makes a sidecar.
     ("restartPolicy", Implemented),
     ("restartPolicyRules", Implemented),
+    // Accepted with the API server's rules (resize_policy); an edit is a new pod.
+    ("resizePolicy", Implemented),
 ];
 
 /// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.

@@ -111,6 +111,9 @@ impl<S: Services> Supervisor<'_, S> {
         let restart_count = a.config.restart_count;
         tracing::info!(container_id = %a.config.id, restart_count, running = a.running.is_some(), "adopted");
         self.previous_id = Some(a.config.id.clone());
+        if let Some(ids) = crate::bundle::ProcessIds::read(&a.config.bundle) {
+            self.life.user(ids.uid, ids.gid, &ids.groups);
+        }
         match (a.running, a.exit) {
             (Some(h), _) => {
                 self.life

@@ -118,7 +118,12 @@ fn env(c: &Container, path: &str, value: &Value, errors: &mut Vec<FieldError>) {
 }
 
 /// `resources`: quantities that parse, requests within limits, huge pages.
-fn resources(res: &ResourceRequirements, path: &str, value: &Value, errors: &mut Vec<FieldError>) {
+pub(super) fn resources(
+    res: &ResourceRequirements,
+    path: &str,
+    value: &Value,
+    errors: &mut Vec<FieldError>,
+) {
     let rpath = format!("{path}.resources");
     check_fields(&value["resources"], &rpath, support::RESOURCES, errors);
     let mut parsed = [[None; 2]; 2]; // [requests, limits] × [cpu, memory]

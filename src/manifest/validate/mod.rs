@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::field_error::FieldError;
 use super::quantity::parse_memory_bytes;
-use super::restart_rules;
 use super::support::{self, check_fields};
+use super::{resize_policy, restart_rules};
 
 mod container;
 mod groups_policy;
@@ -88,6 +88,10 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
     }
     check_fields(value, "spec", support::POD_SPEC, errors);
     groups_policy::validate(spec, errors);
+    if let Some(res) = &spec.resources {
+        container::resources(res, "spec", value, errors);
+        super::pod_resources::validate(spec, errors);
+    }
 
     one_of(
         spec.restart_policy.as_deref(),
@@ -133,6 +137,7 @@ fn validate_containers(
     volumes: &HashSet<String>,
     errors: &mut Vec<FieldError>,
 ) {
+    let pod_always = matches!(spec.restart_policy.as_deref(), None | Some("Always"));
     if spec.containers.is_empty() {
         errors.push(FieldError::new(
             "spec.containers",
@@ -160,6 +165,7 @@ fn validate_containers(
         unique_name(c, &path, &mut names, errors);
         restart_rules::validate(c, &path, true, errors);
         let sidecar = c.restart_policy.as_deref() == Some("Always");
+        resize_policy::validate(c, &path, !sidecar, pod_always, errors);
         for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
             if !sidecar && !v[probe].is_null() {
                 errors.push(FieldError::new(
@@ -170,7 +176,9 @@ fn validate_containers(
         }
     }
     for (i, c) in spec.containers.iter().enumerate() {
-        restart_rules::validate(c, &format!("spec.containers[{i}]"), false, errors);
+        let path = format!("spec.containers[{i}]");
+        restart_rules::validate(c, &path, false, errors);
+        resize_policy::validate(c, &path, false, pod_always, errors);
     }
 }
 
