@@ -13,7 +13,6 @@ mod exec;
 mod ports;
 mod ready;
 mod result;
-mod slots;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -52,8 +51,6 @@ pub struct Network {
     ports: ports::Reservations,
     /// Bumped whenever the conf dir or a bin dir may have changed (see [`ready`]).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Pods whose plugin chain (ADD, CHECK or DEL) may run at once.
-    chains: slots::Slots,
 }
 
 /// What a pod's network looks like after [`Network::setup`].
@@ -68,7 +65,6 @@ impl Network {
             opts,
             ports: Default::default(),
             changes: Arc::new(tokio::sync::watch::channel(0).0),
-            chains: slots::Slots::new(chains_at_once()),
         }
     }
 
@@ -278,10 +274,7 @@ impl Network {
                 ..entry.clone()
             })
         };
-        let slot = self.chains.take();
-        let result = chain::add(&list, &inv, &entry.runtime_config, &mut progress);
-        drop(slot);
-        let result = match result {
+        let result = match chain::add(&list, &inv, &entry.runtime_config, &mut progress) {
             Ok(r) => r,
             Err(e) => {
                 if !matches!(e, NetworkError::Rollback { .. }) {
@@ -312,7 +305,6 @@ impl Network {
     fn check(&self, entry: &CacheEntry, fd: RawFd) -> Result<(), NetworkError> {
         let list = cached_list(entry)?;
         let inv = invocation(entry, &self.opts.bin_dirs, fd);
-        let _slot = self.chains.take();
         chain::check(&list, &inv, &entry.runtime_config, &entry.result)
     }
 
@@ -321,10 +313,7 @@ impl Network {
         let list = cached_list(entry)?;
         let inv = invocation(entry, &self.opts.bin_dirs, fd);
         let cached = Some(&entry.result).filter(|r| !r.is_null());
-        let slot = self.chains.take();
-        let deleted = chain::del(&list, &inv, &entry.runtime_config, cached);
-        drop(slot);
-        deleted?;
+        chain::del(&list, &inv, &entry.runtime_config, cached)?;
         self.remove_cache(&entry.container_id)
     }
 
@@ -387,17 +376,6 @@ impl Network {
             }
         }
     }
-}
-
-/// Pods' plugin chains run at once: one per core (at least two), as the plugins spend
-/// their time in iptables and the kernel rather than waiting. `HOSTLET_CNI_CHAINS`
-/// overrides it (for measuring).
-fn chains_at_once() -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::env::var("HOSTLET_CNI_CHAINS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cores.max(2))
 }
 
 fn cached_list(entry: &CacheEntry) -> Result<ConfList, NetworkError> {
