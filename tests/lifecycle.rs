@@ -371,35 +371,6 @@ spec:
     );
 }
 
-/// `hostlet pods -o json` against the running agent: the v1/PodList it prints, or None
-/// while the agent is not answering yet (it binds its socket after start-up).
-fn pod_list(f: &Fixture) -> Option<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .args(["pods", "-o", "json", "--root-dir"])
-        .arg(&f.dirs.root)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("no hostlet agent is running"),
-            "hostlet pods: {err}"
-        );
-        return None;
-    }
-    Some(serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn pod_status(f: &Fixture, name: &str) -> Option<serde_json::Value> {
-    let list = pod_list(f)?;
-    assert_eq!(list["kind"], "PodList");
-    list["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
-        .map(|p| p["status"].clone())
-}
-
 #[test]
 fn status_reports_readiness_crash_loops_and_phases() {
     let f = Fixture::with_args(&["--crash-loop-backoff-initial", "20s"]);
@@ -444,7 +415,7 @@ spec:
 
     // Running but not ready until the exec probe passes inside the container.
     let st = f.wait("ready pod running", || {
-        pod_status(&f, "ready").filter(|s| {
+        f.pod_status("ready").filter(|s| {
             s["phase"] == "Running" && s["containerStatuses"][0]["state"]["running"].is_object()
         })
     });
@@ -472,14 +443,15 @@ spec:
         .unwrap();
     assert!(out.success());
     let st = f.wait("ready flips to true", || {
-        pod_status(&f, "ready").filter(|s| s["containerStatuses"][0]["ready"] == true)
+        f.pod_status("ready")
+            .filter(|s| s["containerStatuses"][0]["ready"] == true)
     });
     assert_eq!(cond(&st, "Ready"), "True");
     assert_eq!(cond(&st, "ContainersReady"), "True");
 
     // A crash loop: waiting CrashLoopBackOff, the restart count, the last termination.
     let st = f.wait("CrashLoopBackOff", || {
-        pod_status(&f, "crashy").filter(|s| {
+        f.pod_status("crashy").filter(|s| {
             s["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
         })
     });
@@ -491,7 +463,7 @@ spec:
 
     // restartPolicy Never and exit 0: Succeeded, terminated Completed.
     let st = f.wait("Succeeded", || {
-        pod_status(&f, "done").filter(|s| s["phase"] == "Succeeded")
+        f.pod_status("done").filter(|s| s["phase"] == "Succeeded")
     });
     assert_eq!(
         st["containerStatuses"][0]["state"]["terminated"]["reason"],

@@ -8,29 +8,10 @@ use std::process::Command;
 
 use common::*;
 
-fn pod_list(f: &Fixture) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .args(["pods", "-o", "json", "--root-dir"])
-        .arg(&f.dirs.root)
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn pod_status(f: &Fixture, name: &str) -> Option<serde_json::Value> {
-    pod_list(f)?["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
-        .map(|p| p["status"].clone())
-}
-
 /// The pod's IP once its status has one.
 fn pod_ip(f: &Fixture, name: &str) -> String {
     f.wait(&format!("{name} has a pod IP"), || {
-        pod_status(f, name)?["podIP"].as_str().map(str::to_string)
+        f.pod_status(name)?["podIP"].as_str().map(str::to_string)
     })
 }
 
@@ -97,7 +78,7 @@ fn pods_reach_each_other_the_host_reaches_them_and_host_ports_answer() {
         "{ip} not in {}",
         net.subnet
     );
-    let status = pod_status(&f, "srv").unwrap();
+    let status = f.pod_status("srv").unwrap();
     assert_eq!(status["podIPs"], serde_json::json!([{"ip": ip}]));
 
     // The host reaches the pod IP (through the test's bridge).
@@ -182,7 +163,7 @@ fn pods_reach_each_other_the_host_reaches_them_and_host_ports_answer() {
     // A second pod with the same hostPort is refused; the first keeps serving.
     write_manifest(&f.dirs, "dup.yaml", &web("dup", &f.image(), port));
     let message = f.wait("dup is refused its hostPort", || {
-        let st = pod_status(&f, "dup")?;
+        let st = f.pod_status("dup")?;
         let waiting = &st["containerStatuses"][0]["state"]["waiting"];
         let m = waiting["message"].as_str()?.to_string();
         m.contains("already used").then_some(m)
@@ -372,7 +353,7 @@ fn agent_killed_during_add_and_during_del_leaks_nothing() {
 
 /// The containers' waiting reason and message, once the pod has one.
 fn waiting(f: &Fixture, name: &str) -> Option<(String, String)> {
-    let st = pod_status(f, name)?;
+    let st = f.pod_status(name)?;
     let w = &st["containerStatuses"][0]["state"]["waiting"];
     Some((w["reason"].as_str()?.into(), w["message"].as_str()?.into()))
 }

@@ -5,28 +5,6 @@ mod common;
 
 use common::*;
 
-fn pod_status(f: &Fixture, name: &str) -> Option<serde_json::Value> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .args(["pods", "-o", "json", "--root-dir"])
-        .arg(&f.dirs.root)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("no hostlet agent is running"),
-            "hostlet pods: {err}"
-        );
-        return None;
-    }
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    list["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
-        .map(|p| p["status"].clone())
-}
-
 #[test]
 fn restart_rules_restart_on_a_listed_exit_code_and_not_on_another() {
     let f = Fixture::new();
@@ -54,7 +32,7 @@ spec:
     );
     write_manifest(&f.dirs, "rules.yaml", &yaml);
     let st = f.wait("the pod failed after one restart", || {
-        pod_status(&f, "rules").filter(|s| s["phase"] == "Failed")
+        f.pod_status("rules").filter(|s| s["phase"] == "Failed")
     });
     let c = &st["containerStatuses"][0];
     assert_eq!(c["restartCount"], 1, "{st:#}");
@@ -129,7 +107,8 @@ spec:
         assert_eq!(seen, groups, "{policy}: {line}");
         // The status reports the same identity, the primary group first.
         let st = f.wait("the user in the status", || {
-            pod_status(&f, &pod).filter(|s| s["containerStatuses"][0]["user"].is_object())
+            f.pod_status(&pod)
+                .filter(|s| s["containerStatuses"][0]["user"].is_object())
         });
         let user = &st["containerStatuses"][0]["user"]["linux"];
         assert_eq!(user["uid"], 1500, "{st:#}");

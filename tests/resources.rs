@@ -13,28 +13,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(40);
 
-/// `hostlet pods -o json`, or None while the agent is not answering yet.
-fn pod_list(f: &Fixture) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .args(["pods", "-o", "json", "--root-dir"])
-        .arg(&f.dirs.root)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    Some(serde_json::from_slice(&out.stdout).unwrap())
-}
-
-/// The pod named `name` (without the node suffix) in `/pods`.
-fn pod(f: &Fixture, name: &str) -> Option<serde_json::Value> {
-    pod_list(f)?["items"]
-        .as_array()?
-        .iter()
-        .find(|p| p["metadata"]["name"] == format!("{name}-testnode"))
-        .cloned()
-}
-
 fn hostlet_pods_table(f: &Fixture) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hostlet"))
         .args(["pods", "--root-dir"])
@@ -77,7 +55,7 @@ fn disk_empty_dir_over_its_size_limit_evicts_the_pod() {
     );
     f.output("hog", "c", "written");
     let st = f.wait("the pod evicted", || {
-        let p = pod(&f, "hog")?;
+        let p = f.pod("hog")?;
         (p["status"]["reason"] == "Evicted").then(|| p["status"].clone())
     });
     assert_eq!(st["phase"], "Failed", "{st}");
@@ -97,7 +75,7 @@ fn disk_empty_dir_over_its_size_limit_evicts_the_pod() {
     // Not restarted: still Failed, no container, after several housekeeping intervals
     // and the crash back-off's first delay.
     std::thread::sleep(Duration::from_secs(3));
-    let p = pod(&f, "hog").expect("the evicted pod stays listed");
+    let p = f.pod("hog").expect("the evicted pod stays listed");
     assert_eq!(p["status"]["phase"], "Failed");
     assert!(find_pids_by_cmdline("evict-me-1").is_empty());
     // The volume's data is released.
@@ -117,7 +95,7 @@ fn disk_empty_dir_over_its_size_limit_evicts_the_pod() {
     );
     f.container_pid("evict-me-2");
     let p = f.wait("the new pod running", || {
-        let p = pod(&f, "hog")?;
+        let p = f.pod("hog")?;
         (p["status"]["phase"] == "Running").then_some(p)
     });
     assert_ne!(p["metadata"]["uid"].as_str().unwrap(), uid);
@@ -205,7 +183,7 @@ fn hugepages_the_host_cannot_limit_are_refused() {
         &hugepages_manifest(&f.image(), resource, amount, "huge-refused"),
     );
     let waiting = f.wait("the container refused", || {
-        let p = pod(&f, "huge")?;
+        let p = f.pod("huge")?;
         let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
         (w["reason"] == "CreateContainerConfigError").then_some(w)
     });

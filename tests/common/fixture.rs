@@ -141,6 +141,43 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
+    /// `hostlet pods -o json` against the running agent: its v1/PodList, or None while
+    /// the agent is not answering yet (it binds its socket after start-up).
+    pub fn pod_list(&self) -> Option<serde_json::Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+            .args(["pods", "-o", "json", "--root-dir"])
+            .arg(&self.dirs.root)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("no hostlet agent is running"),
+                "hostlet pods: {err}"
+            );
+            return None;
+        }
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list["kind"], "PodList");
+        Some(list)
+    }
+
+    /// The pod named `name` (without the node suffix) in [`Fixture::pod_list`].
+    pub fn pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.pod_list()?["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("{name}-{NODE_NAME}"))
+            .cloned()
+    }
+
+    /// The status of [`Fixture::pod`].
+    pub fn pod_status(&self, name: &str) -> Option<serde_json::Value> {
+        Some(self.pod(name)?["status"].clone())
+    }
+}
+
+impl Fixture {
     /// UIDs of the pods the agent has a directory or a container for.
     fn pod_uids(&self) -> Vec<String> {
         let mut uids: Vec<String> = fs::read_dir(self.dirs.root.join("pods"))
