@@ -7,8 +7,11 @@
 
 mod field_error;
 mod jsonpath;
+pub mod keys;
 pub mod locate;
+pub mod object;
 pub mod quantity;
+pub mod refs;
 pub mod support;
 mod unknown;
 pub mod validate;
@@ -21,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use field_error::FieldError;
 pub use locate::{locate, Diagnostic};
+pub use object::{ConfigObject, DecodedObject, ObjectKind, ObjectSet};
 pub use unknown::UNKNOWN_FIELD;
 pub use validate::validate;
 
@@ -64,7 +68,7 @@ pub enum ManifestError {
         field: Option<String>,
         message: String,
     },
-    #[error("{}: kind {kind:?} is not supported: a manifest file holds exactly one v1 Pod", path.display())]
+    #[error("{}: kind {kind:?} is not supported: a manifest file holds exactly one v1 Pod, ConfigMap or Secret", path.display())]
     Kind { path: PathBuf, kind: String },
     #[error("{}: apiVersion {api_version:?} is not supported: a Pod must be apiVersion v1", path.display())]
     ApiVersion { path: PathBuf, api_version: String },
@@ -227,6 +231,30 @@ pub fn decode_with_origin(
     Ok(pods.remove(0))
 }
 
+/// What one manifest file declares: a pod, or a ConfigMap or Secret its pods may use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    Pod(Box<Decoded>),
+    Object(DecodedObject),
+}
+
+/// Decodes one manifest file of the manifest directory: a v1 Pod, ConfigMap or Secret.
+pub fn decode_manifest(
+    origin: &Origin,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<Manifest, ManifestError> {
+    let path = origin.error_path();
+    let (value, is_json) = parse_value(&path, bytes)?;
+    match object::kind_of(&value) {
+        Some(kind) => {
+            object::decode(origin, kind, value, bytes, is_json, strict).map(Manifest::Object)
+        }
+        None => decode_with_origin(origin, bytes, node, strict).map(|d| Manifest::Pod(Box::new(d))),
+    }
+}
+
 /// Decodes the body of `--manifest-url`: one Pod or a v1 `PodList` (the kubelet accepts
 /// both). One broken item rejects the whole body, so a half-applied list never runs.
 pub fn decode_url_body(
@@ -330,14 +358,9 @@ fn parse(
     bytes: &[u8],
     allow_list: bool,
 ) -> Result<(serde_json::Value, Pod), ManifestError> {
-    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     // A generic parse first, so a wrong kind is reported as such rather than as whatever field
     // of a Pod the other kind happens to lack.
-    let value: serde_json::Value = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
-    } else {
-        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
-    };
+    let (value, is_json) = parse_value(path, bytes)?;
     let invalid = |field: &str, message: &str| ManifestError::Invalid {
         path: path.to_path_buf(),
         errors: vec![FieldError::new(field, message)],
@@ -384,13 +407,34 @@ fn parse(
     // its own bytes, so errors keep their positions; YAML from its value written as JSON,
     // so YAML scalars keep the types YAML gave them, as the kubelet's YAML-to-JSON step does
     // (`args: [-c, true]` is a boolean where a string belongs).
-    let pod = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))?
-    } else {
-        let json = serde_json::to_vec(&value).map_err(|e| json_error(path, &e))?;
-        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))?
-    };
+    let pod = typed(path, bytes, &value, is_json)?;
     Ok((value, pod))
+}
+
+/// The document as a generic value, and whether it was written as JSON.
+fn parse_value(path: &Path, bytes: &[u8]) -> Result<(serde_json::Value, bool), ManifestError> {
+    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let value = if is_json {
+        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
+    } else {
+        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
+    };
+    Ok((value, is_json))
+}
+
+/// The typed document of `bytes` (already parsed into `value`), errors named by field.
+fn typed<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    value: &serde_json::Value,
+    is_json: bool,
+) -> Result<T, ManifestError> {
+    if is_json {
+        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))
+    } else {
+        let json = serde_json::to_vec(value).map_err(|e| json_error(path, &e))?;
+        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))
+    }
 }
 
 /// A typed decoding error of `json`, named by field. `yaml`: the text the JSON was written

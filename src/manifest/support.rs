@@ -63,7 +63,8 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("os", Only(is_linux_os)),
     ("serviceAccountName", Forbidden),
     ("serviceAccount", Forbidden),
-    ("imagePullSecrets", Forbidden),
+    // Local Secrets of type kubernetes.io/dockerconfigjson (hostlet's extension).
+    ("imagePullSecrets", Implemented),
     ("resourceClaims", Forbidden),
     ("ephemeralContainers", Forbidden),
 ];
@@ -75,7 +76,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("args", Implemented),
     ("workingDir", Implemented),
     ("env", Implemented),
-    ("envFrom", Forbidden),
+    // ConfigMaps and Secrets from the manifest sources (hostlet's extension).
+    ("envFrom", Implemented),
     ("resources", Implemented),
     ("imagePullPolicy", Implemented),
     ("volumeMounts", Implemented),
@@ -141,8 +143,8 @@ pub const ENV_VAR: &[(&str, Support)] = &[
 pub const ENV_VAR_SOURCE: &[(&str, Support)] = &[
     ("fieldRef", Implemented),
     ("resourceFieldRef", Implemented),
-    ("secretKeyRef", Forbidden),
-    ("configMapKeyRef", Forbidden),
+    ("secretKeyRef", Implemented),
+    ("configMapKeyRef", Implemented),
 ];
 
 pub const CONTAINER_PORT: &[(&str, Support)] = &[
@@ -169,7 +171,14 @@ pub const RESOURCES: &[(&str, Support)] = &[("requests", Implemented), ("limits"
 
 /// Volume sources hostlet implements. Every other source of a volume is rejected in
 /// validate, as an API reference or as not supported yet.
-pub const VOLUME_SOURCES: &[&str] = &["hostPath", "emptyDir", "downwardAPI", "projected"];
+pub const VOLUME_SOURCES: &[&str] = &[
+    "hostPath",
+    "emptyDir",
+    "downwardAPI",
+    "projected",
+    "configMap",
+    "secret",
+];
 
 pub const HOST_PATH: &[(&str, Support)] = &[("path", Implemented), ("type", Implemented)];
 

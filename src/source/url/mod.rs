@@ -274,6 +274,7 @@ impl UrlState {
         problems.sort();
         Snapshot {
             pods: self.pods.clone(),
+            objects: Vec::new(),
             problems,
         }
     }
