@@ -1,6 +1,7 @@
 //! OCI runtime bundles: a pure `build_spec` from the pod, the container and the image
 //! config, and `write` to put it on disk. Runs nothing.
 
+mod config_env;
 mod defaults;
 mod mounts;
 mod process;
@@ -70,6 +71,8 @@ pub struct BundleInputs<'a> {
     pub node: &'a NodeInfo,
     /// Reads a `Localhost` seccomp profile by its path relative to `node.seccomp_dir`.
     pub seccomp_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+    /// The ConfigMaps and Secrets env vars are read from.
+    pub objects: &'a crate::manifest::ObjectSet,
 }
 
 /// Builds the OCI runtime config for one container of a pod.

@@ -15,6 +15,9 @@ pub use super::keys::is_valid_key;
 use super::keys::{is_dns1123_label, is_dns1123_subdomain};
 use super::{typed, unknown, ManifestError, Origin};
 
+/// What output shows in place of a secret value.
+pub const REDACTED: &str = "<redacted>";
+
 /// The API server's limit on the data of one ConfigMap or Secret.
 pub const MAX_OBJECT_DATA: usize = 1 << 20;
 
@@ -301,6 +304,24 @@ impl ObjectSet {
     }
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+    /// The same set with every Secret value replaced by `<redacted>` (for output).
+    pub fn redacted(&self) -> Self {
+        let objects = self
+            .objects
+            .iter()
+            .map(|(k, o)| {
+                if !o.is_secret() {
+                    return (k.clone(), o.clone());
+                }
+                let mut o = (**o).clone();
+                for v in o.data.values_mut() {
+                    *v = REDACTED.as_bytes().to_vec();
+                }
+                (k.clone(), Arc::new(o))
+            })
+            .collect();
+        Self { objects }
     }
 }
 
