@@ -146,7 +146,8 @@ pub fn decode(
             )
         }
         ObjectKind::Secret => {
-            let s: Secret = typed(&path, bytes, &value, is_json)?;
+            // serde quotes the offending value: never in a Secret's errors.
+            let s: Secret = typed(&path, bytes, &value, is_json).map_err(hide_value)?;
             let typed_value = serde_json::to_value(&s).unwrap_or_default();
             let (data, type_, errors) = secret_data(&s);
             (s.metadata, type_, s.immutable, data, errors, typed_value)
@@ -198,6 +199,32 @@ pub fn decode(
         },
         warnings,
     })
+}
+
+fn hide_value(e: ManifestError) -> ManifestError {
+    match e {
+        ManifestError::Syntax {
+            path,
+            line,
+            column,
+            field,
+            ..
+        } => {
+            let what = "invalid value (not shown: it may be secret); data values are base64";
+            let message = match &field {
+                Some(f) => format!("{f}: {what}"),
+                None => what.to_string(),
+            };
+            ManifestError::Syntax {
+                path,
+                line,
+                column,
+                field,
+                message,
+            }
+        }
+        other => other,
+    }
 }
 
 fn config_map_data(cm: &ConfigMap) -> (BTreeMap<String, Vec<u8>>, Vec<FieldError>) {
