@@ -63,8 +63,8 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("os", Only(is_linux_os)),
     ("serviceAccountName", Forbidden),
     ("serviceAccount", Forbidden),
-    // Local Secrets of type kubernetes.io/dockerconfigjson (hostlet's extension).
-    ("imagePullSecrets", Implemented),
+    // Not yet read from local Secrets: registry credentials come from config.json files.
+    ("imagePullSecrets", Forbidden),
     ("resourceClaims", Forbidden),
     ("ephemeralContainers", Forbidden),
 ];

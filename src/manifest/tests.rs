@@ -487,7 +487,6 @@ fn api_references() {
 #[test]
 fn config_and_secret_references_accepted_and_checked() {
     for (spec, container) in [
-        ("imagePullSecrets: [{name: regcred}]", ""),
         ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: k, optional: true}}"),
         ("", "envFrom:\n- secretRef: {name: s}\n  prefix: S_"),
         ("", "envFrom:\n- configMapRef: {name: c}"),
@@ -500,7 +499,7 @@ fn config_and_secret_references_accepted_and_checked() {
         }
     }
     for (spec, container, want) in [
-        ("imagePullSecrets: [{name: ''}]", "", "spec.imagePullSecrets[0].name: required"),
+        ("imagePullSecrets: [{name: regcred}]", "", "spec.imagePullSecrets: static pods may not reference secrets"),
         ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: 'a/b'}}", "configMapKeyRef.key: \"a/b\" is not a valid key"),
         ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: '', key: k}}", "secretKeyRef.name: required"),
         ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: s, key: k}, configMapKeyRef: {name: c, key: k}}", "may not have more than one field specified"),

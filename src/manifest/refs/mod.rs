@@ -1,5 +1,5 @@
 //! What a pod references among the ConfigMaps and Secrets: volumes (and projected sources),
-//! env `configMapKeyRef`/`secretKeyRef`, `envFrom`, `imagePullSecrets`; and which of those
+//! env `configMapKeyRef`/`secretKeyRef`, `envFrom`; and which of those
 //! references cannot be satisfied, with the kubelet's messages.
 
 use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod};
@@ -17,8 +17,6 @@ pub struct Reference {
     pub optional: bool,
     /// Where the pod makes it, e.g. `spec.containers[0].env[1].valueFrom.secretKeyRef`.
     pub field: String,
-    /// An image pull secret: a missing one is warned about, the pull goes on without it.
-    pub pull_secret: bool,
 }
 
 /// Every reference `pod` makes, in field order.
@@ -34,7 +32,6 @@ pub fn references(pod: &Pod) -> Vec<Reference> {
             key: key.map(str::to_string),
             optional: optional.unwrap_or(false),
             field,
-            pull_secret: false,
         })
     };
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
@@ -104,16 +101,6 @@ pub fn references(pod: &Pod) -> Vec<Reference> {
         for (i, c) in containers.iter().enumerate() {
             container_refs(c, &format!("spec.{kind}[{i}]"), &mut add);
         }
-    }
-    for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
-        out.push(Reference {
-            kind: ObjectKind::Secret,
-            name: s.name.clone(),
-            key: None,
-            optional: false,
-            field: format!("spec.imagePullSecrets[{i}]"),
-            pull_secret: true,
-        });
     }
     out
 }
@@ -191,8 +178,7 @@ pub fn unsatisfied(namespace: &str, r: &Reference, objects: &ObjectSet) -> Optio
     }
 }
 
-/// Every unsatisfied, non-optional reference of `pod` (pull secrets left out: their
-/// absence is only warned about), as field errors.
+/// Every unsatisfied, non-optional reference of `pod`, as field errors.
 pub fn check(pod: &Pod, objects: &ObjectSet) -> Vec<FieldError> {
     let namespace = pod
         .metadata
@@ -202,7 +188,6 @@ pub fn check(pod: &Pod, objects: &ObjectSet) -> Vec<FieldError> {
         .unwrap_or("default");
     references(pod)
         .iter()
-        .filter(|r| !r.pull_secret)
         .filter_map(|r| unsatisfied(namespace, r, objects).map(|m| FieldError::new(&r.field, m)))
         .collect()
 }

@@ -22,7 +22,6 @@ const POD: &str = "apiVersion: v1
 kind: Pod
 metadata: {name: p, namespace: prod}
 spec:
-  imagePullSecrets: [{name: reg}]
   volumes:
   - {name: c, configMap: {name: cfg, items: [{key: a, path: a}]}}
   - {name: s, secret: {secretName: sec, optional: true}}
@@ -50,12 +49,10 @@ fn every_reference_in_field_order() {
             "spec.volumes[2].projected.sources[0].secret",
             "spec.containers[0].envFrom[0].configMapRef",
             "spec.containers[0].env[0].valueFrom.secretKeyRef",
-            "spec.imagePullSecrets[0]",
         ]
     );
     assert_eq!(refs[0].key.as_deref(), Some("a"));
     assert!(refs[1].optional);
-    assert!(refs[5].pull_secret);
 }
 
 #[test]

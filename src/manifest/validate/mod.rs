@@ -225,13 +225,15 @@ fn api_references(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             "serviceaccounts",
         ));
     }
-    for (i, r) in spec.image_pull_secrets.iter().flatten().enumerate() {
-        if r.name.is_empty() {
-            errors.push(FieldError::new(
-                format!("spec.imagePullSecrets[{i}].name"),
-                "required",
-            ));
-        }
+    if spec
+        .image_pull_secrets
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        errors.push(FieldError::api_reference(
+            "spec.imagePullSecrets",
+            "secrets",
+        ));
     }
     if spec.resource_claims.as_ref().is_some_and(|s| !s.is_empty()) {
         errors.push(FieldError::api_reference(
