@@ -77,6 +77,7 @@ fn volumes_env_items_modes_subpath_and_live_update() {
         r#"echo "env greeting=$GREETING level=$APP_level"
 [ -n "$PASS" ] && [ "$PASS" = "$(cat /etc/sec/password)" ] && echo "pass-ok len=${{#PASS}}"
 echo "modes sec=$(stat -Lc %a /etc/sec/password) item=$(stat -Lc %a /etc/items/dir/g.txt) all=$(stat -Lc %a /etc/cfg/greeting)"
+touch /etc/cfg/x 2>/dev/null || echo ro-ok
 echo "item=$(cat /etc/items/dir/g.txt) sub=$(cat /etc/greeting.txt)"
 saw=0
 while true; do
@@ -130,6 +131,7 @@ spec:
     );
     assert!(all.contains("modes sec=400 item=600 all=644"), "{all}");
     assert!(all.contains("item=hello sub=hello"), "{all}");
+    assert!(all.contains("ro-ok"), "configMap volume writable: {all}");
     let pid = f.container_pid(&marker);
 
     // The secret volume is a tmpfs; the configMap volume is on disk.
