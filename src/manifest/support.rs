@@ -23,7 +23,8 @@ pub enum Support {
     /// Only matters to a scheduler or a cluster; accepted and has no effect on one host.
     Ignored,
     /// Never allowed in a static pod (API object references, ephemeral containers);
-    /// `validate` reports why, e.g. "static pods may not reference secrets".
+    /// `validate` reports why, e.g. "static pods may not reference serviceaccounts".
+    /// ConfigMaps and Secrets are the exception: the manifest sources declare them.
     Forbidden,
     /// Accepted only for the values the predicate allows; otherwise not supported yet.
     Only(fn(&Value) -> bool),

@@ -135,3 +135,17 @@ fn object_set_lookup() {
     assert!(set.get(ObjectKind::Secret, "default", "a").is_none());
     assert!(set.get(ObjectKind::ConfigMap, "other", "a").is_none());
 }
+
+#[test]
+fn fixtures_decode() {
+    for name in ["configmap.yaml", "secret.yaml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/manifests/good")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        match decode_manifest(&Origin::File(path), &bytes, "n", true) {
+            Ok(Manifest::Object(_)) => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
