@@ -303,6 +303,51 @@ pub fn decode_url_body(
     finish(&origin, items, &node, strict, "items").map_err(invalid)
 }
 
+/// Decodes a `--manifest-url` body: one Pod, a v1 `PodList`, or a v1 `List` whose items
+/// are Pods, ConfigMaps and Secrets. One broken item rejects the whole body.
+pub fn decode_url_objects(
+    url: &str,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<(Vec<Decoded>, Vec<DecodedObject>), ManifestError> {
+    let origin = Origin::Url(url.to_string());
+    let path = origin.error_path();
+    let (value, _) = parse_value(&path, bytes)?;
+    if value.get("kind").and_then(|k| k.as_str()) != Some("List") {
+        return decode_url_body(url, bytes, node, strict).map(|pods| (pods, Vec::new()));
+    }
+    let mut pods = Vec::new();
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let list = value.get("items").and_then(|i| i.as_array());
+    for (i, item) in list.into_iter().flatten().enumerate() {
+        match object::kind_of(item) {
+            Some(kind) => {
+                let json = serde_json::to_vec(item).unwrap_or_default();
+                match object::decode(&origin, kind, item.clone(), &json, true, strict) {
+                    Ok(o) => objects.push(o),
+                    Err(e) => errors.push(FieldError::new(
+                        format!("items[{i}]"),
+                        e.to_string()
+                            .strip_prefix(&format!("{url}: "))
+                            .unwrap_or(&e.to_string())
+                            .to_string(),
+                    )),
+                }
+            }
+            None => pods.push(item.clone()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ManifestError::Invalid { path, errors });
+    }
+    let pod_list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "items": pods});
+    let body = serde_json::to_vec(&pod_list).unwrap_or_default();
+    let pods = decode_url_body(url, &body, node, strict)?;
+    Ok((pods, objects))
+}
+
 /// Validation, unknown fields, UID and defaults for pods already decoded; `prefix` is the
 /// field path of a list (`items`), empty for a single pod.
 fn finish(
