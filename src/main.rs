@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::Rmi(args) => verb(|| hostlet::cli::rmi::main(args)),
         Command::Image(cmd) => verb(|| hostlet::cli::image_import::main(cmd)),
         Command::Pods(args) => verb(|| hostlet::cli::pods::pods(args)),
+        Command::Get(args) => verb(|| hostlet::cli::get::main(args)),
         Command::Ps(args) => verb(|| hostlet::cli::pods::ps(args)),
         Command::Inspect(args) => verb(|| hostlet::cli::pods::inspect(args)),
         Command::Logs(args) => verb(|| hostlet::cli::logs::main(args)),

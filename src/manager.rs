@@ -89,6 +89,10 @@ impl Manager {
                 Some(_) => {}
             }
         }
+        // Before any pod starts: the new ones read their ConfigMaps and Secrets from it.
+        self.deps.objects.publish(crate::manifest::ObjectSet::new(
+            snap.objects.iter().cloned(),
+        ));
         // The first snapshot decides what happens to what an earlier agent left.
         let mut leftovers = self.leftovers.take().unwrap_or_default();
         for pod in &snap.pods {

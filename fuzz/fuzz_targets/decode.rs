@@ -1,5 +1,6 @@
-//! Manifest decoding and validation never panic, whatever the bytes: as a file, as a URL body
-//! (Pod or PodList), strict or not, and when the problems are located in the text.
+//! Manifest decoding and validation never panic, whatever the bytes: as a file (Pod,
+//! ConfigMap or Secret), as a URL body (Pod or PodList), strict or not, and when the
+//! problems are located in the text; a decoded pod's references resolve against an object.
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run decode <scratch-corpus> ../testdata/manifests/good ../testdata/manifests/bad`
 #![no_main]
@@ -20,6 +21,21 @@ fuzz_target!(|data: &[u8]| {
             }
             // What was accepted serializes (it is written to the pod record).
             serde_json::to_vec(&d.pod.pod).expect("an accepted pod serializes");
+        }
+        Err(e) => {
+            for d in e.diagnostics(data) {
+                let _ = d.to_string();
+            }
+        }
+    }
+    match manifest::decode_manifest(&origin, data, "node-1", strict) {
+        Ok(manifest::Manifest::Object(o)) => {
+            let _ = format!("{:?}", o.object);
+            let set = manifest::ObjectSet::new([std::sync::Arc::new(o.object)]);
+            let _ = set.redacted();
+        }
+        Ok(manifest::Manifest::Pod(d)) => {
+            let _ = manifest::refs::check(&d.pod.pod, &manifest::ObjectSet::default());
         }
         Err(e) => {
             for d in e.diagnostics(data) {

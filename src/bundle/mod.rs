@@ -1,6 +1,7 @@
 //! OCI runtime bundles: a pure `build_spec` from the pod, the container and the image
 //! config, and `write` to put it on disk. Runs nothing.
 
+mod config_env;
 mod defaults;
 mod mounts;
 mod process;
@@ -107,6 +108,8 @@ pub struct BundleInputs<'a> {
     pub node: &'a NodeInfo,
     /// Reads a `Localhost` seccomp profile by its path relative to `node.seccomp_dir`.
     pub seccomp_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+    /// The ConfigMaps and Secrets env vars are read from.
+    pub objects: &'a crate::manifest::ObjectSet,
 }
 
 /// Builds the OCI runtime config for one container of a pod.
@@ -135,7 +138,21 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
     };
     let process = process::process(pod, c, inp, &sec, &hostname)?;
     let host_ipc = spec.host_ipc.unwrap_or(false);
-    let (mounts, rootfs_propagation) = mounts::mounts(c, inp, &sec, &files, host_ipc)?;
+    // The kubelet mounts these read-only whatever `readOnly` says: their files are the
+    // agent's to write (and swap on updates).
+    let read_only: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.projected.is_some()
+                || v.downward_api.is_some()
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    let (mounts, rootfs_propagation) = mounts::mounts(c, inp, &sec, &files, host_ipc, &read_only)?;
     let linux = linux(pod, c, inp, &sec, &files, rootfs_propagation)?;
     let root = RootBuilder::default()
         .path(inp.rootfs)
@@ -282,8 +299,11 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<(), BundleError> {
     };
     std::fs::create_dir_all(dir.join("rootfs")).map_err(io(dir))?;
     let bytes = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Config(e.to_string()))?;
-    crate::state::write_atomic(&dir.join("config.json"), &bytes)
-        .map_err(|e| BundleError::Config(e.to_string()))
+    let config = dir.join("config.json");
+    crate::state::write_atomic(&config, &bytes).map_err(|e| BundleError::Config(e.to_string()))?;
+    // It may hold values from Secrets (env): root's only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).map_err(io(&config))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub fn mounts(
     sec: &Security,
     files: &PodFiles,
     host_ipc: bool,
+    read_only: &[&str],
 ) -> Result<(Vec<Mount>, Option<&'static str>), BundleError> {
     let mut mounts = defaults::mounts().map_err(oci)?;
     if sec.privileged {
@@ -62,7 +63,16 @@ pub fn mounts(
     }
     let mut rootfs_propagation: Option<&'static str> = None;
     for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
-        mounts.push(volume_mount(c, i, vm, inp, sec, &mut rootfs_propagation)?);
+        let ro = read_only.contains(&vm.name.as_str());
+        mounts.push(volume_mount(
+            c,
+            i,
+            vm,
+            inp,
+            sec,
+            ro,
+            &mut rootfs_propagation,
+        )?);
     }
     Ok((mounts, rootfs_propagation))
 }
@@ -74,6 +84,7 @@ fn volume_mount(
     vm: &VolumeMount,
     inp: &BundleInputs,
     sec: &Security,
+    force_read_only: bool,
     rootfs_propagation: &mut Option<&'static str>,
 ) -> Result<Mount, BundleError> {
     let f = |name: &str| format!("volumeMounts[{i}].{name}");
@@ -123,7 +134,7 @@ fn volume_mount(
             ))
         }
     };
-    let mode = if vm.read_only.unwrap_or(false) {
+    let mode = if force_read_only || vm.read_only.unwrap_or(false) {
         "ro"
     } else {
         "rw"

@@ -13,6 +13,7 @@ use super::{oci, BundleError, BundleInputs};
 use crate::cgroups::Compute;
 use crate::manifest::quantity::QuantityError;
 use crate::manifest::quantity::{parse_cpu_millis, parse_memory_bytes};
+use crate::manifest::{ObjectKind, ObjectSet};
 use crate::node::NodeInfo;
 
 /// kubelet's rule: command replaces ENTRYPOINT (and drops CMD); args replace CMD. `$(VAR)`
@@ -27,7 +28,7 @@ pub fn process(
     hostname: &str,
 ) -> Result<Process, BundleError> {
     let image = inp.image.config().as_ref();
-    let vars = container_env(pod, c, inp.node)?;
+    let vars = container_env(pod, c, inp.node, inp.objects)?;
     let args = argv(c, image, &vars)?;
     let env = env(image, &vars, hostname);
     let cwd = c
@@ -174,15 +175,55 @@ pub fn expand(input: &str, vars: &[(String, String)]) -> String {
     out
 }
 
-/// The container's own env, in order, as the kubelet computes it: values expand `$(VAR)`
-/// from the variables defined before them; `valueFrom` reads the downward API.
+/// The container's own env, in order, as the kubelet computes it: `envFrom` first, then
+/// `env`, whose values expand `$(VAR)` from the variables defined before them; `valueFrom`
+/// reads the downward API, ConfigMaps and Secrets.
 pub fn container_env(
     pod: &Pod,
     c: &Container,
     node: &NodeInfo,
+    objects: &ObjectSet,
 ) -> Result<Vec<(String, String)>, BundleError> {
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<(String, String)> = super::config_env::env_from(pod, c, objects)?;
     for (i, e) in c.env.iter().flatten().enumerate() {
+        let refs = e.value_from.as_ref().map(|s| {
+            let cm = s.config_map_key_ref.as_ref().map(|r| {
+                (
+                    ObjectKind::ConfigMap,
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    "configMapKeyRef",
+                )
+            });
+            let sec = s.secret_key_ref.as_ref().map(|r| {
+                (
+                    ObjectKind::Secret,
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    "secretKeyRef",
+                )
+            });
+            cm.or(sec)
+        });
+        if let Some(Some((kind, name, key, optional, which))) = refs {
+            let r = super::config_env::KeyRef {
+                kind,
+                name,
+                key,
+                optional,
+                field: format!("env[{i}].valueFrom.{which}"),
+            };
+            let got = super::config_env::key_ref(pod, c, &r, objects)?;
+            if let Some(value) = got {
+                match out.iter_mut().find(|(n, _)| *n == e.name) {
+                    Some(slot) => slot.1 = value,
+                    None => out.push((e.name.clone(), value)),
+                }
+            }
+            continue;
+        }
         let value = match &e.value_from {
             None => expand(e.value.as_deref().unwrap_or_default(), &out),
             Some(src) => match (&src.field_ref, &src.resource_field_ref) {
@@ -204,7 +245,7 @@ pub fn container_env(
                     return Err(BundleError::field(
                         &c.name,
                         &format!("env[{i}].valueFrom"),
-                        "only fieldRef and resourceFieldRef are supported",
+                        "must specify a source",
                     ))
                 }
             },

@@ -71,6 +71,7 @@ fn render_with(
                     br#"{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"name":"mkdir","action":"SCMP_ACT_ERRNO"}]}"#.to_vec()
                 })
             },
+            objects: &Default::default(),
         },
     )
 }

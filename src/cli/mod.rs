@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod generate;
+pub mod get;
 pub mod image_import;
 pub mod images;
 pub mod logs;
@@ -59,6 +60,8 @@ pub enum Command {
     /// List the agent's pods: NAME READY STATUS RESTARTS AGE, like kubectl
     #[command(after_help = "Examples:\n  sudo hostlet pods\n  sudo hostlet pods -o yaml")]
     Pods(pods::PodsArgs),
+    /// List the ConfigMaps or Secrets of the manifest path: names, keys, sizes (never values)
+    Get(get::GetArgs),
     /// List containers (running ones; -a for all), like crictl ps
     #[command(after_help = "Examples:\n  sudo hostlet ps\n  sudo hostlet ps -a -o json")]
     Ps(pods::PsArgs),

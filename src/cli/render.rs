@@ -186,7 +186,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     let layout = Layout::new(&root);
     let node = NodeInfo {
         seccomp_default,
-        ..NodeInfo::detect(node_name, &root)
+        ..NodeInfo::detect(node_name.clone(), &root)
     };
     let store = args.store.open()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -195,6 +195,8 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let pod_dir = layout.pod(&pod.uid);
     let volumes = crate::worker::volumes::paths(&pod.pod, &pod_dir);
+    // The ConfigMaps and Secrets beside the manifest; secret values are never printed.
+    let objects = sibling_objects(&args.manifest, &node_name).redacted();
     let cgroup = PodCgroup::of(&pod.pod, &pod.uid);
     let containers = pod.pod.spec.clone().unwrap_or_default().containers;
     let mut out = String::new();
@@ -217,6 +219,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
                 pod_dir: &pod_dir,
                 node: &node,
                 seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
+                objects: &objects,
             },
         )
         .with_context(|| format!("CreateContainerConfigError: {}", args.manifest.display()))?;
@@ -225,6 +228,17 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// The ConfigMaps and Secrets declared in the manifest's directory, as the agent would
+/// read them with that directory as its manifest path.
+fn sibling_objects(manifest: &std::path::Path, node: &str) -> manifest::ObjectSet {
+    let dir = manifest
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let snap = crate::source::file::list_once(dir, node);
+    manifest::ObjectSet::new(snap.objects)
 }
 
 #[cfg(test)]

@@ -314,6 +314,7 @@ async fn agent(
         housekeeping_interval: node_args.housekeeping_interval,
         bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
         network: crate::network::Network::new(cfg.network.clone()),
+        objects: Default::default(),
     });
     pod_network_check(&deps);
     tasks.spawn("cni dirs watch", deps.network.watch());

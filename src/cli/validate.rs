@@ -38,15 +38,49 @@ pub fn main(args: ValidateArgs) -> anyhow::Result<bool> {
         .map(|h| h.to_lowercase())
         .unwrap_or_else(config::default_node_name);
     let mut out = std::io::stdout().lock();
-    let mut ok = true;
-    // namespace/name → the file that declared it first, across every path given.
+    // namespace/name (and kind for objects) → the file that declared it first, across every
+    // path given.
     let mut names: HashMap<String, PathBuf> = HashMap::new();
+    let mut checked = Vec::new();
+    let mut objects = Vec::new();
     for path in &args.paths {
         for file in files(path, &mut out)? {
-            ok &= check_file(&file, &node, args.strict, &mut names, &mut out)?;
+            let mut c = check_file(&file, &node, args.strict, &mut names)?;
+            if let Some(o) = c.object.take() {
+                objects.push(o);
+            }
+            checked.push(c);
         }
     }
+    // References across the files given: a pod naming a missing ConfigMap, Secret or key
+    // (not optional) would wait with CreateContainerConfigError.
+    let objects = manifest::ObjectSet::new(objects);
+    let mut ok = true;
+    for mut c in checked {
+        if let Some((text, pod)) = &c.pod {
+            for e in manifest::refs::check(pod, &objects) {
+                let diag = Diagnostic::for_field(text, &e);
+                writeln!(c.out, "{}", located(&c.path, &diag))?;
+                c.ok = false;
+            }
+        }
+        if c.ok {
+            writeln!(c.out, "{}: ok", c.path.display())?;
+        }
+        out.write_all(&c.out)?;
+        ok &= c.ok;
+    }
     Ok(ok)
+}
+
+/// One file's outcome: what to print, and what the reference check needs.
+struct Checked {
+    path: PathBuf,
+    ok: bool,
+    out: Vec<u8>,
+    /// The pod and its text (to locate fields), when the file declares a valid pod.
+    pod: Option<(String, k8s_openapi::api::core::v1::Pod)>,
+    object: Option<std::sync::Arc<manifest::ConfigObject>>,
 }
 
 /// The manifest files under `path` in the order `run` reads them; other files are reported.
@@ -86,55 +120,103 @@ fn check_file(
     node: &str,
     strict: bool,
     names: &mut HashMap<String, PathBuf>,
-    out: &mut impl Write,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Checked> {
+    let mut c = Checked {
+        path: path.to_path_buf(),
+        ok: true,
+        out: Vec::new(),
+        pod: None,
+        object: None,
+    };
+    let (ok, mode) = check_bytes(path, node, strict, names, &mut c)?;
+    c.ok &= ok;
+    if let Some(o) = c.object.as_ref().filter(|o| o.is_secret()) {
+        if mode & 0o077 != 0 {
+            writeln!(
+                c.out,
+                "{}: Secret {} is readable or writable by group or others (mode {mode:04o}); hostlet refuses it: fix with `chmod 600 {}`",
+                path.display(),
+                o.full_name(),
+                path.display()
+            )?;
+            c.ok = false;
+            // Refused by the agent too: pods cannot use it.
+            c.object = None;
+        }
+    }
+    Ok(c)
+}
+
+fn check_bytes(
+    path: &Path,
+    node: &str,
+    strict: bool,
+    names: &mut HashMap<String, PathBuf>,
+    c: &mut Checked,
+) -> anyhow::Result<(bool, u32)> {
+    let out = &mut c.out;
     let shown = path.display();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
             writeln!(out, "{shown}: {e}")?;
-            return Ok(false);
+            return Ok((false, 0));
         }
     };
     let mut ok = true;
-    match file.metadata() {
+    let mode = match file.metadata() {
         Err(e) => {
             writeln!(out, "{shown}: {e}")?;
-            return Ok(false);
+            return Ok((false, 0));
         }
         Ok(meta) => {
             if let Err(e) = security::check(path, &meta, "manifest") {
                 writeln!(out, "{e}")?;
                 ok = false;
             }
+            std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777
         }
-    }
+    };
     let mut bytes = Vec::new();
     file.take(MAX_MANIFEST_SIZE + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {shown}"))?;
     if bytes.len() as u64 > MAX_MANIFEST_SIZE {
         writeln!(out, "{shown}: manifest is larger than 10 MiB")?;
-        return Ok(false);
+        return Ok((false, mode));
     }
     let text = String::from_utf8_lossy(&bytes);
-    match manifest::decode_with_origin(&Origin::File(path.to_path_buf()), &bytes, node, strict) {
-        Ok(d) => {
-            for w in &d.warnings {
+    match manifest::decode_manifest(&Origin::File(path.to_path_buf()), &bytes, node, strict) {
+        Ok(m) => {
+            let (warnings, key, what) = match &m {
+                manifest::Manifest::Pod(d) => (
+                    &d.warnings,
+                    d.pod.full_name(),
+                    format!("pod {}", d.pod.full_name()),
+                ),
+                manifest::Manifest::Object(d) => {
+                    let id = format!("{} {}", d.object.kind.as_str(), d.object.full_name());
+                    (&d.warnings, id.clone(), id)
+                }
+            };
+            for w in warnings {
                 let mut diag = Diagnostic::for_field(&text, w);
                 diag.message = format!("warning: {}", diag.message);
                 writeln!(out, "{}", located(path, &diag))?;
             }
-            let full_name = d.pod.full_name();
-            if let Some(first) = names.get(&full_name) {
+            if let Some(first) = names.get(&key) {
                 writeln!(
                     out,
-                    "{shown}: duplicate: pod {full_name} is already declared by {}; hostlet runs only the first",
+                    "{shown}: duplicate: {what} is already declared by {}; hostlet uses only the first",
                     first.display()
                 )?;
                 ok = false;
             } else {
-                names.insert(full_name, path.to_path_buf());
+                names.insert(key, path.to_path_buf());
+                match m {
+                    manifest::Manifest::Pod(d) => c.pod = Some((text.into_owned(), d.pod.pod)),
+                    manifest::Manifest::Object(d) => c.object = Some(std::sync::Arc::new(d.object)),
+                }
             }
         }
         Err(e) => {
@@ -144,10 +226,7 @@ fn check_file(
             ok = false;
         }
     }
-    if ok {
-        writeln!(out, "{shown}: ok")?;
-    }
-    Ok(ok)
+    Ok((ok, mode))
 }
 
 /// `file:line:col: field: message` (a manifest's diagnostics are always located; a

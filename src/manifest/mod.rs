@@ -9,9 +9,12 @@ mod depth;
 mod field_error;
 mod flow;
 mod jsonpath;
+pub mod keys;
 pub mod locate;
+pub mod object;
 pub mod pod_resources;
 pub mod quantity;
+pub mod refs;
 pub mod resize_policy;
 pub mod restart_rules;
 pub mod support;
@@ -26,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 pub use field_error::FieldError;
 pub use locate::{locate, locate_or_start, Diagnostic};
+pub use object::{ConfigObject, DecodedObject, ObjectKind, ObjectSet};
 pub use unknown::UNKNOWN_FIELD;
 pub use validate::validate;
 
@@ -69,7 +73,7 @@ pub enum ManifestError {
         field: Option<String>,
         message: String,
     },
-    #[error("{}: kind {kind:?} is not supported: a manifest file holds exactly one v1 Pod", path.display())]
+    #[error("{}: kind {kind:?} is not supported: a manifest file holds exactly one v1 Pod, ConfigMap or Secret", path.display())]
     Kind { path: PathBuf, kind: String },
     #[error("{}: apiVersion {api_version:?} is not supported: a Pod must be apiVersion v1", path.display())]
     ApiVersion { path: PathBuf, api_version: String },
@@ -238,6 +242,30 @@ pub fn decode_with_origin(
     Ok(pods.remove(0))
 }
 
+/// What one manifest file declares: a pod, or a ConfigMap or Secret its pods may use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Manifest {
+    Pod(Box<Decoded>),
+    Object(DecodedObject),
+}
+
+/// Decodes one manifest file of the manifest directory: a v1 Pod, ConfigMap or Secret.
+pub fn decode_manifest(
+    origin: &Origin,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<Manifest, ManifestError> {
+    let path = origin.error_path();
+    let (value, is_json) = parse_value(&path, bytes)?;
+    match object::kind_of(&value) {
+        Some(kind) => {
+            object::decode(origin, kind, value, bytes, is_json, strict).map(Manifest::Object)
+        }
+        None => decode_with_origin(origin, bytes, node, strict).map(|d| Manifest::Pod(Box::new(d))),
+    }
+}
+
 /// Decodes the body of `--manifest-url`: one Pod or a v1 `PodList` (the kubelet accepts
 /// both). One broken item rejects the whole body, so a half-applied list never runs.
 pub fn decode_url_body(
@@ -284,6 +312,51 @@ pub fn decode_url_body(
         return Err(invalid(errors));
     }
     finish(&origin, items, &node, strict, "items").map_err(invalid)
+}
+
+/// Decodes a `--manifest-url` body: one Pod, a v1 `PodList`, or a v1 `List` whose items
+/// are Pods, ConfigMaps and Secrets. One broken item rejects the whole body.
+pub fn decode_url_objects(
+    url: &str,
+    bytes: &[u8],
+    node: &str,
+    strict: bool,
+) -> Result<(Vec<Decoded>, Vec<DecodedObject>), ManifestError> {
+    let origin = Origin::Url(url.to_string());
+    let path = origin.error_path();
+    let (value, _) = parse_value(&path, bytes)?;
+    if value.get("kind").and_then(|k| k.as_str()) != Some("List") {
+        return decode_url_body(url, bytes, node, strict).map(|pods| (pods, Vec::new()));
+    }
+    let mut pods = Vec::new();
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let list = value.get("items").and_then(|i| i.as_array());
+    for (i, item) in list.into_iter().flatten().enumerate() {
+        match object::kind_of(item) {
+            Some(kind) => {
+                let json = serde_json::to_vec(item).unwrap_or_default();
+                match object::decode(&origin, kind, item.clone(), &json, true, strict) {
+                    Ok(o) => objects.push(o),
+                    Err(e) => errors.push(FieldError::new(
+                        format!("items[{i}]"),
+                        e.to_string()
+                            .strip_prefix(&format!("{url}: "))
+                            .unwrap_or(&e.to_string())
+                            .to_string(),
+                    )),
+                }
+            }
+            None => pods.push(item.clone()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ManifestError::Invalid { path, errors });
+    }
+    let pod_list = serde_json::json!({"apiVersion": "v1", "kind": "PodList", "items": pods});
+    let body = serde_json::to_vec(&pod_list).unwrap_or_default();
+    let pods = decode_url_body(url, &body, node, strict)?;
+    Ok((pods, objects))
 }
 
 /// Validation, unknown fields, UID and defaults for pods already decoded; `prefix` is the
@@ -341,22 +414,9 @@ fn parse(
     bytes: &[u8],
     allow_list: bool,
 ) -> Result<(serde_json::Value, Pod), ManifestError> {
-    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     // A generic parse first, so a wrong kind is reported as such rather than as whatever field
     // of a Pod the other kind happens to lack.
-    let value: serde_json::Value = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
-    } else if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
-        return Err(ManifestError::Invalid {
-            path: path.to_path_buf(),
-            errors: vec![FieldError::new(
-                "",
-                format!("nested deeper than {} levels", depth::MAX_FLOW_DEPTH),
-            )],
-        });
-    } else {
-        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
-    };
+    let (value, is_json) = parse_value(path, bytes)?;
     let invalid = |field: &str, message: &str| ManifestError::Invalid {
         path: path.to_path_buf(),
         errors: vec![FieldError::new(field, message)],
@@ -403,13 +463,42 @@ fn parse(
     // its own bytes, so errors keep their positions; YAML from its value written as JSON,
     // so YAML scalars keep the types YAML gave them, as the kubelet's YAML-to-JSON step does
     // (`args: [-c, true]` is a boolean where a string belongs).
-    let pod = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))?
-    } else {
-        let json = serde_json::to_vec(&value).map_err(|e| json_error(path, &e))?;
-        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))?
-    };
+    let pod = typed(path, bytes, &value, is_json)?;
     Ok((value, pod))
+}
+
+/// The document as a generic value, and whether it was written as JSON.
+fn parse_value(path: &Path, bytes: &[u8]) -> Result<(serde_json::Value, bool), ManifestError> {
+    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let value = if is_json {
+        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
+    } else if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
+        return Err(ManifestError::Invalid {
+            path: path.to_path_buf(),
+            errors: vec![FieldError::new(
+                "",
+                format!("nested deeper than {} levels", depth::MAX_FLOW_DEPTH),
+            )],
+        });
+    } else {
+        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
+    };
+    Ok((value, is_json))
+}
+
+/// The typed document of `bytes` (already parsed into `value`), errors named by field.
+fn typed<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    value: &serde_json::Value,
+    is_json: bool,
+) -> Result<T, ManifestError> {
+    if is_json {
+        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))
+    } else {
+        let json = serde_json::to_vec(value).map_err(|e| json_error(path, &e))?;
+        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))
+    }
 }
 
 /// A typed decoding error of `json`, named by field. `yaml`: the text the JSON was written

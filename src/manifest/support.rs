@@ -24,7 +24,8 @@ pub enum Support {
     /// Only matters to a scheduler or a cluster; accepted and has no effect on one host.
     Ignored,
     /// Never allowed in a static pod (API object references, ephemeral containers);
-    /// `validate` reports why, e.g. "static pods may not reference secrets".
+    /// `validate` reports why, e.g. "static pods may not reference serviceaccounts".
+    /// ConfigMaps and Secrets are the exception: the manifest sources declare them.
     Forbidden,
     /// Accepted only for the values the predicate allows; otherwise not supported yet.
     Only(fn(&Value) -> bool),
@@ -70,6 +71,7 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("os", Only(is_linux_os)),
     ("serviceAccountName", Forbidden),
     ("serviceAccount", Forbidden),
+    // Not yet read from local Secrets: registry credentials come from config.json files.
     ("imagePullSecrets", Forbidden),
     ("resourceClaims", Forbidden),
     ("ephemeralContainers", Forbidden),
@@ -82,7 +84,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("args", Implemented),
     ("workingDir", Implemented),
     ("env", Implemented),
-    ("envFrom", Forbidden),
+    // ConfigMaps and Secrets from the manifest sources (hostlet's extension).
+    ("envFrom", Implemented),
     ("resources", Implemented),
     ("imagePullPolicy", Implemented),
     ("volumeMounts", Implemented),
@@ -147,8 +150,8 @@ pub const ENV_VAR: &[(&str, Support)] = &[
 pub const ENV_VAR_SOURCE: &[(&str, Support)] = &[
     ("fieldRef", Implemented),
     ("resourceFieldRef", Implemented),
-    ("secretKeyRef", Forbidden),
-    ("configMapKeyRef", Forbidden),
+    ("secretKeyRef", Implemented),
+    ("configMapKeyRef", Implemented),
 ];
 
 pub const CONTAINER_PORT: &[(&str, Support)] = &[
@@ -175,7 +178,14 @@ pub const RESOURCES: &[(&str, Support)] = &[("requests", Implemented), ("limits"
 
 /// Volume sources hostlet implements. Every other source of a volume is rejected in
 /// validate, as an API reference or as not supported yet.
-pub const VOLUME_SOURCES: &[&str] = &["hostPath", "emptyDir", "downwardAPI", "projected"];
+pub const VOLUME_SOURCES: &[&str] = &[
+    "hostPath",
+    "emptyDir",
+    "downwardAPI",
+    "projected",
+    "configMap",
+    "secret",
+];
 
 pub const HOST_PATH: &[(&str, Support)] = &[("path", Implemented), ("type", Implemented)];
 

@@ -216,8 +216,8 @@ fn bad_fixtures() {
         ),
         (
             "bad/secret-env.yaml",
-            Some("spec.containers[0].env[0].valueFrom.secretKeyRef"),
-            "static pods may not reference secrets",
+            Some("spec.containers[0].env[0].valueFrom.secretKeyRef.key"),
+            "is not a valid key",
         ),
         (
             "bad/probe.yaml",
@@ -469,17 +469,10 @@ fn api_references() {
     for (spec, container, want) in [
         ("serviceAccountName: default", "", "spec.serviceAccountName: static pods may not reference serviceaccounts"),
         ("serviceAccount: default", "", "spec.serviceAccount: static pods may not reference serviceaccounts"),
-        ("imagePullSecrets: [{name: regcred}]", "", "spec.imagePullSecrets: static pods may not reference secrets"),
-        ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: k}}", "env[0].valueFrom.configMapKeyRef: static pods may not reference configmaps"),
-        ("", "envFrom:\n- secretRef: {name: s}", "spec.containers[0].envFrom[0].secretRef: static pods may not reference secrets"),
-        ("", "envFrom:\n- configMapRef: {name: c}", "envFrom[0].configMapRef: static pods may not reference configmaps"),
-        ("volumes:\n- {name: s, secret: {secretName: s}}", "", "spec.volumes[0].secret: static pods may not reference secrets"),
-        ("volumes:\n- {name: c, configMap: {name: c}}", "", "spec.volumes[0].configMap: static pods may not reference configmaps"),
         ("volumes:\n- {name: p, persistentVolumeClaim: {claimName: c}}", "", "static pods may not reference persistentvolumeclaims"),
         ("volumes:\n- {name: e, ephemeral: {}}", "", "spec.volumes[0].ephemeral: static pods may not reference persistentvolumeclaims"),
         ("volumes:\n- {name: c, csi: {driver: d}}", "", "spec.volumes[0].csi: static pods may not reference csidrivers"),
         ("volumes:\n- name: p\n  projected:\n    sources:\n    - serviceAccountToken: {path: token}", "", "spec.volumes[0].projected.sources[0].serviceAccountToken: static pods may not reference serviceaccounts"),
-        ("volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}\n    - secret: {name: s}", "", "projected.sources[1].secret: static pods may not reference secrets"),
         ("resourceClaims: [{name: gpu}]", "", "spec.resourceClaims: static pods may not reference resourceclaims"),
     ] {
         assert_err(&pod(spec, container), want);
@@ -488,6 +481,40 @@ fn api_references() {
         &pod("ephemeralContainers:\n- {name: debug, image: busybox}", ""),
         "spec.ephemeralContainers: static pods may not have ephemeral containers",
     );
+}
+
+/// hostlet's extension: ConfigMaps and Secrets of the manifest sources may be referenced.
+#[test]
+fn config_and_secret_references_accepted_and_checked() {
+    for (spec, container) in [
+        ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: k, optional: true}}"),
+        ("", "envFrom:\n- secretRef: {name: s}\n  prefix: S_"),
+        ("", "envFrom:\n- configMapRef: {name: c}"),
+        ("volumes:\n- {name: s, secret: {secretName: s, defaultMode: 0o400, items: [{key: a, path: x/a, mode: 384}]}}", ""),
+        ("volumes:\n- {name: c, configMap: {name: c, optional: true}}", ""),
+        ("volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}\n    - secret: {name: s}\n    - configMap: {name: c}", ""),
+    ] {
+        if let Err(e) = decode_str(&pod(spec, container)) {
+            panic!("{spec} {container}: {e}");
+        }
+    }
+    for (spec, container, want) in [
+        ("imagePullSecrets: [{name: regcred}]", "", "spec.imagePullSecrets: static pods may not reference secrets"),
+        ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: 'a/b'}}", "configMapKeyRef.key: \"a/b\" is not a valid key"),
+        ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: '', key: k}}", "secretKeyRef.name: required"),
+        ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: s, key: k}, configMapKeyRef: {name: c, key: k}}", "may not have more than one field specified"),
+        ("", "envFrom:\n- {prefix: A}", "envFrom[0]: must specify one of configMapRef or secretRef"),
+        ("", "envFrom:\n- secretRef: {name: s}\n  configMapRef: {name: c}", "envFrom[0]: may not have more than one field"),
+        ("", "envFrom:\n- secretRef: {name: s}\n  prefix: 'A=B'", "envFrom[0].prefix"),
+        ("volumes:\n- {name: s, secret: {}}", "", "spec.volumes[0].secret.secretName: required"),
+        ("volumes:\n- {name: c, configMap: {name: c, items: [{key: a, path: ../x}]}}", "", "spec.volumes[0].configMap.items[0].path"),
+        ("volumes:\n- {name: c, configMap: {name: c, items: [{key: a, path: ..x}]}}", "", "spec.volumes[0].configMap.items[0].path"),
+        ("volumes:\n- {name: c, configMap: {name: c, defaultMode: 0o1777}}", "", "spec.volumes[0].configMap.defaultMode"),
+        ("volumes:\n- {name: c, secret: {secretName: c, items: [{key: a, path: a, mode: 4096}]}}", "", "items[0].mode"),
+        ("volumes:\n- name: p\n  projected:\n    sources:\n    - configMap: {name: c, items: [{key: 'k/', path: a}]}", "", "projected.sources[0].configMap.items[0].key"),
+    ] {
+        assert_err(&pod(spec, container), want);
+    }
 }
 
 #[test]
@@ -857,6 +884,6 @@ fn validation_errors_are_located() {
     let e = decode_str("kind: Deployment\napiVersion: apps/v1\n").unwrap_err();
     assert_eq!(
         e.diagnostics(b"kind: Deployment\napiVersion: apps/v1\n")[0].to_string(),
-        "1:1: kind \"Deployment\" is not supported: a manifest file holds exactly one v1 Pod"
+        "1:1: kind \"Deployment\" is not supported: a manifest file holds exactly one v1 Pod, ConfigMap or Secret"
     );
 }

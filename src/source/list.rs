@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::security::{self, InsecureError};
 use super::{ProblemKind, Snapshot, SourceProblem};
-use crate::manifest::{self, Origin, StaticPod};
+use crate::manifest::{self, ConfigObject, Manifest, ObjectKind, Origin, StaticPod};
 
 /// Larger files are refused, as by the kubelet (pkg/kubelet/config/file.go).
 pub const MAX_MANIFEST_SIZE: u64 = 10 << 20;
@@ -33,6 +33,8 @@ struct FileState {
     /// Digest of the bytes last decoded, so unchanged files are not decoded (or reported) again.
     digest: Option<Vec<u8>>,
     last_good: Option<Arc<StaticPod>>,
+    /// The last good ConfigMap or Secret, when the file declares one instead of a pod.
+    last_object: Option<Arc<ConfigObject>>,
     /// The error last reported for this file; the same error is not logged again.
     error: Option<(ProblemKind, String)>,
     /// Unknown fields of the last good version, as `line:col: field: message`.
@@ -94,9 +96,14 @@ impl Lister {
                 state.last_good = Some(pod.clone());
             }
         }
+        let objects = self.select_objects(&candidates, &mut problems);
         self.file_problems(&candidates, &mut problems);
         problems.sort();
-        Some(Snapshot { pods, problems })
+        Some(Snapshot {
+            pods,
+            objects,
+            problems,
+        })
     }
 
     /// The candidate files, or what `list` returns when the path cannot be listed (`None`)
@@ -127,6 +134,7 @@ impl Lister {
             }
             return Err(Some(Snapshot {
                 pods: Vec::new(),
+                objects: Vec::new(),
                 problems: vec![SourceProblem {
                     origin: self.root.display().to_string(),
                     kind: ProblemKind::Insecure,
@@ -199,6 +207,46 @@ impl Lister {
         }
         self.duplicates = duplicates;
         (pods, pod_files, uids)
+    }
+
+    /// The ConfigMaps and Secrets, in file order: the first file declaring a kind,
+    /// namespace and name wins, later ones are problems (warned about once).
+    fn select_objects(
+        &mut self,
+        candidates: &[PathBuf],
+        problems: &mut Vec<SourceProblem>,
+    ) -> Vec<Arc<ConfigObject>> {
+        let mut out = Vec::new();
+        let mut names: HashMap<(ObjectKind, String), &Path> = HashMap::new();
+        let mut duplicates = HashSet::new();
+        for path in candidates {
+            let Some(obj) = self.files.get(path).and_then(|s| s.last_object.as_ref()) else {
+                continue;
+            };
+            let full_name = obj.full_name();
+            let id = format!("{} {full_name}", obj.kind.as_str());
+            if let Some(first) = names.get(&(obj.kind, full_name.clone())).copied() {
+                let key = (path.clone(), id.clone());
+                if !self.duplicates.contains(&key) {
+                    tracing::warn!(file = %path.display(), object = %id, first = %first.display(),
+                        "duplicate object: an earlier manifest declares the same kind/namespace/name; not using this one");
+                }
+                problems.push(problem(
+                    path,
+                    ProblemKind::Duplicate,
+                    format!(
+                        "{id} is already declared by {}; not using this one",
+                        first.display()
+                    ),
+                ));
+                duplicates.insert(key);
+                continue;
+            }
+            names.insert((obj.kind, full_name), path);
+            out.push(obj.clone());
+        }
+        self.duplicates.extend(duplicates);
+        out
     }
 
     /// Each file's error and warnings, and the files ignored by their name.
@@ -276,18 +324,25 @@ impl Lister {
     fn refresh(&mut self, path: &Path) {
         let state = self.files.entry(path.to_path_buf()).or_default();
         let result = match read_manifest(path) {
-            Ok(bytes) => {
-                let digest = Sha256::digest(&bytes).to_vec();
+            Ok((bytes, mode)) => {
+                // The mode too: a Secret's file made private is read again.
+                let mut hasher = Sha256::new();
+                hasher.update(&bytes);
+                hasher.update(mode.to_le_bytes());
+                let digest = hasher.finalize().to_vec();
                 if state.digest.as_ref() == Some(&digest) {
                     return;
                 }
                 state.digest = Some(digest);
                 let origin = Origin::File(path.to_path_buf());
-                match manifest::decode_with_origin(&origin, &bytes, &self.node, self.strict) {
-                    Ok(d) => {
+                match manifest::decode_manifest(&origin, &bytes, &self.node, self.strict) {
+                    Ok(m) => {
                         let text = String::from_utf8_lossy(&bytes);
-                        let warnings: Vec<String> = d
-                            .warnings
+                        let (good, warnings) = match m {
+                            Manifest::Pod(d) => (Good::Pod(Box::new(d.pod)), d.warnings),
+                            Manifest::Object(d) => (Good::Object(d.object), d.warnings),
+                        };
+                        let warnings: Vec<String> = warnings
                             .iter()
                             .map(|w| manifest::Diagnostic::for_field(&text, w).to_string())
                             .collect();
@@ -295,7 +350,7 @@ impl Lister {
                             tracing::warn!(file = %path.display(), warning = %w, "unknown field in manifest (an error with --strict)");
                         }
                         state.warnings = warnings;
-                        Ok(d.pod)
+                        check_object(path, mode, good, state)
                     }
                     Err(e) => {
                         let located: Vec<String> = e
@@ -309,16 +364,12 @@ impl Lister {
             }
             Err(ReadError::Insecure(e)) => {
                 // Not even the last good version: someone else may have written it.
-                state.digest = None;
-                state.last_good = None;
-                state.warnings.clear();
+                state.forget();
                 Err((ProblemKind::Insecure, e.to_string()))
             }
             Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
                 // Removed since the listing, or a dangling symlink: the manifest is gone.
-                state.digest = None;
-                state.last_good = None;
-                state.warnings.clear();
+                state.forget();
                 Err((ProblemKind::Unreadable, format!("{}: {e}", path.display())))
             }
             Err(ReadError::Io(e)) => {
@@ -330,6 +381,63 @@ impl Lister {
     }
 }
 
+impl FileState {
+    fn forget(&mut self) {
+        self.digest = None;
+        self.last_good = None;
+        self.last_object = None;
+        self.warnings.clear();
+    }
+}
+
+/// What a file validly declares.
+enum Good {
+    Pod(Box<StaticPod>),
+    Object(ConfigObject),
+}
+
+/// The rules a decoded object meets beyond its own content: a Secret's file is readable
+/// by its owner only; an immutable object keeps its content (its last good version stays).
+fn check_object(
+    path: &Path,
+    mode: u32,
+    good: Good,
+    state: &mut FileState,
+) -> Result<Good, (ProblemKind, String)> {
+    let Good::Object(obj) = &good else {
+        return Ok(good);
+    };
+    if obj.is_secret() && mode & 0o077 != 0 {
+        state.last_object = None;
+        state.last_good = None;
+        return Err((
+            ProblemKind::Insecure,
+            format!(
+                "{}: refusing Secret {} readable or writable by group or others (mode {:04o}): fix with `chmod 600 {}`",
+                path.display(),
+                obj.full_name(),
+                mode,
+                path.display()
+            ),
+        ));
+    }
+    if let Some(old) = &state.last_object {
+        let same_object = old.kind == obj.kind && old.full_name() == obj.full_name();
+        if same_object && old.immutable && !old.same_content(obj) {
+            return Err((
+                ProblemKind::Invalid,
+                format!(
+                    "{}: {} {} is immutable: change refused, the last good version stays (remove the file, then add the new version)",
+                    path.display(),
+                    obj.kind.as_str(),
+                    obj.full_name()
+                ),
+            ));
+        }
+    }
+    Ok(good)
+}
+
 fn problem(path: &Path, kind: ProblemKind, message: String) -> SourceProblem {
     SourceProblem {
         origin: path.display().to_string(),
@@ -339,13 +447,21 @@ fn problem(path: &Path, kind: ProblemKind, message: String) -> SourceProblem {
 }
 
 /// Records the outcome of reading one file, logging only what is new.
-fn report(path: &Path, state: &mut FileState, result: Result<StaticPod, (ProblemKind, String)>) {
+fn report(path: &Path, state: &mut FileState, result: Result<Good, (ProblemKind, String)>) {
     match result {
-        Ok(pod) => {
+        Ok(Good::Pod(pod)) => {
             if state.error.take().is_some() {
                 tracing::info!(file = %path.display(), pod = %pod.full_name(), "manifest is valid again");
             }
-            state.last_good = Some(Arc::new(pod));
+            state.last_object = None;
+            state.last_good = Some(Arc::new(*pod));
+        }
+        Ok(Good::Object(obj)) => {
+            if state.error.take().is_some() {
+                tracing::info!(file = %path.display(), object = %obj.full_name(), "manifest is valid again");
+            }
+            state.last_good = None;
+            state.last_object = Some(Arc::new(obj));
         }
         Err(error) => {
             if state.error.as_ref() != Some(&error) {
@@ -366,7 +482,8 @@ enum ReadError {
     Insecure(InsecureError),
 }
 
-fn read_manifest(path: &Path) -> Result<Vec<u8>, ReadError> {
+/// The file's bytes and its permission bits.
+fn read_manifest(path: &Path) -> Result<(Vec<u8>, u32), ReadError> {
     let file = std::fs::File::open(path).map_err(ReadError::Io)?;
     // fstat of the open file: what is checked is what is read (a symlink's target).
     let meta = file.metadata().map_err(ReadError::Io)?;
@@ -381,5 +498,5 @@ fn read_manifest(path: &Path) -> Result<Vec<u8>, ReadError> {
             "manifest is larger than 10 MiB",
         )));
     }
-    Ok(bytes)
+    Ok((bytes, std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777))
 }

@@ -13,7 +13,7 @@ pub use list::{is_manifest_name, MAX_MANIFEST_SIZE};
 
 use std::sync::Arc;
 
-use crate::manifest::StaticPod;
+use crate::manifest::{ConfigObject, StaticPod};
 
 /// Every valid pod one source (or, after [`merge`], every source) currently declares, in
 /// sorted file order, duplicates removed; and what is wrong with the rest.
@@ -24,6 +24,8 @@ use crate::manifest::StaticPod;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     pub pods: Vec<Arc<StaticPod>>,
+    /// The ConfigMaps and Secrets pods may use, duplicates removed.
+    pub objects: Vec<Arc<ConfigObject>>,
     /// Files or bodies not (or not entirely) applied, for the status API; sorted by origin.
     pub problems: Vec<SourceProblem>,
 }

@@ -229,6 +229,7 @@ fn write_bundle<S: Services>(
             pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
             node,
             seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
+            objects: &ctx.deps.objects.current(),
         },
     )
     .inspect_err(|e| {

@@ -13,7 +13,7 @@ use super::rules::{self, RestartPolicy};
 use super::services::{ContainerRuntime, Real, Services};
 use super::states::PodLife;
 use crate::backoff::BackoffPolicy;
-use crate::manifest::StaticPod;
+use crate::manifest::{ObjectSet, StaticPod};
 use crate::probe::{Action, Checker, ProbeError, Target};
 use crate::state::Layout;
 
@@ -45,6 +45,41 @@ pub struct Deps<S: Services = Real> {
     /// Bundles being built at once across the agent's pods, `worker::BUNDLE_BUILDS` permits. One
     /// per `Deps`, not a static: unit tests each run their own agent on their own clock.
     pub bundle_builds: tokio::sync::Semaphore,
+    /// The ConfigMaps and Secrets of the manifest sources, as the manager last saw them.
+    pub objects: ObjectStore,
+}
+
+/// The latest ConfigMaps and Secrets, shared by the manager (who publishes each
+/// snapshot's) and the workers (who read them and follow their changes).
+pub struct ObjectStore {
+    tx: watch::Sender<Arc<ObjectSet>>,
+}
+
+impl Default for ObjectStore {
+    fn default() -> Self {
+        Self {
+            tx: watch::Sender::new(Arc::default()),
+        }
+    }
+}
+
+impl ObjectStore {
+    /// Replaces the set; watchers wake only when it differs.
+    pub fn publish(&self, set: ObjectSet) {
+        self.tx.send_if_modified(|cur| {
+            if **cur == set {
+                return false;
+            }
+            *cur = Arc::new(set);
+            true
+        });
+    }
+    pub fn current(&self) -> Arc<ObjectSet> {
+        self.tx.borrow().clone()
+    }
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ObjectSet>> {
+        self.tx.subscribe()
+    }
 }
 
 /// Probes run their checks through the runtime; they get the whole `Deps` (one `Arc`

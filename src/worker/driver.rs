@@ -56,6 +56,7 @@ pub async fn run_pod<S: Services>(
             tracing::info!("pod started");
         }
         let watch_stop = terminating_on(stop.clone(), life.clone());
+        let refresher = keep_projections_fresh(&pod, &pod_dir, &deps);
         let evicted = ctx.evicted.clone();
         // Boxed, as the other phases below: each lives in the task only while it runs.
         Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
@@ -64,6 +65,9 @@ pub async fn run_pod<S: Services>(
             Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
         }
         watch_stop.abort();
+        if let Some(r) = refresher {
+            r.abort();
+        }
         life.terminating();
         life.terminated();
         host_resources::network_down(&pod.uid, &deps).await;
@@ -104,6 +108,45 @@ fn terminating_on<St: StatusSink>(
         stopped(&mut stop).await;
         life.terminating();
     })
+}
+
+/// Rewrites the pod's configMap, secret and projected volumes whenever the ConfigMaps and
+/// Secrets change (the kubelet's periodic sync, but at once); env vars and subPath mounts
+/// keep the values they had when their container started.
+fn keep_projections_fresh<S: Services>(
+    pod: &Arc<StaticPod>,
+    pod_dir: &Path,
+    deps: &Arc<Deps<S>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let volumes = pod.pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    if !volumes.is_some_and(|v| v.iter().any(super::projection::is_projection)) {
+        return None;
+    }
+    let mut rx = deps.objects.subscribe();
+    let (pod, dir, deps) = (pod.clone(), pod_dir.to_path_buf(), deps.clone());
+    let task = async move {
+        loop {
+            let set = rx.borrow_and_update().clone();
+            let (p, d, dd) = (pod.clone(), dir.clone(), deps.clone());
+            let job = tokio::task::spawn_blocking(move || {
+                super::volumes::refresh(&p.pod, &d, &dd.node, &set)
+            });
+            for r in job.await.unwrap_or_default() {
+                match r {
+                    Ok(name) => {
+                        tracing::info!(volume = %name, "volume updated from its ConfigMaps and Secrets")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot update volume; it keeps its files")
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    Some(tokio::spawn(task.instrument(tracing::Span::current())))
 }
 
 /// What the pod's supervisors share, with the eviction guard watching its volumes; and
@@ -148,15 +191,20 @@ async fn prepare_until_ready<S: Services>(
     stop: &mut watch::Receiver<bool>,
 ) -> BTreeMap<String, PathBuf> {
     let mut backoff = Backoff::retries(deps.pull_backoff);
+    let mut objects = deps.objects.subscribe();
     while !*stop.borrow() {
+        objects.mark_unchanged();
         match prepare(pod, pod_dir, deps).await {
             Ok(v) => return v,
             Err(e) => {
                 let delay = backoff.next(Duration::ZERO);
                 tracing::error!(error = %e, reason = "CreateContainerConfigError", retry_in_s = delay.as_secs(), "preparing pod");
                 life.prepare_failed("CreateContainerConfigError", &e.to_string());
+                // A ConfigMap or Secret that appears is tried at once, as the kubelet's
+                // pod worker is woken by the object's informer.
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
+                    _ = objects.changed() => {}
                     _ = stopped(stop) => {}
                 }
             }
@@ -171,6 +219,11 @@ async fn prepare<S: Services>(
     pod_dir: &Path,
     deps: &Arc<Deps<S>>,
 ) -> Result<BTreeMap<String, PathBuf>, SetupError> {
+    let missing = crate::manifest::refs::check(&pod.pod, &deps.objects.current());
+    if !missing.is_empty() {
+        let all: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        return Err(SetupError::References(all.join("; ")));
+    }
     state::create_dir_all(pod_dir)?;
     state::write_json(&pod_dir.join(POD_RECORD), &pod.pod)?;
     let (p, uid, dir, d) = (

@@ -17,6 +17,9 @@ pub enum SetupError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
+    /// ConfigMaps, Secrets or keys the pod needs and the sources do not declare.
+    #[error("{0}")]
+    References(String),
     #[error("no container {0} in the pod")]
     NoContainer(String),
     #[error("{what}: {source}")]

@@ -27,7 +27,7 @@ pub(super) fn prepare<S: Services>(
     pod_dir: &Path,
     deps: &Deps<S>,
 ) -> Result<BTreeMap<String, PathBuf>, SetupError> {
-    let vols = volumes::prepare(pod, pod_dir, &deps.node)?;
+    let vols = volumes::prepare(pod, pod_dir, &deps.node, &deps.objects.current())?;
     let files = PodFiles::new(pod_dir);
     sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf)?;
     let cg = PodCgroup::under(deps.node_cgroups.root(), pod, uid);

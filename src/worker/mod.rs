@@ -6,7 +6,8 @@
 //! - `pod`: the order of its containers (init, sidecars, apps);
 //! - `supervisor`: one container's restarts; `instance`: one running instance (probes,
 //!   hooks, termination); `container`: starting an instance (image, bundle, runtime);
-//! - `host_resources`, `volumes`, `eviction`: what the pod has on the host;
+//! - `host_resources`, `volumes`, `projection`, `eviction`: what the pod has on the host
+//!   (`projection`: configMap, secret and projected volumes, kept up to date);
 //! - `log_drops`, `log_gc`, `cgroup_gc`: agent-wide watchers of container log drops, and
 //!   of log directories and pod cgroups left by pods that no longer exist.
 //!
@@ -24,6 +25,7 @@ mod instance;
 pub mod log_drops;
 pub mod log_gc;
 mod pod;
+pub mod projection;
 pub mod rules;
 mod services;
 pub mod states;
@@ -41,7 +43,7 @@ mod tests;
 
 pub(crate) use container::container_id;
 pub use container::BUNDLE_BUILDS;
-pub use deps::{Deps, HandleOf};
+pub use deps::{Deps, HandleOf, ObjectStore};
 pub use driver::{run_pod, stop_orphan};
 pub use rules::RestartPolicy;
 pub use services::{

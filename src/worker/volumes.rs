@@ -1,5 +1,6 @@
 //! Pod volumes on the host: hostPath with the kubelet's type checks, emptyDir under the
-//! pod's directory (on disk or tmpfs), downwardAPI files.
+//! pod's directory (on disk or tmpfs), downwardAPI files; configMap, secret and projected
+//! volumes through [`super::projection`].
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -8,7 +9,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use super::projection::{self, ProjectionError};
 use crate::manifest::quantity::parse_memory_bytes;
+use crate::manifest::ObjectSet;
 use crate::node::NodeInfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +38,8 @@ pub enum VolumeProblem {
     HostPathType { path: PathBuf, want: &'static str },
     #[error("unknown hostPath type {0:?}")]
     UnknownHostPathType(String),
-    #[error("projected volumes support only downwardAPI sources")]
-    ProjectedSource,
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
     #[error("item path {0:?} must be relative without '..'")]
     ItemPath(String),
     #[error("unsupported field path {0:?}")]
@@ -46,7 +49,7 @@ pub enum VolumeProblem {
     #[error("item {0:?} has no source")]
     NoItemSource(String),
     #[error(
-        "only hostPath, emptyDir, downwardAPI and projected downwardAPI volumes are supported"
+        "only hostPath, emptyDir, downwardAPI, configMap, secret and projected volumes are supported"
     )]
     Unsupported,
 }
@@ -59,12 +62,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeProblem + '_ {
 }
 
 /// Makes every volume of `pod` exist on the host; returns its host path by name.
-/// emptyDir lives under the pod directory (tmpfs for `medium: Memory`), downwardAPI and
-/// projected downwardAPI volumes are files written there; fsGroup owns emptyDirs.
+/// emptyDir lives under the pod directory (tmpfs for `medium: Memory`), downwardAPI,
+/// configMap, secret and projected volumes are files written there (secret and projected
+/// ones on a tmpfs, never on disk); fsGroup owns emptyDirs.
 pub fn prepare(
     pod: &Pod,
     pod_dir: &Path,
     node: &NodeInfo,
+    objects: &ObjectSet,
 ) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let mut out = BTreeMap::new();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -85,8 +90,15 @@ pub fn prepare(
                 .then(|| memory_volume_size(pod, ed.size_limit.as_ref(), node));
             empty_dir(&own, size, fs_group).map_err(err)?;
             own
-        } else if v.downward_api.is_some() || v.projected.is_some() {
+        } else if v.downward_api.is_some() {
             write_downward(pod, v, &own, node).map_err(err)?;
+            own
+        } else if projection::is_projection(v) {
+            let payload = projection::payload(pod, v, objects, node).map_err(|e| err(e.into()))?;
+            if projection::on_tmpfs(v) {
+                secret_tmpfs(&own, pod, node).map_err(err)?;
+            }
+            projection::write_atomic(&own, &payload, fs_group).map_err(|e| err(e.into()))?;
             own
         } else {
             return Err(err(VolumeProblem::Unsupported));
@@ -130,6 +142,72 @@ fn empty_dir(
         mode |= 0o2000;
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io(dir))
+}
+
+/// A tmpfs for a volume holding secrets, so they never reach the disk under --root-dir.
+fn secret_tmpfs(dir: &Path, pod: &Pod, node: &NodeInfo) -> Result<(), VolumeProblem> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let opts = match memory_volume_size(pod, None, node) {
+        Some(bytes) => format!("mode=0755,size={bytes}"),
+        None => "mode=0755".to_string(),
+    };
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|source| VolumeProblem::Tmpfs {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Rewrites the configMap, secret and projected volumes of `pod` from `objects`, as the
+/// kubelet's periodic sync does; returns the names of the volumes whose files changed. A
+/// volume whose objects are missing keeps what it had.
+pub fn refresh(
+    pod: &Pod,
+    pod_dir: &Path,
+    node: &NodeInfo,
+    objects: &ObjectSet,
+) -> Vec<Result<String, VolumeError>> {
+    let spec = pod.spec.as_ref();
+    let fs_group = spec
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group);
+    let mut out = Vec::new();
+    for (index, v) in spec
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !projection::is_projection(v) {
+            continue;
+        }
+        let own = pod_dir.join("volumes").join(&v.name);
+        // Gone with its pod (or never made): nothing to keep fresh.
+        if !own.is_dir() {
+            continue;
+        }
+        let written = projection::payload(pod, v, objects, node)
+            .and_then(|p| projection::write_atomic(&own, &p, fs_group));
+        match written {
+            Ok(false) => {}
+            Ok(true) => out.push(Ok(v.name.clone())),
+            Err(e) => out.push(Err(VolumeError::Invalid {
+                index,
+                name: v.name.clone(),
+                reason: e.into(),
+            })),
+        }
+    }
+    out
 }
 
 /// subPaths of writable volumes are created as the kubelet does, so the bind has a source.
@@ -201,24 +279,14 @@ fn is_mount_point(p: &Path) -> bool {
     }
 }
 
-/// Writes a downwardAPI (or projected downwardAPI) volume's files. The mount is read-only
+/// Writes a downwardAPI volume's files. The mount is read-only
 /// in every container; the files are written once, when the pod starts.
 fn write_downward(pod: &Pod, v: &Volume, dir: &Path, node: &NodeInfo) -> Result<(), VolumeProblem> {
-    let mut items = Vec::new();
-    let default_mode;
-    if let Some(d) = &v.downward_api {
-        default_mode = d.default_mode.unwrap_or(0o644);
-        items.extend(d.items.clone().unwrap_or_default());
-    } else {
-        let p = v.projected.as_ref().expect("checked by the caller");
-        default_mode = p.default_mode.unwrap_or(0o644);
-        for s in p.sources.iter().flatten() {
-            match &s.downward_api {
-                Some(d) => items.extend(d.items.clone().unwrap_or_default()),
-                None => return Err(VolumeProblem::ProjectedSource),
-            }
-        }
-    }
+    let Some(d) = &v.downward_api else {
+        return Ok(());
+    };
+    let default_mode = d.default_mode.unwrap_or(0o644);
+    let items = d.items.clone().unwrap_or_default();
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     for item in items {
         let rel = Path::new(&item.path);

@@ -108,11 +108,41 @@ fn env(c: &Container, path: &str, value: &Value, errors: &mut Vec<FieldError>) {
                 ));
             }
         }
-        if value["env"][j]["valueFrom"]
+        let key_refs = [
+            (
+                "configMapKeyRef",
+                from.config_map_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+            ),
+            (
+                "secretKeyRef",
+                from.secret_key_ref.as_ref().map(|r| (&r.name, &r.key)),
+            ),
+        ];
+        for (which, r) in key_refs {
+            let Some((name, key)) = r else { continue };
+            if name.is_empty() {
+                errors.push(FieldError::new(format!("{fpath}.{which}.name"), "required"));
+            }
+            if !crate::manifest::keys::is_valid_key(key) {
+                errors.push(FieldError::new(
+                    format!("{fpath}.{which}.key"),
+                    format!("{key:?} is not a valid key"),
+                ));
+            }
+        }
+        let sources = value["env"][j]["valueFrom"]
             .as_object()
-            .is_some_and(|o| o.is_empty())
-        {
-            errors.push(FieldError::new(fpath, "must specify a source (fieldRef)"));
+            .map_or(0, |o| o.values().filter(|v| !v.is_null()).count());
+        if sources == 0 {
+            errors.push(FieldError::new(
+                fpath,
+                "must specify a source (fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef)",
+            ));
+        } else if sources > 1 {
+            errors.push(FieldError::new(
+                fpath,
+                "may not have more than one field specified at a time",
+            ));
         }
     }
 }

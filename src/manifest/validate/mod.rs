@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde_json::Value;
 
 use super::field_error::FieldError;
+pub use super::keys::{is_dns1123_label, is_dns1123_subdomain};
 use super::quantity::parse_memory_bytes;
 use super::support::{self, check_fields};
 use super::{resize_policy, restart_rules};
@@ -246,56 +247,58 @@ fn api_references(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     ];
     for (kind, containers) in all {
         for (i, c) in containers.into_iter().flatten().enumerate() {
-            for (j, env) in c.env.iter().flatten().enumerate() {
-                let path = format!("spec.{kind}[{i}].env[{j}].valueFrom");
-                if let Some(from) = &env.value_from {
-                    if from.secret_key_ref.is_some() {
-                        errors.push(FieldError::api_reference(
-                            format!("{path}.secretKeyRef"),
-                            "secrets",
-                        ));
-                    }
-                    if from.config_map_key_ref.is_some() {
-                        errors.push(FieldError::api_reference(
-                            format!("{path}.configMapKeyRef"),
-                            "configmaps",
-                        ));
-                    }
-                }
-            }
             for (j, from) in c.env_from.iter().flatten().enumerate() {
                 let path = format!("spec.{kind}[{i}].envFrom[{j}]");
-                if from.secret_ref.is_some() {
-                    errors.push(FieldError::api_reference(
-                        format!("{path}.secretRef"),
-                        "secrets",
-                    ));
+                let names = [
+                    from.config_map_ref.as_ref().map(|r| &r.name),
+                    from.secret_ref.as_ref().map(|r| &r.name),
+                ];
+                match names {
+                    [Some(_), Some(_)] => errors.push(FieldError::new(
+                        path.clone(),
+                        "may not have more than one field specified at a time",
+                    )),
+                    [None, None] => errors.push(FieldError::new(
+                        path.clone(),
+                        "must specify one of configMapRef or secretRef",
+                    )),
+                    [Some(n), None] | [None, Some(n)] if n.is_empty() => {
+                        let which = if from.config_map_ref.is_some() {
+                            "configMapRef"
+                        } else {
+                            "secretRef"
+                        };
+                        errors.push(FieldError::new(format!("{path}.{which}.name"), "required"));
+                    }
+                    _ => {}
                 }
-                if from.config_map_ref.is_some() {
-                    errors.push(FieldError::api_reference(
-                        format!("{path}.configMapRef"),
-                        "configmaps",
-                    ));
-                }
-                if from.secret_ref.is_none() && from.config_map_ref.is_none() {
-                    errors.push(FieldError::unsupported(path));
+                if let Some(p) = from.prefix.as_deref().filter(|p| !p.is_empty()) {
+                    if !is_env_var_name(p) {
+                        errors.push(FieldError::new(
+                            format!("{path}.prefix"),
+                            format!("{p:?} is not a valid environment variable name"),
+                        ));
+                    }
                 }
             }
         }
     }
 }
 
+/// The API server's IsEnvVarName: printable ASCII but '=', not starting with a digit.
+pub fn is_env_var_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_graphic() && c != '=')
+}
+
 /// Volume sources that are references to API objects, and the resource each one names.
 const API_VOLUME_SOURCES: &[(&str, &str)] = &[
-    ("secret", "secrets"),
-    ("configMap", "configmaps"),
     ("persistentVolumeClaim", "persistentvolumeclaims"),
     ("ephemeral", "persistentvolumeclaims"),
     ("csi", "csidrivers"),
 ];
 const API_PROJECTIONS: &[(&str, &str)] = &[
-    ("secret", "secrets"),
-    ("configMap", "configmaps"),
     ("serviceAccountToken", "serviceaccounts"),
     ("clusterTrustBundle", "clustertrustbundles"),
     ("podCertificate", "podcertificaterequests"),
@@ -374,15 +377,57 @@ fn volume_source(
         }
         let only_downward = source["sources"].as_array().is_some_and(|a| {
             a.iter().all(|p| {
-                p.as_object()
-                    .is_some_and(|o| o.iter().all(|(k, v)| k == "downwardAPI" || v.is_null()))
+                p.as_object().is_some_and(|o| {
+                    o.iter().all(|(k, v)| {
+                        matches!(k.as_str(), "downwardAPI" | "configMap" | "secret") || v.is_null()
+                    })
+                })
             })
         });
+        let projected = volume.projected.as_ref();
+        for (k, p) in projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .enumerate()
+        {
+            let at = format!("{spath}.sources[{k}]");
+            if let Some(cm) = &p.config_map {
+                key_items(
+                    &cm.name,
+                    cm.items.as_deref(),
+                    &format!("{at}.configMap"),
+                    errors,
+                );
+            }
+            if let Some(s) = &p.secret {
+                key_items(&s.name, s.items.as_deref(), &format!("{at}.secret"), errors);
+            }
+        }
+        if let Some(m) = projected.and_then(|p| p.default_mode) {
+            file_mode(m, &format!("{spath}.defaultMode"), errors);
+        }
         if errors.len() == before && !only_downward {
             errors.push(FieldError::unsupported(spath));
         }
     } else if kind == "downwardAPI" {
         // Items are checked when the pod's volumes are prepared.
+    } else if kind == "configMap" {
+        let cm = volume.config_map.as_ref();
+        let items = cm.and_then(|c| c.items.as_deref());
+        key_items(cm.map_or("", |c| &c.name), items, spath, errors);
+        if let Some(m) = cm.and_then(|c| c.default_mode) {
+            file_mode(m, &format!("{spath}.defaultMode"), errors);
+        }
+    } else if kind == "secret" {
+        let s = volume.secret.as_ref();
+        let name = s.and_then(|s| s.secret_name.as_deref()).unwrap_or_default();
+        key_items(name, s.and_then(|s| s.items.as_deref()), spath, errors);
+        if name.is_empty() {
+            errors.push(FieldError::new(format!("{spath}.secretName"), "required"));
+        }
+        if let Some(m) = s.and_then(|s| s.default_mode) {
+            file_mode(m, &format!("{spath}.defaultMode"), errors);
+        }
     } else if kind == "hostPath" {
         check_fields(source, spath, support::HOST_PATH, errors);
         let hp = volume.host_path.as_ref();
@@ -415,6 +460,48 @@ fn volume_source(
     }
 }
 
+/// The object name and the `items` of a configMap or secret volume (or projection).
+fn key_items(
+    name: &str,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+    spath: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if name.is_empty() && !spath.ends_with(".secret") {
+        errors.push(FieldError::new(format!("{spath}.name"), "required"));
+    }
+    for (k, item) in items.into_iter().flatten().enumerate() {
+        let at = format!("{spath}.items[{k}]");
+        if !super::keys::is_valid_key(&item.key) {
+            errors.push(FieldError::new(format!("{at}.key"), "not a valid key"));
+        }
+        let p = std::path::Path::new(&item.path);
+        let bad = item.path.is_empty()
+            || p.is_absolute()
+            || item.path.starts_with("..")
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if bad {
+            errors.push(FieldError::new(
+                format!("{at}.path"),
+                "must be a relative path without '..' and not starting with '..'",
+            ));
+        }
+        if let Some(m) = item.mode {
+            file_mode(m, &format!("{at}.mode"), errors);
+        }
+    }
+}
+
+fn file_mode(mode: i32, field: &str, errors: &mut Vec<FieldError>) {
+    if !(0..=0o777).contains(&mode) {
+        errors.push(FieldError::new(
+            field,
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        ));
+    }
+}
+
 /// An absent or empty value is fine (a default applies); anything else must be in `allowed`.
 fn one_of(value: Option<&str>, field: &str, allowed: &[&str], errors: &mut Vec<FieldError>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -431,22 +518,4 @@ fn one_of(value: Option<&str>, field: &str, allowed: &[&str], errors: &mut Vec<F
             ));
         }
     }
-}
-
-pub fn is_dns1123_label(s: &str) -> bool {
-    s.len() <= 63 && is_label_chars(s)
-}
-
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_label_chars)
-}
-
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-fn is_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
 }

@@ -86,6 +86,13 @@ impl FileSource {
     }
 }
 
+/// One listing of `path` (for the CLI): everything it declares now.
+pub fn list_once(path: &Path, node: &str) -> Snapshot {
+    Lister::new(path.to_path_buf(), node.to_lowercase(), false)
+        .list()
+        .unwrap_or_default()
+}
+
 async fn list(lister: &Arc<Mutex<Lister>>) -> Option<Snapshot> {
     let lister = Arc::clone(lister);
     // Reading and decoding up to 10 MiB per file is blocking work.

@@ -425,3 +425,90 @@ fn unknown_fields_warn_or_with_strict_refuse() {
         s.problems
     );
 }
+
+fn write_mode(dir: &Path, file: &str, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    write(dir, file, content);
+    fs::set_permissions(dir.join(file), fs::Permissions::from_mode(mode)).unwrap();
+}
+
+const SECRET: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  pass: p1\n";
+
+#[test]
+fn objects_listed_beside_pods_duplicates_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a.yaml", &pod_yaml("web", "busybox:1"));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  k: v\n";
+    write_mode(d, "b.yaml", cm, 0o644);
+    write_mode(d, "c.yaml", cm, 0o644);
+    write_mode(d, "s.yaml", SECRET, 0o600);
+    let s = Lister::new(d.to_path_buf(), "node1".into(), false)
+        .list()
+        .unwrap();
+    assert_eq!(names(&s), ["web-node1"]);
+    let objs: Vec<String> = s.objects.iter().map(|o| o.full_name()).collect();
+    assert_eq!(objs, ["default/cfg", "default/db"]);
+    assert_eq!(s.objects[0].source, Origin::File(d.join("b.yaml")));
+    assert_eq!(s.problems.len(), 1, "{:?}", s.problems);
+    assert_eq!(s.problems[0].kind, ProblemKind::Duplicate);
+    assert!(s.problems[0].message.contains("ConfigMap default/cfg"));
+}
+
+#[test]
+fn readable_secret_file_is_refused_with_chmod_600() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_mode(d, "s.yaml", SECRET, 0o644);
+    let mut lister = Lister::new(d.to_path_buf(), "node1".into(), false);
+    let s = lister.list().unwrap();
+    assert!(s.objects.is_empty());
+    assert_eq!(s.problems[0].kind, ProblemKind::Insecure);
+    let msg = &s.problems[0].message;
+    assert!(msg.contains("chmod 600"), "{msg}");
+    assert!(msg.contains("mode 0644"), "{msg}");
+    assert!(!msg.contains("p1"), "{msg}");
+    fs::set_permissions(
+        d.join("s.yaml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // Same bytes, new mode: accepted on the next listing.
+    let s = lister.list().unwrap();
+    assert_eq!(s.objects.len(), 1, "{:?}", s.problems);
+}
+
+#[test]
+fn immutable_object_change_refused_last_good_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let v = |val: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\nimmutable: true\ndata:\n  k: {val}\n")
+    };
+    write(d, "cm.yaml", &v("one"));
+    let mut lister = Lister::new(d.to_path_buf(), "node1".into(), false);
+    let s = lister.list().unwrap();
+    assert_eq!(s.objects[0].data["k"], b"one");
+    write(d, "cm.yaml", &v("two"));
+    let s = lister.list().unwrap();
+    assert_eq!(s.objects[0].data["k"], b"one");
+    assert_eq!(s.problems[0].kind, ProblemKind::Invalid);
+    assert!(
+        s.problems[0].message.contains("is immutable"),
+        "{:?}",
+        s.problems
+    );
+    // Back to the content it had: fine again.
+    write(d, "cm.yaml", &v("one"));
+    let s = lister.list().unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    // A mutable object changes.
+    write(d, "cm.yaml", &v("three").replace("immutable: true\n", ""));
+    let s = lister.list().unwrap();
+    assert!(
+        s.problems[0].message.contains("is immutable"),
+        "{:?}",
+        s.problems
+    );
+}

@@ -96,6 +96,29 @@ impl Merger {
                 });
             }
         }
+        let mut objects = HashMap::new();
+        for snap in snaps {
+            for obj in &snap.objects {
+                let id = format!("{} {}", obj.kind.as_str(), obj.full_name());
+                if let Some(first) = objects.get(&id) {
+                    let origin = obj.source.to_string();
+                    let key = (origin.clone(), id.clone());
+                    if !self.reported.contains(&key) {
+                        tracing::warn!(origin = %origin, object = %id, first = %first,
+                            "duplicate object: another source declares the same kind/namespace/name; not using this one");
+                    }
+                    reported.insert(key);
+                    out.problems.push(SourceProblem {
+                        origin,
+                        kind: ProblemKind::Duplicate,
+                        message: format!("{id} is already declared by {first}; not using this one"),
+                    });
+                    continue;
+                }
+                objects.insert(id, obj.source.to_string());
+                out.objects.push(obj.clone());
+            }
+        }
         self.reported = reported;
         out.problems.sort();
         out

@@ -21,6 +21,7 @@ fn url_pod(url: &str, name: &str) -> StaticPod {
 
 fn snap(pods: Vec<StaticPod>) -> Snapshot {
     Snapshot {
+        objects: Vec::new(),
         pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         problems: Vec::new(),
     }

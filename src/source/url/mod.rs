@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{ProblemKind, Snapshot, SourceProblem, MAX_MANIFEST_SIZE};
-use crate::manifest::{self, StaticPod};
+use crate::manifest::{self, ConfigObject, StaticPod};
 
 /// The kubelet's HTTP client timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,6 +147,8 @@ pub struct UrlState {
     node: String,
     strict: bool,
     pods: Vec<Arc<StaticPod>>,
+    /// The ConfigMaps and Secrets of a `List` body.
+    objects: Vec<Arc<ConfigObject>>,
     /// Problems of the current body (invalid, duplicates, warnings).
     body_problems: Vec<SourceProblem>,
     /// The last poll failed: logged once, reported until a poll succeeds.
@@ -164,6 +166,7 @@ impl UrlState {
             node,
             strict,
             pods: Vec::new(),
+            objects: Vec::new(),
             body_problems: Vec::new(),
             fetch_error: None,
             digest: None,
@@ -205,12 +208,27 @@ impl UrlState {
                 tracing::info!(url = %self.url, "manifest url body is empty; removing its pods");
             }
             self.set_pods(Vec::new());
+            self.objects.clear();
             self.body_problems.clear();
             return;
         }
-        match manifest::decode_url_body(&self.url, &body, &self.node, self.strict) {
-            Ok(decoded) => {
+        match manifest::decode_url_objects(&self.url, &body, &self.node, self.strict) {
+            Ok((decoded, objects)) => {
                 let mut problems = Vec::new();
+                let mut ids = HashSet::new();
+                self.objects.clear();
+                for o in objects {
+                    for w in &o.warnings {
+                        problems.push(self.problem(ProblemKind::Warning, w.to_string()));
+                    }
+                    let id = format!("{} {}", o.object.kind.as_str(), o.object.full_name());
+                    if !ids.insert(id.clone()) {
+                        let msg = format!("{id} appears twice in the body; not using the second");
+                        problems.push(self.problem(ProblemKind::Duplicate, msg));
+                        continue;
+                    }
+                    self.objects.push(Arc::new(o.object));
+                }
                 let mut names = HashSet::new();
                 let mut pods = Vec::new();
                 for d in decoded {
@@ -274,6 +292,7 @@ impl UrlState {
         problems.sort();
         Snapshot {
             pods: self.pods.clone(),
+            objects: self.objects.clone(),
             problems,
         }
     }

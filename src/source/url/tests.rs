@@ -236,3 +236,34 @@ async fn a_missing_header_is_a_failed_poll() {
     assert_eq!(kinds(&s), [ProblemKind::Unreadable]);
     assert!(s.problems[0].message.contains("403"), "{:?}", s.problems);
 }
+
+#[test]
+fn list_body_carries_config_maps_and_secrets_beside_pods() {
+    let mut st = UrlState::new(URL.into(), "n".into(), false);
+    st.apply(body(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: cfg}\n  data: {a: b}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: s}\n  stringData: {k: v}\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: web}\n  spec:\n    containers: [{name: c, image: busybox}]\n",
+    ));
+    let s = st.snapshot();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(names(&s), ["web-n"]);
+    let objs: Vec<String> = s.objects.iter().map(|o| o.full_name()).collect();
+    assert_eq!(objs, ["default/cfg", "default/s"]);
+    assert_eq!(
+        s.objects[0].source,
+        crate::manifest::Origin::Url(URL.into())
+    );
+    // One broken object rejects the body; what ran keeps running.
+    st.apply(body(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: Bad}\n",
+    ));
+    let s = st.snapshot();
+    assert_eq!(kinds(&s), [ProblemKind::Invalid]);
+    assert!(
+        s.problems[0].message.contains("items[0]"),
+        "{:?}",
+        s.problems
+    );
+    assert_eq!(s.objects.len(), 2);
+    st.apply(body(" "));
+    assert!(st.snapshot().objects.is_empty());
+}
