@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::bundle::{self, BundleInputs};
-use crate::cgroups::{Driver, Hierarchy, PodCgroup};
+use crate::cgroups::{CgroupRoot, Driver, Hierarchy, PodCgroup};
 use crate::image::PullPolicy;
 use crate::manifest::{self, Origin};
 use crate::node::NodeInfo;
@@ -28,6 +28,9 @@ pub struct RenderArgs {
     /// cgroupfs (a path) or systemd (slice:hostlet:id); default: systemd when systemd is PID 1
     #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
+    /// The `--cgroup-root` of `hostlet run` the cgroupsPath is under [default: /]
+    #[arg(long, value_name = "CGROUP")]
+    pub cgroup_root: Option<String>,
     /// The kubelet config file `hostlet run` reads: its cgroupDriver and seccompDefault
     /// apply unless given as flags
     #[arg(long, value_name = "FILE")]
@@ -38,7 +41,7 @@ pub struct RenderArgs {
 
 /// `--cgroup-driver` and `--seccomp-default`, else the config file's, else the defaults of
 /// `hostlet run`.
-fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool)> {
+fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool, CgroupRoot)> {
     let from_file = match &args.config {
         Some(file) => crate::config::file::read(file)?.flags,
         None => Vec::new(),
@@ -60,7 +63,13 @@ fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool)> {
             .with_context(|| format!("seccompDefault {v:?}: expected true or false"))?,
         (None, None) => true,
     };
-    Ok((driver, seccomp_default))
+    let root = args
+        .cgroup_root
+        .clone()
+        .or_else(|| file("cgroup_root"))
+        .unwrap_or_else(|| "/".into());
+    let root = CgroupRoot::parse(&root)?;
+    Ok((driver, seccomp_default, root))
 }
 
 /// The container's `cgroupsPath` as the agent writes it with `driver`
@@ -77,7 +86,7 @@ pub fn cgroups_path(driver: Driver, cgroup: &PodCgroup, id: &str) -> String {
 }
 
 pub fn main(args: RenderArgs) -> anyhow::Result<()> {
-    let (driver, seccomp_default) = settings(&args)?;
+    let (driver, seccomp_default, cgroup_root) = settings(&args)?;
     let node_name = args
         .hostname_override
         .clone()
@@ -108,7 +117,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let pod_dir = layout.pod(&pod.uid);
     let volumes = crate::worker::volumes::paths(&pod.pod, &pod_dir);
-    let cgroup = PodCgroup::of(&pod.pod, &pod.uid);
+    let cgroup = PodCgroup::under(&cgroup_root, &pod.pod, &pod.uid);
     let containers = pod.pod.spec.clone().unwrap_or_default().containers;
     let mut out = String::new();
     for c in &containers {
@@ -192,13 +201,13 @@ mod tests {
         let file = dir.join("kubelet.yaml");
         std::fs::write(
             &file,
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nseccompDefault: false\n",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nseccompDefault: false\ncgroupRoot: /a\n",
         )
         .unwrap();
         let f = file.to_str().unwrap();
         assert_eq!(
             settings(&args(&["--config", f])).unwrap(),
-            (Driver::Systemd, false)
+            (Driver::Systemd, false, CgroupRoot::parse("/a").unwrap())
         );
         assert_eq!(
             settings(&args(&[
@@ -207,14 +216,16 @@ mod tests {
                 "--cgroup-driver",
                 "cgroupfs",
                 "--seccomp-default",
-                "true"
+                "true",
+                "--cgroup-root",
+                "/b"
             ]))
             .unwrap(),
-            (Driver::Cgroupfs, true)
+            (Driver::Cgroupfs, true, CgroupRoot::parse("/b").unwrap())
         );
         assert_eq!(
             settings(&args(&["--cgroup-driver", "systemd"])).unwrap(),
-            (Driver::Systemd, true)
+            (Driver::Systemd, true, CgroupRoot::default())
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
