@@ -125,7 +125,7 @@ fn manifest_churn() {
 
 /// Drill 7: crash-looping pods (their container exits at once; back-off capped at 1 s)
 /// beside steady ones; the agent's RSS, fds and threads are sampled and must stay flat
-/// (the last third of the series against the first sample after warm-up).
+/// (the floor of the last third of the series no higher than the peak of the first).
 #[test]
 fn soak() {
     let (pods, secs, every) = if long() { (25, 600, 20) } else { (5, 60, 5) };
@@ -204,10 +204,20 @@ fn soak() {
     }
     let steady_lost = lost.len();
     let log_bytes: u64 = walk_size(&f.dirs.logs);
-    let first = series[0];
-    let tail = &series[series.len() * 2 / 3..];
-    let max = |k: fn(&(u64, usize, u64, u64)) -> u64| tail.iter().map(k).max().unwrap_or(0);
-    let (rss, fds, threads) = (max(|u| u.0), max(|u| u.1 as u64), max(|u| u.2));
+    // Flat: the least of the last third is no more than the most of the first third (plus a
+    // margin). fds and threads move with the restarts in flight (pipes to monitors, blocking
+    // threads); a leak lifts the floor.
+    let third = (series.len() / 3).max(1);
+    let (head, tail) = (&series[..third], &series[series.len() - third..]);
+    let most = |s: &[(u64, usize, u64, u64)], k: fn(&(u64, usize, u64, u64)) -> u64| {
+        s.iter().map(k).max().unwrap_or(0)
+    };
+    let least = |s: &[(u64, usize, u64, u64)], k: fn(&(u64, usize, u64, u64)) -> u64| {
+        s.iter().map(k).min().unwrap_or(0)
+    };
+    let rss = (least(tail, |u| u.0), most(head, |u| u.0));
+    let fds = (least(tail, |u| u.1 as u64), most(head, |u| u.1 as u64));
+    let threads = (least(tail, |u| u.2), most(head, |u| u.2));
     let fmt = |k: fn(&(u64, usize, u64, u64)) -> u64| {
         series
             .iter()
@@ -223,16 +233,11 @@ fn soak() {
     );
     assert_eq!(steady_lost, 0);
     assert!(
-        rss <= first.0 + first.0 / 4 + 4096,
-        "RSS grew: {} → {rss} KiB",
-        first.0
+        rss.0 <= rss.1 + rss.1 / 10 + 2048,
+        "RSS floor rose: {rss:?} KiB"
     );
-    assert!(fds <= first.1 as u64 + 16, "fds grew: {} → {fds}", first.1);
-    assert!(
-        threads <= first.2 + 8,
-        "threads grew: {} → {threads}",
-        first.2
-    );
+    assert!(fds.0 <= fds.1 + 4, "fd floor rose: {fds:?}");
+    assert!(threads.0 <= threads.1 + 2, "thread floor rose: {threads:?}");
     // Rotation bounds each container's log: 64 KiB × 5 files, 2 containers' worth a pod.
     assert!(log_bytes < (pods as u64 * 2) * 5 * (64 << 10) + (1 << 20));
 }
