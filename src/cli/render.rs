@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::bundle::{self, BundleInputs};
-use crate::cgroups::{Driver, Hierarchy, PodCgroup};
+use crate::cgroups::{CgroupRoot, Driver, Hierarchy, PodCgroup};
 use crate::image::PullPolicy;
 use crate::manifest::{self, Origin};
 use crate::node::NodeInfo;
@@ -28,7 +28,11 @@ pub struct RenderArgs {
     /// cgroupfs (a path) or systemd (slice:hostlet:id); default: systemd when systemd is PID 1
     #[arg(long, value_name = "DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub cgroup_driver: Option<String>,
-    /// The kubelet config file `hostlet run` reads: its cgroupDriver, seccompDefault and podCIDR
+    /// The `--cgroup-root` of `hostlet run` the cgroupsPath is under [default: /]
+    #[arg(long, value_name = "CGROUP")]
+    pub cgroup_root: Option<String>,
+    /// The kubelet config file `hostlet run` reads: its cgroupDriver, cgroupRoot,
+    /// seccompDefault and podCIDR
     /// apply unless given as flags
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -80,9 +84,18 @@ pub fn pod_cgroup_json(pod: &k8s_openapi::api::core::v1::Pod, uid: &str) -> serd
     })
 }
 
+/// What `render` takes from flags, else the config file, else `hostlet run`'s defaults.
+#[derive(Debug, PartialEq)]
+struct Settings {
+    driver: Driver,
+    seccomp_default: bool,
+    pod_cidr: String,
+    cgroup_root: CgroupRoot,
+}
+
 /// `--cgroup-driver` and `--seccomp-default`, else the config file's, else the defaults of
 /// `hostlet run`.
-fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool, String)> {
+fn settings(args: &RenderArgs) -> anyhow::Result<Settings> {
     let from_file = match &args.config {
         Some(file) => crate::config::file::read(file)?.flags,
         None => Vec::new(),
@@ -106,7 +119,18 @@ fn settings(args: &RenderArgs) -> anyhow::Result<(Driver, bool, String)> {
     };
     let pod_cidr = (args.pod_cidr.clone().or_else(|| file("pod_cidr")))
         .unwrap_or_else(|| crate::network::DEFAULT_POD_CIDR.into());
-    Ok((driver, seccomp_default, pod_cidr))
+    let root = args
+        .cgroup_root
+        .clone()
+        .or_else(|| file("cgroup_root"))
+        .unwrap_or_else(|| "/".into());
+    let cgroup_root = CgroupRoot::parse(&root)?;
+    Ok(Settings {
+        driver,
+        seccomp_default,
+        pod_cidr,
+        cgroup_root,
+    })
 }
 
 /// The pod network as `hostlet run` with the same flags would attach the pod.
@@ -145,7 +169,12 @@ pub fn cgroups_path(driver: Driver, cgroup: &PodCgroup, id: &str) -> String {
 }
 
 pub fn main(args: RenderArgs) -> anyhow::Result<()> {
-    let (driver, seccomp_default, pod_cidr) = settings(&args)?;
+    let Settings {
+        driver,
+        seccomp_default,
+        pod_cidr,
+        cgroup_root,
+    } = settings(&args)?;
     let node_name = args
         .hostname_override
         .clone()
@@ -197,7 +226,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     let volumes = crate::worker::volumes::paths(&pod.pod, &pod_dir);
     // The ConfigMaps and Secrets beside the manifest; secret values are never printed.
     let objects = sibling_objects(&args.manifest, &node_name).redacted();
-    let cgroup = PodCgroup::of(&pod.pod, &pod.uid);
+    let cgroup = PodCgroup::under(&cgroup_root, &pod.pod, &pod.uid);
     let containers = pod.pod.spec.clone().unwrap_or_default().containers;
     let mut out = String::new();
     for c in &containers {
@@ -244,6 +273,15 @@ fn sibling_objects(manifest: &std::path::Path, node: &str) -> manifest::ObjectSe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings_of(driver: Driver, seccomp: bool, cidr: &str, root: CgroupRoot) -> Settings {
+        Settings {
+            driver,
+            seccomp_default: seccomp,
+            pod_cidr: cidr.into(),
+            cgroup_root: root,
+        }
+    }
 
     fn cgroup(yaml: &str) -> PodCgroup {
         let pod: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(yaml).unwrap();
@@ -319,13 +357,18 @@ mod tests {
         let file = dir.join("kubelet.yaml");
         std::fs::write(
             &file,
-            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nseccompDefault: false\n",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nseccompDefault: false\ncgroupRoot: /a\n",
         )
         .unwrap();
         let f = file.to_str().unwrap();
         assert_eq!(
             settings(&args(&["--config", f])).unwrap(),
-            (Driver::Systemd, false, "10.87.0.0/16".into())
+            settings_of(
+                Driver::Systemd,
+                false,
+                "10.87.0.0/16",
+                CgroupRoot::parse("/a").unwrap()
+            )
         );
         assert_eq!(
             settings(&args(&[
@@ -334,10 +377,17 @@ mod tests {
                 "--cgroup-driver",
                 "cgroupfs",
                 "--seccomp-default",
-                "true"
+                "true",
+                "--cgroup-root",
+                "/b"
             ]))
             .unwrap(),
-            (Driver::Cgroupfs, true, "10.87.0.0/16".into())
+            settings_of(
+                Driver::Cgroupfs,
+                true,
+                "10.87.0.0/16",
+                CgroupRoot::parse("/b").unwrap()
+            )
         );
         assert_eq!(
             settings(&args(&[
@@ -347,7 +397,7 @@ mod tests {
                 "10.99.0.0/16"
             ]))
             .unwrap(),
-            (Driver::Systemd, true, "10.99.0.0/16".into())
+            settings_of(Driver::Systemd, true, "10.99.0.0/16", CgroupRoot::default())
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// housekeeping interval)
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, hide = true)]
     pub housekeeping_interval: Duration,
+    /// Remove the pod cgroups of unknown pods under --cgroup-root; off only where agents
+    /// share a root and cannot have their own (the test suite under systemd)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    pub orphan_cgroup_sweep: bool,
     /// Where the CNI network config is read: the first *.conflist, *.conf or *.json in
     /// lexical order; none there means hostlet's built-in bridge network on --pod-cidr
     #[arg(long, value_name = "DIR", default_value = crate::network::DEFAULT_CONF_DIR)]
@@ -228,6 +232,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         kube_reserved: args.kube_reserved.clone(),
         system_reserved: args.system_reserved.clone(),
         housekeeping_interval: args.housekeeping_interval,
+        orphan_cgroup_sweep: args.orphan_cgroup_sweep,
     };
     let cfg = args.into_config()?;
     if !nix::unistd::geteuid().is_root() {
@@ -250,6 +255,7 @@ struct NodeArgs {
     kube_reserved: crate::cgroups::Reserved,
     system_reserved: crate::cgroups::Reserved,
     housekeeping_interval: Duration,
+    orphan_cgroup_sweep: bool,
 }
 
 /// How often the QoS cgroups are rewritten besides pod changes (the kubelet's
@@ -334,10 +340,12 @@ async fn agent(
             deps.pod_logs_gc_delay,
         ),
     );
-    tasks.spawn(
-        "cgroup gc",
-        crate::worker::cgroup_gc::sweep_loop(deps.node_cgroups.clone(), status.clone()),
-    );
+    if node_args.orphan_cgroup_sweep {
+        tasks.spawn(
+            "cgroup gc",
+            crate::worker::cgroup_gc::sweep_loop(deps.node_cgroups.clone(), status.clone()),
+        );
+    }
     let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
     tasks.spawn("manager", Manager::new(deps, leftovers).run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)

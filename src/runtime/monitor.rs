@@ -162,7 +162,12 @@ fn teardown(cfg: &MonitorConfig, layout: &Layout) {
         match Container::load(root.clone()) {
             Ok(mut c) => {
                 if let Err(e) = c.kill(Signal::SIGKILL, true) {
+                    // PID 1 of the container takes its PID namespace down with it; what
+                    // is left in its cgroup is killed below.
                     tracing::warn!(container_id = %cfg.id, error = %e, "killing the container");
+                    if let Some(pid) = c.pid() {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
                 }
                 if let Err(e) = c.delete(true) {
                     tracing::warn!(container_id = %cfg.id, error = %e, "deleting container");

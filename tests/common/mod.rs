@@ -306,7 +306,7 @@ pub struct AgentDirs {
     /// This test's `--cgroup-root` (`/hostlet_test_<pid>_<n>`): agents remove the idle pod
     /// cgroups of pods they do not know under their root, so concurrent tests' agents
     /// each need their own. None under systemd (the VM suite), whose tests check the
-    /// kubelet's slice names at the hierarchy's root.
+    /// kubelet's slice names at the hierarchy's root: its agents do not sweep.
     pub cgroup_root: Option<String>,
     tmp: Option<TempDir>,
 }
@@ -504,9 +504,12 @@ impl Agent {
             .args(["--hostname-override", NODE_NAME])
             .args(["--file-check-frequency", "1s"])
             .args(dirs.net.args());
-        if let Some(root) = &dirs.cgroup_root {
-            cmd.args(["--cgroup-root", root]);
-        }
+        match &dirs.cgroup_root {
+            Some(root) => cmd.args(["--cgroup-root", root]),
+            // Concurrent tests' agents share the root: none may remove another's idle pods'
+            // cgroups.
+            None => cmd.arg("--orphan-cgroup-sweep=false"),
+        };
         if let Some(r) = registry {
             cmd.args(["--insecure-registry", &r.addr]);
         }
