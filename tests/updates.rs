@@ -296,3 +296,69 @@ fn a_broken_manifest_revision_is_rolled_back_until_the_next_edit() {
     assert_ne!(uid(&pod), bad_uid);
     f.gone(&v1);
 }
+
+/// Imports tag `from` of the test image into the agent's store as `name`.
+fn import_as(f: &Fixture, from: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("image.tar");
+    let src = format!("oci:{}:{from}", test_image_layout().display());
+    let dst = format!("oci-archive:{}:{name}", archive.display());
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", &src, &dst])
+        .output()
+        .expect("run skopeo");
+    assert!(out.status.success(), "skopeo copy {src} {dst}: {out:?}");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["image", "import", "--root-dir"])
+        .arg(&f.dirs.root)
+        .arg(&archive)
+        .output()
+        .expect("run hostlet image import");
+    assert!(o.status.success(), "{o:?}");
+}
+
+#[test]
+fn local_auto_update_uses_a_newer_imported_image() {
+    let f = Fixture::new();
+    import_as(&f, "entry", "appliance/web:1");
+    let marker = format!("lo-{}", std::process::id());
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: local
+  annotations:
+    hostlet.io/auto-update: local
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: app
+    image: appliance/web:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{KEEP} # {marker}"]
+"#
+    );
+    write_manifest(&f.dirs, "local.yaml", &yaml);
+    let name = format!("local-{NODE_NAME}");
+    let first = f.wait("the pod running", || {
+        inspect(&f, &name).and_then(|p| running_digest(&p, "app"))
+    });
+    let table = stdout(&hostlet(&f.dirs.root, &["auto-update", "--dry-run"]));
+    assert_eq!(updated(&table, "app"), "false", "{table}");
+
+    import_as(&f, "test", "appliance/web:1");
+    let table = stdout(&hostlet(&f.dirs.root, &["auto-update", "--dry-run"]));
+    assert_eq!(updated(&table, "app"), "pending", "{table}");
+    let o = hostlet(&f.dirs.root, &["auto-update"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(updated(&stdout(&o), "app"), "true", "{}", stdout(&o));
+    let now = f.wait("the pod running the imported digest", || {
+        inspect(&f, &name)
+            .and_then(|p| running_digest(&p, "app"))
+            .filter(|d| *d != first)
+    });
+    f.container_pid(&marker);
+    let table = stdout(&hostlet(&f.dirs.root, &["auto-update", "--dry-run"]));
+    assert_eq!(updated(&table, "app"), "false", "{table}");
+    assert!(now.starts_with("sha256:"));
+}
