@@ -3,6 +3,7 @@
 //! (an edited manifest is a new UID) starts only once the old one is fully gone, as the
 //! kubelet's pod workers do for static pods.
 
+mod record;
 mod revisions;
 mod updates;
 
@@ -40,6 +41,8 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(deps: Arc<Deps>, leftovers: Leftovers) -> Self {
+        let mut updates = updates::Updates::default();
+        updates.restore(&deps);
         Self {
             deps,
             workers: HashMap::new(),
@@ -47,7 +50,7 @@ impl Manager {
             tasks: JoinSet::new(),
             desired: HashMap::new(),
             last_snapshot: None,
-            updates: updates::Updates::default(),
+            updates,
         }
     }
 
@@ -80,6 +83,7 @@ impl Manager {
                     for effect in self.updates.on_event(&self.deps, ev) {
                         self.act(effect);
                     }
+                    self.updates.save(&self.deps);
                 }
                 Some(_) = self.updates.jobs.join_next(), if !self.updates.jobs.is_empty() => {}
                 snap = rx.recv() => match snap {
@@ -139,6 +143,7 @@ impl Manager {
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
         let uids = self.desired.keys().map(String::as_str).collect();
         self.updates.revisions.retain(&uids);
+        self.updates.save(&self.deps);
         crate::metrics::manifest_problems(&snap.problems);
         self.deps.status.set_synced();
         for (uid, containers) in leftovers.into_pods() {

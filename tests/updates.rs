@@ -238,7 +238,7 @@ spec:
 
 #[test]
 fn a_broken_manifest_revision_is_rolled_back_until_the_next_edit() {
-    let f = Fixture::with_args(&["--crash-loop-backoff-initial", "2s"])
+    let mut f = Fixture::with_args(&["--crash-loop-backoff-initial", "2s"])
         .patient(Duration::from_secs(90));
     let image = f.image();
     let pid = std::process::id();
@@ -260,8 +260,10 @@ fn a_broken_manifest_revision_is_rolled_back_until_the_next_edit() {
     });
     let good_uid = uid(&good);
     let v1_pid = f.container_pid(&v1);
-    // Give the guard a moment to see v1 Ready (it looks every second).
-    std::thread::sleep(Duration::from_secs(2));
+    // v1 proved Ready (it stays Ready for 10 s): the revision to go back to.
+    f.log_has(&format!(
+        "new revision is Ready pod=default/{name} uid={good_uid}"
+    ));
 
     write(&v2, "exit 3");
     f.wait("v2 started", || {
@@ -284,6 +286,24 @@ fn a_broken_manifest_revision_is_rolled_back_until_the_next_edit() {
     // The broken file is unchanged: v1 keeps running (no flapping back to v2).
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(find_pids_by_cmdline(&v1), [v1_again]);
+    assert_eq!(uid(&inspect(&f, &name).unwrap()), good_uid);
+    // Nor after an agent restart: the held-back revision and the report are recorded.
+    f.agent.as_mut().unwrap().sigterm_and_wait();
+    f.agent = Some(Agent::start_with(
+        &f.dirs,
+        Some(&f.reg),
+        &["--crash-loop-backoff-initial", "2s"],
+    ));
+    f.wait("the rollback reported again", || {
+        inspect(&f, &name)
+            .filter(|p| uid(p) == good_uid)
+            .and_then(|p| rolled_back(&p))
+    });
+    // v1 runs (the broken v2 is not tried again after the restart).
+    f.container_pid(&v1);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(find_pids_by_cmdline(&v1).len(), 1);
+    assert!(find_pids_by_cmdline(&v2).is_empty());
     assert_eq!(uid(&inspect(&f, &name).unwrap()), good_uid);
 
     write(&v3, KEEP);

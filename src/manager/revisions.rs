@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::manifest::StaticPod;
+use super::record::{Record, SavedPod};
+use crate::manifest::{Origin, StaticPod};
 use crate::update::{policy, Verdict};
 
 /// What a guard watches over.
@@ -42,9 +43,75 @@ pub struct Revisions {
     rolled_back: HashMap<String, String>,
     /// uid → what its next start is guarded for (an image update waiting for its restart).
     pending: HashMap<String, Guarded>,
+    /// namespace/name → (reason, message) of its last rollback, until a revision is Ready.
+    reports: HashMap<String, (String, String)>,
 }
 
 impl Revisions {
+    /// What to keep across agent restarts (guards in flight are not: a revision whose
+    /// verdict was pending is judged again from its next start).
+    pub fn record(&self) -> Record {
+        let sorted = |m: &HashMap<String, BTreeMap<String, String>>| {
+            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        Record {
+            pins: sorted(&self.pins),
+            failed: sorted(&self.failed),
+            last_good: self
+                .last_good
+                .iter()
+                .map(|(name, p)| {
+                    let (file, url) = match &p.source {
+                        Origin::File(f) => (Some(f.clone()), None),
+                        Origin::Url(u) => (None, Some(u.clone())),
+                    };
+                    let saved = SavedPod {
+                        uid: p.uid.clone(),
+                        file,
+                        url,
+                        pod: p.pod.clone(),
+                    };
+                    (name.clone(), saved)
+                })
+                .collect(),
+            rolled_back: self.rolled_back.clone().into_iter().collect(),
+            reports: self.reports.clone().into_iter().collect(),
+        }
+    }
+
+    pub fn restore(r: Record) -> Self {
+        let last_good = r
+            .last_good
+            .into_iter()
+            .map(|(name, s)| {
+                let source = match (s.file, s.url) {
+                    (Some(f), _) => Origin::File(f),
+                    (None, Some(u)) => Origin::Url(u),
+                    (None, None) => Origin::default(),
+                };
+                let pod = StaticPod {
+                    pod: s.pod,
+                    uid: s.uid,
+                    source,
+                };
+                (name, Arc::new(pod))
+            })
+            .collect();
+        Self {
+            pins: r.pins.into_iter().collect(),
+            failed: r.failed.into_iter().collect(),
+            last_good,
+            rolled_back: r.rolled_back.into_iter().collect(),
+            pending: HashMap::new(),
+            reports: r.reports.into_iter().collect(),
+        }
+    }
+
+    /// The rollbacks to report: namespace/name → (reason, message).
+    pub fn reports(&self) -> impl Iterator<Item = (&String, &(String, String))> {
+        self.reports.iter()
+    }
+
     /// The snapshot's pods with held-back revisions replaced by their last Ready one. A
     /// revision that differs from the held-back one (the file changed again) is tried
     /// afresh.
@@ -174,6 +241,7 @@ impl Revisions {
         let (reason, why) = match verdict {
             Verdict::Gone => return (Action::None, None),
             Verdict::Ready => {
+                self.reports.remove(&name);
                 if guarded == Guarded::Manifest {
                     self.last_good.insert(name, pod.clone());
                 }
@@ -201,6 +269,7 @@ impl Revisions {
                     containers.join(", "),
                     back.join(", ")
                 );
+                self.reports.insert(name, (reason.to_string(), msg.clone()));
                 (
                     Action::Restart(pod.uid.clone()),
                     Some(("image", reason, revision.join(","), msg)),
@@ -212,7 +281,8 @@ impl Revisions {
                         "manifest revision {} from {} failed ({why}); rolled back to revision {}",
                         pod.uid, pod.source, good.uid
                     );
-                    self.rolled_back.insert(name, pod.uid.clone());
+                    self.rolled_back.insert(name.clone(), pod.uid.clone());
+                    self.reports.insert(name, (reason.to_string(), msg.clone()));
                     (
                         Action::Reapply,
                         Some(("manifest", reason, pod.uid.clone(), msg)),
@@ -349,6 +419,31 @@ mod tests {
         let next = pod("u3", "reg/app:2", true);
         assert_eq!(r.substitute(vec![next.clone()]), vec![next.clone()]);
         assert_eq!(r.guard_for(&next), Some(Guarded::Manifest));
+    }
+
+    #[test]
+    fn a_rollback_survives_an_agent_restart() {
+        let mut r = Revisions::default();
+        let good = pod("u1", "reg/app:1", true);
+        let g = r.guard_for(&good).unwrap();
+        r.verdict(&good, g, Verdict::Ready);
+        let bad = pod("u2", "reg/app:broken", true);
+        let g = r.guard_for(&bad).unwrap();
+        r.verdict(&bad, g, failed());
+        let json = serde_json::to_vec(&r.record()).unwrap();
+        let mut again = Revisions::restore(serde_json::from_slice(&json).unwrap());
+        assert_eq!(again.record(), r.record());
+        // The broken file is still held back, and the good revision runs.
+        let pods = again.substitute(vec![bad.clone()]);
+        assert_eq!(*pods[0], *good);
+        let reports: Vec<_> = again
+            .reports()
+            .map(|(n, (reason, _))| (n.clone(), reason.clone()))
+            .collect();
+        assert_eq!(
+            reports,
+            [("default/web-n1".to_string(), "CrashLoopBackOff".to_string())]
+        );
     }
 
     #[test]

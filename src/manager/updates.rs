@@ -36,6 +36,8 @@ pub(super) struct Updates {
     pub events_rx: mpsc::UnboundedReceiver<Event>,
     /// Checks and guards in flight; dropped (aborted) with the manager.
     pub jobs: JoinSet<()>,
+    /// What `revisions` was last saved as (written again only when it changes).
+    saved: super::record::Record,
 }
 
 impl Default for Updates {
@@ -48,6 +50,7 @@ impl Default for Updates {
             events_tx,
             events_rx,
             jobs: JoinSet::new(),
+            saved: Default::default(),
         }
     }
 }
@@ -64,6 +67,25 @@ pub(super) enum Effect {
 type Desired = std::collections::HashMap<String, Arc<StaticPod>>;
 
 impl Updates {
+    /// The revisions an earlier agent recorded under `root_dir`, their rollbacks reported.
+    pub(super) fn restore(&mut self, deps: &Deps) {
+        let record = super::record::load(&deps.layout.root);
+        self.revisions = Revisions::restore(record.clone());
+        self.saved = record;
+        for (name, (reason, message)) in self.revisions.reports() {
+            deps.status.set_rolled_back(name, reason, message);
+        }
+    }
+
+    /// Writes the revisions under `--root-dir` when they changed.
+    pub(super) fn save(&mut self, deps: &Deps) {
+        let record = self.revisions.record();
+        if record != self.saved {
+            super::record::save(&deps.layout.root, &record);
+            self.saved = record;
+        }
+    }
+
     /// The containers of pods that opted in to auto-update, as they run now.
     fn candidates(&self, deps: &Deps, desired: &Desired) -> Vec<Candidate> {
         let mut out = Vec::new();
@@ -172,6 +194,7 @@ impl Updates {
                 guarded,
                 verdict,
             } => {
+                tracing::debug!(pod = %pod.full_name(), uid = %pod.uid, ?verdict, "guard's verdict");
                 let ready = verdict == Verdict::Ready;
                 if ready && matches!(guarded, Guarded::Image { .. }) {
                     self.promote(deps, &pod.uid);
@@ -219,6 +242,7 @@ impl Updates {
             tracing::warn!(error = %e, "using the default");
             policy::ROLLBACK_AFTER_DEFAULT
         });
+        tracing::info!(pod = %pod.full_name(), uid = %pod.uid, deadline_s = deadline.as_secs(), guarded = ?guarded, "new revision guarded: rolled back unless Ready in time");
         let status = deps.status.clone();
         let tx = self.events_tx.clone();
         let pod = pod.clone();

@@ -1,6 +1,8 @@
-//! Health-gated rollback's rules: a new revision is good once the pod is Ready; it has
-//! failed when a container enters CrashLoopBackOff, the pod fails, or it is not Ready
-//! within the deadline (`hostlet.io/rollback-after`).
+//! Health-gated rollback's rules: a new revision is good once the pod has been Ready for
+//! [`STABLE`] with no container restart (a container without a readiness probe is Ready
+//! the instant it runs, even one that exits a moment later); it has failed when a
+//! container enters CrashLoopBackOff, the pod fails, or it is not Ready within the
+//! deadline (`hostlet.io/rollback-after`).
 
 use std::time::Duration;
 
@@ -10,6 +12,9 @@ use crate::status::StatusStore;
 
 /// How often a guarded pod's status is looked at.
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// How long a pod stays Ready, its containers not restarting, before its revision is good
+/// (the idea of a Deployment's `minReadySeconds`).
+pub const STABLE: Duration = Duration::from_secs(10);
 
 /// What the status says of a pod now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +24,8 @@ pub struct Observation {
     pub crash_loop: Option<String>,
     /// The pod's phase is Failed (restartPolicy Never or OnFailure).
     pub pod_failed: bool,
+    /// Restarts of all its containers: a change means a container exited.
+    pub restarts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +46,21 @@ pub trait Health: Send + Sync + 'static {
 }
 
 /// The verdict on a revision `elapsed` after it started, if there is one yet. `seen`:
-/// the pod was observed before (it is gone when no longer observed).
+/// the pod was observed before (it is gone when no longer observed); `ready_for`: how
+/// long it has been Ready without a restart.
 pub fn judge(
     obs: Option<&Observation>,
     seen: bool,
     elapsed: Duration,
     deadline: Duration,
+    ready_for: Duration,
 ) -> Option<Verdict> {
     match obs {
         None if seen => return Some(Verdict::Gone),
-        Some(o) if o.ready => return Some(Verdict::Ready),
+        Some(o) if o.ready => {
+            // Ready now: good once it lasted, and the deadline does not cut that short.
+            return (ready_for >= STABLE).then_some(Verdict::Ready);
+        }
         Some(o) => {
             if let Some(c) = &o.crash_loop {
                 return Some(Verdict::Failed {
@@ -75,9 +87,20 @@ pub fn judge(
 pub async fn watch(health: &impl Health, uid: &str, deadline: Duration) -> Verdict {
     let started = tokio::time::Instant::now();
     let mut seen = false;
+    // Since when the pod is Ready, and its restarts then.
+    let mut ready_since: Option<(tokio::time::Instant, i64)> = None;
     loop {
         let obs = health.observe(uid);
-        if let Some(v) = judge(obs.as_ref(), seen, started.elapsed(), deadline) {
+        let now = tokio::time::Instant::now();
+        ready_since = match &obs {
+            Some(o) if o.ready => match ready_since {
+                Some((at, restarts)) if restarts == o.restarts => Some((at, restarts)),
+                _ => Some((now, o.restarts)),
+            },
+            _ => None,
+        };
+        let ready_for = ready_since.map_or(Duration::ZERO, |(at, _)| now - at);
+        if let Some(v) = judge(obs.as_ref(), seen, started.elapsed(), deadline, ready_for) {
             return v;
         }
         seen |= obs.is_some();
@@ -106,10 +129,21 @@ pub fn observe(pod: &Pod) -> Observation {
                 .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
         })
         .map(|c| c.name.clone());
+    let restarts = status
+        .into_iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .chain(s.init_container_statuses.iter())
+                .flatten()
+        })
+        .map(|c| i64::from(c.restart_count))
+        .sum();
     Observation {
         ready,
         crash_loop,
         pod_failed: status.and_then(|s| s.phase.as_deref()) == Some("Failed"),
+        restarts,
     }
 }
 
@@ -179,7 +213,48 @@ mod tests {
         let h = Script::new(vec![(0, None), (2, running()), (40, ready())]);
         let t = tokio::time::Instant::now();
         assert_eq!(watch(&h, "u", DEADLINE).await, Verdict::Ready);
-        assert_eq!(t.elapsed(), Duration::from_secs(40));
+        assert_eq!(t.elapsed(), Duration::from_secs(40) + STABLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_for_a_moment_is_not_good() {
+        // No readiness probe: Ready while running, until the container exits and is
+        // restarted (once at once, then with a back-off).
+        let restarted = |n| {
+            Some(Observation {
+                ready: true,
+                restarts: n,
+                ..Default::default()
+            })
+        };
+        let h = Script::new(vec![
+            (0, ready()),
+            (3, restarted(1)),
+            (6, restarted(2)),
+            (9, crashing()),
+        ]);
+        let v = watch(&h, "u", DEADLINE).await;
+        assert!(
+            matches!(
+                v,
+                Verdict::Failed {
+                    reason: "CrashLoopBackOff",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_at_the_deadline_gets_its_time_to_prove_stable() {
+        let h = Script::new(vec![(0, running()), (85, ready())]);
+        let t = tokio::time::Instant::now();
+        assert_eq!(
+            watch(&h, "u", Duration::from_secs(90)).await,
+            Verdict::Ready
+        );
+        assert_eq!(t.elapsed(), Duration::from_secs(85) + STABLE);
     }
 
     #[tokio::test(start_paused = true)]
@@ -226,20 +301,33 @@ mod tests {
         let mut o = crashing().unwrap();
         o.ready = true;
         assert_eq!(
-            judge(Some(&o), true, DEADLINE, DEADLINE),
+            judge(Some(&o), true, DEADLINE, DEADLINE, STABLE),
             Some(Verdict::Ready)
+        );
+        assert_eq!(
+            judge(Some(&o), true, DEADLINE, DEADLINE, Duration::ZERO),
+            None
         );
         let failed = Observation {
             pod_failed: true,
             ..Default::default()
         };
         assert!(matches!(
-            judge(Some(&failed), true, Duration::ZERO, DEADLINE),
+            judge(
+                Some(&failed),
+                true,
+                Duration::ZERO,
+                DEADLINE,
+                Duration::ZERO
+            ),
             Some(Verdict::Failed {
                 reason: "PodFailed",
                 ..
             })
         ));
-        assert_eq!(judge(None, false, Duration::ZERO, DEADLINE), None);
+        assert_eq!(
+            judge(None, false, Duration::ZERO, DEADLINE, Duration::ZERO),
+            None
+        );
     }
 }
