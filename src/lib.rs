@@ -30,4 +30,5 @@ pub mod state;
 pub mod status;
 pub mod tasks;
 pub mod tls;
+pub mod update;
 pub mod worker;

@@ -3,6 +3,10 @@
 //! (an edited manifest is a new UID) starts only once the old one is fully gone, as the
 //! kubelet's pod workers do for static pods.
 
+mod record;
+mod revisions;
+mod updates;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,23 +33,59 @@ pub struct Manager {
     /// The pods the latest snapshot declares, to restart one whose worker was still
     /// stopping when it came back (the same file removed and restored quickly).
     desired: HashMap<String, Arc<StaticPod>>,
+    /// The latest snapshot, applied again when a rollback holds a revision back.
+    last_snapshot: Option<Snapshot>,
+    /// Auto-update and rollback (hostlet extensions; `updates.rs`).
+    updates: updates::Updates,
 }
 
 impl Manager {
     pub fn new(deps: Arc<Deps>, leftovers: Leftovers) -> Self {
+        let mut updates = updates::Updates::default();
+        updates.restore(&deps);
         Self {
             deps,
             workers: HashMap::new(),
             leftovers: Some(leftovers),
             tasks: JoinSet::new(),
             desired: HashMap::new(),
+            last_snapshot: None,
+            updates,
         }
     }
 
     /// Applies snapshots until the source ends.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Snapshot>) {
+        let mut tick = self.updates.interval.map(|every| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         loop {
+            let requests = async {
+                match self.updates.requests.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let ticked = async {
+                match tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(req) = requests => {
+                    self.updates.start_check(&self.deps, &self.desired, req.dry_run, Some(req.reply))
+                }
+                _ = ticked => self.updates.start_check(&self.deps, &self.desired, false, None),
+                Some(ev) = self.updates.events_rx.recv() => {
+                    for effect in self.updates.on_event(&self.deps, ev) {
+                        self.act(effect);
+                    }
+                    self.updates.save(&self.deps);
+                }
+                Some(_) = self.updates.jobs.join_next(), if !self.updates.jobs.is_empty() => {}
                 snap = rx.recv() => match snap {
                     Some(s) => self.apply(s),
                     None => break,
@@ -62,7 +102,9 @@ impl Manager {
         }
     }
 
-    pub fn apply(&mut self, snap: Snapshot) {
+    pub fn apply(&mut self, mut snap: Snapshot) {
+        self.last_snapshot = Some(snap.clone());
+        snap.pods = self.updates.revisions.substitute(snap.pods);
         let desired: HashMap<&str, _> = snap.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
         for (uid, e) in &self.workers {
             if *e.stop.borrow() {
@@ -103,6 +145,9 @@ impl Manager {
             self.start_pod(pod.clone(), mine);
         }
         self.desired = snap.pods.into_iter().map(|p| (p.uid.clone(), p)).collect();
+        let uids = self.desired.keys().map(String::as_str).collect();
+        self.updates.revisions.retain(&uids);
+        self.updates.save(&self.deps);
         crate::metrics::manifest_problems(&snap.problems);
         self.deps.status.set_synced();
         for (uid, containers) in leftovers.into_pods() {
@@ -110,6 +155,32 @@ impl Manager {
             self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| {
                 worker::stop_orphan(uid, containers, deps)
             });
+        }
+    }
+
+    /// Serves auto-update checks from `requests` and, with `interval`, runs one that often.
+    pub fn with_auto_update(
+        mut self,
+        requests: mpsc::Receiver<crate::update::Request>,
+        interval: Option<std::time::Duration>,
+    ) -> Self {
+        self.updates.requests = Some(requests);
+        self.updates.interval = interval.filter(|d| !d.is_zero());
+        self
+    }
+
+    fn act(&mut self, effect: updates::Effect) {
+        match effect {
+            updates::Effect::Restart(uid) => {
+                if let Some(e) = self.workers.get(&uid) {
+                    let _ = e.stop.send(true);
+                }
+            }
+            updates::Effect::Reapply => {
+                if let Some(snap) = self.last_snapshot.clone() {
+                    self.apply(snap);
+                }
+            }
         }
     }
 
@@ -121,6 +192,8 @@ impl Manager {
             .filter(|e| e.full_name == full_name)
             .map(|e| e.done.clone())
             .collect();
+        self.updates.guard(&self.deps, &pod);
+        let pod = self.updates.revisions.pinned_pod(&pod);
         self.spawn(pod.uid.clone(), full_name, move |deps, stop| {
             worker::run_pod(pod, adopted, deps, stop, predecessors)
         });

@@ -3,6 +3,10 @@
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
 
+mod updates;
+
+pub use updates::{auto_update, rollback};
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,6 +208,7 @@ pub fn render(status: &StatusStore) -> String {
     pod_gauges(&mut out, &status.pods());
     render_log_drops(&mut out, status);
     counters(&mut out, r);
+    updates::render(&mut out);
     let h = lock(&r.hist);
     h.pull.render(
         &mut out,

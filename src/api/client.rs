@@ -24,6 +24,15 @@ pub enum ClientError {
 
 /// GETs `target` (path and query) and returns the status code and body.
 pub fn get(socket: &Path, target: &str) -> Result<(u16, Vec<u8>), ClientError> {
+    get_within(socket, target, Duration::from_secs(30))
+}
+
+/// [`get`] for an answer that may take up to `timeout` (an auto-update pulls first).
+pub fn get_within(
+    socket: &Path,
+    target: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), ClientError> {
     let io = |source| ClientError::Io {
         path: socket.to_path_buf(),
         source,
@@ -39,8 +48,7 @@ pub fn get(socket: &Path, target: &str) -> Result<(u16, Vec<u8>), ClientError> {
         },
         _ => io(e),
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
     s.set_write_timeout(Some(Duration::from_secs(30)))
         .map_err(io)?;
     write!(

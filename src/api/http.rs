@@ -9,6 +9,8 @@
 //! (means 8,069 and 8,121 kB), within run-to-run noise.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -77,18 +79,41 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Response + Send + 'static,
 {
+    let handler = move |r: Request| std::future::ready(handler(&r));
+    serve_one_async(s, handler, READ_TIMEOUT + WRITE_TIMEOUT).await
+}
+
+/// Serves one connection with a handler that may take time (an auto-update pulls
+/// images before it answers); the connection is dropped after `limit`.
+pub async fn serve_one_async<S, F, Fut>(s: S, handler: F, limit: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
     // One request per connection (no keep-alive): the handler runs at most once.
     let handler = std::sync::Mutex::new(Some(handler));
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let resp = answer(&req, || {
-            handler.lock().unwrap_or_else(|e| e.into_inner()).take()
-        });
-        let out = hyper::Response::builder()
-            .status(resp.status)
-            .header(http::header::CONTENT_TYPE, resp.content_type)
-            .header(http::header::CONNECTION, "close")
-            .body(Full::new(Bytes::from(resp.body)));
-        async move { Ok::<_, Infallible>(out.unwrap_or_default()) }
+        let fut: Pin<Box<dyn Future<Output = Response> + Send>> = match request_of(&req) {
+            Err(resp) => Box::pin(std::future::ready(resp)),
+            Ok(r) => match handler.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(h) => Box::pin(h(r)),
+                None => Box::pin(std::future::ready(Response::text(
+                    500,
+                    "text/plain",
+                    "one request per connection",
+                ))),
+            },
+        };
+        async move {
+            let resp = fut.await;
+            let out = hyper::Response::builder()
+                .status(resp.status)
+                .header(http::header::CONTENT_TYPE, resp.content_type)
+                .header(http::header::CONNECTION, "close")
+                .body(Full::new(Bytes::from(resp.body)));
+            Ok::<_, Infallible>(out.unwrap_or_default())
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -96,34 +121,25 @@ where
         .max_buf_size(MAX_HEAD)
         .keep_alive(false)
         .serve_connection(TokioIo::new(s), svc);
-    let _ = tokio::time::timeout(READ_TIMEOUT + WRITE_TIMEOUT, conn).await;
+    let _ = tokio::time::timeout(limit, conn).await;
 }
 
-/// What to answer `req`: the handler's response to a GET or HEAD (hyper leaves out the
-/// body of a HEAD answer), 405 to anything else, 400 to a target that is not a path.
-fn answer<F>(
-    req: &hyper::Request<hyper::body::Incoming>,
-    handler: impl FnOnce() -> Option<F>,
-) -> Response
-where
-    F: FnOnce(&Request) -> Response,
-{
+/// The request to hand the handler, or the answer without it: 405 to anything but GET
+/// or HEAD (hyper leaves out the body of a HEAD answer), 400 to a target that is not a
+/// path.
+fn request_of(req: &hyper::Request<hyper::body::Incoming>) -> Result<Request, Response> {
     let method = req.method();
     if method != http::Method::GET && method != http::Method::HEAD {
-        return Response::text(405, "text/plain", "only GET is served\n");
+        return Err(Response::text(405, "text/plain", "only GET is served\n"));
     }
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        return Response::text(400, "text/plain", "Bad Request");
+        return Err(Response::text(400, "text/plain", "Bad Request"));
     }
-    let r = Request {
+    Ok(Request {
         method: method.to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().unwrap_or("").to_string(),
-    };
-    match handler() {
-        Some(h) => h(&r),
-        None => Response::text(500, "text/plain", "one request per connection"),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod http;
 pub mod sd_notify;
+mod update;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -81,16 +82,29 @@ pub async fn bind(root_dir: &Path, read_only_port: Option<u16>) -> Result<Server
         ),
         None => None,
     };
-    Ok(Server { unix, tcp, path })
+    Ok(Server {
+        unix,
+        tcp,
+        path,
+        updates: None,
+    })
 }
 
 pub struct Server {
     unix: UnixListener,
     tcp: Option<TcpListener>,
     path: PathBuf,
+    /// Where `GET /auto-update` on the socket hands its check (the manager).
+    updates: Option<crate::update::Requests>,
 }
 
 impl Server {
+    /// Serves `GET /auto-update` on the socket by handing checks to `tx`.
+    pub fn auto_update(mut self, tx: crate::update::Requests) -> Self {
+        self.updates = Some(tx);
+        self
+    }
+
     /// Accepts connections until the task is dropped; each one is served on its own task.
     pub async fn run(self, status: StatusStore) {
         tracing::info!(socket = %self.path.display(), read_only_port = ?self.tcp.as_ref().and_then(|t| t.local_addr().ok()).map(|a| a.port()), "status API listening");
@@ -105,7 +119,14 @@ impl Server {
                 r = self.unix.accept() => match r {
                     Ok((s, _)) => {
                         let st = status.clone();
-                        tokio::spawn(http::serve_one(s, move |req| handle(&st, req)));
+                        let updates = self.updates.clone();
+                        tokio::spawn(http::serve_one_async(s, move |req| async move {
+                            if req.path.trim_end_matches('/') == update::PATH {
+                                update::answer(updates, req).await
+                            } else {
+                                handle(&st, &req)
+                            }
+                        }, update::LIMIT));
                     }
                     Err(e) => accept_failed(e).await,
                 },

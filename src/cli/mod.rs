@@ -1,5 +1,6 @@
 //! Command line: one file per verb.
 
+pub mod auto_update;
 pub mod exec;
 pub mod generate;
 pub mod get;
@@ -80,6 +81,11 @@ pub enum Command {
         after_help = "Examples:\n  sudo hostlet exec etcd -- etcdctl endpoint health\n  sudo hostlet exec -it web -c nginx -- sh"
     )]
     Exec(exec::ExecArgs),
+    /// Check the images of pods with hostlet.io/auto-update now; restart updated pods
+    #[command(
+        after_help = "Examples:\n  sudo hostlet auto-update --dry-run\n  sudo hostlet auto-update"
+    )]
+    AutoUpdate(auto_update::AutoUpdateArgs),
     /// Print hostlet's version and whether an agent answers on the socket
     #[command(after_help = "Example:\n  hostlet version")]
     Version(version::VersionArgs),

@@ -93,7 +93,7 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
             let mut row = vec![
                 name(p).to_string(),
                 format!("{ready}/{}", app.len()),
-                pod_status(p),
+                with_rollback(p, pod_status(p)),
                 restarts.to_string(),
                 age(p.status.as_ref().and_then(|s| s.start_time.as_ref())),
             ];
@@ -118,6 +118,23 @@ pub fn pods(args: PodsArgs) -> anyhow::Result<()> {
     }
     print!("{}", operator::table(&header, &rows));
     Ok(())
+}
+
+/// STATUS of a pod whose last revision was rolled back (hostlet's safe updates): the
+/// condition in `inspect` says which revision failed and why.
+fn with_rollback(p: &Pod, status: String) -> String {
+    let rolled_back = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == crate::status::ROLLED_BACK_CONDITION)
+        });
+    match rolled_back {
+        true => format!("{status}/RolledBack"),
+        false => status,
+    }
 }
 
 /// kubectl's STATUS column: the most telling container reason, `Init:i/n` while init

@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// own network namespace get that file's instead
     #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+    /// How often the images of pods annotated hostlet.io/auto-update are checked and
+    /// updated (24h, 6h …); default: only on `hostlet auto-update`
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub auto_update_interval: Option<Duration>,
 }
 
 pub(super) fn cidr(s: &str) -> Result<String, String> {
@@ -234,6 +238,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         housekeeping_interval: args.housekeeping_interval,
         orphan_cgroup_sweep: args.orphan_cgroup_sweep,
     };
+    let auto_update_interval = args.auto_update_interval;
     let cfg = args.into_config()?;
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("hostlet run must run as root (it creates namespaces, cgroups and mounts)");
@@ -247,7 +252,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         .thread_keep_alive(Duration::from_secs(1))
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(agent(cfg, image_args, node_args))
+    rt.block_on(agent(cfg, image_args, node_args, auto_update_interval))
 }
 
 /// The flags of node allocatable and housekeeping, which the config file does not carry.
@@ -269,6 +274,7 @@ async fn agent(
     cfg: AgentConfig,
     image_args: crate::cli::pull::RunImageArgs,
     node_args: NodeArgs,
+    auto_update_interval: Option<Duration>,
 ) -> anyhow::Result<()> {
     let cgroups = pod_cgroups(&cfg)?;
     let layout = Layout::new(&cfg.root_dir);
@@ -347,10 +353,13 @@ async fn agent(
         );
     }
     let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
-    tasks.spawn("manager", Manager::new(deps, leftovers).run(rx));
+    let (updates_tx, updates_rx) = tokio::sync::mpsc::channel(4);
+    let manager = Manager::new(deps, leftovers).with_auto_update(updates_rx, auto_update_interval);
+    tasks.spawn("manager", manager.run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await
-        .context("starting the status API")?;
+        .context("starting the status API")?
+        .auto_update(updates_tx);
     tasks.spawn("status api", api.run(status.clone()));
     tasks.spawn("sd_notify", crate::api::sd_notify::run(status.clone()));
 

@@ -51,6 +51,8 @@ const SCALARS: &[(&str, &str)] = &[
     ("cgroupRoot", "cgroup_root"),
     ("resolvConf", "resolv_conf"),
     ("podCIDR", "pod_cidr"),
+    // hostlet's own (no KubeletConfiguration field does this)
+    ("autoUpdateInterval", "auto_update_interval"),
 ];
 
 /// Fields accepted without effect: type metadata, and settings hostlet's behaviour

@@ -23,6 +23,7 @@ mod reference;
 mod registry;
 mod store;
 mod unpack;
+mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

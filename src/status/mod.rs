@@ -3,6 +3,7 @@
 
 mod log_drops;
 mod phase;
+mod revisions;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use crate::runtime::ExitRecord;
 
 pub use log_drops::{LogDrops, CONDITION as LOG_DROPS_CONDITION};
 pub use phase::{pod_phase, PodPhase};
+pub use revisions::CONDITION as ROLLED_BACK_CONDITION;
 
 /// Which list of the pod spec a container belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,6 +57,8 @@ struct Inner {
     pods: BTreeMap<String, PodEntry>,
     synced: bool,
     host_ip: Option<String>,
+    /// `namespace/name` → the condition of its last rolled-back revision.
+    rolled_back: BTreeMap<String, k8s_openapi::api::core::v1::PodCondition>,
 }
 
 fn time(ts: &str) -> Option<Time> {
@@ -310,7 +314,11 @@ impl StatusStore {
         let mut pods: Vec<Pod> = self.with(|i| {
             i.pods
                 .values()
-                .map(|p| render(p, i.host_ip.clone()))
+                .map(|p| {
+                    let mut pod = render(p, i.host_ip.clone());
+                    revisions::add_condition(&mut pod, &i.rolled_back);
+                    pod
+                })
                 .collect()
         });
         pods.sort_by(|a, b| {
@@ -408,6 +416,28 @@ impl StatusStore {
                 }
             }
             out
+        })
+    }
+
+    /// Records that pod `full_name`'s revision failed and was rolled back (see
+    /// [`revisions::condition`]); the condition stays until a later revision is Ready.
+    pub fn set_rolled_back(&self, full_name: &str, reason: &str, message: &str) {
+        let cond = revisions::condition(reason, message);
+        self.with(|i| i.rolled_back.insert(full_name.to_string(), cond));
+    }
+
+    /// A later revision of `full_name` became Ready: the rollback is history.
+    pub fn clear_rolled_back(&self, full_name: &str) {
+        self.with(|i| i.rolled_back.remove(full_name));
+    }
+
+    pub fn pod_by_uid(&self, uid: &str) -> Option<Pod> {
+        self.with(|i| {
+            i.pods.get(uid).map(|p| {
+                let mut pod = render(p, i.host_ip.clone());
+                revisions::add_condition(&mut pod, &i.rolled_back);
+                pod
+            })
         })
     }
 
