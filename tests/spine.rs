@@ -188,7 +188,9 @@ fn killed_container_restarts_then_removed_manifest_cleans_up() {
 #[test]
 fn agent_kill9_and_restart_adopts_running_containers() {
     let mut f = Fixture::new();
-    let script = "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    // A stop signal would show: the trap says so and ends the container.
+    let script =
+        "trap 'echo got-TERM; exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done";
     write_manifest(
         &f.dirs,
         "keep.yaml",
@@ -230,11 +232,16 @@ fn agent_kill9_and_restart_adopts_running_containers() {
             .then_some(())
     });
 
-    // SIGTERM of the agent also leaves the container running.
+    // SIGTERM of the agent also leaves the container running, and sends it nothing.
     let pid2 = find_pids_by_cmdline("marker-adopt")[0];
     let status = f.agent.as_mut().unwrap().sigterm_and_wait();
     assert!(status.success(), "agent exit status {status}");
+    std::thread::sleep(Duration::from_secs(2));
     assert!(process_exists(pid2));
+    assert!(
+        !messages(&f, "keep").iter().any(|m| m.contains("got-TERM")),
+        "the agent's shutdown sent the container its stop signal"
+    );
     f.agent = Some(Agent::start_with(&f.dirs, Some(&f.reg), &[]));
 }
 

@@ -27,10 +27,11 @@ pub async fn run_pod<S: Services>(
     pod: Arc<StaticPod>,
     adopted: Vec<Adopted<HandleOf<S>>>,
     deps: Arc<Deps<S>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     predecessors: Vec<watch::Receiver<bool>>,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
+    let mut stop = explicit_stop(stop);
     async move {
         wait_for(predecessors, &mut stop).await;
         let pod_dir = deps.layout.pod(&pod.uid);
@@ -80,6 +81,30 @@ pub async fn run_pod<S: Services>(
     }
     .instrument(span)
     .await
+}
+
+/// The manager's stop flag as the pod sees it: set only when the manager sets it. A
+/// manager that goes away (the agent stopping, its tasks dropped) says nothing to its
+/// pods: their containers outlive the agent, for the next one to adopt. Read as "stop",
+/// the closed channel had every worker send its containers their stop signal while the
+/// agent shut down.
+fn explicit_stop(mut from: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*from.borrow_and_update());
+    tokio::spawn(async move {
+        tokio::select! {
+            set = async { from.wait_for(|s| *s).await.is_ok() } => {
+                if set {
+                    let _ = tx.send(true);
+                } else {
+                    // Kept until the pod's own receivers are gone (never, while the
+                    // agent shuts down).
+                    tx.closed().await;
+                }
+            }
+            _ = tx.closed() => {}
+        }
+    });
+    rx
 }
 
 /// Waits until every predecessor is gone, or the pod is stopped.
