@@ -423,8 +423,13 @@ fn fork_bomb_under_pod_max_pids() {
         "DRILL fork_bomb pids_max={limit} peak={peak} samples={samples} secs={secs} host_spawn_failures={host_spawn_failures} api_failures={api_failures} slowest_api_ms={slowest_api_ms} stop_ms={}",
         t.elapsed().as_millis()
     );
-    assert_eq!(limit, max);
-    assert!(peak <= max, "pids.current {peak} above pids.max {max}");
+    let raw = fs::read_to_string(pids_dir.join("pids.max")).unwrap_or_default();
+    assert_eq!(limit, max, "{}/pids.max: {raw:?}", pids_dir.display());
+    assert!(
+        peak <= max,
+        "{}: pids.current {peak} above pids.max {max}",
+        pids_dir.display()
+    );
     assert_eq!(host_spawn_failures, 0);
     assert_eq!(api_failures, 0);
     assert!(

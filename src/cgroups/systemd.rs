@@ -156,7 +156,9 @@ pub(crate) fn manager_call(method: &str, signature: &str) -> Command {
 
 /// Starts a transient slice; one that exists already (a pod an earlier agent started, a
 /// QoS level) is left as it is.
-fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+/// Starts `unit` with `props`; false when it was there already (its properties are then
+/// those it had).
+fn start_slice(unit: &str, props: &[Prop]) -> Result<bool, CgroupError> {
     let mut cmd = manager_call("StartTransientUnit", "ssa(sv)a(sa(sv))");
     cmd.args([unit, "replace"]);
     cmd.arg(props.len().to_string());
@@ -167,9 +169,9 @@ fn start_slice(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
     match run(&mut cmd) {
         Ok(()) => {
             tracing::debug!(unit, "started slice");
-            Ok(())
+            Ok(true)
         }
-        Err(CommandError::Refused(m)) if unit_exists(&m) => Ok(()),
+        Err(CommandError::Refused(m)) if unit_exists(&m) => Ok(false),
         Err(m) => Err(systemd_err(unit, m)),
     }
 }
@@ -192,7 +194,14 @@ pub fn create(cg: &PodCgroup, limits: &PodLimits) -> Result<(), CgroupError> {
         }
         start_slice(&slice, &props)?;
     }
-    start_slice(&pod_slice(cg), &pod_props(cg, limits))
+    // A pod slice that is there already (loaded because a scope named it, or left by an
+    // earlier agent) keeps whatever limits it had unless they are set again: the pod's
+    // limits hold either way.
+    let (unit, props) = (pod_slice(cg), pod_props(cg, limits));
+    if !start_slice(&unit, &props)? {
+        set_props(&unit, &props)?;
+    }
+    Ok(())
 }
 
 /// Stops the pod slice (and any scope left in it); the QoS slices stay, as with the
@@ -254,10 +263,8 @@ pub(crate) fn update_levels(
     for (slice, s) in levels {
         let props = level_props(&slice, s);
         let dir = root.join(expand_slice(&slice).trim_start_matches('/'));
-        if dir.is_dir() {
+        if dir.is_dir() || !start_slice(&slice, &props)? {
             set_props(&slice, &props)?;
-        } else {
-            start_slice(&slice, &props)?;
         }
         write_hugetlb(root, &slice, &s.hugetlb)?;
     }
