@@ -402,6 +402,7 @@ fn registry_faults_then_recovery() {
         Fault::WrongContent,
         Fault::Oversized,
         Fault::TooMany,
+        Fault::Stalled,
     ];
     let rounds = if long() { 3 } else { 1 };
     let image = FaultImage::uncompressed_test_image();
@@ -430,8 +431,14 @@ fn registry_faults_then_recovery() {
             let c = &v["items"][0]["status"]["containerStatuses"][0];
             c["state"]["waiting"]["reason"].as_str().map(str::to_string)
         };
+        // A stalled body is noticed when the agent's 30 s read timeout fires.
+        let noticed = if matches!(fault, Fault::Stalled) {
+            45
+        } else {
+            30
+        };
         let reason = wait_until(
-            Duration::from_secs(30),
+            Duration::from_secs(noticed),
             &format!("{fault:?}: a pull error in the status"),
             || dirs.agent_log(),
             || waiting_reason().filter(|r| r == "ErrImagePull" || r == "ImagePullBackOff"),

@@ -240,6 +240,9 @@ pub enum Fault {
     Slow,
     /// 429 Too Many Requests with `Retry-After: 1`.
     TooMany,
+    /// Declares the whole layer, sends half, then sends nothing more for 40 s (longer
+    /// than the agent's 30 s read timeout) with the connection open: a slow loris.
+    Stalled,
     /// Whole and right (a registry that behaves).
     None,
 }
@@ -445,6 +448,15 @@ fn serve(mut conn: TcpStream, image: &FaultImage, fault: impl Fn() -> Fault) {
                         std::mem::size_of::<libc::linger>() as u32,
                     );
                 }
+            }
+            Fault::Stalled => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    l.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&l[..l.len() / 2]);
+                std::thread::sleep(Duration::from_secs(40));
             }
             Fault::Slow => {
                 let head = format!(
