@@ -18,6 +18,14 @@ use common::*;
 const T: Duration = Duration::from_secs(40);
 const PODS_MAX: &str = "77";
 
+/// The tests of this file run one at a time: one of them starts the packaged agent
+/// (vm/guest.sh stops it before the tests), whose orphan cgroup sweep shares the default
+/// cgroup root with the other tests' agents and would take their idle pod slices.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn systemd_booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
@@ -83,12 +91,15 @@ fn systemctl(args: &[&str]) -> (bool, String) {
 fn assert_cgroupfs_layout(f: &Fixture, pid: i32) {
     let uid = pod_uid(f);
     let id = container_id(&uid, "c");
-    let rel = format!("kubepods/burstable/pod{uid}");
+    // Under the test agent's own --cgroup-root, if it has one (tests/common).
+    let root = f.dirs.cgroup_root.as_deref().unwrap_or("/");
+    let rel = format!("{}/kubepods/burstable/pod{uid}", root.trim_matches('/'));
+    let rel = rel.trim_start_matches('/');
     let (mem, cpu, pids) = if cgroup_v2() {
-        let d = Path::new("/sys/fs/cgroup").join(&rel);
+        let d = Path::new("/sys/fs/cgroup").join(rel);
         (d.clone(), d.clone(), d)
     } else {
-        let d = |ctl: &str| Path::new("/sys/fs/cgroup").join(ctl).join(&rel);
+        let d = |ctl: &str| Path::new("/sys/fs/cgroup").join(ctl).join(rel);
         (d("memory"), d("cpu"), d("pids"))
     };
     assert_eq!(cgroup_dir(pid, "memory"), mem.join(&id));
@@ -144,6 +155,7 @@ fn print_systemd_call_costs(log: &str) {
 
 #[test]
 fn pod_cgroups_follow_the_detected_driver() {
+    let _serial = one_at_a_time();
     let f = Fixture::with_args(&["--pod-max-pids", PODS_MAX]).patient(T);
     let pid = run_burstable(&f, "cg", "drv-default");
     if !systemd_booted() {
@@ -196,6 +208,7 @@ fn pod_cgroups_follow_the_detected_driver() {
 
 #[test]
 fn explicit_cgroupfs_driver_and_systemd_without_systemd() {
+    let _serial = one_at_a_time();
     if !systemd_booted() {
         let dirs = AgentDirs::new();
         let mut agent = Agent::start_with(&dirs, None, &["--cgroup-driver", "systemd"]);
@@ -221,6 +234,7 @@ fn explicit_cgroupfs_driver_and_systemd_without_systemd() {
 /// agent adopts them. Without systemd: the same through a restarted agent process.
 #[test]
 fn agent_restart_leaves_containers_in_their_cgroups() {
+    let _serial = one_at_a_time();
     if !systemd_booted() {
         let mut f = Fixture::with_args(&[]).patient(T);
         let pid = run_burstable(&f, "cg", "drv-restart");
@@ -237,6 +251,16 @@ fn agent_restart_leaves_containers_in_their_cgroups() {
         assert_eq!(cgroup_dir(pid, "memory"), before);
         return;
     }
+    // Started for this test and stopped after it, as vm/guest.sh left it.
+    let (ok, _) = systemctl(&["start", "hostlet.service"]);
+    assert!(ok, "systemctl start hostlet failed");
+    struct StopService;
+    impl Drop for StopService {
+        fn drop(&mut self) {
+            systemctl(&["stop", "hostlet.service"]);
+        }
+    }
+    let _stop = StopService;
     assert_eq!(systemctl(&["is-active", "hostlet.service"]).1, "active");
     let web = wait_until(T, "the demo web pod's httpd", String::new, || {
         let pids = find_pids_by_cmdline("httpd -f -vv -p 8080");
@@ -294,6 +318,7 @@ fn chrono_now() -> String {
 /// `$NOTIFY_SOCKET` (elsewhere) until the answer arrives, and turns ready right after.
 #[test]
 fn ready_only_after_the_first_sync() {
+    let _serial = one_at_a_time();
     require_root_and_tools();
     let dirs = AgentDirs::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
