@@ -20,6 +20,30 @@ fn hostlet(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The subcommand a man page `hostlet-a-b-c` documents: the words its dashes split, with
+/// adjacent words joined back where the split names no subcommand (`auto-update`).
+fn subcommand_of(page: &str) -> Vec<String> {
+    let words: Vec<&str> = page.split('-').skip(1).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        // The longest run of words from i that `hostlet <out> <run> --help` accepts.
+        let found = (i + 1..=words.len()).rev().find(|&j| {
+            let mut args: Vec<String> = out.clone();
+            args.push(words[i..j].join("-"));
+            args.push("--help".into());
+            Command::new(env!("CARGO_BIN_EXE_hostlet"))
+                .args(&args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let j = found.unwrap_or(i + 1);
+        out.push(words[i..j].join("-"));
+        i = j;
+    }
+    out
+}
+
 /// `-x` and `--long-name` tokens in TEXT.
 fn flags(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -82,8 +106,10 @@ fn every_man_page_shows_every_flag_its_help_shows() {
             .and_then(|s| s.to_str())
             .unwrap()
             .to_string();
-        // hostlet-image-import.8 documents `hostlet image import`.
-        let mut args: Vec<&str> = name.split('-').skip(1).collect();
+        // hostlet-image-import.8 documents `hostlet image import`, hostlet-auto-update.8
+        // `hostlet auto-update`: the dashes of a page name are either.
+        let args = subcommand_of(&name);
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         args.push("--help");
         let help = help_flags(&hostlet(&args));
         let man = flags(&roff_options(&std::fs::read_to_string(page).unwrap()));
