@@ -5,6 +5,7 @@
 //! `pkg/kubelet/config/common.go` applyDefaults). Which pod fields hostlet implements lives in
 //! [`support`].
 
+mod defaults;
 mod depth;
 mod field_error;
 mod flow;
@@ -12,6 +13,7 @@ mod jsonpath;
 pub mod keys;
 pub mod locate;
 pub mod object;
+mod parse;
 pub mod pod_resources;
 pub mod quantity;
 pub mod refs;
@@ -24,14 +26,17 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
-use sha2::{Digest, Sha256};
+use k8s_openapi::api::core::v1::Pod;
 
 pub use field_error::FieldError;
 pub use locate::{locate, locate_or_start, Diagnostic};
 pub use object::{ConfigObject, DecodedObject, ObjectKind, ObjectSet};
 pub use unknown::UNKNOWN_FIELD;
 pub use validate::validate;
+
+pub use defaults::default_pull_policy;
+use defaults::{apply_defaults, content_uid};
+use parse::{parse_value, typed};
 
 pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
@@ -465,204 +470,6 @@ fn parse(
     // (`args: [-c, true]` is a boolean where a string belongs).
     let pod = typed(path, bytes, &value, is_json)?;
     Ok((value, pod))
-}
-
-/// The document as a generic value, and whether it was written as JSON.
-fn parse_value(path: &Path, bytes: &[u8]) -> Result<(serde_json::Value, bool), ManifestError> {
-    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let value = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
-    } else if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
-        return Err(ManifestError::Invalid {
-            path: path.to_path_buf(),
-            errors: vec![FieldError::new(
-                "",
-                format!("nested deeper than {} levels", depth::MAX_FLOW_DEPTH),
-            )],
-        });
-    } else {
-        serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
-    };
-    Ok((value, is_json))
-}
-
-/// The typed document of `bytes` (already parsed into `value`), errors named by field.
-fn typed<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    bytes: &[u8],
-    value: &serde_json::Value,
-    is_json: bool,
-) -> Result<T, ManifestError> {
-    if is_json {
-        serde_json::from_slice(bytes).map_err(|e| typed_error(path, bytes, None, &e))
-    } else {
-        let json = serde_json::to_vec(value).map_err(|e| json_error(path, &e))?;
-        serde_json::from_slice(&json).map_err(|e| typed_error(path, &json, Some(bytes), &e))
-    }
-}
-
-/// A typed decoding error of `json`, named by field. `yaml`: the text the JSON was written
-/// from, where the field is located instead (the JSON's positions mean nothing to the user).
-fn typed_error(
-    path: &Path,
-    json: &[u8],
-    yaml: Option<&[u8]>,
-    e: &serde_json::Error,
-) -> ManifestError {
-    if e.line() == 0 {
-        return json_error(path, e);
-    }
-    let at = jsonpath::offset(json, e.line(), e.column());
-    let field = jsonpath::path_at(json, at).filter(|f| !f.is_empty());
-    let message = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let message = message.strip_suffix(&suffix).unwrap_or(&message);
-    let (line, column) = match yaml {
-        None => (Some(e.line()), Some(e.column())),
-        Some(text) => {
-            let loc = locate_or_start(
-                &String::from_utf8_lossy(text),
-                field.as_deref().unwrap_or(""),
-            );
-            (Some(loc.0), Some(loc.1))
-        }
-    };
-    ManifestError::Syntax {
-        path: path.to_path_buf(),
-        line,
-        column,
-        message: match &field {
-            Some(f) => format!("{f}: {message}"),
-            None => message.to_string(),
-        },
-        field,
-    }
-}
-
-fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ManifestError {
-    let loc = e.location();
-    let (line, column) = (
-        loc.as_ref().map(|l| l.line()),
-        loc.as_ref().map(|l| l.column()),
-    );
-    syntax_error(path, e.to_string(), line, column)
-}
-
-fn json_error(path: &Path, e: &serde_json::Error) -> ManifestError {
-    let (line, column) = if e.line() == 0 {
-        (None, None)
-    } else {
-        (Some(e.line()), Some(e.column()))
-    };
-    syntax_error(path, e.to_string(), line, column)
-}
-
-fn syntax_error(
-    path: &Path,
-    mut message: String,
-    line: Option<usize>,
-    column: Option<usize>,
-) -> ManifestError {
-    // serde puts the location into its messages; we report it in front, compiler-style.
-    if let (Some(l), Some(c)) = (line, column) {
-        message = message.replacen(&format!(" at line {l} column {c}"), "", 1);
-    }
-    // serde_yaml prefixes the field path (`spec.containers[0]: missing field ...`).
-    let mut field = None;
-    if let Some((prefix, _)) = message.split_once(": ") {
-        let looks_like_path = !prefix.is_empty()
-            && prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c));
-        if looks_like_path {
-            field = Some(prefix.to_string());
-        }
-    }
-    ManifestError::Syntax {
-        path: path.to_path_buf(),
-        line,
-        column,
-        field,
-        message,
-    }
-}
-
-/// The kubelet's static pod UID: a hash of the pod as written plus where it came from, so any
-/// content change (but no formatting or comment change) yields a new UID.
-fn content_uid(pod: &Pod, node: &str, origin: &Origin) -> String {
-    let mut hasher = Sha256::new();
-    // k8s-openapi serializes maps from BTreeMaps and fields in a fixed order: deterministic.
-    hasher.update(serde_json::to_vec(pod).unwrap_or_default());
-    hasher.update(format!("host:{node}").as_bytes());
-    hasher.update(origin.hash_input().as_bytes());
-    let mut uid = hex::encode(hasher.finalize());
-    uid.truncate(32);
-    uid
-}
-
-fn apply_defaults(mut pod: Pod, uid: &str, node: &str, config_source: &str) -> Pod {
-    let meta = &mut pod.metadata;
-    meta.name = Some(format!(
-        "{}-{node}",
-        meta.name.as_deref().unwrap_or_default()
-    ));
-    if meta.namespace.as_deref().unwrap_or_default().is_empty() {
-        meta.namespace = Some("default".into());
-    }
-    meta.uid = Some(uid.to_string());
-    let annotations = meta.annotations.get_or_insert_with(Default::default);
-    annotations.insert(CONFIG_HASH_ANNOTATION.into(), uid.to_string());
-    annotations.insert(CONFIG_SOURCE_ANNOTATION.into(), config_source.into());
-
-    let spec = pod.spec.get_or_insert_with(PodSpec::default);
-    spec.node_name = Some(node.to_string());
-    default_str(&mut spec.restart_policy, "Always");
-    default_str(&mut spec.dns_policy, "ClusterFirst");
-    spec.termination_grace_period_seconds.get_or_insert(30);
-    pod_resources::default(spec);
-    for volume in spec.volumes.iter_mut().flatten() {
-        default_volume(volume);
-    }
-    for c in spec.containers.iter_mut() {
-        let policy = default_pull_policy(c.image.as_deref().unwrap_or_default());
-        default_str(&mut c.image_pull_policy, policy);
-        default_str(&mut c.termination_message_path, "/dev/termination-log");
-        default_str(&mut c.termination_message_policy, "File");
-        for port in c.ports.iter_mut().flatten() {
-            default_str(&mut port.protocol, "TCP");
-        }
-    }
-    pod
-}
-
-fn default_str(field: &mut Option<String>, value: &str) {
-    if field.as_deref().unwrap_or_default().is_empty() {
-        *field = Some(value.to_string());
-    }
-}
-
-/// The API server turns a volume without a source into an emptyDir; do the same so later code
-/// sees exactly one source.
-fn default_volume(volume: &mut Volume) {
-    let has_source = serde_json::to_value(&*volume)
-        .ok()
-        .and_then(|v| v.as_object().map(|o| o.keys().any(|k| k != "name")))
-        .unwrap_or(true);
-    if !has_source {
-        volume.empty_dir = Some(Default::default());
-    }
-}
-
-/// `Always` for `:latest` or no tag, `IfNotPresent` otherwise (a digest counts as pinned).
-pub fn default_pull_policy(image: &str) -> &'static str {
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        Some((_, tag)) if !tag.is_empty() && tag != "latest" => "IfNotPresent",
-        _ => "Always",
-    }
 }
 
 #[cfg(test)]
