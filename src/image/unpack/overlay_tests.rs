@@ -5,7 +5,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use tar::Header;
 
 use super::*;
+use std::fs;
+
 use crate::image::fsutil::lgetxattr;
+use tar::EntryType;
 
 fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: EntryType, data: &[u8]) {
     let mut h = Header::new_gnu();

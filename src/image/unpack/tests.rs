@@ -7,6 +7,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use tar::Header;
 
 use super::*;
+use std::fs;
+use std::path::PathBuf;
+
+use tar::EntryType;
 
 enum E<'a> {
     Dir(&'a str, u32),
