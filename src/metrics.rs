@@ -3,6 +3,7 @@
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
 
+mod text;
 mod updates;
 
 pub use updates::{auto_update, rollback};
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
+use text::{header, label, lock};
 
 /// Bucket bounds in seconds: pulls take from milliseconds (local registry) to minutes.
 const PULL_BUCKETS: &[f64] = &[
@@ -100,11 +102,6 @@ fn registry() -> &'static Registry {
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Metrics must never take the agent down; a poisoned lock still holds usable numbers.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// An image pull from a registry finished (not a local hit); `ok` says how.
 pub fn image_pull(duration: Duration, ok: bool) {
     let r = registry();
@@ -158,18 +155,6 @@ pub fn pod_start(latency: Duration) {
     lock(&registry().hist)
         .pod_start
         .observe(latency.as_secs_f64());
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value per the text exposition format.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The whole `/metrics` body.
