@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn long() -> bool {
-    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
-}
-
 /// A small deterministic generator, seeded from the clock and printed, so that a failing
 /// storm can be replayed with `HOSTLET_DRILL_SEED`.
 struct Rng(u64);

@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn long() -> bool {
-    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
-}
-
 /// The directories of cgroup `rel` in the controllers every agent makes pod cgroups in
 /// (cpu, memory, pids on v1; the one tree on v2).
 fn pod_level_dirs(rel: &str) -> Vec<PathBuf> {

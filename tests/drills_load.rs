@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn long() -> bool {
-    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
-}
-
 /// The agent's resident memory (KiB), open file descriptors, threads and CPU time (ms).
 fn usage(pid: i32) -> (u64, usize, u64, u64) {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

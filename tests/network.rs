@@ -430,11 +430,6 @@ fn pods_wait_for_the_network_config_and_plugins_and_start_when_they_appear() {
     });
 }
 
-/// Whether the long drills profile runs (as in tests/drills.rs).
-fn long() -> bool {
-    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
-}
-
 fn quick_pod(name: &str, image: &str) -> String {
     format!(
         r#"apiVersion: v1

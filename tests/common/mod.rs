@@ -234,6 +234,11 @@ impl Drop for Registry {
     }
 }
 
+/// Whether the drills' long profile runs (`HOSTLET_DRILLS=long`, RELIABILITY.md).
+pub fn long() -> bool {
+    std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
+}
+
 /// A port that was free a moment ago, from below the kernel's ephemeral range: a port the
 /// kernel handed out for `:0` can be given again as the local port of any outgoing
 /// connection (a pull, a probe) before the agent under test binds it. Each test process
