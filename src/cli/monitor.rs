@@ -44,7 +44,7 @@ pub fn exec_in(args: ExecInArgs) -> i32 {
 pub fn main(args: MonitorArgs) -> i32 {
     init_tracing();
     if args.cleanup {
-        crate::runtime::monitor::cleanup(&args.dir)
+        crate::runtime::teardown::cleanup(&args.dir)
     } else {
         crate::runtime::monitor::main(&args.dir)
     }

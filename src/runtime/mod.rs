@@ -13,6 +13,7 @@ pub mod monitor;
 mod monitors;
 mod oom;
 pub mod proc;
+pub mod teardown;
 
 use std::path::PathBuf;
 

@@ -27,9 +27,10 @@ use nix::unistd::Pid;
 use super::drop_report::DropReport;
 use super::executor::ResetSignalsExecutor;
 use super::oom::{oom_kills, oom_kills_in, pod_cgroup};
+use super::teardown::{now, teardown};
 use super::{proc, ExitRecord, MonitorConfig, MonitorState};
 use super::{CONFIG_FILE, EXIT_FILE, LOG_DROPS_FILE, STATE_FILE};
-use crate::logs::{rfc3339_nano, CriWriter, DropStats, Stream};
+use crate::logs::{CriWriter, DropStats, Stream};
 use crate::state::{self, Layout};
 
 /// After the init exits, how long to keep draining output still buffered in the pipes.
@@ -57,10 +58,6 @@ pub enum MonitorError {
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MonitorError {
     let what = what.into();
     move |source| MonitorError::Sys { what, source }
-}
-
-fn now() -> String {
-    rfc3339_nano(jiff::Timestamp::now())
 }
 
 /// Entry point of `hostlet-monitor monitor DIR`; returns the process exit code.
@@ -110,40 +107,6 @@ pub fn main(dir: &Path) -> i32 {
     }
 }
 
-/// Entry point of `hostlet-monitor monitor --cleanup DIR`: the monitor of DIR is gone; kill and
-/// delete whatever is left of its container and record an exit if none was recorded.
-pub fn cleanup(dir: &Path) -> i32 {
-    let Ok(Some(cfg)) = state::read_json::<MonitorConfig>(&dir.join(CONFIG_FILE)) else {
-        return 0;
-    };
-    let layout = Layout::new(
-        dir.parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("/")),
-    );
-    let oom = oom_kills(&cfg.cgroups_path) > 0;
-    teardown(&cfg, &layout);
-    if !dir.join(EXIT_FILE).exists() {
-        let started_at = state::read_json::<MonitorState>(&dir.join(STATE_FILE))
-            .ok()
-            .flatten()
-            .map(|s| s.started_at);
-        let rec = ExitRecord {
-            exit_code: 128 + libc::SIGKILL,
-            signal: Some(libc::SIGKILL),
-            oom_killed: oom,
-            started_at,
-            finished_at: now(),
-            start_error: None,
-        };
-        if let Err(e) = state::write_json(&dir.join(EXIT_FILE), &rec) {
-            tracing::error!(error = %e, "writing exit record");
-            return 1;
-        }
-    }
-    0
-}
-
 fn handshake_error(message: &str) -> i32 {
     let _ = writeln!(std::io::stdout(), "error: {}", message.replace('\n', " "));
     1
@@ -153,44 +116,6 @@ fn redirect_stdout_to_null() {
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
-}
-
-/// Kills and deletes the container (cgroups, libcontainer state) and unmounts its rootfs.
-fn teardown(cfg: &MonitorConfig, layout: &Layout) {
-    let root = layout.runtime().join(&cfg.id);
-    if root.exists() {
-        match Container::load(root.clone()) {
-            Ok(mut c) => {
-                if let Err(e) = c.kill(Signal::SIGKILL, true) {
-                    // PID 1 of the container takes its PID namespace down with it; what
-                    // is left in its cgroup is killed below.
-                    tracing::warn!(container_id = %cfg.id, error = %e, "killing the container");
-                    if let Some(pid) = c.pid() {
-                        let _ = kill(pid, Signal::SIGKILL);
-                    }
-                }
-                if let Err(e) = c.delete(true) {
-                    tracing::warn!(container_id = %cfg.id, error = %e, "deleting container");
-                }
-            }
-            Err(e) => tracing::warn!(container_id = %cfg.id, error = %e, "loading container"),
-        }
-    }
-    // Whatever libcontainer could not kill (its cgroup manager failed) is killed here:
-    // once this returns, the agent starts the container's replacement.
-    let left = super::cgroup_kill::kill_all(&cfg.cgroups_path, Duration::from_secs(5));
-    if left > 0 {
-        tracing::error!(container_id = %cfg.id, processes = left, "processes of the container survive SIGKILL");
-    }
-    // A delete that failed (systemd already collected the scope of a container whose
-    // monitor was killed, say) leaves libcontainer's record of a container that no longer
-    // runs: it is debris, and nothing else would ever remove it.
-    if root.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&root) {
-            tracing::warn!(container_id = %cfg.id, error = %e, "removing the container's runtime state");
-        }
-    }
-    let _ = umount2(&cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
 }
 
 struct Monitor {
