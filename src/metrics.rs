@@ -3,9 +3,12 @@
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
 
+mod histogram;
+mod probes;
 mod text;
 mod updates;
 
+pub use probes::{ProbeLabels, ProbeSeries};
 pub use updates::{auto_update, rollback};
 
 use std::collections::BTreeMap;
@@ -18,6 +21,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::source::{ProblemKind, SourceProblem};
 use crate::status::StatusStore;
+use histogram::Histogram;
 use text::{header, label, lock};
 
 /// Bucket bounds in seconds: pulls take from milliseconds (local registry) to minutes.
@@ -30,45 +34,6 @@ const POD_START_BUCKETS: &[f64] = &[
     300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
 ];
 const CONTAINER_START_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, v: f64) {
-        for (i, b) in self.bounds.iter().enumerate() {
-            if v <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, help, "histogram");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
-    }
-}
 
 struct Registry {
     pulls_ok: AtomicU64,
@@ -194,6 +159,7 @@ pub fn render(status: &StatusStore) -> String {
     render_log_drops(&mut out, status);
     counters(&mut out, r);
     updates::render(&mut out);
+    probes::render(&mut out);
     let h = lock(&r.hist);
     h.pull.render(
         &mut out,

@@ -235,3 +235,113 @@ fn hostile_input() {
     );
     assert!(peak_rss < 200 << 10, "agent RSS peaked at {peak_rss} KiB");
 }
+
+/// `hostlet ARGS…` against the fixture's agent: (success, stdout + stderr).
+fn hostlet(f: &Fixture, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(args)
+        .arg("--root-dir")
+        .arg(&f.dirs.root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Item 8's last part: `hostlet logs` and `hostlet exec` cannot be pointed outside a
+/// container's own files. Names that walk out of the pod logs dir are refused; and a
+/// container that can reach its own log directory (a log shipper's hostPath of the pod
+/// logs dir) and swaps its log file for a link to a root-only host file makes neither the
+/// monitor write into that file nor `hostlet logs` print it.
+#[test]
+fn exec_and_logs_stay_inside_their_container() {
+    let f = Fixture::new();
+    let pid = std::process::id();
+    let secret = format!("HOSTSECRET-{pid}");
+    let secret_file = std::env::temp_dir().join(format!("hostlet-host-secret-{pid}"));
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let marker = format!("shipper{pid}-end");
+    let script = format!(
+        "d=$(ls -d /pod-logs/default_shipper-*/c); echo before-the-swap; sleep 1; rm $d/0.log; ln -s {} $d/0.log; while :; do echo after-the-swap; sleep 0.2; done",
+        secret_file.display()
+    );
+    write_manifest(
+        &f.dirs,
+        "shipper.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: shipper}}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: logs\n    hostPath: {{path: {}}}\n  containers:\n  - name: c\n    image: {}\n    command: [sh, -c, {script:?}, {marker}]\n    volumeMounts:\n    - {{name: logs, mountPath: /pod-logs}}\n",
+            f.dirs.logs.display(),
+            f.image()
+        ),
+    );
+    f.container_pid(&marker);
+    let link = f.wait("the log file swapped for a link", || {
+        let dir = cri_log_files(&f.dirs.logs, "shipper", "c")
+            .first()?
+            .parent()?
+            .to_path_buf();
+        let p = dir.join("0.log");
+        std::fs::symlink_metadata(&p)
+            .ok()?
+            .file_type()
+            .is_symlink()
+            .then_some(p)
+    });
+    // Long enough for the monitor to notice the swap and write dozens of lines.
+    std::thread::sleep(Duration::from_secs(3));
+    let host_file = std::fs::read_to_string(&secret_file).unwrap();
+    let (_, logs) = hostlet(&f, &["logs", "shipper"]);
+    let (_, follow) = hostlet(&f, &["logs", "shipper", "--tail", "5"]);
+    let tries: [&[&str]; 6] = [
+        &["logs", "../../../../../etc/passwd"],
+        &["logs", "shipper", "-c", "../../../../etc/passwd"],
+        &["logs", "-n", "../../..", "shipper"],
+        &["logs", "../shipper"],
+        &[
+            "exec",
+            "shipper",
+            "-c",
+            "../../../x",
+            "--",
+            "cat",
+            "/etc/hostname",
+        ],
+        &["exec", "../../shipper", "--", "cat", "/etc/hostname"],
+    ];
+    let mut walked_out = Vec::new();
+    for args in tries {
+        let (ok, out) = hostlet(&f, args);
+        if ok || out.contains("root:x:0:0") || out.contains(&secret) {
+            walked_out.push(format!("{args:?}: {out}"));
+        }
+    }
+    let _ = std::fs::remove_file(&secret_file);
+    println!(
+        "DRILL exec_logs_confinement names_tried={} walked_out={} host_file_written={} secret_printed={}",
+        tries.len(),
+        walked_out.len(),
+        host_file != format!("{secret}\n"),
+        logs.contains(&secret) || follow.contains(&secret)
+    );
+    assert_eq!(
+        host_file,
+        format!("{secret}\n"),
+        "the monitor wrote through the link {}",
+        link.display()
+    );
+    assert!(
+        !logs.contains(&secret) && !follow.contains(&secret),
+        "hostlet logs printed the host file: {logs}"
+    );
+    assert!(walked_out.is_empty(), "{walked_out:#?}");
+    f.log_has("dropped");
+}

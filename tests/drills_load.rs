@@ -124,7 +124,13 @@ fn manifest_churn() {
 /// (the floor of the last third of the series no higher than the peak of the first).
 #[test]
 fn soak() {
-    let (pods, secs, every) = if long() { (25, 600, 20) } else { (5, 60, 5) };
+    // Issue 20's figures: 50 + 50 pods for an hour in the long profile; `HOSTLET_SOAK_SECS`
+    // shortens or lengthens a run by hand.
+    let (pods, secs, every) = if long() { (50, 3600, 60) } else { (5, 60, 5) };
+    let secs = std::env::var("HOSTLET_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(secs);
     let f = Fixture::with_args(&[
         "--crash-loop-backoff-initial",
         "1s",
@@ -249,4 +255,174 @@ fn walk_size(dir: &std::path::Path) -> u64 {
         };
     }
     total
+}
+
+/// A reading of `prober_probe_duration_seconds`: (count, sum in seconds, cumulative
+/// bucket counts by bound).
+type ProbeHist = (u64, f64, Vec<(f64, u64)>);
+
+/// The histogram of one container's readiness probe from `/metrics`.
+fn probe_hist(addr: &str, container: &str) -> Option<ProbeHist> {
+    let (_, body) = http_get(addr, "/metrics")?;
+    let want = format!("probe_type=\"Readiness\",container=\"{container}\"");
+    let (mut count, mut sum, mut buckets) = (None, None, Vec::new());
+    for l in body.lines().filter(|l| l.contains(&want)) {
+        let value = l.rsplit(' ').next()?;
+        if l.starts_with("prober_probe_duration_seconds_count") {
+            count = value.parse().ok();
+        } else if l.starts_with("prober_probe_duration_seconds_sum") {
+            sum = value.parse().ok();
+        } else if l.starts_with("prober_probe_duration_seconds_bucket") {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            if le != "+Inf" {
+                buckets.push((le.parse().ok()?, value.parse().ok()?));
+            }
+        }
+    }
+    Some((count?, sum?, buckets))
+}
+
+/// Probes between two readings: (checks, mean seconds, the bucket bound under which
+/// every check of the interval finished).
+fn probe_delta(a: &ProbeHist, b: &ProbeHist) -> (u64, f64, f64) {
+    let n = b.0 - a.0;
+    let mean = if n == 0 { 0.0 } else { (b.1 - a.1) / n as f64 };
+    let bound =
+        b.2.iter()
+            .zip(&a.2)
+            .find(|((_, nb), (_, na))| nb - na == n)
+            .map_or(f64::INFINITY, |((le, _), _)| *le);
+    (n, mean, bound)
+}
+
+fn cpu_ms(pid: i32) -> u64 {
+    usage(pid).3
+}
+
+/// Drill 6: a container writing to stdout as fast as it can beside a pod whose readiness
+/// is probed every second. The flood's log stays within its rotation limits, its monitor's
+/// CPU is measured, and the other pod's probes (their durations from the kubelet's
+/// `prober_probe_duration_seconds`) keep passing, before and during the flood.
+#[test]
+fn stdout_flood_beside_a_probed_pod() {
+    let secs = if long() { 300 } else { 20 };
+    let port = free_port().to_string();
+    let f = Fixture::with_args(&[
+        "--read-only-port",
+        &port,
+        "--container-log-max-size",
+        "1Mi",
+        "--container-log-max-files",
+        "3",
+    ]);
+    let addr = format!("127.0.0.1:{port}");
+    let tag = format!("flood{}", std::process::id());
+    let image = f.image();
+    write_manifest(
+        &f.dirs,
+        "calm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: calm}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: calm\n    image: {image}\n    command: [sh, -c, 'touch /tmp/ready; while :; do sleep 1; done', {tag}-calm]\n    readinessProbe:\n      exec: {{command: [cat, /tmp/ready]}}\n      periodSeconds: 1\n"
+        ),
+    );
+    let ready = || {
+        f.pod_status("calm").and_then(|s| {
+            let conds = s["conditions"].as_array()?.clone();
+            Some(
+                conds
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+            )
+        })
+    };
+    f.wait("the probed pod Ready", || ready()?.then_some(()));
+    // Watches Ready once a second for `secs`; returns the seconds it was not Ready.
+    let watch = |secs: u64| {
+        let mut not_ready = 0;
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_secs(1));
+            if ready() != Some(true) {
+                not_ready += 1;
+            }
+        }
+        not_ready
+    };
+    let quiet0 = f.wait("probe metrics", || probe_hist(&addr, "calm"));
+    let quiet_not_ready = watch(secs);
+    let quiet1 = probe_hist(&addr, "calm").expect("probe metrics");
+
+    write_manifest(
+        &f.dirs,
+        "flood.yaml",
+        &pod(
+            "flood",
+            &image,
+            &format!("{tag}-flood"),
+            "exec yes flooding-stdout",
+        ),
+    );
+    // busybox's sh runs `yes` as an applet in its own process, so the marker stays.
+    let flood_marker = format!("{tag}-flood");
+    let yes = f.wait("the flood running", || {
+        find_pids_by_cmdline(&flood_marker).first().copied()
+    });
+    let monitor = ppid_of(yes).expect("the flood's monitor");
+    let agent = f.agent().pid();
+    let (mon0, agent0, t0) = (cpu_ms(monitor), cpu_ms(agent), Instant::now());
+    let flood0 = probe_hist(&addr, "calm").expect("probe metrics");
+    let flood_not_ready = watch(secs);
+    let flood1 = probe_hist(&addr, "calm").expect("probe metrics");
+    let wall = t0.elapsed().as_millis() as u64;
+    let (mon_cpu, agent_cpu) = (cpu_ms(monitor) - mon0, cpu_ms(agent) - agent0);
+    let flood_log = cri_log_files(&f.dirs.logs, "flood", "c");
+    let log_bytes: u64 = flood_log
+        .first()
+        .and_then(|p| p.parent())
+        .map_or(0, walk_size);
+    let still = find_pids_by_cmdline(&flood_marker).contains(&yes);
+    let failed = |addr: &str| -> u64 {
+        http_get(addr, "/metrics")
+            .map(|(_, b)| {
+                b.lines()
+                    .filter(|l| {
+                        l.starts_with("prober_probe_total")
+                            && l.contains("container=\"calm\"")
+                            && l.contains("result=\"failed\"")
+                    })
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(u64::MAX)
+    };
+    let probes_failed = failed(&addr);
+    let (qn, qmean, qmax) = probe_delta(&quiet0, &quiet1);
+    let (fl_n, fl_mean, fl_max) = probe_delta(&flood0, &flood1);
+    println!(
+        "DRILL stdout_flood secs={secs} probes_quiet={qn} probe_mean_ms_quiet={:.1} probe_max_le_quiet={qmax} probes_flood={fl_n} probe_mean_ms_flood={:.1} probe_max_le_flood={fl_max} probes_failed={probes_failed} not_ready_s_quiet={quiet_not_ready} not_ready_s_flood={flood_not_ready} flood_log_bytes={log_bytes} flood_monitor_cpu_pct={:.0} agent_cpu_pct={:.1} flood_running={still}",
+        qmean * 1000.0,
+        fl_mean * 1000.0,
+        mon_cpu as f64 * 100.0 / wall as f64,
+        agent_cpu as f64 * 100.0 / wall as f64,
+    );
+    assert!(still, "the flooding container stopped");
+    assert_eq!(probes_failed, 0, "the calm pod's readiness probe failed");
+    assert_eq!(
+        (quiet_not_ready, flood_not_ready),
+        (0, 0),
+        "the calm pod lost Ready"
+    );
+    assert!(fl_n >= secs / 2, "too few probes during the flood: {fl_n}");
+    // The probe's timeout is 1 s; each check must end well within it.
+    assert!(
+        fl_max <= 1.0,
+        "a probe took longer than {fl_max} s during the flood"
+    );
+    // Rotation bounds the flood: 3 files of 1 MiB (the rotated ones compressed) plus the
+    // file being written past its limit between two size checks.
+    assert!(
+        log_bytes < 8 << 20,
+        "the flood's log dir holds {log_bytes} bytes"
+    );
+    assert!(log_bytes > 0, "no log written by the flood");
 }

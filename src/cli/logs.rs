@@ -153,7 +153,8 @@ pub fn main(args: LogsArgs) -> anyhow::Result<()> {
         since,
         mid_line: false,
     };
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let file =
+        crate::logs::open_log(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut stdout = std::io::stdout().lock();
     let mut out = Vec::new();
@@ -254,7 +255,8 @@ fn follow(
         };
         if rotated {
             // The old file is complete: the writer renames it only after its last write.
-            let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let file = crate::logs::open_log(path)
+                .with_context(|| format!("opening {}", path.display()))?;
             reader = BufReader::new(file);
             reader.seek(SeekFrom::Start(0))?;
             continue;

@@ -11,6 +11,25 @@ use serde::{Deserialize, Serialize};
 
 pub use writer::CriWriter;
 
+/// Opens a log file for reading without following a symlink in its last component, and
+/// only when it is a regular file. Log directories can be reachable from a container
+/// (a log shipper with a hostPath of the pod logs dir): a link planted there must not
+/// make the root-run monitor or `hostlet logs` read or write another host file.
+pub fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
 /// Lines longer than this are split into partial (`P`) records, as containerd does, so a
 /// container that never prints a newline cannot make the writer buffer without bound.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -85,9 +104,18 @@ pub(crate) fn compress(path: &Path) -> io::Result<()> {
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
     let result = (|| {
-        let mut input = File::open(path)?;
-        let mut enc =
-            flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+        let mut input = open_log(path)?;
+        // A leftover temp file (or a planted link) goes; the new one is made, not reused.
+        let _ = std::fs::remove_file(&tmp);
+        let out = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?
+        };
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?;
         std::fs::rename(&tmp, &gz)

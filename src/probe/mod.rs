@@ -45,6 +45,8 @@ pub struct Target {
     pub init_pid: i32,
     pub host_network: bool,
     pub ports: Vec<ContainerPort>,
+    /// The container's series in the prober metrics.
+    pub labels: crate::metrics::ProbeLabels,
 }
 
 impl Target {
@@ -233,8 +235,11 @@ pub async fn run(
     // Liveness is assumed good until proven bad; readiness and startup the opposite.
     let mut verdict = kind == Kind::Liveness;
     let (mut ok_run, mut bad_run) = (0, 0);
+    let series = crate::metrics::ProbeSeries::new(kind.as_str(), t.labels.clone());
     loop {
+        let began = Instant::now();
         let result = rt.check(&t, &action, timeout).await;
+        series.observe(result.is_ok(), began.elapsed());
         match result {
             Ok(()) => {
                 bad_run = 0;
@@ -306,6 +311,7 @@ mod tests {
             init_pid: 1,
             host_network: true,
             ports: Vec::new(),
+            labels: Default::default(),
         }
     }
 

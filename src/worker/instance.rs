@@ -30,6 +30,12 @@ fn target<S: Services>(ctx: &PodCtx<S>, c: Option<&Container>, h: &HandleOf<S>) 
         init_pid: h.init_pid(),
         host_network: ctx.host_network(),
         ports: c.and_then(|c| c.ports.clone()).unwrap_or_default(),
+        labels: crate::metrics::ProbeLabels {
+            namespace: ctx.pod.namespace().to_string(),
+            pod: ctx.pod.name().to_string(),
+            pod_uid: ctx.pod.uid.clone(),
+            container: c.map(|c| c.name.clone()).unwrap_or_default(),
+        },
     }
 }
 
