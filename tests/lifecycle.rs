@@ -471,3 +471,65 @@ spec:
     );
     assert_eq!(cond(&st, "Ready"), "False");
 }
+
+/// Termination messages as the kubelet gives them: a non-root container writes its
+/// `terminationMessagePath` (a custom one, on a read-only root filesystem) and the
+/// terminated state carries it; with `FallbackToLogsOnError` a failed container that
+/// wrote none gets its log's tail; a successful one gets no message.
+#[test]
+fn termination_messages_from_the_file_or_the_log_tail() {
+    let f = Fixture::new();
+    let img = f.image();
+    let pod = |name: &str, policy: &str, path: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  securityContext: {{runAsUser: 1000, runAsGroup: 1000}}\n  containers:\n  - name: c\n    image: {img}\n    command: [sh, -c, {script:?}]\n    terminationMessagePolicy: {policy}\n    terminationMessagePath: {path}\n    securityContext: {{readOnlyRootFilesystem: true}}\n"
+        )
+    };
+    write_manifest(
+        &f.dirs,
+        "msg.yaml",
+        &pod(
+            "msg",
+            "File",
+            "/tmp/why",
+            "echo -n disk is full > /tmp/why; exit 3",
+        ),
+    );
+    write_manifest(
+        &f.dirs,
+        "fallback.yaml",
+        &pod(
+            "fallback",
+            "FallbackToLogsOnError",
+            "/dev/termination-log",
+            "for i in 1 2 3; do echo line $i; done; echo fatal: no config >&2; exit 1",
+        ),
+    );
+    write_manifest(
+        &f.dirs,
+        "fine.yaml",
+        &pod(
+            "fine",
+            "FallbackToLogsOnError",
+            "/dev/termination-log",
+            "echo all good",
+        ),
+    );
+    let terminated = |name: &str| {
+        f.wait(&format!("{name} terminated"), || {
+            let t = f.pod_status(name)?["containerStatuses"][0]["state"]["terminated"].clone();
+            t.is_object().then_some(t)
+        })
+    };
+    let t = terminated("msg");
+    assert_eq!(t["exitCode"], 3, "{t:#}");
+    assert_eq!(t["message"], "disk is full", "{t:#}");
+    let t = terminated("fallback");
+    assert_eq!(
+        t["message"], "line 1\nline 2\nline 3\nfatal: no config\n",
+        "{t:#}"
+    );
+    let t = terminated("fine");
+    assert_eq!(t["reason"], "Completed", "{t:#}");
+    assert!(t.get("message").is_none(), "{t:#}");
+}

@@ -61,6 +61,13 @@ pub fn mounts(
                 .push(mount(dest, "bind", source, &["rbind", "rprivate", etc_mode]).map_err(oci)?);
         }
     }
+    // Read-write even with a read-only root filesystem, as the kubelet mounts it.
+    if let Some(path) = c.termination_message_path.as_deref() {
+        if !path.is_empty() && !mounted_by_user(path.trim_end_matches('/')) {
+            let source = files.termination_log(&c.name);
+            mounts.push(mount(path, "bind", source, &["rbind", "rprivate", "rw"]).map_err(oci)?);
+        }
+    }
     let mut rootfs_propagation: Option<&'static str> = None;
     for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
         let ro = read_only.contains(&vm.name.as_str());

@@ -296,3 +296,39 @@ fn stop_signal_from_image() {
 
 #[path = "rules_tests.rs"]
 mod rules;
+
+#[test]
+fn the_termination_message_file_is_mounted_read_write() {
+    let mut p = pod(WEB);
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    c.termination_message_path = Some("/dev/termination-log".into());
+    c.security_context
+        .get_or_insert_with(Default::default)
+        .read_only_root_filesystem = Some(true);
+    let spec = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap();
+    let m = spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.destination() == Path::new("/dev/termination-log"))
+        .expect("a termination-log mount");
+    let name = &p.spec.as_ref().unwrap().containers[0].name;
+    assert!(m
+        .source()
+        .as_ref()
+        .unwrap()
+        .ends_with(format!("termination/{name}")));
+    assert!(m.options().as_ref().unwrap().contains(&"rw".to_string()));
+
+    // An empty path: no file, as with the kubelet.
+    let c = &mut p.spec.as_mut().unwrap().containers[0];
+    c.termination_message_path = Some(String::new());
+    let spec = render(&p, 0, &image(IMAGE), Path::new("/x")).unwrap();
+    assert!(!spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev/termination-log")));
+}

@@ -57,6 +57,46 @@ pub fn container_log_path(pod_dir: &Path, container: &str, restart_count: u32) -
     pod_dir.join(container).join(format!("{restart_count}.log"))
 }
 
+/// The container's output in the last `lines` lines of its CRI log file, cut to its last
+/// `bytes` bytes: what the kubelet puts in a terminated container's message with
+/// `FallbackToLogsOnError` (`readLastStringFromContainerLogs`: 80 lines, 2048 bytes).
+pub fn tail_output(path: &Path, lines: usize, bytes: usize) -> io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = open_log(path)?;
+    // 80 records of at most MAX_LINE bytes each, plus their CRI prefixes, is all we need.
+    let want = (lines * (MAX_LINE + 64)) as u64;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(want)))?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)?;
+    let mut out: Vec<u8> = Vec::new();
+    let mut line_ends: usize = 0;
+    for record in raw.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
+        let mut it = record.splitn(4, |b| *b == b' ');
+        let (Some(_ts), Some(_stream), Some(tag)) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        out.extend_from_slice(it.next().unwrap_or(b""));
+        if tag != b"P" {
+            out.push(b'\n');
+            line_ends += 1;
+        }
+    }
+    // Keep the last `lines` lines, then the last `bytes` bytes of them.
+    let mut skip = line_ends.saturating_sub(lines);
+    let mut start = 0;
+    while skip > 0 {
+        match out[start..].iter().position(|b| *b == b'\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+        skip -= 1;
+    }
+    let tail = &out[start..];
+    let tail = &tail[tail.len().saturating_sub(bytes)..];
+    Ok(String::from_utf8_lossy(tail).into_owned())
+}
+
 /// Formats a timestamp as RFC 3339 with nanoseconds, in UTC (what `kubectl logs` parses).
 pub fn rfc3339_nano(ts: jiff::Timestamp) -> String {
     format!("{ts:.9}")
@@ -187,6 +227,28 @@ pub(crate) fn remove_old_instances(live: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tail_output_is_the_last_lines_then_the_last_bytes() {
+        let dir = std::env::temp_dir().join(format!("hostlet-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("0.log");
+        let mut text = String::new();
+        for i in 0..100 {
+            text.push_str(&format!(
+                "2026-01-01T00:00:00.000000000Z stdout F line {i}\n"
+            ));
+        }
+        text.push_str("2026-01-01T00:00:00.000000000Z stderr P half \n");
+        text.push_str("2026-01-01T00:00:00.000000000Z stderr F and end\n");
+        std::fs::write(&p, &text).unwrap();
+        let out = tail_output(&p, 80, 2048).unwrap();
+        assert!(out.starts_with("line 21\n"), "{out}");
+        assert!(out.ends_with("line 99\nhalf and end\n"), "{out}");
+        let short = tail_output(&p, 80, 21).unwrap();
+        assert_eq!(short, "line 99\nhalf and end\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn paths_follow_kubelet_layout() {

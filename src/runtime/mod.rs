@@ -84,6 +84,10 @@ pub struct ExitRecord {
     pub finished_at: String,
     /// Set when the container never ran: the error, for the `StartError` reason.
     pub start_error: Option<String>,
+    /// The container's termination message (terminationMessagePath, or its log's tail
+    /// with FallbackToLogsOnError): read by the agent after the exit, never by the monitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl ExitRecord {
@@ -156,6 +160,7 @@ mod tests {
             started_at: None,
             finished_at: String::new(),
             start_error: err.map(str::to_string),
+            message: None,
         }
     }
 

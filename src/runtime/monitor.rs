@@ -100,6 +100,7 @@ pub fn main(dir: &Path) -> i32 {
                     started_at: None,
                     finished_at: now(),
                     start_error: Some(message.clone()),
+                    message: None,
                 },
             );
             handshake_error(&message)
@@ -351,6 +352,7 @@ impl Monitor {
             started_at: Some(self.started_at.clone()),
             finished_at: now(),
             start_error: None,
+            message: None,
         };
         if let Err(e) = self.container.delete(true) {
             tracing::warn!(container_id = %self.cfg.id, error = %e, "deleting container");

@@ -260,6 +260,7 @@ impl Runtime {
                 started_at: None,
                 finished_at: crate::logs::rfc3339_nano(jiff::Timestamp::now()),
                 start_error: None,
+                message: None,
             })
     }
 

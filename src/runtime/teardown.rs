@@ -39,6 +39,7 @@ pub fn cleanup(dir: &Path) -> i32 {
             started_at,
             finished_at: now(),
             start_error: None,
+            message: None,
         };
         if let Err(e) = state::write_json(&dir.join(EXIT_FILE), &rec) {
             tracing::error!(error = %e, "writing exit record");

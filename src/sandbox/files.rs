@@ -77,6 +77,11 @@ impl PodFiles {
     pub fn hostname(&self) -> PathBuf {
         self.dir.join("hostname")
     }
+    /// A container's termination message file, bind-mounted at its
+    /// `terminationMessagePath` (the worker's `termination` module).
+    pub fn termination_log(&self, container: &str) -> PathBuf {
+        self.dir.join("termination").join(container)
+    }
     /// The pause process's identity (pid and start time), for adoption and teardown.
     pub fn pause_record(&self) -> PathBuf {
         self.dir.join("pause.json")

@@ -283,7 +283,7 @@ impl StatusStore {
                     exit_code: exit.exit_code,
                     signal: exit.signal,
                     reason: Some(exit.reason().into()),
-                    message: exit.start_error.clone(),
+                    message: exit.start_error.clone().or_else(|| exit.message.clone()),
                     started_at: exit.started_at.as_deref().and_then(time),
                     finished_at: time(&exit.finished_at),
                 }),

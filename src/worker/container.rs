@@ -104,6 +104,7 @@ fn start_failed(message: String) -> NotStarted {
         started_at: None,
         finished_at: crate::logs::rfc3339_nano(jiff::Timestamp::now()),
         start_error: Some(message),
+        message: None,
     })
 }
 
@@ -216,6 +217,11 @@ fn write_bundle<S: Services>(
     let Some(c) = ctx.container(name) else {
         return Err(SetupError::NoContainer(name.to_string()));
     };
+    let pod_dir = ctx.deps.layout.pod(&ctx.pod.uid);
+    super::termination::prepare(&pod_dir, c).map_err(|source| SetupError::TerminationLog {
+        container: c.name.clone(),
+        source,
+    })?;
     let node = &ctx.deps.node;
     let spec = bundle::build_spec(
         &ctx.pod.pod,
@@ -226,7 +232,7 @@ fn write_bundle<S: Services>(
             rootfs: &bundle_dir.join("rootfs"),
             cgroups_path,
             volumes: &ctx.volumes,
-            pod_dir: &ctx.deps.layout.pod(&ctx.pod.uid),
+            pod_dir: &pod_dir,
             node,
             seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
             objects: &ctx.deps.objects.current(),

@@ -22,6 +22,11 @@ pub enum SetupError {
     References(String),
     #[error("no container {0} in the pod")]
     NoContainer(String),
+    #[error("termination message file of container {container}: {source}")]
+    TerminationLog {
+        container: String,
+        source: std::io::Error,
+    },
     #[error("{what}: {source}")]
     Task {
         what: &'static str,

@@ -104,6 +104,7 @@ fn exit_record(exit_code: i32, signal: Option<i32>) -> ExitRecord {
         started_at: Some(jiff::Timestamp::now().to_string()),
         finished_at: jiff::Timestamp::now().to_string(),
         start_error: None,
+        message: None,
     }
 }
 

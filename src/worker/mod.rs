@@ -6,6 +6,7 @@
 //! - `pod`: the order of its containers (init, sidecars, apps);
 //! - `supervisor`: one container's restarts; `instance`: one running instance (probes,
 //!   hooks, termination); `container`: starting an instance (image, bundle, runtime);
+//!   `termination`: the termination message file and its reading after an exit;
 //! - `host_resources`, `volumes`, `projection`, `eviction`: what the pod has on the host
 //!   (`projection`: configMap, secret and projected volumes, kept up to date);
 //! - `log_drops`, `log_gc`, `cgroup_gc`: agent-wide watchers of container log drops, and
@@ -30,6 +31,7 @@ pub mod rules;
 mod services;
 pub mod states;
 mod supervisor;
+mod termination;
 pub mod volumes;
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ fn exited(code: i32) -> ExitRecord {
         started_at: None,
         finished_at: jiff::Timestamp::now().to_string(),
         start_error: None,
+        message: None,
     }
 }
 

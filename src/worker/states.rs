@@ -445,6 +445,7 @@ mod tests {
                 started_at: None,
                 finished_at: String::new(),
                 start_error: None,
+                message: None,
             },
         );
         c.back_off(Duration::from_secs(10));

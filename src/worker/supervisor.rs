@@ -126,7 +126,8 @@ impl<S: Services> Supervisor<'_, S> {
                     fresh: false,
                 }
             }
-            (None, Some(exit)) => {
+            (None, Some(mut exit)) => {
+                exit.message = self.termination_message(&exit, &a.config.log_path);
                 self.life.exited(&a.config.id, &exit);
                 Next::Exited {
                     exit,
@@ -175,8 +176,14 @@ impl<S: Services> Supervisor<'_, S> {
         let (ctx, c) = (self.ctx, self.c);
         let end = instance::run_instance(ctx, c, &h, fresh, &mut self.life, &mut self.links);
         match end.await {
-            InstanceEnd::Exited(exit) => {
+            InstanceEnd::Exited(mut exit) => {
                 log_exit(h.id(), self.life.restart_count(), &exit);
+                let log = crate::logs::container_log_path(
+                    &ctx.log_dir,
+                    &c.name,
+                    self.life.restart_count(),
+                );
+                exit.message = self.termination_message(&exit, &log);
                 self.life.exited(h.id(), &exit);
                 Next::Exited {
                     exit,
@@ -185,6 +192,12 @@ impl<S: Services> Supervisor<'_, S> {
             }
             InstanceEnd::Stopped => Next::Done(Outcome::Stopped),
         }
+    }
+
+    /// The terminated state's message of an instance that ended with `exit`.
+    fn termination_message(&self, exit: &ExitRecord, log: &std::path::Path) -> Option<String> {
+        let pod_dir = self.ctx.deps.layout.pod(&self.ctx.pod.uid);
+        super::termination::message(&pod_dir, self.c, exit, log)
     }
 
     /// The restart policy's decision, with the crash-loop back-off before a restart.
