@@ -11,8 +11,9 @@ set -uo pipefail
 OUT=/mnt/out
 repo="${HOSTLET_VM_REPO:?set by the payload unit}"
 # shellcheck source=/dev/null
-. "$OUT/env" # HOSTLET_BIN, TEST_THREADS, TEST_ARGS, HOSTLET_TEST_TIME_SCALE (vm/run.sh)
+. "$OUT/env" # HOSTLET_BIN, TEST_THREADS, TEST_ARGS, HOSTLET_TEST_TIME_SCALE, HOSTLET_DRILLS (vm/run.sh)
 export HOSTLET_TEST_TIME_SCALE
+if [[ -n "${HOSTLET_DRILLS:-}" ]]; then export HOSTLET_DRILLS; fi
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 t0=$(date +%s)

@@ -25,6 +25,7 @@
 #   HOSTLET_VM_TESTS    test binaries to run inside (default "all": every tests/*.rs;
 #                       or a list such as "spine systemd")
 #   TEST_THREADS        --test-threads inside the VM (default 2)
+#   HOSTLET_DRILLS      passed to the tests inside (`long`: the drills' long profile)
 #   HOSTLET_TEST_TIME_SCALE  factor for the tests' wait timeouts inside the VM (default 3:
 #                       software emulation is ~5x slower; tests/common wait_until)
 set -euo pipefail
@@ -131,6 +132,7 @@ mkdir -p "$repo/target/tmp"
 	printf 'TEST_THREADS=%q\n' "$TEST_THREADS"
 	printf 'TEST_ARGS=%q\n' "${test_args[*]}"
 	printf 'HOSTLET_TEST_TIME_SCALE=%q\n' "$TIME_SCALE"
+	printf 'HOSTLET_DRILLS=%q\n' "${HOSTLET_DRILLS:-}"
 } >"$OUT/env"
 phase_end
 
