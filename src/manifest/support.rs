@@ -101,7 +101,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     // container makes a sidecar.
     ("restartPolicy", Implemented),
     ("restartPolicyRules", Implemented),
-    // Accepted with the API server's rules (resize_policy); an edit is a new pod.
+    // Checked with the API server's rules (resize_policy); applied by worker::resize when
+    // an edit of the manifest changes only resources.
     ("resizePolicy", Implemented),
 ];
 

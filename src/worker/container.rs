@@ -216,10 +216,12 @@ fn write_bundle<S: Services>(
     let Some(c) = ctx.container(name) else {
         return Err(SetupError::NoContainer(name.to_string()));
     };
+    // The resources (and the downward API's view of them) of the latest in-place resize.
+    let (pod, c) = (ctx.spec(), ctx.current(c));
     let node = &ctx.deps.node;
     let spec = bundle::build_spec(
-        &ctx.pod.pod,
-        c,
+        &pod.pod,
+        &c,
         &BundleInputs {
             image: &image.config,
             image_file: &|rel| image.read_file(rel),

@@ -16,19 +16,21 @@ use super::error::SetupError;
 use super::rules::{self, RestartPolicy};
 use super::services::{Services, StatusSink};
 use super::states::PodLife;
-use super::{eviction, host_resources, pod};
+use super::{eviction, host_resources, pod, resizer};
 use crate::manifest::StaticPod;
 use crate::runtime::Adopted;
 use crate::state;
 
 /// Runs the pod until `stop` turns true, then terminates it; `predecessors` are the
-/// "done" flags of earlier pods with the same name, which must be fully gone first.
+/// "done" flags of earlier pods with the same name, which must be fully gone first;
+/// `resize` brings the edited specs the pod resizes to in place (`resize::decide`).
 pub async fn run_pod<S: Services>(
     pod: Arc<StaticPod>,
     adopted: Vec<Adopted<HandleOf<S>>>,
     deps: Arc<Deps<S>>,
     stop: watch::Receiver<bool>,
     predecessors: Vec<watch::Receiver<bool>>,
+    resize: watch::Receiver<Arc<StaticPod>>,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
     let mut stop = explicit_stop(stop);
@@ -58,6 +60,7 @@ pub async fn run_pod<S: Services>(
         }
         let watch_stop = terminating_on(stop.clone(), life.clone());
         let refresher = keep_projections_fresh(&pod, &pod_dir, &deps);
+        let resizer = resizer::follow(ctx.clone(), resize);
         let evicted = ctx.evicted.clone();
         // Boxed, as the other phases below: each lives in the task only while it runs.
         Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
@@ -66,6 +69,7 @@ pub async fn run_pod<S: Services>(
             Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
         }
         watch_stop.abort();
+        resizer.abort();
         if let Some(r) = refresher {
             r.abort();
         }
@@ -201,6 +205,7 @@ fn pod_ctx<S: Services>(
         grace: rules::pod_grace(spec),
         restart_policy: RestartPolicy::of(spec),
         evicted,
+        resized: watch::Sender::new(Default::default()),
     };
     (ctx, run_stop)
 }
@@ -323,6 +328,7 @@ pub async fn stop_orphan<S: Services>(
         source: crate::manifest::Origin::default(),
     });
     let (tx, rx) = watch::channel(true);
-    run_pod(pod, adopted, deps, rx, Vec::new()).await;
+    let (_resize, specs) = watch::channel(pod.clone());
+    run_pod(pod, adopted, deps, rx, Vec::new(), specs).await;
     drop(tx);
 }
