@@ -16,7 +16,8 @@ use super::error::SetupError;
 use super::rules::{self, RestartPolicy};
 use super::services::{Services, StatusSink};
 use super::states::PodLife;
-use super::{eviction, host_resources, pod, resizer};
+use super::volumes::VolumeError;
+use super::{eviction, host_resources, image_volumes, pod, resizer};
 use crate::manifest::StaticPod;
 use crate::runtime::Adopted;
 use crate::state;
@@ -224,7 +225,10 @@ async fn prepare_until_ready<S: Services>(
     let mut objects = deps.objects.subscribe();
     while !*stop.borrow() {
         objects.mark_unchanged();
-        match prepare(pod, pod_dir, deps).await {
+        let Some(images) = Box::pin(image_volumes::pull(&pod.pod, deps, life, stop)).await else {
+            break;
+        };
+        match prepare(pod, pod_dir, deps, images).await {
             Ok(v) => return v,
             Err(e) => {
                 let delay = backoff.next(Duration::ZERO);
@@ -243,11 +247,13 @@ async fn prepare_until_ready<S: Services>(
     BTreeMap::new()
 }
 
-/// The pod's directory, record, environment (volumes, namespaces, cgroup).
+/// The pod's directory, record, environment (volumes, with the pulled `images` of its
+/// image volumes mounted; namespaces, cgroup).
 async fn prepare<S: Services>(
     pod: &StaticPod,
     pod_dir: &Path,
     deps: &Arc<Deps<S>>,
+    images: Vec<(String, crate::image::Image)>,
 ) -> Result<BTreeMap<String, PathBuf>, SetupError> {
     let missing = crate::manifest::refs::check(&pod.pod, &deps.objects.current());
     if !missing.is_empty() {
@@ -267,7 +273,19 @@ async fn prepare<S: Services>(
         if let Err(e) = d.node_cgroups.pod_started(&uid, &p) {
             tracing::warn!(error = %e, "updating QoS cgroups");
         }
-        host_resources::prepare(&p, &uid, &dir, &d)
+        let vols = host_resources::prepare(&p, &uid, &dir, &d)?;
+        // Recorded before they are mounted: image GC keeps what a pod may be mounting.
+        image_volumes::record(&dir, &uid, &images)?;
+        for (name, image) in &images {
+            if let Some(path) = vols.get(name) {
+                image_volumes::mount(path, image).map_err(|reason| VolumeError::Invalid {
+                    index: volume_index(&p, name),
+                    name: name.clone(),
+                    reason,
+                })?;
+            }
+        }
+        Ok(vols)
     })
     .await
     .unwrap_or_else(|source| {
@@ -276,6 +294,13 @@ async fn prepare<S: Services>(
             source,
         })
     })
+}
+
+fn volume_index(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> usize {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes
+        .and_then(|v| v.iter().position(|v| v.name == name))
+        .unwrap_or_default()
 }
 
 /// Removes what the pod had on the host once its containers are gone.
