@@ -27,7 +27,8 @@ pub(super) fn follow<S: Services>(
     mut specs: watch::Receiver<Arc<StaticPod>>,
 ) -> JoinHandle<()> {
     let task = async move {
-        specs.mark_unchanged();
+        // Not marked unchanged: a spec sent while the pod was still being prepared is
+        // applied now (the channel's first value is the pod's own spec, already seen).
         let mut pending: Option<(Arc<StaticPod>, Plan)> = None;
         loop {
             let retry = pending.is_some();

@@ -392,3 +392,26 @@ async fn a_resize_restarts_only_the_containers_whose_policy_asks_for_it() {
     );
     run.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_resize_sent_while_the_pod_is_prepared_is_applied_once_it_runs() {
+    let body = |cpu: &str| {
+        format!("  containers:\n  - {{name: a, image: img, command: [x], resources: {{limits: {{cpu: {cpu}}}}}}}\n")
+    };
+    let run = start(pod(&body("500m")), FakeRuntime::new());
+    let mut new = StaticPod::clone(&pod(&body("700m")));
+    new.uid = "edited".into();
+    run.resize.send(Arc::new(new)).unwrap();
+    run.at(5).await;
+    // Applied as soon as the pod's containers are run: a starts with the new resources.
+    in_order(
+        &run.status.reports(),
+        &[
+            "pod Resize Some(InProgress)",
+            "pod Resize None",
+            "a Running",
+        ],
+    );
+    assert_eq!(run.starts("a"), [0]);
+    run.stop().await;
+}
