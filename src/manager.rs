@@ -1,7 +1,9 @@
 //! Turns successive snapshots into pod workers: a new UID starts a worker, a UID that
 //! disappears is told to stop. A pod that replaces another of the same namespace/name
 //! (an edited manifest is a new UID) starts only once the old one is fully gone, as the
-//! kubelet's pod workers do for static pods.
+//! kubelet's pod workers do for static pods. Unlike the kubelet, an edit that only
+//! changes cpu and memory resources resizes the running pod in place when the kubelet's
+//! rules for API pods allow it (`worker::resize`): its worker then serves the new UID.
 
 mod record;
 mod revisions;
@@ -22,6 +24,35 @@ struct Entry {
     full_name: String,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// The UID of the declared pod this worker runs: its own, or that of the edited
+    /// manifest it was resized to.
+    serves: String,
+    /// The spec the worker runs (None for an orphan) and where resizes are sent.
+    running: Option<(Arc<StaticPod>, watch::Sender<Arc<StaticPod>>)>,
+}
+
+impl Entry {
+    /// Resizes the running pod to `new` when only its resources changed and the kubelet's
+    /// rules allow it in place; false when it must be replaced.
+    fn resize_to(&mut self, new: &Arc<StaticPod>) -> bool {
+        let Some((running, tx)) = self.running.as_mut() else {
+            return false;
+        };
+        match worker::decide_resize(&running.pod, &new.pod) {
+            worker::ResizeDecision::InPlace(_) | worker::ResizeDecision::Unchanged => {
+                tracing::info!(pod = %self.full_name, uid = %self.serves, new_uid = %new.uid, "pod changed in its source: only resources, resizing it in place");
+                *running = new.clone();
+                let _ = tx.send(new.clone());
+                self.serves = new.uid.clone();
+                true
+            }
+            worker::ResizeDecision::Recreate(worker::resize::Why::Infeasible(why)) => {
+                tracing::info!(pod = %self.full_name, uid = %self.serves, reason = "Infeasible", message = %why, "resize not possible in place; recreating the pod");
+                false
+            }
+            worker::ResizeDecision::Recreate(worker::resize::Why::NotOnlyResources) => false,
+        }
+    }
 }
 
 pub struct Manager {
@@ -92,8 +123,9 @@ impl Manager {
                 },
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Ok(uid) = done {
-                        self.workers.remove(&uid);
-                        if let Some(pod) = self.desired.get(&uid).cloned() {
+                        let serves = self.workers.remove(&uid).map_or(uid, |e| e.serves);
+                        let running = self.workers.values().any(|e| e.serves == serves);
+                        if let Some(pod) = self.desired.get(&serves).cloned().filter(|_| !running) {
                             self.start_pod(pod, Vec::new());
                         }
                     }
@@ -106,25 +138,44 @@ impl Manager {
         self.last_snapshot = Some(snap.clone());
         snap.pods = self.updates.revisions.substitute(snap.pods);
         let desired: HashMap<&str, _> = snap.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
-        for (uid, e) in &self.workers {
+        let served: std::collections::HashSet<String> =
+            self.workers.values().map(|e| e.serves.clone()).collect();
+        for (uid, e) in self.workers.iter_mut() {
             if *e.stop.borrow() {
                 continue;
             }
-            match desired.get(uid.as_str()) {
+            match desired.get(e.serves.as_str()) {
                 None => {
+                    // An edited manifest has a new UID (a hash of its content): the pod
+                    // of the same name in the snapshot, not run by another worker.
+                    let edited = snap
+                        .pods
+                        .iter()
+                        .find(|p| p.full_name() == e.full_name && !served.contains(&p.uid));
+                    if let Some(new) = edited {
+                        let new = self.updates.revisions.pinned_pod(new);
+                        if e.resize_to(&new) {
+                            continue;
+                        }
+                    }
                     tracing::info!(pod = %e.full_name, uid = %uid, "pod removed from its source; stopping");
                     let _ = e.stop.send(true);
                 }
                 // Only a manifest that pins `metadata.uid` keeps its UID across an edit
                 // (otherwise the UID is a hash of the content). The kubelet then restarts
-                // the changed containers; hostlet replaces the whole pod, once the old
-                // one is gone (the worker's end restarts it from `desired`).
+                // the changed containers; hostlet resizes it in place or replaces the
+                // whole pod, once the old one is gone (the worker's end restarts it from
+                // `desired`).
                 Some(new)
                     if self
                         .desired
-                        .get(uid)
+                        .get(&e.serves)
                         .is_some_and(|old| !Arc::ptr_eq(old, new) && old != *new) =>
                 {
+                    let new = self.updates.revisions.pinned_pod(new);
+                    if e.resize_to(&new) {
+                        continue;
+                    }
                     tracing::info!(pod = %e.full_name, uid = %uid, "pod changed in its source under the same metadata.uid; replacing it");
                     let _ = e.stop.send(true);
                 }
@@ -137,8 +188,10 @@ impl Manager {
         ));
         // The first snapshot decides what happens to what an earlier agent left.
         let mut leftovers = self.leftovers.take().unwrap_or_default();
+        let served: std::collections::HashSet<String> =
+            self.workers.values().map(|e| e.serves.clone()).collect();
         for pod in &snap.pods {
-            if self.workers.contains_key(&pod.uid) {
+            if self.workers.contains_key(&pod.uid) || served.contains(&pod.uid) {
                 continue;
             }
             let mine = leftovers.take(&pod.uid);
@@ -152,9 +205,12 @@ impl Manager {
         self.deps.status.set_synced();
         for (uid, containers) in leftovers.into_pods() {
             tracing::info!(uid = %uid, containers = containers.len(), "pod no longer declared by any source; stopping what an earlier agent started");
-            self.spawn(uid.clone(), format!("orphan/{uid}"), move |deps, _| {
-                worker::stop_orphan(uid, containers, deps)
-            });
+            self.spawn(
+                uid.clone(),
+                format!("orphan/{uid}"),
+                None,
+                move |deps, _| worker::stop_orphan(uid, containers, deps),
+            );
         }
     }
 
@@ -172,7 +228,7 @@ impl Manager {
     fn act(&mut self, effect: updates::Effect) {
         match effect {
             updates::Effect::Restart(uid) => {
-                if let Some(e) = self.workers.get(&uid) {
+                if let Some(e) = self.workers.values().find(|e| e.serves == uid) {
                     let _ = e.stop.send(true);
                 }
             }
@@ -194,13 +250,20 @@ impl Manager {
             .collect();
         self.updates.guard(&self.deps, &pod);
         let pod = self.updates.revisions.pinned_pod(&pod);
-        self.spawn(pod.uid.clone(), full_name, move |deps, stop| {
-            worker::run_pod(pod, adopted, deps, stop, predecessors)
+        let (resize, specs) = watch::channel(pod.clone());
+        let running = Some((pod.clone(), resize));
+        self.spawn(pod.uid.clone(), full_name, running, move |deps, stop| {
+            worker::run_pod(pod, adopted, deps, stop, predecessors, specs)
         });
     }
 
-    fn spawn<F, Fut>(&mut self, uid: String, full_name: String, f: F)
-    where
+    fn spawn<F, Fut>(
+        &mut self,
+        uid: String,
+        full_name: String,
+        running: Option<(Arc<StaticPod>, watch::Sender<Arc<StaticPod>>)>,
+        f: F,
+    ) where
         F: FnOnce(Arc<Deps>, watch::Receiver<bool>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -216,11 +279,13 @@ impl Manager {
             key
         });
         self.workers.insert(
-            uid,
+            uid.clone(),
             Entry {
                 full_name,
                 stop: stop_tx,
                 done: done_rx,
+                serves: uid,
+                running,
             },
         );
     }

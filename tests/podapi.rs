@@ -147,7 +147,7 @@ spec:
   - name: b
     image: {img}
     command: [sh, -c, 'while :; do sleep 1; done', podres-b-{pid}]
-    # Accepted; an edit of the manifest is a new pod all the same.
+    # Accepted (tests/resize.rs edits resources in place).
     resizePolicy: [{{resourceName: memory, restartPolicy: RestartContainer}}]
 "#
     );

@@ -149,10 +149,19 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
                 || v.secret.is_some()
                 || v.projected.is_some()
                 || v.downward_api.is_some()
+                || v.image.is_some()
         })
         .map(|v| v.name.as_str())
         .collect();
-    let (mounts, rootfs_propagation) = mounts::mounts(c, inp, &sec, &files, host_ipc, &read_only)?;
+    let images: Vec<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.image.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    let (mounts, rootfs_propagation) =
+        mounts::mounts(c, inp, &sec, &files, host_ipc, &read_only, &images)?;
     let linux = linux(pod, c, inp, &sec, &files, rootfs_propagation)?;
     let root = RootBuilder::default()
         .path(inp.rootfs)

@@ -20,6 +20,7 @@ pub fn mounts(
     files: &PodFiles,
     host_ipc: bool,
     read_only: &[&str],
+    images: &[&str],
 ) -> Result<(Vec<Mount>, Option<&'static str>), BundleError> {
     let mut mounts = defaults::mounts().map_err(oci)?;
     if sec.privileged {
@@ -71,15 +72,20 @@ pub fn mounts(
     let mut rootfs_propagation: Option<&'static str> = None;
     for (i, vm) in c.volume_mounts.iter().flatten().enumerate() {
         let ro = read_only.contains(&vm.name.as_str());
-        mounts.push(volume_mount(
-            c,
-            i,
-            vm,
-            inp,
-            sec,
-            ro,
-            &mut rootfs_propagation,
-        )?);
+        let mut m = volume_mount(c, i, vm, inp, sec, ro, &mut rootfs_propagation)?;
+        if images.contains(&vm.name.as_str()) {
+            // An image volume, as containerd mounts it: read-only, no devices, no setuid,
+            // nothing executed from it.
+            let mut opts = m.options().clone().unwrap_or_default();
+            opts.retain(|o| o != "rw");
+            for o in ["ro", "nosuid", "nodev", "noexec"] {
+                if !opts.iter().any(|x| x == o) {
+                    opts.push(o.to_string());
+                }
+            }
+            m.set_options(Some(opts));
+        }
+        mounts.push(m);
     }
     Ok((mounts, rootfs_propagation))
 }

@@ -14,6 +14,7 @@
 //! - [`systemd`]: the same as slices with `--cgroup-driver systemd`.
 //! - [`root`]: `--cgroup-root`, the cgroup all of them live under.
 //! - [`orphans`]: removes the pod cgroups of pods the agent no longer knows.
+//! - [`resize`]: new limits for a running pod's cgroup and its containers' (in-place resize).
 //!
 //! The pod and node-level cgroups are written here, not through youki's libcgroups
 //! managers: the agent binary links no libcgroups at all (`nm -C target/debug/hostlet |
@@ -36,6 +37,7 @@ pub mod node;
 pub mod orphans;
 pub mod pod_level;
 pub mod qos;
+pub mod resize;
 pub mod root;
 pub mod systemd;
 

@@ -77,7 +77,7 @@ pub fn fs_path(cgroups_path: &str) -> String {
 }
 
 /// A D-Bus property of a transient unit, as busctl takes it: name, signature, value.
-type Prop = (&'static str, &'static str, String);
+pub(crate) type Prop = (&'static str, &'static str, String);
 
 fn slice_props(description: String) -> Vec<Prop> {
     let mut p: Vec<Prop> = vec![("Description", "s", description)];
@@ -233,7 +233,7 @@ pub(crate) fn level_props(slice: &str, s: &Settings) -> Vec<Prop> {
 }
 
 /// Sets properties of a running unit (`SetUnitProperties`, runtime only).
-fn set_props(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
+pub(crate) fn set_props(unit: &str, props: &[Prop]) -> Result<(), CgroupError> {
     let mut cmd = manager_call("SetUnitProperties", "sba(sv)");
     cmd.args([unit, "true"]);
     // Description and the like are only for a new unit.

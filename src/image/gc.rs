@@ -1,7 +1,8 @@
 //! Listing, removing and garbage-collecting images. All blocking (call from a blocking thread).
 //!
 //! An image is in use while a container directory (`<root-dir>/containers/*/monitor.json`)
-//! names its digest, or one of its layer directories is a container's overlay lower dir.
+//! or a pod's image volumes (`<root-dir>/pods/*/image-volumes.json`) name its digest, or one
+//! of its layer directories is a container's overlay lower dir or a volume's.
 //! Removing an image removes its references and record, then every blob and unpacked directory
 //! of it that no other image, no container and no pull in progress (in this process) uses —
 //! all under the store lock, so two processes never interleave removals and record updates.
@@ -237,6 +238,7 @@ impl ImageStore {
     fn in_use(&self) -> InUse {
         let containers = self.root.parent().unwrap_or(&self.root).join("containers");
         let mut out = InUse::default();
+        out.add_image_volumes(&self.root.parent().unwrap_or(&self.root).join("pods"));
         let Ok(rd) = std::fs::read_dir(&containers) else {
             return out;
         };
@@ -252,14 +254,40 @@ impl ImageStore {
             let id = if rec.id.is_empty() {
                 e.file_name().to_string_lossy().into_owned()
             } else {
-                rec.id
+                rec.id.clone()
             };
-            if !rec.image_digest.is_empty() {
-                out.images.entry(rec.image_digest).or_default().push(id);
-            }
-            out.lower.extend(rec.lower);
+            out.add(id, rec);
         }
         out
+    }
+}
+
+impl InUse {
+    fn add(&mut self, id: String, rec: ContainerRecord) {
+        if !rec.image_digest.is_empty() {
+            self.images.entry(rec.image_digest).or_default().push(id);
+        }
+        self.lower.extend(rec.lower);
+    }
+
+    /// The images pods mount as volumes: `<pods>/<uid>/image-volumes.json` (the worker's
+    /// `image_volumes::RECORD`), a list of records in the shape of `monitor.json`.
+    fn add_image_volumes(&mut self, pods: &Path) {
+        let Ok(rd) = std::fs::read_dir(pods) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let path = e.path().join("image-volumes.json");
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            match serde_json::from_slice::<Vec<ContainerRecord>>(&bytes) {
+                Ok(recs) => recs.into_iter().for_each(|r| self.add(r.id.clone(), r)),
+                Err(_) => {
+                    tracing::warn!(path = %path.display(), "unreadable image volume record; its images count as unused")
+                }
+            }
+        }
     }
 }
 

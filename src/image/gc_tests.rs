@@ -205,6 +205,31 @@ async fn remove_refused_while_a_container_uses_the_image() {
 }
 
 #[tokio::test]
+async fn an_image_mounted_as_a_pod_volume_is_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = store(tmp.path());
+    let f = tmp.path().join("a.tar");
+    std::fs::write(&f, oci_archive(&[("data:1", &[&layer(&[("x", b"x")])])])).unwrap();
+    let d = s.import(&f).await.unwrap()[0].digest.clone();
+    let pod = tmp.path().join("pods/uid1");
+    std::fs::create_dir_all(&pod).unwrap();
+    let rec = serde_json::json!([{"id": "uid1/volume/data", "image_digest": d, "lower": []}]);
+    std::fs::write(
+        pod.join("image-volumes.json"),
+        serde_json::to_vec(&rec).unwrap(),
+    )
+    .unwrap();
+    match s.remove("data:1") {
+        Err(e @ ImageError::InUse { .. }) => {
+            assert!(e.to_string().contains("uid1/volume/data"), "{e}")
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&pod).unwrap();
+    s.remove("data:1").unwrap();
+}
+
+#[tokio::test]
 async fn gc_removes_least_recently_used_until_low_threshold() {
     let tmp = tempfile::tempdir().unwrap();
     let s = store(tmp.path());

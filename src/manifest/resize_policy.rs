@@ -1,6 +1,6 @@
 //! `containers[].resizePolicy` (KEP-1287): accepted with the API server's rules. It says
-//! what a resize of a running container's resources would do; hostlet, as the kubelet with
-//! static pods, makes a new pod of any edit of a manifest, so it changes nothing yet.
+//! what a resize of a running container's resources does: `worker::resize` reads it when an
+//! edit of the manifest changes only resources (the kubelet would recreate a static pod).
 
 use std::collections::HashSet;
 

@@ -101,7 +101,8 @@ pub const CONTAINER: &[(&str, Support)] = &[
     // container makes a sidecar.
     ("restartPolicy", Implemented),
     ("restartPolicyRules", Implemented),
-    // Accepted with the API server's rules (resize_policy); an edit is a new pod.
+    // Checked with the API server's rules (resize_policy); applied by worker::resize when
+    // an edit of the manifest changes only resources.
     ("resizePolicy", Implemented),
 ];
 
@@ -185,11 +186,17 @@ pub const VOLUME_SOURCES: &[&str] = &[
     "projected",
     "configMap",
     "secret",
+    "image",
 ];
 
 pub const HOST_PATH: &[(&str, Support)] = &[("path", Implemented), ("type", Implemented)];
 
 pub const EMPTY_DIR: &[(&str, Support)] = &[("medium", Implemented), ("sizeLimit", Implemented)];
+
+/// An OCI image (or artifact) as a read-only volume (KEP-4639): pulled through the image
+/// store as a container's image is.
+pub const IMAGE_VOLUME: &[(&str, Support)] =
+    &[("reference", Implemented), ("pullPolicy", Implemented)];
 
 /// Resources a container may request or limit.
 pub const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];

@@ -3,6 +3,7 @@
 
 mod log_drops;
 mod phase;
+mod resize;
 mod revisions;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::runtime::ExitRecord;
 
 pub use log_drops::{LogDrops, CONDITION as LOG_DROPS_CONDITION};
 pub use phase::{pod_phase, PodPhase};
+pub use resize::{ResizeProgress, IN_PROGRESS as RESIZE_IN_PROGRESS_CONDITION};
 pub use revisions::CONDITION as ROLLED_BACK_CONDITION;
 
 /// Which list of the pod spec a container belongs to.
@@ -44,6 +46,8 @@ struct PodEntry {
     log_drops: Vec<LogDrops>,
     /// The pod network's addresses (CNI ADD result); empty for hostNetwork pods.
     pod_ips: Vec<String>,
+    /// An in-place resize being applied.
+    resizing: Option<resize::Resizing>,
 }
 
 /// Shared, cheap to clone; every method takes a short lock.
@@ -156,6 +160,7 @@ impl StatusStore {
             evicted: None,
             log_drops: Vec::new(),
             pod_ips: Vec::new(),
+            resizing: None,
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
     }
@@ -167,6 +172,32 @@ impl StatusStore {
                 p.pod_ips = ips;
             }
         })
+    }
+
+    /// An in-place resize to `spec` (the pod keeps its UID): in progress, or done (`None`).
+    pub fn pod_resize(
+        &self,
+        uid: &str,
+        spec: &Arc<StaticPod>,
+        progress: Option<ResizeProgress<'_>>,
+    ) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.pod = spec.clone();
+                p.resizing = progress.map(|pr| resize::Resizing::of(pr, p.resizing.as_ref()));
+            }
+        })
+    }
+
+    /// The resources container `name`'s cgroup has now.
+    pub fn resources(
+        &self,
+        uid: &str,
+        kind: Kind,
+        name: &str,
+        r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>,
+    ) {
+        self.with_container(uid, kind, name, |c| c.resources = r.cloned())
     }
 
     pub fn pod_terminating(&self, uid: &str) {
@@ -479,8 +510,10 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
             .map(|(_, c)| c.clone())
             .collect()
     };
-    let init = list(Kind::Init);
-    let app = list(Kind::App);
+    let mut init = list(Kind::Init);
+    let mut app = list(Kind::App);
+    resize::fill(&spec, &mut init);
+    resize::fill(&spec, &mut app);
     let phase = match p.evicted {
         Some(_) => PodPhase::Failed,
         None => pod_phase(&spec, &init, &app),
@@ -500,6 +533,7 @@ fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
         conditions: Some({
             let mut c = phase::conditions(&spec, &init, &app, p.started, phase);
             c.extend(log_drops::condition(&p.log_drops));
+            c.extend(p.resizing.as_ref().map(resize::Resizing::condition));
             c
         }),
         host_ip,

@@ -222,10 +222,12 @@ fn write_bundle<S: Services>(
         container: c.name.clone(),
         source,
     })?;
+    // The resources (and the downward API's view of them) of the latest in-place resize.
+    let (pod, c) = (ctx.spec(), ctx.current(c));
     let node = &ctx.deps.node;
     let spec = bundle::build_spec(
-        &ctx.pod.pod,
-        c,
+        &pod.pod,
+        &c,
         &BundleInputs {
             image: &image.config,
             image_file: &|rel| image.read_file(rel),

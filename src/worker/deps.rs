@@ -116,6 +116,16 @@ pub struct PodCtx<S: Services> {
     pub restart_policy: RestartPolicy,
     /// The eviction message once the pod is evicted (eviction::guard).
     pub evicted: watch::Receiver<Option<String>>,
+    /// In-place resizes (`resizer`): the spec they brought, the containers they restart.
+    pub resized: watch::Sender<Resized>,
+}
+
+/// What in-place resizes changed of a running pod: its spec (only resources differ from
+/// [`PodCtx::pod`]) and, per container, how many resizes restarted it.
+#[derive(Debug, Clone, Default)]
+pub struct Resized {
+    pub pod: Option<Arc<StaticPod>>,
+    pub restarts: BTreeMap<String, u32>,
 }
 
 impl<S: Services> PodCtx<S> {
@@ -140,6 +150,29 @@ impl<S: Services> PodCtx<S> {
     pub fn container(&self, name: &str) -> Option<&Container> {
         let (init, app) = self.containers();
         init.iter().chain(app).find(|c| c.name == name)
+    }
+
+    /// The pod's spec now: the latest resize's, else the one it started with.
+    pub fn spec(&self) -> Arc<StaticPod> {
+        let r = self.resized.borrow().pod.clone();
+        r.unwrap_or_else(|| self.pod.clone())
+    }
+
+    /// `c` with the resources of the latest resize: what its next instance starts with.
+    pub fn current(&self, c: &Container) -> Container {
+        let mut out = c.clone();
+        let spec = self.resized.borrow().pod.clone();
+        if let Some(p) = spec {
+            let s = p.pod.spec.as_ref();
+            let init = s
+                .and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default();
+            let apps = s.map(|s| &s.containers[..]).unwrap_or_default();
+            if let Some(n) = init.iter().chain(apps).find(|n| n.name == c.name) {
+                out.resources = n.resources.clone();
+            }
+        }
+        out
     }
 
     pub fn host_network(&self) -> bool {

@@ -16,19 +16,22 @@ use super::error::SetupError;
 use super::rules::{self, RestartPolicy};
 use super::services::{Services, StatusSink};
 use super::states::PodLife;
-use super::{eviction, host_resources, pod};
+use super::volumes::VolumeError;
+use super::{eviction, host_resources, image_volumes, pod, resizer};
 use crate::manifest::StaticPod;
 use crate::runtime::Adopted;
 use crate::state;
 
 /// Runs the pod until `stop` turns true, then terminates it; `predecessors` are the
-/// "done" flags of earlier pods with the same name, which must be fully gone first.
+/// "done" flags of earlier pods with the same name, which must be fully gone first;
+/// `resize` brings the edited specs the pod resizes to in place (`resize::decide`).
 pub async fn run_pod<S: Services>(
     pod: Arc<StaticPod>,
     adopted: Vec<Adopted<HandleOf<S>>>,
     deps: Arc<Deps<S>>,
     stop: watch::Receiver<bool>,
     predecessors: Vec<watch::Receiver<bool>>,
+    resize: watch::Receiver<Arc<StaticPod>>,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
     let mut stop = explicit_stop(stop);
@@ -58,6 +61,7 @@ pub async fn run_pod<S: Services>(
         }
         let watch_stop = terminating_on(stop.clone(), life.clone());
         let refresher = keep_projections_fresh(&pod, &pod_dir, &deps);
+        let resizer = resizer::follow(ctx.clone(), resize);
         let evicted = ctx.evicted.clone();
         // Boxed, as the other phases below: each lives in the task only while it runs.
         Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
@@ -66,6 +70,7 @@ pub async fn run_pod<S: Services>(
             Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
         }
         watch_stop.abort();
+        resizer.abort();
         if let Some(r) = refresher {
             r.abort();
         }
@@ -201,6 +206,7 @@ fn pod_ctx<S: Services>(
         grace: rules::pod_grace(spec),
         restart_policy: RestartPolicy::of(spec),
         evicted,
+        resized: watch::Sender::new(Default::default()),
     };
     (ctx, run_stop)
 }
@@ -219,7 +225,10 @@ async fn prepare_until_ready<S: Services>(
     let mut objects = deps.objects.subscribe();
     while !*stop.borrow() {
         objects.mark_unchanged();
-        match prepare(pod, pod_dir, deps).await {
+        let Some(images) = Box::pin(image_volumes::pull(&pod.pod, deps, life, stop)).await else {
+            break;
+        };
+        match prepare(pod, pod_dir, deps, images).await {
             Ok(v) => return v,
             Err(e) => {
                 let delay = backoff.next(Duration::ZERO);
@@ -238,11 +247,13 @@ async fn prepare_until_ready<S: Services>(
     BTreeMap::new()
 }
 
-/// The pod's directory, record, environment (volumes, namespaces, cgroup).
+/// The pod's directory, record, environment (volumes, with the pulled `images` of its
+/// image volumes mounted; namespaces, cgroup).
 async fn prepare<S: Services>(
     pod: &StaticPod,
     pod_dir: &Path,
     deps: &Arc<Deps<S>>,
+    images: Vec<(String, crate::image::Image)>,
 ) -> Result<BTreeMap<String, PathBuf>, SetupError> {
     let missing = crate::manifest::refs::check(&pod.pod, &deps.objects.current());
     if !missing.is_empty() {
@@ -262,7 +273,19 @@ async fn prepare<S: Services>(
         if let Err(e) = d.node_cgroups.pod_started(&uid, &p) {
             tracing::warn!(error = %e, "updating QoS cgroups");
         }
-        host_resources::prepare(&p, &uid, &dir, &d)
+        let vols = host_resources::prepare(&p, &uid, &dir, &d)?;
+        // Recorded before they are mounted: image GC keeps what a pod may be mounting.
+        image_volumes::record(&dir, &uid, &images)?;
+        for (name, image) in &images {
+            if let Some(path) = vols.get(name) {
+                image_volumes::mount(path, image).map_err(|reason| VolumeError::Invalid {
+                    index: volume_index(&p, name),
+                    name: name.clone(),
+                    reason,
+                })?;
+            }
+        }
+        Ok(vols)
     })
     .await
     .unwrap_or_else(|source| {
@@ -271,6 +294,13 @@ async fn prepare<S: Services>(
             source,
         })
     })
+}
+
+fn volume_index(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> usize {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes
+        .and_then(|v| v.iter().position(|v| v.name == name))
+        .unwrap_or_default()
 }
 
 /// Removes what the pod had on the host once its containers are gone.
@@ -323,6 +353,7 @@ pub async fn stop_orphan<S: Services>(
         source: crate::manifest::Origin::default(),
     });
     let (tx, rx) = watch::channel(true);
-    run_pod(pod, adopted, deps, rx, Vec::new()).await;
+    let (_resize, specs) = watch::channel(pod.clone());
+    run_pod(pod, adopted, deps, rx, Vec::new(), specs).await;
     drop(tx);
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::deps::{stopped, HandleOf, Links, PodCtx};
+use super::deps::{stopped, HandleOf, Links, PodCtx, Resized};
 use super::rules::{self, PreStop, ProbeEffect};
 use super::services::{ContainerHandle, ContainerRuntime, Services};
 use super::states::ContainerLife;
@@ -21,6 +21,21 @@ use crate::runtime::{Adopted, ExitRecord};
 pub(super) enum InstanceEnd {
     Exited(ExitRecord),
     Stopped,
+    /// Stopped for a resize whose resizePolicy restarts the container (`resizer`).
+    Resized(ExitRecord),
+}
+
+/// Resolves once a resize asks the container `name` for a restart, `seen` restarts on.
+async fn resize_restart(rx: &mut watch::Receiver<Resized>, name: &str, seen: u32) {
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let now = rx.borrow_and_update().restarts.get(name).copied();
+        if now.unwrap_or(0) > seen {
+            return;
+        }
+    }
 }
 
 /// Where probes and hooks of the instance `h` of `c` reach it.
@@ -79,6 +94,8 @@ pub(super) async fn run_instance<S: Services>(
         tx,
         tasks: JoinSet::new(),
     };
+    let mut resized = ctx.resized.subscribe();
+    let seen = resized.borrow_and_update().restarts.get(&c.name).copied();
     let mut started = c.startup_probe.is_none();
     if started {
         probes.spawn(ProbeKind::Liveness, &c.liveness_probe);
@@ -95,6 +112,12 @@ pub(super) async fn run_instance<S: Services>(
                 life.terminating();
                 Box::pin(terminate(ctx, Some(c), h)).await;
                 return InstanceEnd::Stopped;
+            }
+            _ = resize_restart(&mut resized, &c.name, seen.unwrap_or(0)) => {
+                tracing::info!("resized with resizePolicy RestartContainer: restarting the container");
+                probes.tasks.abort_all();
+                life.terminating();
+                return InstanceEnd::Resized(Box::pin(terminate(ctx, Some(c), h)).await);
             }
             Some(ev) = rx.recv() => match rules::probe_effect(ev.kind, ev.success, started) {
                 ProbeEffect::Started => {

@@ -22,11 +22,14 @@ mod driver;
 mod error;
 pub mod eviction;
 mod host_resources;
+pub mod image_volumes;
 mod instance;
 pub mod log_drops;
 pub mod log_gc;
 mod pod;
 pub mod projection;
+pub mod resize;
+mod resizer;
 pub mod rules;
 mod services;
 pub mod states;
@@ -47,6 +50,7 @@ pub(crate) use container::container_id;
 pub use container::BUNDLE_BUILDS;
 pub use deps::{Deps, HandleOf, ObjectStore};
 pub use driver::{run_pod, stop_orphan};
+pub use resize::{decide as decide_resize, Decision as ResizeDecision};
 pub use rules::RestartPolicy;
 pub use services::{
     ContainerHandle, ContainerReport, ContainerRuntime, Images, PodReport, Real, Services,
@@ -79,7 +83,7 @@ mod future_sizes {
     #[test]
     fn long_lived_futures_stay_small() {
         let sizes = [
-            ("run_pod", ret5(super::driver::run_pod::<Real>), 3072),
+            ("run_pod", ret6(super::driver::run_pod::<Real>), 3072),
             (
                 "run_containers",
                 ret3(super::pod::run_containers::<Real>),

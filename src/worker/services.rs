@@ -10,7 +10,9 @@ use crate::image::{Image, ImageError, ImageStore, PullPolicy};
 use crate::manifest::StaticPod;
 use crate::probe::Checker;
 use crate::runtime::{ExitRecord, Handle, MonitorConfig, Runtime, RuntimeError};
+pub use crate::status::ResizeProgress;
 use crate::status::{Kind, StatusStore};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 
 /// A running container instance, as the runtime handed it out.
 pub trait ContainerHandle: Send + Sync + 'static {
@@ -68,6 +70,11 @@ pub enum PodReport<'a> {
     Removed,
     /// The pod network's addresses (CNI ADD's result).
     Ips(&'a [String]),
+    /// An in-place resize to `spec`: being applied, or done (`progress` None).
+    Resize {
+        spec: &'a Arc<StaticPod>,
+        progress: Option<ResizeProgress<'a>>,
+    },
 }
 
 /// What happened to one container, for its status.
@@ -105,6 +112,8 @@ pub enum ContainerReport<'a> {
     /// The startup probe's verdict.
     Started(bool),
     Ready(bool),
+    /// The resources its cgroup has.
+    Resources(Option<&'a ResourceRequirements>),
 }
 
 /// Where the worker writes what its pods and containers do.
@@ -185,6 +194,7 @@ impl StatusSink for StatusStore {
             PodReport::Ips(ips) => self.set_pod_ips(uid, ips.to_vec()),
             PodReport::Terminating => self.pod_terminating(uid),
             PodReport::Removed => self.pod_removed(uid),
+            PodReport::Resize { spec, progress } => self.pod_resize(uid, spec, progress),
         }
     }
 
@@ -211,6 +221,7 @@ impl StatusSink for StatusStore {
             } => self.user(uid, kind, name, u, gid, groups),
             ContainerReport::Started(started) => self.started(uid, kind, name, started),
             ContainerReport::Ready(ready) => self.ready(uid, kind, name, ready),
+            ContainerReport::Resources(r) => self.resources(uid, kind, name, r),
         }
     }
 

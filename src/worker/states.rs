@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::rules::{Outcome, Role};
-use super::services::{ContainerReport, PodReport, StatusSink};
+use super::services::{ContainerReport, PodReport, ResizeProgress, StatusSink};
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
+use crate::status::Kind;
 
 /// Where a pod is in its life. States only move forward (in this order); a transition to
 /// an earlier state is refused, so a pod told to stop stays Terminating while its driver
@@ -157,6 +159,20 @@ impl<St: StatusSink> PodLife<St> {
         }
     }
 
+    /// An in-place resize of the pod to `spec`: `Some(progress)` while it is applied,
+    /// `None` once its cgroups have the new limits.
+    pub fn resize(&self, spec: &Arc<StaticPod>, progress: Option<ResizeProgress<'_>>) {
+        tracing::info!(in_progress = progress.is_some(), "pod resize");
+        self.status
+            .pod(&self.uid, PodReport::Resize { spec, progress });
+    }
+
+    /// The resources container `name`'s cgroup has after a resize in place.
+    pub fn container_resources(&self, kind: Kind, name: &str, r: Option<&ResourceRequirements>) {
+        self.status
+            .container(&self.uid, kind, name, ContainerReport::Resources(r));
+    }
+
     pub fn evicted(&self, reason: &str, message: &str) {
         let report = self
             .visible
@@ -297,6 +313,11 @@ impl<St: StatusSink> ContainerLife<St> {
         if self.role == Role::App {
             self.pod.app_running(&self.name, started_at);
         }
+    }
+
+    /// The resources its cgroup has now (at start, and after an in-place resize).
+    pub fn resources(&self, r: Option<&ResourceRequirements>) {
+        self.report(ContainerReport::Resources(r));
     }
 
     /// The startup probe's verdict.

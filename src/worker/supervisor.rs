@@ -118,6 +118,7 @@ impl<S: Services> Supervisor<'_, S> {
             (Some(h), _) => {
                 self.life
                     .running(h.id(), h.started_at(), &a.config.image_digest);
+                self.life.resources(self.c.resources.as_ref());
                 let now = Instant::now();
                 let since = now.checked_sub(ran_for(h.started_at())).unwrap_or(now);
                 Next::Run {
@@ -143,13 +144,16 @@ impl<S: Services> Supervisor<'_, S> {
             return Next::Done(Outcome::Stopped);
         }
         self.life.creating();
-        let (ctx, c) = (self.ctx, self.c);
-        match start(ctx, c, &self.life, &mut self.links.stop).await {
+        let ctx = self.ctx;
+        // With the resources of the latest in-place resize, if any.
+        let c = ctx.current(self.c);
+        match start(ctx, &c, &self.life, &mut self.links.stop).await {
             Ok(h) => {
                 if let Some(old) = self.previous_id.replace(h.id().to_string()) {
                     ctx.deps.runtime.remove(&old);
                 }
                 self.life.running(h.id(), h.started_at(), "");
+                self.life.resources(c.resources.as_ref());
                 Next::Run {
                     h,
                     since: Instant::now(),
@@ -191,6 +195,14 @@ impl<S: Services> Supervisor<'_, S> {
                 }
             }
             InstanceEnd::Stopped => Next::Done(Outcome::Stopped),
+            // A restart for a resize is no failure: no back-off, the next instance at once.
+            InstanceEnd::Resized(exit) => {
+                log_exit(h.id(), self.life.restart_count(), &exit);
+                self.life.exited(h.id(), &exit);
+                let _ = self.links.started.send(false);
+                self.life.restarting();
+                Next::Start
+            }
         }
     }
 

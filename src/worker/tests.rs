@@ -43,6 +43,8 @@ pub(super) struct Run {
     pub deps: Arc<Deps<Fake>>,
     _dir: tempfile::TempDir,
     stop: watch::Sender<bool>,
+    /// Edited specs, as the manager sends them for an in-place resize.
+    pub resize: watch::Sender<Arc<StaticPod>>,
     task: JoinHandle<()>,
 }
 
@@ -58,13 +60,22 @@ pub(super) fn launch(
     tweak(&mut deps, dir.path());
     let deps = Arc::new(deps);
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run_pod(pod, adopted, deps.clone(), stop_rx, Vec::new()));
+    let (resize, resize_rx) = watch::channel(pod.clone());
+    let task = tokio::spawn(run_pod(
+        pod,
+        adopted,
+        deps.clone(),
+        stop_rx,
+        Vec::new(),
+        resize_rx,
+    ));
     Run {
         rt,
         status,
         deps,
         _dir: dir,
         stop,
+        resize,
         task,
     }
 }
@@ -341,4 +352,66 @@ async fn a_pod_network_pod_waits_while_the_network_is_not_ready() {
     let run = run.stop().await;
     assert!(run.starts("app").is_empty());
     assert_eq!(run.status.named("pod Removed"), ["pod Removed"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resize_restarts_only_the_containers_whose_policy_asks_for_it() {
+    let body = |mem: &str| {
+        format!(
+            r#"  containers:
+  - {{name: a, image: img, command: [x], resources: {{limits: {{cpu: 500m, memory: {mem}}}}}}}
+  - name: b
+    image: img
+    command: [x]
+    resizePolicy: [{{resourceName: memory, restartPolicy: RestartContainer}}]
+    resources: {{limits: {{cpu: 500m, memory: {mem}}}}}
+"#
+        )
+    };
+    let run = start(pod(&body("64Mi")), FakeRuntime::new());
+    run.at(5).await;
+    let mut new = StaticPod::clone(&pod(&body("96Mi")));
+    new.uid = "edited".into();
+    run.resize.send(Arc::new(new)).unwrap();
+    run.at(20).await;
+    // b was stopped and started again at once (no back-off), a kept running.
+    assert_eq!(run.starts("a"), [0]);
+    assert_eq!(run.starts("b"), [0, 5]);
+    let reports = run.status.reports();
+    in_order(
+        &reports,
+        &["b Terminated 143", "b Restarting 1", "b Running"],
+    );
+    assert!(
+        !reports.iter().any(|r| r.starts_with("a Restarting")),
+        "{reports:#?}"
+    );
+    in_order(
+        &reports,
+        &["pod Resize Some(InProgress)", "pod Resize None"],
+    );
+    run.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resize_sent_while_the_pod_is_prepared_is_applied_once_it_runs() {
+    let body = |cpu: &str| {
+        format!("  containers:\n  - {{name: a, image: img, command: [x], resources: {{limits: {{cpu: {cpu}}}}}}}\n")
+    };
+    let run = start(pod(&body("500m")), FakeRuntime::new());
+    let mut new = StaticPod::clone(&pod(&body("700m")));
+    new.uid = "edited".into();
+    run.resize.send(Arc::new(new)).unwrap();
+    run.at(5).await;
+    // Applied as soon as the pod's containers are run: a starts with the new resources.
+    in_order(
+        &run.status.reports(),
+        &[
+            "pod Resize Some(InProgress)",
+            "pod Resize None",
+            "a Running",
+        ],
+    );
+    assert_eq!(run.starts("a"), [0]);
+    run.stop().await;
 }

@@ -49,7 +49,7 @@ pub enum VolumeProblem {
     #[error("item {0:?} has no source")]
     NoItemSource(String),
     #[error(
-        "only hostPath, emptyDir, downwardAPI, configMap, secret and projected volumes are supported"
+        "only hostPath, emptyDir, downwardAPI, configMap, secret, projected and image volumes are supported"
     )]
     Unsupported,
 }
@@ -100,12 +100,27 @@ pub fn prepare(
             }
             projection::write_atomic(&own, &payload, fs_group).map_err(|e| err(e.into()))?;
             own
+        } else if v.image.is_some() {
+            // The mount point; the worker mounts the pulled image on it (image_volumes).
+            std::fs::create_dir_all(&own).map_err(|e| err(io(&own)(e)))?;
+            own
         } else {
             return Err(err(VolumeProblem::Unsupported));
         };
         out.insert(v.name.clone(), path);
     }
-    create_sub_paths(&spec.containers, &out);
+    // An image volume's subPaths are the image's: none is made.
+    let writable: BTreeMap<String, PathBuf> = out
+        .iter()
+        .filter(|(name, _)| {
+            let vols = spec.volumes.iter().flatten();
+            !vols
+                .into_iter()
+                .any(|v| &v.name == *name && v.image.is_some())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    create_sub_paths(&spec.containers, &writable);
     Ok(out)
 }
 
@@ -271,12 +286,26 @@ pub fn memory_volume_size(
     (size > 0).then_some(size)
 }
 
-fn is_mount_point(p: &Path) -> bool {
+pub(super) fn is_mount_point(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        (Ok(a), Some(Ok(b))) if a.dev() != b.dev() => true,
+        // A bind mount from the same filesystem (an image volume's one layer) keeps the
+        // device: only the mount table knows it.
+        (Ok(_), _) => in_mount_table(p),
         _ => false,
     }
+}
+
+fn in_mount_table(p: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(m) == want)
 }
 
 /// Writes a downwardAPI volume's files. The mount is read-only

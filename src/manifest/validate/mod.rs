@@ -454,6 +454,22 @@ fn volume_source(
         if let Some(q) = ed.and_then(|e| e.size_limit.as_ref()) {
             quantity(q, &format!("{spath}.sizeLimit"), parse_memory_bytes, errors);
         }
+    } else if kind == "image" {
+        check_fields(source, spath, support::IMAGE_VOLUME, errors);
+        let image = volume.image.as_ref();
+        if image
+            .and_then(|i| i.reference.as_deref())
+            .unwrap_or("")
+            .is_empty()
+        {
+            errors.push(FieldError::new(format!("{spath}.reference"), "required"));
+        }
+        one_of(
+            image.and_then(|i| i.pull_policy.as_deref()),
+            &format!("{spath}.pullPolicy"),
+            &["Always", "IfNotPresent", "Never"],
+            errors,
+        );
     } else {
         debug_assert!(!support::VOLUME_SOURCES.contains(&kind));
         errors.push(FieldError::unsupported(spath));
