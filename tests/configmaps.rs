@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn write_private(dirs: &AgentDirs, name: &str, yaml: &str) {
-    let tmp = dirs.manifests.join(format!(".{name}.tmp"));
-    fs::write(&tmp, yaml).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::rename(&tmp, dirs.manifests.join(name)).unwrap();
-}
-
 fn config_map(name: &str, greeting: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  greeting: {greeting}\n  level: \"3\"\n")
 }
@@ -72,7 +65,7 @@ fn volumes_env_items_modes_subpath_and_live_update() {
     let marker = format!("cm-reader-{}", std::process::id());
     let password = format!("pw-{}-Zq9", std::process::id());
     write_manifest(&f.dirs, "cm.yaml", &config_map("app", "hello"));
-    write_private(&f.dirs, "secret.yaml", &secret("db", &password));
+    write_private_manifest(&f.dirs, "secret.yaml", &secret("db", &password));
     let script = format!(
         r#"echo "env greeting=$GREETING level=$APP_level"
 [ -n "$PASS" ] && [ "$PASS" = "$(cat /etc/sec/password)" ] && echo "pass-ok len=${{#PASS}}"

@@ -16,6 +16,7 @@ mod archive;
 mod auth;
 mod fsutil;
 mod gc;
+mod keyring;
 mod layers;
 mod preload;
 mod pull;
@@ -36,6 +37,7 @@ use oci_client::Reference;
 
 pub use archive::{ArchiveError, Imported};
 pub use gc::{GcPolicy, GcReport, ImageInfo};
+pub use keyring::{Keyring, KeyringError};
 pub use layers::LayerError;
 use layers::LayerSpec;
 use pull::layer_specs;
@@ -230,6 +232,18 @@ impl ImageStore {
 
     /// Makes `reference` present per `policy` and returns it; records it as used now.
     pub async fn ensure(&self, reference: &str, policy: PullPolicy) -> Result<Image, ImageError> {
+        self.ensure_with(reference, policy, &Keyring::default())
+            .await
+    }
+
+    /// [`ImageStore::ensure`] with a pod's credentials (its imagePullSecrets), tried before
+    /// the node's.
+    pub async fn ensure_with(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        secrets: &Keyring,
+    ) -> Result<Image, ImageError> {
         let parsed = reference::parse(reference)?;
         let key = reference::normalised(&parsed);
         // A digest names immutable content: nothing to re-check at the registry.
@@ -262,7 +276,7 @@ impl ImageStore {
         let started = Instant::now();
         // Boxed: the network pull is most of this future's size, and every container
         // start awaits this future even when the image is present.
-        let pulled = Box::pin(self.pull(&parsed, &key)).await;
+        let pulled = Box::pin(self.pull(&parsed, &key, secrets)).await;
         crate::metrics::image_pull(started.elapsed(), pulled.is_ok());
         pulled
     }

@@ -64,7 +64,12 @@ async fn pull<S: Services>(
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = ctx.deps.images.ensure(&reference, pull_policy(c)) => r,
+            // Read at every attempt: a pull secret that appears later is used by the retry.
+            r = ctx.deps.images.ensure(
+                &reference,
+                pull_policy(c),
+                super::pull_secrets::keyring(&ctx.pod, &ctx.deps.objects.current()),
+            ) => r,
             _ = stopped(stop) => return None,
         };
         match result {

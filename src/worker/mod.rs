@@ -26,6 +26,7 @@ pub mod log_drops;
 pub mod log_gc;
 mod pod;
 pub mod projection;
+mod pull_secrets;
 pub mod rules;
 mod services;
 pub mod states;
