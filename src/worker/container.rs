@@ -240,7 +240,10 @@ fn write_bundle<S: Services>(
     .inspect_err(|e| {
         tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
     })?;
-    bundle::write(bundle_dir, &spec).map_err(|e| {
+    let pod_dir = ctx.deps.layout.pod(&ctx.pod.uid);
+    let config_at =
+        super::secret_env::needs(c).then(|| super::secret_env::config_path(&pod_dir, name));
+    bundle::write(bundle_dir, &spec, config_at.as_deref()).map_err(|e| {
         ctx.deps.runtime.remove(id);
         SetupError::from(e)
     })?;

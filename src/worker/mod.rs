@@ -28,6 +28,7 @@ mod pod;
 pub mod projection;
 mod pull_secrets;
 pub mod rules;
+mod secret_env;
 mod services;
 pub mod states;
 mod supervisor;

@@ -271,7 +271,7 @@ pub fn memory_volume_size(
     (size > 0).then_some(size)
 }
 
-fn is_mount_point(p: &Path) -> bool {
+pub(super) fn is_mount_point(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
