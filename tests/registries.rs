@@ -75,3 +75,96 @@ fn image_pull_secret_is_used_and_a_missing_one_is_pulled_without() {
         "password in the agent log"
     );
 }
+
+/// An executable script `name` in `dir`.
+fn script(dir: &std::path::Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn runs(dir: &std::path::Path, name: &str) -> usize {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn credential_provider_plugin_cached_and_a_hanging_one_killed() {
+    let password = format!("pw-{}-Pv4", std::process::id());
+    let locked = ExtraRegistry::start(Some((USER, &password)), None);
+    let plugins = tempfile::tempdir().unwrap();
+    let d = plugins.path();
+    let response = format!(
+        r#"{{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","cacheDuration":"1h","auth":{{"{}":{{"username":"{USER}","password":"{password}"}}}}}}"#,
+        locked.addr
+    );
+    script(
+        d,
+        "good",
+        &format!(
+            "cat > /dev/null\necho run >> {}/good.runs\necho '{response}'",
+            d.display()
+        ),
+    );
+    script(
+        d,
+        "hang",
+        &format!(
+            "echo run >> {}/hang.runs\nsleep 300\necho never",
+            d.display()
+        ),
+    );
+    let provider = |name: &str| {
+        format!("- name: {name}\n  matchImages: ['{}']\n  defaultCacheDuration: 1h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n", locked.addr)
+    };
+    let config = d.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n{}{}",
+            provider("good"),
+            provider("hang")
+        ),
+    )
+    .unwrap();
+    let f = Fixture::with_args(&[
+        "--insecure-registry",
+        &locked.addr,
+        "--image-credential-provider-config",
+        config.to_str().unwrap(),
+        "--image-credential-provider-bin-dir",
+        d.to_str().unwrap(),
+        "--image-credential-provider-timeout",
+        "2s",
+    ])
+    .patient(Duration::from_secs(60));
+    let image = format!("{}/library/busybox:test", locked.addr);
+    // Two pulls (Always) within the cache period: the good plugin runs once; the hanging
+    // one is killed after 2 s each time and the pulls go on with the good credentials.
+    for name in ["one", "two"] {
+        let marker = format!("provider-{name}-{}", std::process::id());
+        let spec = pod(name, &image, &marker, "")
+            .replace("    command:", "    imagePullPolicy: Always\n    command:");
+        write_manifest(&f.dirs, &format!("{name}.yaml"), &spec);
+        f.output(name, "main", "started");
+        f.container_pid(&marker);
+    }
+    assert_eq!(runs(d, "good.runs"), 1, "{}", f.dirs.agent_log());
+    assert!(runs(d, "hang.runs") >= 2);
+    let log = f.dirs.agent_log();
+    assert!(
+        log.lines().any(|l| l.contains("credential provider failed")
+            && l.contains("provider=hang")
+            && l.contains("timed out after 2s")),
+        "{log}"
+    );
+    let hang = d.join("hang");
+    assert!(
+        find_pids_by_cmdline(hang.to_str().unwrap()).is_empty(),
+        "the hanging plugin was not killed"
+    );
+    assert!(!log.contains(&password), "password in the agent log");
+}

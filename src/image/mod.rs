@@ -19,6 +19,7 @@ mod gc;
 mod keyring;
 mod layers;
 mod preload;
+mod provider;
 mod pull;
 mod reference;
 mod registry;
@@ -40,6 +41,7 @@ pub use gc::{GcPolicy, GcReport, ImageInfo};
 pub use keyring::{Keyring, KeyringError};
 pub use layers::LayerError;
 use layers::LayerSpec;
+pub use provider::{ProviderError, Providers, DEFAULT_TIMEOUT as CREDENTIAL_PROVIDER_TIMEOUT};
 use pull::layer_specs;
 pub use reference::{parse as parse_reference, ReferenceError};
 pub use registry::{ManifestError, Progress};
@@ -98,6 +100,8 @@ pub struct StoreOptions {
     /// docker config files searched for credentials; None: `<root-dir>/config.json`, then
     /// `$HOME/.docker/config.json`.
     pub credentials: Option<Vec<PathBuf>>,
+    /// Kubelet credential provider plugins, asked before the config.json files.
+    pub providers: Option<Arc<Providers>>,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +111,7 @@ impl Default for StoreOptions {
             registry_ca: None,
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             credentials: None,
+            providers: None,
         }
     }
 }
@@ -217,7 +222,12 @@ impl ImageStore {
             root: root.to_path_buf(),
             blobs: Blobs::open(root.join("blobs").join("sha256"))?,
             db: DbFile::open(root)?,
-            registry: registry::Registry::new(opts.insecure, extra_roots, credentials),
+            registry: registry::Registry::new(
+                opts.insecure,
+                extra_roots,
+                credentials,
+                opts.providers,
+            ),
             max_layer_size: opts.max_layer_size,
             progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),

@@ -83,6 +83,7 @@ pub struct Registry {
     insecure: Vec<String>,
     extra_roots: Vec<Vec<u8>>,
     credentials: Vec<PathBuf>,
+    providers: Option<std::sync::Arc<super::provider::Providers>>,
 }
 
 /// One pull's client, bound to the credential it authenticates with.
@@ -102,11 +103,13 @@ impl Registry {
         insecure: Vec<String>,
         extra_roots: Vec<Vec<u8>>,
         credentials: Vec<PathBuf>,
+        providers: Option<std::sync::Arc<super::provider::Providers>>,
     ) -> Self {
         Self {
             insecure,
             extra_roots,
             credentials,
+            providers,
         }
     }
 
@@ -132,14 +135,19 @@ impl Registry {
     }
 
     /// The credentials tried for `reference`, in the kubelet's keyring order: the pod's
-    /// imagePullSecrets, then the node's config.json files. Empty: anonymous.
-    fn candidates(&self, reference: &Reference, secrets: &Keyring) -> Vec<Credential> {
+    /// imagePullSecrets, then the credential provider plugins, then the node's config.json
+    /// files. Empty: anonymous.
+    async fn candidates(&self, reference: &Reference, secrets: &Keyring) -> Vec<Credential> {
         let image = format!(
             "{}/{}",
-            reference.resolve_registry(),
+            super::keyring::normalise_key(reference.resolve_registry()),
             reference.repository()
         );
         let mut found: Vec<Credential> = secrets.lookup(&image).into_iter().cloned().collect();
+        if let Some(p) = &self.providers {
+            let ring = p.lookup(&image).await;
+            found.extend(ring.lookup(&image).into_iter().cloned());
+        }
         found.extend(super::auth::lookup(&self.credentials, &image));
         found
     }
@@ -155,6 +163,7 @@ impl Registry {
     ) -> Result<(Session, Resolved), ManifestError> {
         let mut attempts: Vec<(RegistryAuth, String)> = self
             .candidates(reference, secrets)
+            .await
             .into_iter()
             .map(|c| (c.auth(), format!("{} ({})", c.origin, c.user)))
             .collect();
