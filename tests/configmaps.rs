@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn write_private(dirs: &AgentDirs, name: &str, yaml: &str) {
-    let tmp = dirs.manifests.join(format!(".{name}.tmp"));
-    fs::write(&tmp, yaml).unwrap();
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::rename(&tmp, dirs.manifests.join(name)).unwrap();
-}
-
 fn config_map(name: &str, greeting: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  greeting: {greeting}\n  level: \"3\"\n")
 }
@@ -72,7 +65,7 @@ fn volumes_env_items_modes_subpath_and_live_update() {
     let marker = format!("cm-reader-{}", std::process::id());
     let password = format!("pw-{}-Zq9", std::process::id());
     write_manifest(&f.dirs, "cm.yaml", &config_map("app", "hello"));
-    write_private(&f.dirs, "secret.yaml", &secret("db", &password));
+    write_private_manifest(&f.dirs, "secret.yaml", &secret("db", &password));
     let script = format!(
         r#"echo "env greeting=$GREETING level=$APP_level"
 [ -n "$PASS" ] && [ "$PASS" = "$(cat /etc/sec/password)" ] && echo "pass-ok len=${{#PASS}}"
@@ -142,6 +135,20 @@ spec:
         "secret volume mount"
     );
     assert_eq!(fstype_at(&dir.join("volumes/cfg")), None);
+    // Nor is the env value (PASS) on disk: the bundle's config.json is a link into a tmpfs.
+    let on_disk = Command::new("sh")
+        .arg("-c")
+        .arg(r#"find "$1" -xdev -type f -print0 | xargs -0 grep -lF -- "$2""#)
+        .args(["sh", f.dirs.root.to_str().unwrap(), &password])
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&on_disk.stdout);
+    assert!(found.is_empty(), "secret value on disk in: {found}");
+    assert_eq!(
+        fstype_at(&dir.join("secret-env")).as_deref(),
+        Some("tmpfs"),
+        "secret env tmpfs"
+    );
     let data = fs::read_link(dir.join("volumes/cfg/..data")).unwrap();
     assert!(data.to_string_lossy().starts_with(".."), "{data:?}");
 
@@ -277,12 +284,14 @@ kind: Pod
 metadata:
   name: sec
 spec:
+  # Not root: the kubelet's fsGroup gives the group read (0400 becomes 0440, group 2000).
+  securityContext: {{runAsUser: 1000, runAsGroup: 1000, fsGroup: 2000}}
   volumes:
-  - {{name: s, secret: {{secretName: db}}}}
+  - {{name: s, secret: {{secretName: db, defaultMode: 0o400}}}}
   containers:
   - name: main
     image: {image}
-    command: ["sh", "-c", "wc -c /s/password; sleep 3600 # {marker}"]
+    command: ["sh", "-c", "echo mode=$(stat -Lc '%a %g' /s/password) uid=$(id -u); wc -c /s/password; sleep 3600 # {marker}"]
     volumeMounts: [{{name: s, mountPath: /s}}]
 "#,
         image = f.image()
@@ -298,6 +307,8 @@ spec:
     .unwrap();
     let out = f.output("sec", "main", "/s/password");
     let want = format!("{} /s/password", password.len());
-    assert!(out.join("\n").contains(&want), "{out:?}");
+    let all = out.join("\n");
+    assert!(all.contains(&want), "{out:?}");
+    assert!(all.contains("mode=440 2000 uid=1000"), "{out:?}");
     assert!(!f.dirs.agent_log().contains(&password));
 }

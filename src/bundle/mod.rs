@@ -300,19 +300,30 @@ fn parse_signal(s: &str) -> Option<i32> {
         .map(|s| s as i32)
 }
 
-/// Writes `config.json` into `dir` and creates the rootfs mount point.
-pub fn write(dir: &Path, spec: &Spec) -> Result<(), BundleError> {
+/// Writes `config.json` into `dir` and creates the rootfs mount point. With `config_at`
+/// (a file on a tmpfs), the config is written there and `dir/config.json` is a symlink to
+/// it, so values from Secrets in it never reach the disk `dir` is on.
+pub fn write(dir: &Path, spec: &Spec, config_at: Option<&Path>) -> Result<(), BundleError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BundleError::Io { path, source }
     };
     std::fs::create_dir_all(dir.join("rootfs")).map_err(io(dir))?;
     let bytes = serde_json::to_vec_pretty(spec).map_err(|e| BundleError::Config(e.to_string()))?;
-    let config = dir.join("config.json");
-    crate::state::write_atomic(&config, &bytes).map_err(|e| BundleError::Config(e.to_string()))?;
+    let link = dir.join("config.json");
+    let config = config_at.unwrap_or(&link);
+    crate::state::write_atomic(config, &bytes).map_err(|e| BundleError::Config(e.to_string()))?;
     // It may hold values from Secrets (env): root's only.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).map_err(io(&config))
+    std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o600)).map_err(io(config))?;
+    if let Some(target) = config_at {
+        match std::fs::remove_file(&link) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&link)(e)),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(target, &link).map_err(io(&link))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -264,9 +264,16 @@ fn supplemental_groups_policy_merges_the_image_groups_or_not() {
         );
         let spec = render(&pod(&yaml), 0, &image(IMAGE), dir.path()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &spec).unwrap();
+        write(dir.path(), &spec, None).unwrap();
         let read = ProcessIds::read(dir.path()).unwrap();
         assert_eq!(read, ProcessIds::of(&spec));
+        // Elsewhere (a tmpfs), behind a symlink, twice (a rewrite replaces the link).
+        let bundle = dir.path().join("b");
+        let at = dir.path().join("c.json");
+        write(&bundle, &spec, Some(&at)).unwrap();
+        write(&bundle, &spec, Some(&at)).unwrap();
+        assert!(bundle.join("config.json").is_symlink());
+        assert_eq!(ProcessIds::read(&bundle).as_ref(), Some(&read));
         read
     };
     let merged = ProcessIds {

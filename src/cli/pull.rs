@@ -37,6 +37,7 @@ impl StoreArgs {
                 registry_ca: self.registry_ca.clone(),
                 max_layer_size: self.max_layer_size,
                 credentials: None,
+                providers: None,
             },
         )
         .with_context(|| format!("opening the image store in {}", images.display()))
@@ -93,6 +94,24 @@ pub struct RunImageArgs {
     /// How often <root-dir>/images/preload/ is scanned for new archives
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, hide = true)]
     pub preload_period: Duration,
+    /// A kubelet CredentialProviderConfig (kubelet.config.k8s.io/v1): plugins that hand out
+    /// registry credentials
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "image_credential_provider_bin_dir"
+    )]
+    pub image_credential_provider_config: Option<PathBuf>,
+    /// Where the credential provider plugins' binaries are
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "image_credential_provider_config"
+    )]
+    pub image_credential_provider_bin_dir: Option<PathBuf>,
+    /// How long a credential provider plugin may run before it is killed
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration)]
+    pub image_credential_provider_timeout: Duration,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -119,9 +138,23 @@ impl RunImageArgs {
                 registry_ca: self.registry_ca.clone(),
                 max_layer_size: self.max_layer_size,
                 credentials: None,
+                providers: self.credential_providers()?,
             },
         )
         .context("opening the image store")
+    }
+
+    fn credential_providers(&self) -> anyhow::Result<Option<Arc<crate::image::Providers>>> {
+        let (Some(config), Some(bin_dir)) = (
+            &self.image_credential_provider_config,
+            &self.image_credential_provider_bin_dir,
+        ) else {
+            return Ok(None);
+        };
+        let providers =
+            crate::image::Providers::load(config, bin_dir, self.image_credential_provider_timeout)
+                .context("--image-credential-provider-config")?;
+        Ok(Some(Arc::new(providers)))
     }
 
     /// Starts the preload importer and the periodic image GC on the agent's store.

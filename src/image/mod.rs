@@ -16,8 +16,10 @@ mod archive;
 mod auth;
 mod fsutil;
 mod gc;
+mod keyring;
 mod layers;
 mod preload;
+mod provider;
 mod pull;
 mod reference;
 mod registry;
@@ -36,8 +38,10 @@ use oci_client::Reference;
 
 pub use archive::{ArchiveError, Imported};
 pub use gc::{GcPolicy, GcReport, ImageInfo};
+pub use keyring::{Keyring, KeyringError};
 pub use layers::LayerError;
 use layers::LayerSpec;
+pub use provider::{ProviderError, Providers, DEFAULT_TIMEOUT as CREDENTIAL_PROVIDER_TIMEOUT};
 use pull::layer_specs;
 pub use reference::{parse as parse_reference, ReferenceError};
 pub use registry::{ManifestError, Progress};
@@ -96,6 +100,8 @@ pub struct StoreOptions {
     /// docker config files searched for credentials; None: `<root-dir>/config.json`, then
     /// `$HOME/.docker/config.json`.
     pub credentials: Option<Vec<PathBuf>>,
+    /// Kubelet credential provider plugins, asked before the config.json files.
+    pub providers: Option<Arc<Providers>>,
 }
 
 impl Default for StoreOptions {
@@ -105,6 +111,7 @@ impl Default for StoreOptions {
             registry_ca: None,
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             credentials: None,
+            providers: None,
         }
     }
 }
@@ -215,7 +222,12 @@ impl ImageStore {
             root: root.to_path_buf(),
             blobs: Blobs::open(root.join("blobs").join("sha256"))?,
             db: DbFile::open(root)?,
-            registry: registry::Registry::new(opts.insecure, extra_roots, credentials),
+            registry: registry::Registry::new(
+                opts.insecure,
+                extra_roots,
+                credentials,
+                opts.providers,
+            ),
             max_layer_size: opts.max_layer_size,
             progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),
@@ -230,6 +242,18 @@ impl ImageStore {
 
     /// Makes `reference` present per `policy` and returns it; records it as used now.
     pub async fn ensure(&self, reference: &str, policy: PullPolicy) -> Result<Image, ImageError> {
+        self.ensure_with(reference, policy, &Keyring::default())
+            .await
+    }
+
+    /// [`ImageStore::ensure`] with a pod's credentials (its imagePullSecrets), tried before
+    /// the node's.
+    pub async fn ensure_with(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        secrets: &Keyring,
+    ) -> Result<Image, ImageError> {
         let parsed = reference::parse(reference)?;
         let key = reference::normalised(&parsed);
         // A digest names immutable content: nothing to re-check at the registry.
@@ -262,7 +286,7 @@ impl ImageStore {
         let started = Instant::now();
         // Boxed: the network pull is most of this future's size, and every container
         // start awaits this future even when the image is present.
-        let pulled = Box::pin(self.pull(&parsed, &key)).await;
+        let pulled = Box::pin(self.pull(&parsed, &key, secrets)).await;
         crate::metrics::image_pull(started.elapsed(), pulled.is_ok());
         pulled
     }

@@ -5,16 +5,23 @@
 use super::*;
 
 impl ImageStore {
-    pub(super) async fn pull(&self, parsed: &Reference, key: &str) -> Result<Image, ImageError> {
+    pub(super) async fn pull(
+        &self,
+        parsed: &Reference,
+        key: &str,
+        secrets: &Keyring,
+    ) -> Result<Image, ImageError> {
         let start = Instant::now();
-        let session = self.registry.session(parsed);
-        let resolved = session
-            .resolve(parsed)
+        let (session, resolved) = self
+            .registry
+            .open(parsed, secrets)
             .await
             .map_err(|reason| ImageError::Manifest {
                 reference: key.to_string(),
                 reason,
             })?;
+        // The registry may be a mirror: blobs come from where the manifest came from.
+        let parsed = &session.reference.clone();
         let digest = resolved.digest.clone();
         let manifest = &resolved.manifest;
         let mut pins = vec![digest.clone(), manifest.config.digest.clone()];

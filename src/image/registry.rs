@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
     ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
@@ -16,6 +17,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
+use super::keyring::{Credential, Keyring};
 use super::store::{BlobWriter, Blobs};
 use super::ImageError;
 
@@ -23,7 +25,12 @@ use super::ImageError;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("fetch manifest: {}", chain(.0))]
-    Fetch(oci_client::errors::OciDistributionError),
+    Fetch(OciDistributionError),
+    /// The registry answered 401: the credentials tried (`credential`) were refused.
+    #[error(
+        "fetch manifest: registry answered 401 Unauthorized for {url} (credentials: {credential})"
+    )]
+    Unauthorized { url: String, credential: String },
     #[error("manifest digest mismatch: expected {expected}, got {actual}")]
     Digest { expected: String, actual: String },
     #[error("no manifest for {platform} in image index (offers {})", offers.join(", "))]
@@ -76,12 +83,17 @@ pub struct Registry {
     insecure: Vec<String>,
     extra_roots: Vec<Vec<u8>>,
     credentials: Vec<PathBuf>,
+    providers: Option<std::sync::Arc<super::provider::Providers>>,
 }
 
-/// One pull's client: credentials are read afresh for each (edited files apply at once).
+/// One pull's client, bound to the credential it authenticates with.
 pub struct Session {
     client: Client,
     auth: RegistryAuth,
+    /// The reference the registry is asked for.
+    pub reference: Reference,
+    /// Which credential served (`anonymous` or its origin), for logs.
+    pub credential: String,
 }
 
 impl Registry {
@@ -91,15 +103,17 @@ impl Registry {
         insecure: Vec<String>,
         extra_roots: Vec<Vec<u8>>,
         credentials: Vec<PathBuf>,
+        providers: Option<std::sync::Arc<super::provider::Providers>>,
     ) -> Self {
         Self {
             insecure,
             extra_roots,
             credentials,
+            providers,
         }
     }
 
-    pub fn session(&self, reference: &Reference) -> Session {
+    fn client(&self) -> Client {
         crate::tls::provider();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
@@ -117,10 +131,67 @@ impl Registry {
             read_timeout: Some(Duration::from_secs(30)),
             ..Default::default()
         };
-        Session {
-            client: Client::new(config),
-            auth: super::auth::lookup(&self.credentials, reference.resolve_registry()),
+        Client::new(config)
+    }
+
+    /// The credentials tried for `reference`, in the kubelet's keyring order: the pod's
+    /// imagePullSecrets, then the credential provider plugins, then the node's config.json
+    /// files. Empty: anonymous.
+    async fn candidates(&self, reference: &Reference, secrets: &Keyring) -> Vec<Credential> {
+        let image = format!(
+            "{}/{}",
+            super::keyring::normalise_key(reference.resolve_registry()),
+            reference.repository()
+        );
+        let mut found: Vec<Credential> = secrets.lookup(&image).into_iter().cloned().collect();
+        if let Some(p) = &self.providers {
+            let ring = p.lookup(&image).await;
+            found.extend(ring.lookup(&image).into_iter().cloned());
         }
+        found.extend(super::auth::lookup(&self.credentials, &image));
+        found
+    }
+
+    /// Resolves `reference` with each matching credential in turn (anonymously when none
+    /// matches), as the kubelet tries every credential its keyring returns; the first that
+    /// works is the session the blobs are fetched with. Credentials are read afresh for
+    /// each pull (edited files apply at once).
+    pub async fn open(
+        &self,
+        reference: &Reference,
+        secrets: &Keyring,
+    ) -> Result<(Session, Resolved), ManifestError> {
+        let mut attempts: Vec<(RegistryAuth, String)> = self
+            .candidates(reference, secrets)
+            .await
+            .into_iter()
+            .map(|c| (c.auth(), format!("{} ({})", c.origin, c.user)))
+            .collect();
+        if attempts.is_empty() {
+            attempts.push((RegistryAuth::Anonymous, "anonymous".into()));
+        }
+        let mut last = None;
+        for (auth, credential) in attempts {
+            // A client per credential: its token cache must not carry one credential's
+            // tokens into another's attempt.
+            let session = Session {
+                client: self.client(),
+                auth,
+                reference: reference.clone(),
+                credential,
+            };
+            match session.resolve(reference).await {
+                Ok(resolved) => {
+                    tracing::debug!(reference = %reference, credential = %session.credential, "manifest resolved");
+                    return Ok((session, resolved));
+                }
+                Err(e) => {
+                    tracing::debug!(reference = %reference, credential = %session.credential, error = %e, "manifest not resolved");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
     }
 }
 
@@ -167,7 +238,13 @@ impl Session {
             .client
             .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
             .await
-            .map_err(ManifestError::Fetch)?;
+            .map_err(|e| match e {
+                OciDistributionError::UnauthorizedError { url } => ManifestError::Unauthorized {
+                    url,
+                    credential: self.credential.clone(),
+                },
+                e => ManifestError::Fetch(e),
+            })?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         if let Some(expected) = expected {
             if expected != digest {

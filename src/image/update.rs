@@ -11,9 +11,9 @@ impl ImageStore {
     pub async fn registry_digest(&self, reference: &str) -> Result<String, ImageError> {
         let parsed = reference::parse(reference)?;
         let key = reference::normalised(&parsed);
-        let session = self.registry.session(&parsed);
-        let resolved = session
-            .resolve(&parsed)
+        let (_, resolved) = self
+            .registry
+            .open(&parsed, &Keyring::default())
             .await
             .map_err(|reason| ImageError::Manifest {
                 reference: key,
@@ -43,7 +43,7 @@ impl ImageStore {
             Ok(image) => image,
             Err(local) => {
                 tracing::debug!(reference = %key, error = %local, "pinned image not stored; pulling it");
-                Box::pin(self.pull(&pinned, &key)).await?
+                Box::pin(self.pull(&pinned, &key, &Keyring::default())).await?
             }
         };
         if image.digest != digest {

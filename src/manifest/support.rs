@@ -71,8 +71,8 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("os", Only(is_linux_os)),
     ("serviceAccountName", Forbidden),
     ("serviceAccount", Forbidden),
-    // Not yet read from local Secrets: registry credentials come from config.json files.
-    ("imagePullSecrets", Forbidden),
+    // Secrets of the pod's namespace from the manifest sources (hostlet's extension).
+    ("imagePullSecrets", Implemented),
     ("resourceClaims", Forbidden),
     ("ephemeralContainers", Forbidden),
 ];

@@ -492,6 +492,7 @@ fn config_and_secret_references_accepted_and_checked() {
         ("", "envFrom:\n- configMapRef: {name: c}"),
         ("volumes:\n- {name: s, secret: {secretName: s, defaultMode: 0o400, items: [{key: a, path: x/a, mode: 384}]}}", ""),
         ("volumes:\n- {name: c, configMap: {name: c, optional: true}}", ""),
+        ("imagePullSecrets: [{name: regcred}]", ""),
         ("volumes:\n- name: p\n  projected:\n    sources:\n    - downwardAPI: {}\n    - secret: {name: s}\n    - configMap: {name: c}", ""),
     ] {
         if let Err(e) = decode_str(&pod(spec, container)) {
@@ -499,7 +500,6 @@ fn config_and_secret_references_accepted_and_checked() {
         }
     }
     for (spec, container, want) in [
-        ("imagePullSecrets: [{name: regcred}]", "", "spec.imagePullSecrets: static pods may not reference secrets"),
         ("", "env:\n- name: A\n  valueFrom: {configMapKeyRef: {name: c, key: 'a/b'}}", "configMapKeyRef.key: \"a/b\" is not a valid key"),
         ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: '', key: k}}", "secretKeyRef.name: required"),
         ("", "env:\n- name: A\n  valueFrom: {secretKeyRef: {name: s, key: k}, configMapKeyRef: {name: c, key: k}}", "may not have more than one field specified"),

@@ -64,7 +64,12 @@ async fn pull<S: Services>(
     loop {
         let started = Instant::now();
         let result = tokio::select! {
-            r = ctx.deps.images.ensure(&reference, pull_policy(c)) => r,
+            // Read at every attempt: a pull secret that appears later is used by the retry.
+            r = ctx.deps.images.ensure(
+                &reference,
+                pull_policy(c),
+                super::pull_secrets::keyring(&ctx.pod, &ctx.deps.objects.current()),
+            ) => r,
             _ = stopped(stop) => return None,
         };
         match result {
@@ -243,7 +248,9 @@ fn write_bundle<S: Services>(
     .inspect_err(|e| {
         tracing::warn!(reason = "CreateContainerConfigError", error = %e, "cannot build the runtime config");
     })?;
-    bundle::write(bundle_dir, &spec).map_err(|e| {
+    let config_at =
+        super::secret_env::needs(&c).then(|| super::secret_env::config_path(&pod_dir, name));
+    bundle::write(bundle_dir, &spec, config_at.as_deref()).map_err(|e| {
         ctx.deps.runtime.remove(id);
         SetupError::from(e)
     })?;

@@ -225,7 +225,7 @@ async fn prepare_until_ready<S: Services>(
     let mut objects = deps.objects.subscribe();
     while !*stop.borrow() {
         objects.mark_unchanged();
-        let Some(images) = Box::pin(image_volumes::pull(&pod.pod, deps, life, stop)).await else {
+        let Some(images) = Box::pin(image_volumes::pull(pod, deps, life, stop)).await else {
             break;
         };
         match prepare(pod, pod_dir, deps, images).await {

@@ -20,6 +20,9 @@ pub enum SetupError {
     /// ConfigMaps, Secrets or keys the pod needs and the sources do not declare.
     #[error("{0}")]
     References(String),
+    /// The tmpfs for configs with values from Secrets (`secret_env`).
+    #[error("{0}")]
+    SecretEnv(std::io::Error),
     #[error("no container {0} in the pod")]
     NoContainer(String),
     #[error("termination message file of container {container}: {source}")]

@@ -16,7 +16,7 @@ use super::services::{
     ContainerHandle, ContainerReport, ContainerRuntime, Images, PodReport, Services, StatusSink,
 };
 use crate::backoff::BackoffPolicy;
-use crate::image::{Image, ImageError, PullPolicy};
+use crate::image::{Image, ImageError, Keyring, PullPolicy};
 use crate::probe::{Action, Checker, ProbeError, Target};
 use crate::runtime::{ExitRecord, MonitorConfig, RuntimeError};
 use crate::status::Kind;
@@ -321,6 +321,7 @@ impl Images for FakeImages {
         &self,
         reference: &str,
         _policy: PullPolicy,
+        _secrets: Keyring,
     ) -> impl Future<Output = Result<Image, ImageError>> + Send {
         let fail = {
             let mut f = self.failures.lock().unwrap();

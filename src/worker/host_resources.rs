@@ -28,6 +28,7 @@ pub(super) fn prepare<S: Services>(
     deps: &Deps<S>,
 ) -> Result<BTreeMap<String, PathBuf>, SetupError> {
     let vols = volumes::prepare(pod, pod_dir, &deps.node, &deps.objects.current())?;
+    super::secret_env::prepare(pod, pod_dir).map_err(SetupError::SecretEnv)?;
     let files = PodFiles::new(pod_dir);
     sandbox::write_etc(pod, &files, &deps.network.opts.resolv_conf)?;
     let cg = PodCgroup::under(deps.node_cgroups.root(), pod, uid);
@@ -152,6 +153,7 @@ pub(super) async fn network_down<S: Services>(uid: &str, deps: &Arc<Deps<S>>) {
 pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) {
     sandbox::remove(&PodFiles::new(pod_dir));
     volumes::cleanup(pod_dir);
+    super::secret_env::cleanup(pod_dir);
     if let Some(h) = &deps.cgroups {
         if let Err(e) = cgroups::remove(h, &PodCgroup::under(deps.node_cgroups.root(), pod, uid)) {
             tracing::warn!(error = %e, "removing pod cgroup");

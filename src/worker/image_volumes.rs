@@ -19,6 +19,7 @@ use super::services::{Images, Services};
 use super::states::PodLife;
 use super::volumes::VolumeProblem;
 use crate::image::{Image, PullPolicy};
+use crate::manifest::StaticPod;
 
 /// The file in a pod's directory naming the images its volumes mount (read by image GC).
 pub const RECORD: &str = "image-volumes.json";
@@ -50,17 +51,22 @@ pub fn of(pod: &Pod) -> Vec<(String, String, PullPolicy)> {
 /// Pulls every image volume of `pod`, retried with back-off while one fails; None when
 /// the pod is stopped first.
 pub(super) async fn pull<S: Services>(
-    pod: &Pod,
+    pod: &StaticPod,
     deps: &Deps<S>,
     life: &PodLife<S::Status>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<(String, Image)>> {
     let mut out = Vec::new();
-    for (name, reference, policy) in of(pod) {
+    for (name, reference, policy) in of(&pod.pod) {
         let mut backoff = Backoff::retries(deps.pull_backoff);
         loop {
             let result = tokio::select! {
-                r = deps.images.ensure(&reference, policy) => r,
+                // The pod's imagePullSecrets apply to its image volumes too.
+                r = deps.images.ensure(
+                    &reference,
+                    policy,
+                    super::pull_secrets::keyring(pod, &deps.objects.current()),
+                ) => r,
                 _ = stopped(stop) => return None,
             };
             match result {

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::image::{Image, ImageError, ImageStore, PullPolicy};
+use crate::image::{Image, ImageError, ImageStore, Keyring, PullPolicy};
 use crate::manifest::StaticPod;
 use crate::probe::Checker;
 use crate::runtime::{ExitRecord, Handle, MonitorConfig, Runtime, RuntimeError};
@@ -44,11 +44,13 @@ pub trait ContainerRuntime: Checker {
 
 /// The image store as the worker uses it.
 pub trait Images: Send + Sync + 'static {
-    /// The image of `reference`, pulled when `policy` says so.
+    /// The image of `reference`, pulled when `policy` says so, with the pod's `secrets`
+    /// (its imagePullSecrets) tried before the node's credentials.
     fn ensure(
         &self,
         reference: &str,
         policy: PullPolicy,
+        secrets: Keyring,
     ) -> impl Future<Output = Result<Image, ImageError>> + Send;
 }
 
@@ -176,12 +178,13 @@ impl ContainerRuntime for Runtime {
 }
 
 impl Images for ImageStore {
-    fn ensure(
+    async fn ensure(
         &self,
         reference: &str,
         policy: PullPolicy,
-    ) -> impl Future<Output = Result<Image, ImageError>> + Send {
-        ImageStore::ensure(self, reference, policy)
+        secrets: Keyring,
+    ) -> Result<Image, ImageError> {
+        ImageStore::ensure_with(self, reference, policy, &secrets).await
     }
 }
 

@@ -471,6 +471,15 @@ pub fn write_manifest(dirs: &AgentDirs, name: &str, yaml: &str) {
     fs::rename(&tmp, dirs.manifests.join(name)).expect("rename manifest");
 }
 
+/// [`write_manifest`] with mode 0600, as a Secret's manifest must be.
+pub fn write_private_manifest(dirs: &AgentDirs, name: &str, yaml: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dirs.manifests.join(format!(".{name}.tmp"));
+    fs::write(&tmp, yaml).expect("write manifest");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).expect("chmod manifest");
+    fs::rename(&tmp, dirs.manifests.join(name)).expect("rename manifest");
+}
+
 /// Removes `<manifests>/<name>` (no error if absent).
 pub fn remove_manifest(dirs: &AgentDirs, name: &str) {
     match fs::remove_file(dirs.manifests.join(name)) {

@@ -225,16 +225,6 @@ fn api_references(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             "serviceaccounts",
         ));
     }
-    if spec
-        .image_pull_secrets
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        errors.push(FieldError::api_reference(
-            "spec.imagePullSecrets",
-            "secrets",
-        ));
-    }
     if spec.resource_claims.as_ref().is_some_and(|s| !s.is_empty()) {
         errors.push(FieldError::api_reference(
             "spec.resourceClaims",

@@ -216,7 +216,11 @@ impl UrlState {
             Ok((decoded, objects)) => {
                 let mut problems = Vec::new();
                 let mut ids = HashSet::new();
-                self.objects.clear();
+                let previous: HashMap<String, Arc<ConfigObject>> = self
+                    .objects
+                    .drain(..)
+                    .map(|o| (format!("{} {}", o.kind.as_str(), o.full_name()), o))
+                    .collect();
                 for o in objects {
                     for w in &o.warnings {
                         problems.push(self.problem(ProblemKind::Warning, w.to_string()));
@@ -226,6 +230,17 @@ impl UrlState {
                         let msg = format!("{id} appears twice in the body; not using the second");
                         problems.push(self.problem(ProblemKind::Duplicate, msg));
                         continue;
+                    }
+                    // As the file source: an immutable object keeps its content while it
+                    // stays in the body (drop it from one body to change it in the next).
+                    if let Some(old) = previous.get(&id) {
+                        if old.immutable && !old.same_content(&o.object) {
+                            let msg = format!("{id} is immutable: change refused, the last good version stays (remove it from the body, then add the new version)");
+                            tracing::warn!(url = %self.url, "{msg}");
+                            problems.push(self.problem(ProblemKind::Invalid, msg));
+                            self.objects.push(old.clone());
+                            continue;
+                        }
                     }
                     self.objects.push(Arc::new(o.object));
                 }

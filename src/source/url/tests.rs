@@ -267,3 +267,36 @@ fn list_body_carries_config_maps_and_secrets_beside_pods() {
     st.apply(body(" "));
     assert!(st.snapshot().objects.is_empty());
 }
+
+#[test]
+fn immutable_object_change_refused_last_good_kept() {
+    let mut st = UrlState::new(URL.into(), "n".into(), false);
+    let list = |v: &str, immutable: &str| {
+        body(&format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: cfg}}\n{immutable}  data: {{k: {v}}}\n"
+        ))
+    };
+    let value = |st: &UrlState| st.snapshot().objects[0].data["k"].clone();
+    st.apply(list("one", "  immutable: true\n"));
+    assert!(st.snapshot().problems.is_empty());
+    st.apply(list("two", "  immutable: true\n"));
+    let s = st.snapshot();
+    assert_eq!(kinds(&s), [ProblemKind::Invalid]);
+    assert!(
+        s.problems[0]
+            .message
+            .contains("ConfigMap default/cfg is immutable"),
+        "{:?}",
+        s.problems
+    );
+    assert_eq!(value(&st), b"one");
+    // Dropping immutable is a change too.
+    st.apply(list("one", ""));
+    assert_eq!(kinds(&st.snapshot()), [ProblemKind::Invalid]);
+    assert_eq!(value(&st), b"one");
+    // Removed from one body, it may come back changed.
+    st.apply(body(" "));
+    st.apply(list("three", ""));
+    assert!(st.snapshot().problems.is_empty());
+    assert_eq!(value(&st), b"three");
+}
