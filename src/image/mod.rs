@@ -22,6 +22,7 @@ mod pull;
 mod reference;
 mod registry;
 mod store;
+pub mod trust;
 mod unpack;
 mod update;
 

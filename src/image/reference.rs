@@ -84,7 +84,58 @@ pub fn normalised(reference: &Reference) -> String {
     reference.whole()
 }
 
+/// A reference's parts as written: no default tag (a name alone is distribution's
+/// "name only", which signature identities distinguish from `:latest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// `registry/repository`, normalised (`docker.io/library/busybox`).
+    pub name: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Named {
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        let (registry, repository, tag, digest) = split_parts(s)?;
+        Ok(Self {
+            name: format!("{registry}/{repository}"),
+            tag,
+            digest,
+        })
+    }
+
+    /// The registry part of the name (`host[:port]`).
+    pub fn registry(&self) -> &str {
+        self.name.split_once('/').map_or(&*self.name, |(r, _)| r)
+    }
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
 fn split(s: &str) -> Result<Reference, ReferenceError> {
+    let (registry, repository, tag, digest) = split_parts(s)?;
+    Ok(match (tag, digest) {
+        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
+        (None, Some(d)) => Reference::with_digest(registry, repository, d),
+        (Some(t), None) => Reference::with_tag(registry, repository, t),
+        (None, None) => Reference::with_tag(registry, repository, DEFAULT_TAG.into()),
+    })
+}
+
+type Parts = (String, String, Option<String>, Option<String>);
+
+fn split_parts(s: &str) -> Result<Parts, ReferenceError> {
     if s.is_empty() {
         return Err(ReferenceError::Empty);
     }
@@ -111,12 +162,7 @@ fn split(s: &str) -> Result<Reference, ReferenceError> {
     if registry.len() + 1 + repository.len() > NAME_MAX {
         return Err(ReferenceError::TooLong);
     }
-    Ok(match (tag, digest) {
-        (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repository, t, d),
-        (None, Some(d)) => Reference::with_digest(registry, repository, d),
-        (Some(t), None) => Reference::with_tag(registry, repository, t),
-        (None, None) => Reference::with_tag(registry, repository, DEFAULT_TAG.into()),
-    })
+    Ok((registry, repository, tag, digest))
 }
 
 /// Splits `name` into (registry, repository), checking both and applying docker.io's defaults.
