@@ -25,6 +25,11 @@ pub struct StoreArgs {
     /// Refuse a layer whose unpacked size exceeds this (bytes; K, M, G, Ki, Mi, Gi suffixes)
     #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_MAX_LAYER_SIZE, value_parser = parse_size)]
     pub max_layer_size: u64,
+    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
+    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
+    /// every image is accepted
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -37,6 +42,7 @@ impl StoreArgs {
                 registry_ca: self.registry_ca.clone(),
                 max_layer_size: self.max_layer_size,
                 credentials: None,
+                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
             },
         )
         .with_context(|| format!("opening the image store in {}", images.display()))
@@ -93,6 +99,11 @@ pub struct RunImageArgs {
     /// How often <root-dir>/images/preload/ is scanned for new archives
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, hide = true)]
     pub preload_period: Duration,
+    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
+    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
+    /// every image is accepted
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -119,6 +130,7 @@ impl RunImageArgs {
                 registry_ca: self.registry_ca.clone(),
                 max_layer_size: self.max_layer_size,
                 credentials: None,
+                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
             },
         )
         .context("opening the image store")
@@ -183,6 +195,10 @@ pub fn main(args: PullArgs) -> anyhow::Result<()> {
         }
         let image = result.map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
         println!("{} {}", image.reference, image.digest);
+        let verified = store.list()?.into_iter().find(|i| i.digest == image.digest);
+        if let Some(v) = verified.and_then(|i| i.verified) {
+            println!("verified: {v}");
+        }
         Ok(())
     })
 }

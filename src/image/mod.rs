@@ -19,12 +19,13 @@ mod gc;
 mod layers;
 mod preload;
 mod pull;
-mod reference;
+pub(crate) mod reference;
 mod registry;
 mod store;
 pub mod trust;
 mod unpack;
 mod update;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,6 +98,8 @@ pub struct StoreOptions {
     /// docker config files searched for credentials; None: `<root-dir>/config.json`, then
     /// `$HOME/.docker/config.json`.
     pub credentials: Option<Vec<PathBuf>>,
+    /// The signature policy images must satisfy before they are stored (`trust::load`).
+    pub policy: Arc<trust::Policy>,
 }
 
 impl Default for StoreOptions {
@@ -106,6 +109,7 @@ impl Default for StoreOptions {
             registry_ca: None,
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             credentials: None,
+            policy: Arc::new(trust::Policy::accept_anything()),
         }
     }
 }
@@ -147,6 +151,12 @@ pub enum ImageError {
     /// Content did not hash to the digest it was stored or fetched under.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     Digest { expected: String, actual: String },
+    /// The signature policy refused the image; nothing of it was stored.
+    #[error("verify {reference}: {reason}")]
+    Signature {
+        reference: String,
+        reason: trust::TrustError,
+    },
     /// A layer could not be applied (unsafe or corrupt archive, or a filesystem error).
     #[error("unpack {reference} layer {layer}: {reason}")]
     Unpack {
@@ -162,6 +172,8 @@ impl ImageError {
         match self {
             ImageError::InvalidName { .. } => "InvalidImageName",
             ImageError::NeverPull { .. } => "ErrImageNeverPull",
+            // CRI-O's reason for the same refusal.
+            ImageError::Signature { .. } => "SignatureValidationFailed",
             _ => "ErrImagePull",
         }
     }
@@ -178,6 +190,7 @@ pub struct ImageStore {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Digests (manifests, blobs, diff_ids) of work in progress, which GC must not remove.
     pins: Arc<Mutex<HashMap<String, usize>>>,
+    policy: Arc<trust::Policy>,
 }
 
 impl ImageStore {
@@ -221,6 +234,7 @@ impl ImageStore {
             progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),
             pins: Arc::new(Mutex::new(HashMap::new())),
+            policy: opts.policy,
         })
     }
 
@@ -290,12 +304,12 @@ impl ImageStore {
     }
 
     /// Records `digest` (as used now if `used`); with `key`, points it there; with `added`,
-    /// sets the record's size and index digest.
+    /// sets the record's size, index digest and how it was verified.
     async fn record(
         &self,
         key: Option<&str>,
         digest: &str,
-        added: Option<(u64, Option<String>)>,
+        added: Option<Added>,
         used: bool,
     ) -> Result<(), ImageError> {
         let (key, digest) = (key.map(str::to_string), digest.to_string());
@@ -313,8 +327,16 @@ impl ImageStore {
                         added: now,
                         ..Default::default()
                     });
-                if let Some((size, index)) = added {
+                if let Some(Added {
+                    size,
+                    index,
+                    verified,
+                }) = added
+                {
                     rec.size = size;
+                    if verified.is_some() {
+                        rec.verified = verified;
+                    }
                     rec.extra.extend(index);
                     rec.extra.sort();
                     rec.extra.dedup();
@@ -364,6 +386,15 @@ impl ImageStore {
     fn is_pinned(&self, digest: &str) -> bool {
         self.pins.lock().expect("pins").contains_key(digest)
     }
+}
+
+/// What a pull or an import learnt about an image it stored.
+struct Added {
+    size: u64,
+    /// The image index it was resolved from.
+    index: Option<String>,
+    /// The policy requirement that accepted it (`sigstoreSigned (scope)`).
+    verified: Option<String>,
 }
 
 struct PinGuard {

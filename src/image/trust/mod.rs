@@ -3,6 +3,7 @@
 //! or unpacked.
 
 pub mod cosign;
+pub mod fetch;
 pub mod identity;
 pub mod policy;
 
