@@ -41,7 +41,7 @@ pub use gc::{GcPolicy, GcReport, ImageInfo};
 pub use layers::LayerError;
 use layers::LayerSpec;
 use pull::layer_specs;
-pub use reference::{parse as parse_reference, ReferenceError};
+pub use reference::{parse as parse_reference, Named, ReferenceError};
 pub use registry::{ManifestError, Progress};
 pub use store::now_unix;
 use store::{io_err, Blobs, DbFile};

@@ -343,3 +343,19 @@ fn evaluation() {
     assert!(run("localhost:5000/open:1", &[]).is_ok());
     assert_eq!(label(run("localhost:5000/third:1", &[ok])), "rejected");
 }
+
+#[test]
+fn fuzz_seed_policy_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/policy/policy.json");
+    let p = Policy::load(&path).unwrap();
+    assert_eq!(
+        scope_of(&p, "registry.example.com/ns/app:v1"),
+        "registry.example.com/ns/app:v1"
+    );
+    assert_eq!(
+        scope_of(&p, "registry.example.com/vendor/x"),
+        "registry.example.com/vendor"
+    );
+    assert_eq!(scope_of(&p, "a.example.com/x"), "*.example.com");
+    assert_eq!(scope_of(&p, "quay.io/x"), "");
+}
