@@ -190,6 +190,71 @@ fn only_images_signed_for_their_repository_with_the_key_run() {
         remove_manifest(&f.dirs, &format!("{name}.yaml"));
     }
     f.gone(&format!("{marker}-good"));
+
+    // An OCI archive carries the `.sig` manifest beside the image; import verifies it.
+    let sig_tag = format!("signed/good:sha256-{}.sig", &good[7..]);
+    let archive = |refs: &[String], file: &str| {
+        let layout = s.join(file.replace(".tar", ""));
+        for r in refs {
+            skopeo_copy(
+                &format!("docker://{addr}/{r}"),
+                &format!("oci:{}:{addr}/{r}", layout.display()),
+                &["--src-tls-verify=false", "--preserve-digests"],
+            );
+        }
+        let tar = s.join(file);
+        let out = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .args([
+                "-cf",
+                tar.to_str().unwrap(),
+                "index.json",
+                "oci-layout",
+                "blobs",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        tar
+    };
+    let signed = archive(&["signed/good:v1".into(), sig_tag], "signed.tar");
+    let unsigned = archive(&["signed/unsigned:v1".into()], "unsigned.tar");
+    let root = tempfile::tempdir().unwrap();
+    let import = |tar: &Path| {
+        let policy = policy.to_str().unwrap();
+        let args = [
+            "image",
+            "import",
+            "--signature-policy",
+            policy,
+            tar.to_str().unwrap(),
+        ];
+        hostlet(root.path(), &args)
+    };
+    let out = import(&unsigned);
+    assert!(
+        !out.status.success(),
+        "unsigned archive imported: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("SignatureValidationFailed"),
+        "{}",
+        out.stderr
+    );
+    let out = import(&signed);
+    assert!(out.status.success(), "{}", out.stderr);
+    let images = hostlet(root.path(), &["images", "-o", "wide"]).stdout;
+    assert!(
+        images.contains(&format!("{addr}/signed/good:v1")) && images.contains("sigstoreSigned"),
+        "{images}"
+    );
+    assert!(!images.contains("signed/unsigned"), "{images}");
+    assert!(
+        !images.contains(".sig"),
+        "the signature imported as an image: {images}"
+    );
 }
 
 /// For policies of `reject` and `insecureAcceptAnything` scopes, hostlet accepts and refuses
