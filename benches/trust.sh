@@ -46,6 +46,6 @@ for policy in none signed; do
     check+=("$(grep -o 'elapsed_us=[0-9]*' "$W/out" | cut -d= -f2)")
     t=$(date +%s%N); "$HOSTLET" pull --root-dir "$W/root" --insecure-registry "$REG" --signature-policy "$W/$policy.json" "$REG/bench/app:v1" >"$W/out" 2>&1; warm+=("$(ms "$t")")
   done
-  grep -q "verified: " "$W/out" || { cat "$W/out"; exit 1; }
-  echo "$policy: cold pull $(printf '%s\n' "${cold[@]}" | median) ms, warm pull $(printf '%s\n' "${warm[@]}" | median) ms, signature check $(printf '%s\n' "${check[@]}" | median) µs (median of $RUNS; $(grep verified "$W/out"))"
+  grep -q "signature policy: " "$W/out" || { cat "$W/out"; exit 1; }
+  echo "$policy: cold pull $(printf '%s\n' "${cold[@]}" | median) ms, warm pull $(printf '%s\n' "${warm[@]}" | median) ms, signature check $(printf '%s\n' "${check[@]}" | median) µs (median of $RUNS; $(grep "signature policy" "$W/out"))"
 done

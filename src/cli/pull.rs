@@ -197,7 +197,7 @@ pub fn main(args: PullArgs) -> anyhow::Result<()> {
         println!("{} {}", image.reference, image.digest);
         let verified = store.list()?.into_iter().find(|i| i.digest == image.digest);
         if let Some(v) = verified.and_then(|i| i.verified) {
-            println!("verified: {v}");
+            println!("signature policy: {v}");
         }
         Ok(())
     })

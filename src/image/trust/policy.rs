@@ -44,6 +44,8 @@ pub struct Policy {
     pub path: Option<PathBuf>,
     default: Vec<Requirement>,
     docker: HashMap<String, Vec<Requirement>>,
+    /// No file: what is accepted is shown as accepted without a policy.
+    builtin: bool,
 }
 
 impl Policy {
@@ -53,6 +55,7 @@ impl Policy {
             path: None,
             default: vec![Requirement::InsecureAcceptAnything],
             docker: HashMap::new(),
+            builtin: true,
         }
     }
 
@@ -102,6 +105,7 @@ impl Policy {
             path: None,
             default,
             docker,
+            builtin: false,
         })
     }
 
@@ -118,7 +122,8 @@ impl Policy {
         if let Some(reqs) = self.docker.get("") {
             return (String::new(), reqs);
         }
-        ("default".to_string(), &self.default)
+        let scope = if self.builtin { "no policy" } else { "default" };
+        (scope.to_string(), &self.default)
     }
 
     /// Whether any requirement anywhere needs signatures (so there is something to fetch).

@@ -359,3 +359,13 @@ fn fuzz_seed_policy_parses() {
     assert_eq!(scope_of(&p, "a.example.com/x"), "*.example.com");
     assert_eq!(scope_of(&p, "quay.io/x"), "");
 }
+
+#[test]
+fn without_a_policy_file_everything_is_accepted_and_said_so() {
+    let p = Policy::accept_anything();
+    assert!(!p.wants_signatures());
+    let intended = named("busybox");
+    let (scope, reqs) = p.requirements_for(&intended);
+    let v = evaluate(reqs, &scope, &intended, "sha256:00", &[], "").unwrap();
+    assert_eq!(v.to_string(), "insecureAcceptAnything (no policy)");
+}
