@@ -43,6 +43,8 @@ struct Registry {
     hist: Mutex<Hists>,
     /// Latest snapshot's problems by kind (replaced, not accumulated).
     manifest: Mutex<BTreeMap<&'static str, u64>>,
+    /// Images refused by the signature policy, by reason (rejected, unsigned, invalid).
+    signature_failures: [AtomicU64; 3],
 }
 
 struct Hists {
@@ -64,7 +66,19 @@ fn registry() -> &'static Registry {
             container_start: Histogram::new(CONTAINER_START_BUCKETS),
         }),
         manifest: Mutex::new(BTreeMap::new()),
+        signature_failures: Default::default(),
     })
+}
+
+/// The labels of `hostlet_image_signature_failures_total`, in the counters' order.
+const SIGNATURE_FAILURES: [&str; 3] = ["rejected", "unsigned", "invalid"];
+
+/// An image was refused by the signature policy; `reason` is one of SIGNATURE_FAILURES.
+pub fn signature_failure(reason: &str) {
+    let r = registry();
+    if let Some(i) = SIGNATURE_FAILURES.iter().position(|l| *l == reason) {
+        r.signature_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// An image pull from a registry finished (not a local hit); `ok` says how.
@@ -280,6 +294,19 @@ fn counters(out: &mut String, r: &Registry) {
         "Image pulls from a registry by result",
         [&r.pulls_ok, &r.pulls_failed],
     );
+    header(
+        out,
+        "hostlet_image_signature_failures_total",
+        "Images refused by the signature policy, by reason",
+        "counter",
+    );
+    for (label, n) in SIGNATURE_FAILURES.iter().zip(&r.signature_failures) {
+        let _ = writeln!(
+            out,
+            "hostlet_image_signature_failures_total{{reason=\"{label}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
     header(
         out,
         "hostlet_manifest_errors",

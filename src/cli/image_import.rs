@@ -32,7 +32,13 @@ pub fn main(cmd: ImageCommand) -> anyhow::Result<()> {
     let store = args.store.open()?;
     rt.block_on(async {
         for file in &args.files {
-            let images = store.import(file).await?;
+            let images = store.import(file).await.map_err(|e| match e {
+                // The refusal's reason, as a pull shows it.
+                e @ crate::image::ImageError::Signature { .. } => {
+                    anyhow::anyhow!("{}: {e}", e.reason())
+                }
+                e => e.into(),
+            })?;
             for i in images {
                 if i.references.is_empty() {
                     println!("{} (no name)", i.digest);

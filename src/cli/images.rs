@@ -7,6 +7,8 @@ use super::pull::StoreArgs;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Output {
     Table,
+    /// The table with how the signature policy accepted each image
+    Wide,
     Json,
 }
 
@@ -24,18 +26,20 @@ pub fn main(args: ImagesArgs) -> anyhow::Result<()> {
     let images = store.list()?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&images)?),
-        Output::Table => print!("{}", table(&images, crate::image::now_unix())),
+        Output::Table => print!("{}", table(&images, crate::image::now_unix(), false)),
+        Output::Wide => print!("{}", table(&images, crate::image::now_unix(), true)),
     }
     Ok(())
 }
 
-fn table(images: &[ImageInfo], now: i64) -> String {
+fn table(images: &[ImageInfo], now: i64, wide: bool) -> String {
     let mut rows = vec![[
         "REFERENCE".to_string(),
         "DIGEST".to_string(),
         "SIZE".to_string(),
         "LAST USED".to_string(),
         "IN USE".to_string(),
+        "VERIFIED".to_string(),
     ]];
     for i in images {
         let refs = if i.references.is_empty() {
@@ -54,15 +58,17 @@ fn table(images: &[ImageInfo], now: i64) -> String {
                     format!("{} ago", human_age(now - i.last_used))
                 },
                 i.containers.len().to_string(),
+                i.verified.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..5)
+    let columns = if wide { 6 } else { 5 };
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r
+        let line: Vec<String> = r[..columns]
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
@@ -111,8 +117,9 @@ mod tests {
             added: 0,
             last_used: 1000,
             containers: vec!["c1".into()],
+            verified: Some("sigstoreSigned (localhost:5000/app)".into()),
         };
-        let t = table(&[img], 1090);
+        let t = table(std::slice::from_ref(&img), 1090, false);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("REFERENCE"), "{t}");
         assert!(
@@ -124,5 +131,11 @@ mod tests {
             "{t}"
         );
         assert!(lines[1].ends_with('1'), "{t}");
+        let wide = table(&[img], 1090, true);
+        assert!(wide.lines().next().unwrap().ends_with("VERIFIED"), "{wide}");
+        assert!(
+            wide.contains("1       sigstoreSigned (localhost:5000/app)"),
+            "{wide}"
+        );
     }
 }

@@ -25,6 +25,11 @@ pub struct StoreArgs {
     /// Refuse a layer whose unpacked size exceeds this (bytes; K, M, G, Ki, Mi, Gi suffixes)
     #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_MAX_LAYER_SIZE, value_parser = parse_size)]
     pub max_layer_size: u64,
+    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
+    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
+    /// every image is accepted
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -38,6 +43,7 @@ impl StoreArgs {
                 max_layer_size: self.max_layer_size,
                 credentials: None,
                 providers: None,
+                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
             },
         )
         .with_context(|| format!("opening the image store in {}", images.display()))
@@ -112,6 +118,11 @@ pub struct RunImageArgs {
     /// How long a credential provider plugin may run before it is killed
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration)]
     pub image_credential_provider_timeout: Duration,
+    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
+    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
+    /// every image is accepted
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -139,6 +150,7 @@ impl RunImageArgs {
                 max_layer_size: self.max_layer_size,
                 credentials: None,
                 providers: self.credential_providers()?,
+                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
             },
         )
         .context("opening the image store")
@@ -216,6 +228,10 @@ pub fn main(args: PullArgs) -> anyhow::Result<()> {
         }
         let image = result.map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
         println!("{} {}", image.reference, image.digest);
+        let verified = store.list()?.into_iter().find(|i| i.digest == image.digest);
+        if let Some(v) = verified.and_then(|i| i.verified) {
+            println!("signature policy: {v}");
+        }
         Ok(())
     })
 }

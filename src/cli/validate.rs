@@ -58,8 +58,9 @@ pub fn main(args: ValidateArgs) -> anyhow::Result<bool> {
     let mut ok = true;
     for mut c in checked {
         if let Some((text, pod)) = &c.pod {
-            for e in manifest::refs::check(pod, &objects) {
-                let diag = Diagnostic::for_field(text, &e);
+            let images = image_problems(pod);
+            for e in manifest::refs::check(pod, &objects).iter().chain(&images) {
+                let diag = Diagnostic::for_field(text, e);
                 writeln!(c.out, "{}", located(&c.path, &diag))?;
                 c.ok = false;
             }
@@ -71,6 +72,35 @@ pub fn main(args: ValidateArgs) -> anyhow::Result<bool> {
         ok &= c.ok;
     }
     Ok(ok)
+}
+
+/// Image references the pull would refuse (`InvalidImageName`), as located field errors.
+fn image_problems(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<manifest::FieldError> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let lists = [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+        ("containers", spec.containers.as_slice()),
+    ];
+    let mut problems = Vec::new();
+    for (list, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            let Some(reference) = c.image.as_deref() else {
+                continue;
+            };
+            if let Err(e) = crate::image::parse_reference(reference) {
+                problems.push(manifest::FieldError::new(
+                    format!("spec.{list}[{i}].image"),
+                    format!("{}: {e}", e.reason()),
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// One file's outcome: what to print, and what the reference check needs.
@@ -236,5 +266,29 @@ fn located(path: &Path, diag: &Diagnostic) -> String {
         format!("{}:{diag}", path.display())
     } else {
         format!("{}: {diag}", path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_image_names_are_reported_where_they_are() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "i", "image": "busybox"}],
+                "containers": [
+                    {"name": "a", "image": "[::1]:5000/busybox"},
+                    {"name": "b", "image": "docker.io/library/Busybox"},
+                ]
+            }
+        }))
+        .unwrap();
+        let problems = image_problems(&pod);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "spec.containers[1].image");
+        assert!(problems[0].message.starts_with("InvalidImageName: "));
     }
 }

@@ -16,7 +16,9 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest, IMAGE_MANIFEST_MEDIA
 
 use super::registry::{parse_manifest, select_platform, ManifestError, Parsed};
 use super::store::{io_err, Blobs};
-use super::{blocking, layer_specs, parse_json, reference, stored_size, ImageError, ImageStore};
+use super::{
+    blocking, layer_specs, parse_json, reference, stored_size, trust, Added, ImageError, ImageStore,
+};
 
 /// Why an archive cannot be imported.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,35 @@ const SMALL_MAX: u64 = 16 << 20;
 
 /// An image found in an archive: (names, manifest digest, index digests to keep).
 type Found = (Vec<String>, String, Vec<String>);
+
+/// Cosign signatures found in an archive, by the digest they sign.
+type Signatures = std::collections::HashMap<String, Vec<trust::Signature>>;
+
+/// `sha256:<hex>` when `name` (a reference or a bare tag) has cosign's signature tag.
+fn signed_digest(name: &str) -> Option<String> {
+    let tag = name.rsplit(['/', ':']).next()?;
+    let hex = tag.strip_prefix("sha256-")?.strip_suffix(".sig")?;
+    let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    ok.then(|| format!("sha256:{hex}"))
+}
+
+/// The signatures of a `.sig` manifest whose blobs are in the archive.
+fn cosign_signatures(
+    manifest: &[u8],
+    read: &dyn Fn(&str) -> Result<Vec<u8>, ArchiveError>,
+) -> Result<Vec<trust::Signature>, ArchiveError> {
+    let layers = trust::cosign::signature_layers(manifest)
+        .map_err(|e| ArchiveError::Manifest(ManifestError::Json(serde::de::Error::custom(e))))?;
+    layers
+        .into_iter()
+        .map(|l| {
+            Ok(trust::Signature {
+                payload: read(&l.digest)?,
+                signature: l.signature,
+            })
+        })
+        .collect()
+}
 
 /// One image of an archive, as imported.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -124,8 +155,9 @@ impl ImageStore {
             path: path.to_path_buf(),
             reason,
         };
+        let mut signatures = Signatures::new();
         let images = if scan.small.contains_key("index.json") {
-            self.oci_images(scan).map_err(err)?
+            self.oci_images(scan, &mut signatures).map_err(err)?
         } else if let Some(m) = scan.small.get("manifest.json") {
             self.docker_images(scan, m).await.map_err(err)?
         } else {
@@ -134,18 +166,34 @@ impl ImageStore {
         let mut out = Vec::new();
         for (names, digest, extra) in images {
             let label = names.first().cloned().unwrap_or_else(|| digest.clone());
+            // Before any layer is unpacked, as for a pull. An unnamed image is not checked:
+            // no pod can name it until a pull (which verifies) gives it a name.
+            let top = extra.first().unwrap_or(&digest);
+            let sigs = signatures.get(top).map_or(&[][..], Vec::as_slice);
+            let mut verified = None;
+            for name in &names {
+                verified = Some(self.judge_imported(name, top, sigs)?.to_string());
+            }
             let image = self.local(&label, &digest).await?;
             let manifest_bytes = self.read_blob(&digest).await?;
             let manifest: OciImageManifest = parse_json(&digest, &manifest_bytes)?;
             let size = stored_size(manifest_bytes.len(), &manifest);
             let index = extra.first().cloned();
             if names.is_empty() {
-                self.record(None, &digest, Some((size, index.clone())), false)
-                    .await?;
+                let added = Added {
+                    size,
+                    index: index.clone(),
+                    verified: verified.clone(),
+                };
+                self.record(None, &digest, Some(added), false).await?;
             }
             for name in &names {
-                self.record(Some(name), &digest, Some((size, index.clone())), false)
-                    .await?;
+                let added = Added {
+                    size,
+                    index: index.clone(),
+                    verified: verified.clone(),
+                };
+                self.record(Some(name), &digest, Some(added), false).await?;
             }
             used.insert(digest.clone());
             used.insert(manifest.config.digest.clone());
@@ -161,7 +209,11 @@ impl ImageStore {
     }
 
     /// (names, manifest digest, index digests) of an OCI layout.
-    fn oci_images(&self, scan: &Scan) -> Result<Vec<Found>, ArchiveError> {
+    fn oci_images(
+        &self,
+        scan: &Scan,
+        signatures: &mut Signatures,
+    ) -> Result<Vec<Found>, ArchiveError> {
         for (path, (digest, _, _)) in &scan.files {
             if let Some(hex) = path.strip_prefix("blobs/sha256/") {
                 if digest.strip_prefix("sha256:") != Some(hex) {
@@ -207,6 +259,12 @@ impl ImageStore {
                 }
                 None => vec![],
             };
+            // Cosign's `<repo>:sha256-<hex>.sig` manifests travel beside the images they sign.
+            if let Some(signed) = name.and_then(|n| signed_digest(n)) {
+                let sigs = cosign_signatures(&read(&desc.digest)?, &read)?;
+                signatures.entry(signed).or_default().extend(sigs);
+                continue;
+            }
             let parsed = parse_manifest(&read(&desc.digest)?).map_err(ArchiveError::Manifest)?;
             let (digest, extra) = match parsed {
                 Parsed::Image(_) => (desc.digest.clone(), vec![]),

@@ -30,6 +30,9 @@ pub struct ImageInfo {
     pub last_used: i64,
     /// Container ids using it now.
     pub containers: Vec<String>,
+    /// The signature policy requirement that accepted it, when it was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }
 
 /// `--image-gc-high-threshold` / `--image-gc-low-threshold` and the minimum age.
@@ -93,6 +96,7 @@ impl ImageStore {
                 added: rec.added,
                 last_used: rec.last_used,
                 containers: in_use.images.get(digest).cloned().unwrap_or_default(),
+                verified: rec.verified.clone(),
             })
             .collect();
         out.sort_by(|a, b| b.last_used.cmp(&a.last_used).then(a.digest.cmp(&b.digest)));

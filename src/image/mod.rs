@@ -21,11 +21,13 @@ mod layers;
 mod preload;
 mod provider;
 mod pull;
-mod reference;
+pub(crate) mod reference;
 mod registry;
 mod store;
+pub mod trust;
 mod unpack;
 mod update;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ pub use layers::LayerError;
 use layers::LayerSpec;
 pub use provider::{ProviderError, Providers, DEFAULT_TIMEOUT as CREDENTIAL_PROVIDER_TIMEOUT};
 use pull::layer_specs;
-pub use reference::{parse as parse_reference, ReferenceError};
+pub use reference::{parse as parse_reference, Named, ReferenceError};
 pub use registry::{ManifestError, Progress};
 pub use store::now_unix;
 use store::{io_err, Blobs, DbFile};
@@ -102,6 +104,8 @@ pub struct StoreOptions {
     pub credentials: Option<Vec<PathBuf>>,
     /// Kubelet credential provider plugins, asked before the config.json files.
     pub providers: Option<Arc<Providers>>,
+    /// The signature policy images must satisfy before they are stored (`trust::load`).
+    pub policy: Arc<trust::Policy>,
 }
 
 impl Default for StoreOptions {
@@ -112,6 +116,7 @@ impl Default for StoreOptions {
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
             credentials: None,
             providers: None,
+            policy: Arc::new(trust::Policy::accept_anything()),
         }
     }
 }
@@ -153,6 +158,12 @@ pub enum ImageError {
     /// Content did not hash to the digest it was stored or fetched under.
     #[error("digest mismatch: expected {expected}, got {actual}")]
     Digest { expected: String, actual: String },
+    /// The signature policy refused the image; nothing of it was stored.
+    #[error("verify {reference}: {reason}")]
+    Signature {
+        reference: String,
+        reason: trust::TrustError,
+    },
     /// A layer could not be applied (unsafe or corrupt archive, or a filesystem error).
     #[error("unpack {reference} layer {layer}: {reason}")]
     Unpack {
@@ -168,6 +179,8 @@ impl ImageError {
         match self {
             ImageError::InvalidName { .. } => "InvalidImageName",
             ImageError::NeverPull { .. } => "ErrImageNeverPull",
+            // CRI-O's reason for the same refusal.
+            ImageError::Signature { .. } => "SignatureValidationFailed",
             _ => "ErrImagePull",
         }
     }
@@ -184,6 +197,7 @@ pub struct ImageStore {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Digests (manifests, blobs, diff_ids) of work in progress, which GC must not remove.
     pins: Arc<Mutex<HashMap<String, usize>>>,
+    policy: Arc<trust::Policy>,
 }
 
 impl ImageStore {
@@ -232,6 +246,7 @@ impl ImageStore {
             progress: Arc::new(Progress::default()),
             locks: Mutex::new(HashMap::new()),
             pins: Arc::new(Mutex::new(HashMap::new())),
+            policy: opts.policy,
         })
     }
 
@@ -313,12 +328,12 @@ impl ImageStore {
     }
 
     /// Records `digest` (as used now if `used`); with `key`, points it there; with `added`,
-    /// sets the record's size and index digest.
+    /// sets the record's size, index digest and how it was verified.
     async fn record(
         &self,
         key: Option<&str>,
         digest: &str,
-        added: Option<(u64, Option<String>)>,
+        added: Option<Added>,
         used: bool,
     ) -> Result<(), ImageError> {
         let (key, digest) = (key.map(str::to_string), digest.to_string());
@@ -336,8 +351,16 @@ impl ImageStore {
                         added: now,
                         ..Default::default()
                     });
-                if let Some((size, index)) = added {
+                if let Some(Added {
+                    size,
+                    index,
+                    verified,
+                }) = added
+                {
                     rec.size = size;
+                    if verified.is_some() {
+                        rec.verified = verified;
+                    }
                     rec.extra.extend(index);
                     rec.extra.sort();
                     rec.extra.dedup();
@@ -387,6 +410,15 @@ impl ImageStore {
     fn is_pinned(&self, digest: &str) -> bool {
         self.pins.lock().expect("pins").contains_key(digest)
     }
+}
+
+/// What a pull or an import learnt about an image it stored.
+struct Added {
+    size: u64,
+    /// The image index it was resolved from.
+    index: Option<String>,
+    /// The policy requirement that accepted it (`sigstoreSigned (scope)`).
+    verified: Option<String>,
 }
 
 struct PinGuard {

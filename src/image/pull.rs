@@ -23,6 +23,9 @@ impl ImageStore {
         // The registry may be a mirror: blobs come from where the manifest came from.
         let parsed = &session.reference.clone();
         let digest = resolved.digest.clone();
+        // Before anything of the image is stored: a refused image leaves nothing usable.
+        let top = resolved.index.as_ref().map_or(&digest, |(d, _)| d);
+        let verdict = self.verify(&session, parsed, key, top).await?;
         let manifest = &resolved.manifest;
         let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
         pins.extend(manifest.layers.iter().map(|l| l.digest.clone()));
@@ -48,14 +51,19 @@ impl ImageStore {
         let layers = self.materialise(key, &digest, &specs).await?;
         let size = stored_size(resolved.manifest_bytes.len(), manifest);
         let index = resolved.index.as_ref().map(|(d, _)| d.clone());
-        self.record(Some(key), &digest, Some((size, index)), true)
-            .await?;
+        let added = Added {
+            size,
+            index,
+            verified: Some(verdict.to_string()),
+        };
+        self.record(Some(key), &digest, Some(added), true).await?;
         tracing::info!(
             reference = %key,
             %digest,
             bytes,
             layers = manifest.layers.len(),
             elapsed_ms = start.elapsed().as_millis() as u64,
+            verified = %verdict,
             "pulled image"
         );
         Ok(Image {

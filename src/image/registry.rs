@@ -337,8 +337,16 @@ impl Session {
     }
 }
 
+/// Raw access for image trust, which reads a signature manifest and its small blobs with
+/// the pull's client and credentials.
+impl Session {
+    pub(super) fn raw(&self) -> (&Client, &RegistryAuth) {
+        (&self.client, &self.auth)
+    }
+}
+
 /// An error and its sources, `: `-separated (reqwest hides "connection refused" in a source).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {

@@ -265,6 +265,9 @@ pub struct ImageRecord {
     /// Other blobs kept for this image (the image index it was resolved from).
     #[serde(default)]
     pub extra: Vec<String>,
+    /// How the signature policy accepted it when it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }
 
 impl Db {
