@@ -72,6 +72,15 @@ fn render_with(
                 })
             },
             objects: &Default::default(),
+            user_ids: pod
+                .spec
+                .as_ref()
+                .unwrap()
+                .host_users
+                .and(Some(crate::userns::IdRange {
+                    host_id: 1 << 20,
+                    size: 65536,
+                })),
         },
     )
 }

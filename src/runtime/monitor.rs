@@ -51,6 +51,8 @@ pub enum MonitorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
     #[error("{0}")]
     Other(String),
 }
@@ -204,6 +206,9 @@ impl Monitor {
         if cfg.cgroup_driver == crate::cgroups::Driver::Systemd {
             crate::cgroups::systemd::scope_hugepage_limits(&cfg.cgroups_path, &cfg.bundle)
                 .map_err(|e| MonitorError::Other(e.to_string()))?;
+        }
+        if let Some(u) = &cfg.userns {
+            super::userns::delegate_cgroup(&cfg.cgroups_path, u.ids)?;
         }
         container.start()?;
         let init = container
@@ -409,9 +414,13 @@ fn mount_rootfs(dir: &Path, cfg: &MonitorConfig) -> Result<(), MonitorError> {
     for d in [&upper, &work, &target] {
         state::create_dir_all(d)?;
     }
+    let lower = match &cfg.userns {
+        Some(u) => super::userns::prepare_rootfs(dir, &cfg.lower, &upper, u)?,
+        None => cfg.lower.clone(),
+    };
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lowerdirs(&cfg.lower),
+        lowerdirs(&lower),
         upper.display(),
         work.display()
     );

@@ -9,10 +9,17 @@ use nix::sched::CloneFlags;
 
 use super::files::{held, io, sys, PodFiles, SandboxError, Shared};
 use super::pause;
+use crate::userns::IdRange;
 
 /// The helper: runs single-threaded in its own process; returns the exit code.
-pub fn helper_main(dir: &Path, hostname: &str, want: Shared, cgroup_procs: &[PathBuf]) -> i32 {
-    match helper(dir, hostname, want, cgroup_procs) {
+pub fn helper_main(
+    dir: &Path,
+    hostname: &str,
+    want: Shared,
+    ids: Option<IdRange>,
+    cgroup_procs: &[PathBuf],
+) -> i32 {
+    match helper(dir, hostname, want, ids, cgroup_procs) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hostlet sandbox: {e}");
@@ -33,7 +40,7 @@ fn is_mount_point(path: &Path) -> bool {
         .any(|m| m == want)
 }
 
-fn bind(source: &Path, target: &Path) -> Result<(), SandboxError> {
+pub(super) fn bind(source: &Path, target: &Path) -> Result<(), SandboxError> {
     std::fs::File::create(target).map_err(io(target))?;
     mount(
         Some(source),
@@ -53,6 +60,7 @@ fn helper(
     dir: &Path,
     hostname: &str,
     want: Shared,
+    ids: Option<IdRange>,
     cgroup_procs: &[PathBuf],
 ) -> Result<(), SandboxError> {
     let files = PodFiles::new(dir);
@@ -68,6 +76,9 @@ fn helper(
         for p in cgroup_procs {
             std::fs::write(p, "0").map_err(io(p))?;
         }
+    }
+    if let Some(ids) = ids {
+        return super::userns::create(&files, hostname, want, ids);
     }
     new_namespaces(&files, hostname, want)?;
     if want.pid {
@@ -174,7 +185,7 @@ fn start_pause(files: &PodFiles, want: Shared) -> Result<(), SandboxError> {
 }
 
 /// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
-fn loopback_up() -> Result<(), nix::Error> {
+pub(super) fn loopback_up() -> Result<(), nix::Error> {
     // SAFETY: plain socket(2) call; the fd is owned by `sock` right after.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

@@ -156,6 +156,15 @@ impl Pool {
         Ok(r)
     }
 
+    /// The range the next pod would get (a preview: nothing is recorded).
+    pub fn next_free(&self) -> Option<IdRange> {
+        let host_id = choose(self.first, self.count, &self.used())?;
+        Some(IdRange {
+            host_id,
+            size: RANGE,
+        })
+    }
+
     /// The first host IDs of the ranges pods hold now (every pod directory's record).
     pub fn used(&self) -> BTreeSet<u32> {
         let Ok(entries) = std::fs::read_dir(&self.pods_dir) else {
@@ -167,6 +176,27 @@ impl Pool {
             .map(|r| r.host_id)
             .collect()
     }
+}
+
+/// `--user-namespaces-default`: sets `hostUsers: false` on a pod that does not set
+/// `hostUsers` and could run in a user namespace (no host namespace, no privileged
+/// container); true when it did.
+pub fn default_to_user_namespace(pod: &mut k8s_openapi::api::core::v1::Pod) -> bool {
+    let Some(spec) = pod.spec.as_mut() else {
+        return false;
+    };
+    let host = [spec.host_network, spec.host_pid, spec.host_ipc];
+    let privileged = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .any(|c| c.security_context.as_ref().and_then(|s| s.privileged) == Some(true));
+    if spec.host_users.is_some() || host.contains(&Some(true)) || privileged {
+        return false;
+    }
+    spec.host_users = Some(false);
+    true
 }
 
 /// The range recorded in a pod's directory, if any.

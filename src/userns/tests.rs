@@ -101,3 +101,24 @@ fn kernel_versions_parse() {
     assert_eq!(idmap::kernel_version("x"), None);
     assert!((5, 4) < idmap::MIN_KERNEL && (6, 1) >= idmap::MIN_KERNEL);
 }
+
+#[test]
+fn the_default_applies_only_where_a_user_namespace_can_be() {
+    let run = |yaml: &str| {
+        let mut p: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(yaml).unwrap();
+        let changed = default_to_user_namespace(&mut p);
+        (changed, p.spec.and_then(|s| s.host_users))
+    };
+    assert_eq!(run("spec: {containers: [{name: a}]}"), (true, Some(false)));
+    assert_eq!(
+        run("spec: {hostUsers: true, containers: [{name: a}]}"),
+        (false, Some(true))
+    );
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        let yaml = format!("spec: {{{host}: true, containers: [{{name: a}}]}}");
+        assert_eq!(run(&yaml), (false, None), "{host}");
+    }
+    let privileged = "spec: {initContainers: [{name: i, securityContext: {privileged: true}}], containers: [{name: a}]}";
+    assert_eq!(run(privileged), (false, None));
+    assert_eq!(run("metadata: {name: x}"), (false, None));
+}

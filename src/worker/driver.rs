@@ -31,6 +31,11 @@ pub async fn run_pod<S: Services>(
     predecessors: Vec<watch::Receiver<bool>>,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
+    let pod = if deps.user_namespaces_default {
+        with_user_namespace(pod)
+    } else {
+        pod
+    };
     let mut stop = explicit_stop(stop);
     async move {
         wait_for(predecessors, &mut stop).await;
@@ -81,6 +86,20 @@ pub async fn run_pod<S: Services>(
     }
     .instrument(span)
     .await
+}
+
+/// `--user-namespaces-default`: the pod as the worker runs it, `hostUsers: false` when it
+/// leaves it unset and can (the pod's record on disk says so too, for an orphan's stop).
+fn with_user_namespace(pod: Arc<StaticPod>) -> Arc<StaticPod> {
+    let mut p = pod.pod.clone();
+    if !crate::userns::default_to_user_namespace(&mut p) {
+        return pod;
+    }
+    Arc::new(StaticPod {
+        pod: p,
+        uid: pod.uid.clone(),
+        source: pod.source.clone(),
+    })
 }
 
 /// The manager's stop flag as the pod sees it: set only when the manager sets it. A

@@ -21,6 +21,7 @@ mod driver;
 mod error;
 pub mod eviction;
 mod host_resources;
+mod idmapped;
 mod instance;
 pub mod log_drops;
 pub mod log_gc;
