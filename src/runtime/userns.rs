@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::monitor::MonitorError;
-use crate::userns::{idmap, IdRange};
+use crate::userns::{idmap, IdRange, UsernsError};
 
 /// The pod's user namespace, in a container's monitor config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,8 +32,8 @@ pub(super) fn prepare_rootfs(
     lower: &[PathBuf],
     upper: &Path,
     u: &UserNamespace,
-) -> Result<Vec<PathBuf>, MonitorError> {
-    let ns = std::fs::File::open(&u.ns).map_err(|source| MonitorError::Io {
+) -> Result<Vec<PathBuf>, UsernsError> {
+    let ns = std::fs::File::open(&u.ns).map_err(|source| UsernsError::Io {
         path: u.ns.clone(),
         source,
     })?;
@@ -46,7 +45,7 @@ pub(super) fn prepare_rootfs(
     }
     let root = nix::unistd::Uid::from_raw(u.ids.host_id);
     let group = nix::unistd::Gid::from_raw(u.ids.host_id);
-    nix::unistd::chown(upper, Some(root), Some(group)).map_err(|source| MonitorError::Sys {
+    nix::unistd::chown(upper, Some(root), Some(group)).map_err(|source| UsernsError::Sys {
         what: format!("handing {} to the pod's root", upper.display()),
         source,
     })?;
@@ -67,7 +66,7 @@ pub(super) fn unmount_layers(dir: &Path) {
 /// delegatable (`/sys/kernel/cgroup/delegate`) are handed to the container's root, as
 /// runc does for a container with a user namespace: inside, it may make sub-cgroups and
 /// move its processes, never raise its own limits. Nothing to do on v1.
-pub(super) fn delegate_cgroup(cgroups_path: &str, ids: IdRange) -> Result<(), MonitorError> {
+pub(super) fn delegate_cgroup(cgroups_path: &str, ids: IdRange) -> Result<(), UsernsError> {
     let root = Path::new("/sys/fs/cgroup");
     if !root.join("cgroup.controllers").exists() {
         return Ok(());
@@ -87,7 +86,7 @@ pub(super) fn delegate_cgroup(cgroups_path: &str, ids: IdRange) -> Result<(), Mo
             .filter(|p| p.exists()),
     );
     for p in paths {
-        nix::unistd::chown(&p, Some(uid), Some(gid)).map_err(|source| MonitorError::Sys {
+        nix::unistd::chown(&p, Some(uid), Some(gid)).map_err(|source| UsernsError::Sys {
             what: format!("delegating {}", p.display()),
             source,
         })?;

@@ -14,6 +14,7 @@
 mod etc;
 mod files;
 mod helper;
+mod nsfs;
 pub mod pause;
 mod userns;
 

@@ -12,7 +12,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::files::{held, io, sys, PodFiles, SandboxError, Shared};
-use super::helper::{bind, loopback_up};
+use super::nsfs::{bind, loopback_up};
 use super::pause;
 use crate::userns::IdRange;
 
