@@ -362,6 +362,9 @@ impl Monitor {
             teardown(&self.cfg, &self.layout);
         }
         let _ = umount2(&self.cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
+        // The idmapped image layers under the overlay: the agent removes this directory
+        // next, and must not walk into the shared layers.
+        super::userns::unmount_layers(&self.dir);
         if let Err(e) = state::write_json(&self.dir.join(EXIT_FILE), &rec) {
             tracing::error!(error = %e, "writing exit record");
         }

@@ -52,13 +52,18 @@ pub(super) fn prepare_rootfs(
     Ok(out)
 }
 
-/// Detaches the idmapped layers (after the overlay above them).
+/// Detaches the idmapped layers (after the overlay above them) and removes their
+/// mount points; a layer still mounted is logged and kept (never walked into).
 pub(super) fn unmount_layers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir.join(LOWER_DIR)) else {
+    let lower = dir.join(LOWER_DIR);
+    let Ok(entries) = std::fs::read_dir(&lower) else {
         return;
     };
     for e in entries.flatten() {
         idmap::unmount(&e.path());
+        if let Err(err) = std::fs::remove_dir(e.path()) {
+            tracing::error!(path = %e.path().display(), error = %err, "an idmapped image layer stays mounted");
+        }
     }
 }
 

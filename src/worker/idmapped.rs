@@ -46,6 +46,16 @@ pub(super) fn cleanup(pod_dir: &Path) {
     };
     for e in entries.flatten() {
         idmap::unmount(&e.path());
+        // An empty mount point (or file) goes now; one still mounted fails here and is
+        // logged, so the pod directory's removal does not start inside a host volume.
+        let gone = if e.path().is_dir() {
+            std::fs::remove_dir(e.path())
+        } else {
+            std::fs::remove_file(e.path())
+        };
+        if let Err(err) = gone {
+            tracing::error!(path = %e.path().display(), error = %err, "an idmapped volume stays mounted");
+        }
     }
 }
 
