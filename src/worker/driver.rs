@@ -294,11 +294,13 @@ async fn prepare<S: Services>(
 
 /// Removes what the pod had on the host once its containers are gone.
 fn release<S: Services>(pod: &StaticPod, pod_dir: &Path, deps: &Deps<S>) {
-    host_resources::teardown(&pod.pod, &pod.uid, pod_dir, deps);
+    let clear = host_resources::teardown(&pod.pod, &pod.uid, pod_dir, deps);
     if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
         tracing::warn!(error = %e, "updating QoS cgroups");
     }
-    remove_pod_dir(pod_dir);
+    if clear {
+        remove_pod_dir(pod_dir);
+    }
 }
 
 fn remove_pod_dir(pod_dir: &Path) {

@@ -163,13 +163,15 @@ pub(super) async fn network_down<S: Services>(uid: &str, deps: &Arc<Deps<S>>) {
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.
-pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) {
+/// False when the pod directory must be kept (an idmapped volume stays mounted in it).
+pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) -> bool {
     sandbox::remove(&PodFiles::new(pod_dir));
-    idmapped::cleanup(pod_dir);
+    let clear = idmapped::cleanup(pod_dir);
     volumes::cleanup(pod_dir);
     if let Some(h) = &deps.cgroups {
         if let Err(e) = cgroups::remove(h, &PodCgroup::under(deps.node_cgroups.root(), pod, uid)) {
             tracing::warn!(error = %e, "removing pod cgroup");
         }
     }
+    clear
 }

@@ -38,12 +38,14 @@ pub(super) fn volumes(
     Ok(out)
 }
 
-/// Detaches the pod's idmapped mounts so its directory can be removed.
-pub(super) fn cleanup(pod_dir: &Path) {
+/// Detaches the pod's idmapped mounts so its directory can be removed; false when one
+/// stays, and the directory must then be kept: removing it would walk into a host volume.
+pub(super) fn cleanup(pod_dir: &Path) -> bool {
     let dir = pod_dir.join(DIR);
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
+        return true;
     };
+    let mut clear = true;
     for e in entries.flatten() {
         idmap::unmount(&e.path());
         // An empty mount point (or file) goes now; one still mounted fails here and is
@@ -55,8 +57,10 @@ pub(super) fn cleanup(pod_dir: &Path) {
         };
         if let Err(err) = gone {
             tracing::error!(path = %e.path().display(), error = %err, "an idmapped volume stays mounted");
+            clear = false;
         }
     }
+    clear
 }
 
 /// Mount points of the agent's mount namespace (mountinfo's field 5, unescaped enough for
