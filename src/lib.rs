@@ -31,4 +31,5 @@ pub mod status;
 pub mod tasks;
 pub mod tls;
 pub mod update;
+pub mod userns;
 pub mod worker;

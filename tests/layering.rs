@@ -47,7 +47,7 @@ const LAYERS: &[&[&str]] = &[
     // the agent's settings
     &["config"],
     // pod cgroups, QoS and node allocatable; the pod network through CNI plugins
-    &["cgroups", "network"],
+    &["cgroups", "network", "userns"],
     // the pod spec, its validation and quantities; the on-disk layout and records
     &["manifest", "state"],
     // leaf utilities

@@ -123,6 +123,16 @@ fn main() {
                 ratio(&s.podman, &s.hostlet)
             ),
         );
+        let extra = match (median(&s.userns), median(&s.hostlet)) {
+            (Some(u), Some(h)) => format!("{:+.1} ms", (u.as_secs_f64() - h.as_secs_f64()) * 1e3),
+            _ => "n/a".into(),
+        };
+        t.row(
+            "1b. the same, hostUsers: false",
+            &summary(&s.userns),
+            &format!("host users (row 1) {}", summary(&s.hostlet)),
+            &format!("≤ 10 ms more: {extra}"),
+        );
     }
 
     if want("scale") {

@@ -1,6 +1,7 @@
 //! Row 1: manifest written → the container's first instruction, for hostlet, `podman kube
 //! play` of the same manifest and `runc run` of the same image, interleaved run by run so
-//! background load hits all three alike.
+//! background load hits all three alike. Beside them, the same pod with `hostUsers: false`
+//! (a user namespace, idmapped layers and volume) in the same agent.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ const T: Duration = Duration::from_secs(60);
 
 pub struct Startup {
     pub hostlet: Vec<Duration>,
+    /// The same pod with `hostUsers: false`.
+    pub userns: Vec<Duration>,
     pub podman: Vec<Duration>,
     pub runc: Vec<Duration>,
 }
@@ -30,6 +33,7 @@ pub fn run(runs: usize, reg: &Registry) -> Startup {
     }
     let mut s = Startup {
         hostlet: vec![],
+        userns: vec![],
         podman: vec![],
         runc: vec![],
     };
@@ -54,6 +58,7 @@ pub fn run(runs: usize, reg: &Registry) -> Startup {
             || dirs.agent_log(),
             || (containers(&dirs.root) == 0).then_some(()),
         );
+        s.userns.extend(userns_run(&dirs, &image, &out_root, i));
 
         if use_podman {
             let out = out_root.join(format!("p{i}"));
@@ -84,6 +89,30 @@ pub fn run(runs: usize, reg: &Registry) -> Startup {
     }
     s.runc.remove(0);
     s
+}
+
+/// One run of the pod with `hostUsers: false` (never hostNetwork, which it may not have);
+/// None for the warm-up run.
+fn userns_run(dirs: &AgentDirs, image: &str, out_root: &Path, i: usize) -> Option<Duration> {
+    let out = out_root.join(format!("u{i}"));
+    fs::create_dir_all(&out).unwrap();
+    let waiter = Waiter::new(&out);
+    let name = format!("ustart{i}");
+    let yaml = pod(&name, image, &out, "Never", "touch /out/ready")
+        .replacen("hostNetwork: true", "hostNetwork: false", 1)
+        .replacen("spec:\n", "spec:\n  hostUsers: false\n", 1);
+    let t0 = write_all(dirs, &[(name.clone(), yaml)]);
+    let t1 = waiter
+        .wait("ready", T)
+        .expect("hostlet hostUsers: false: container never touched its file");
+    fs::remove_file(dirs.manifests.join(format!("{name}.yaml"))).unwrap();
+    wait_until(
+        T,
+        "pod removed",
+        || dirs.agent_log(),
+        || (containers(&dirs.root) == 0).then_some(()),
+    );
+    (i > 0).then(|| t1 - t0)
 }
 
 /// A runc bundle of the test image from `umoci unpack`, its command set to touch a file.

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::image::ImageConfiguration;
-use oci_spec::runtime::{Linux, LinuxBuilder, LinuxSeccomp, RootBuilder, Spec, SpecBuilder};
+use oci_spec::runtime::{
+    Linux, LinuxBuilder, LinuxIdMappingBuilder, LinuxSeccomp, RootBuilder, Spec, SpecBuilder,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -110,6 +112,8 @@ pub struct BundleInputs<'a> {
     pub seccomp_file: &'a dyn Fn(&str) -> Option<Vec<u8>>,
     /// The ConfigMaps and Secrets env vars are read from.
     pub objects: &'a crate::manifest::ObjectSet,
+    /// The pod's host ID range when it runs in a user namespace (`hostUsers: false`).
+    pub user_ids: Option<crate::userns::IdRange>,
 }
 
 /// Builds the OCI runtime config for one container of a pod.
@@ -137,6 +141,7 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         sandbox::hostname(pod).map_err(|e| BundleError::Config(e.to_string()))?
     };
     let process = process::process(pod, c, inp, &sec, &hostname)?;
+    let user_ids = user_ids(pod, c, inp, &process)?;
     let host_ipc = spec.host_ipc.unwrap_or(false);
     // The kubelet mounts these read-only whatever `readOnly` says: their files are the
     // agent's to write (and swap on updates).
@@ -162,7 +167,7 @@ pub fn build_spec(pod: &Pod, c: &Container, inp: &BundleInputs) -> Result<Spec, 
         .collect();
     let (mounts, rootfs_propagation) =
         mounts::mounts(c, inp, &sec, &files, host_ipc, &read_only, &images)?;
-    let linux = linux(pod, c, inp, &sec, &files, rootfs_propagation)?;
+    let linux = linux(pod, c, inp, &sec, &files, rootfs_propagation, user_ids)?;
     let root = RootBuilder::default()
         .path(inp.rootfs)
         .readonly(sec.readonly_root)
@@ -191,6 +196,7 @@ fn linux(
     sec: &security::Security,
     files: &PodFiles,
     rootfs_propagation: Option<&str>,
+    user_ids: Option<crate::userns::IdRange>,
 ) -> Result<Linux, BundleError> {
     let paths = |list: &[&str]| -> Vec<String> {
         if sec.unmasked {
@@ -218,7 +224,51 @@ fn linux(
     if !sec.sysctls.is_empty() {
         linux = linux.sysctl(sec.sysctls.clone().into_iter().collect::<HashMap<_, _>>());
     }
+    if let Some(ids) = user_ids {
+        // The pod's user namespace is joined by path (the sandbox made it with these
+        // maps); the maps say what it maps, as the CRI's do.
+        let map = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(ids.host_id)
+            .size(ids.size)
+            .build()
+            .map_err(oci)?;
+        linux = linux.uid_mappings(vec![map]).gid_mappings(vec![map]);
+    }
     linux.build().map_err(oci)
+}
+
+/// The pod's range when it has a user namespace; the container's IDs must be in it (an
+/// unmapped ID cannot be taken inside).
+fn user_ids(
+    pod: &Pod,
+    c: &Container,
+    inp: &BundleInputs,
+    process: &oci_spec::runtime::Process,
+) -> Result<Option<crate::userns::IdRange>, BundleError> {
+    if !sandbox::Shared::of(pod).user {
+        return Ok(None);
+    }
+    let ids = inp.user_ids.ok_or_else(|| {
+        BundleError::Config("hostUsers: false but the pod has no ID range".into())
+    })?;
+    let user = process.user();
+    let all = [user.uid(), user.gid()]
+        .into_iter()
+        .chain(user.additional_gids().iter().flatten().copied());
+    for id in all {
+        if ids.to_host(id).is_none() {
+            return Err(BundleError::field(
+                &c.name,
+                "securityContext",
+                &format!(
+                    "ID {id} is outside the pod's user namespace (0-{})",
+                    ids.size - 1
+                ),
+            ));
+        }
+    }
+    Ok(Some(ids))
 }
 
 /// A builder's error: only its own validation fails (mounts with ID mappings), which

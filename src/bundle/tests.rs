@@ -72,6 +72,15 @@ fn render_with(
                 })
             },
             objects: &Default::default(),
+            user_ids: pod
+                .spec
+                .as_ref()
+                .unwrap()
+                .host_users
+                .and(Some(crate::userns::IdRange {
+                    host_id: 1 << 20,
+                    size: 65536,
+                })),
         },
     )
 }
@@ -338,4 +347,40 @@ fn the_termination_message_file_is_mounted_read_write() {
         .unwrap()
         .iter()
         .any(|m| m.destination() == Path::new("/dev/termination-log")));
+}
+
+#[test]
+fn host_users_false_joins_the_pods_user_namespace_with_its_maps() {
+    let yaml = "metadata: {name: u, uid: abc}\nspec:\n  hostUsers: false\n  containers: [{name: c, image: x}]\n";
+    let spec = render(&pod(yaml), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap();
+    let v = stable_json(&spec);
+    let ns = v["linux"]["namespaces"].as_array().unwrap();
+    assert_eq!(ns[0]["type"], "mount");
+    // Joined first: the container's own namespaces are then owned by it.
+    assert_eq!(ns[1]["type"], "user");
+    assert_eq!(ns[1]["path"], "/var/lib/hostlet/pods/abc/ns/user");
+    let map = serde_json::json!([{"containerID": 0, "hostID": 1 << 20, "size": 65536}]);
+    assert_eq!(v["linux"]["uidMappings"], map);
+    assert_eq!(v["linux"]["gidMappings"], map);
+
+    // An ID the pod's namespace does not map cannot be run as.
+    let yaml = "metadata: {name: u, uid: abc}\nspec:\n  hostUsers: false\n  containers: [{name: c, image: x, securityContext: {runAsUser: 70000}}]\n";
+    let e = render(&pod(yaml), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ID 70000 is outside the pod's user namespace"),
+        "{e}"
+    );
+
+    // Host users: no user namespace, no maps.
+    let yaml = "metadata: {name: u, uid: abc}\nspec:\n  containers: [{name: c, image: x}]\n";
+    let v = stable_json(&render(&pod(yaml), 0, &image(IMAGE), Path::new("/nonexistent")).unwrap());
+    assert!(v["linux"]["uidMappings"].is_null(), "{v:#}");
+    let types: Vec<&str> = v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    assert!(!types.contains(&"user"), "{types:?}");
 }

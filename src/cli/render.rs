@@ -228,6 +228,14 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
     let objects = sibling_objects(&args.manifest, &node_name).redacted();
     let cgroup = PodCgroup::under(&cgroup_root, &pod.pod, &pod.uid);
     let containers = pod.pod.spec.clone().unwrap_or_default().containers;
+    // A running pod's range, else the one it would get now.
+    let user_ids = match crate::userns::recorded(&pod_dir)? {
+        Some(r) => Some(r),
+        None => {
+            let pool = crate::userns::Pool::from_host(&layout.pods())?;
+            pool.next_free()
+        }
+    };
     let mut out = String::new();
     for c in &containers {
         let reference = c.image.clone().unwrap_or_default();
@@ -249,6 +257,7 @@ pub fn main(args: RenderArgs) -> anyhow::Result<()> {
                 node: &node,
                 seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
                 objects: &objects,
+                user_ids,
             },
         )
         .with_context(|| format!("CreateContainerConfigError: {}", args.manifest.display()))?;

@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// seccompDefault)
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub seccomp_default: bool,
+    /// Run pods that do not set hostUsers as hostUsers: false (a user namespace each),
+    /// except those with hostNetwork, hostPID, hostIPC or a privileged container
+    /// (hostlet's extension)
+    #[arg(long)]
+    pub user_namespaces_default: bool,
     /// Most processes a pod may have (its pod cgroup's pids.max); -1 is no limit
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
@@ -207,6 +212,7 @@ impl RunArgs {
                 ..BackoffPolicy::default()
             },
             seccomp_default: self.seccomp_default,
+            user_namespaces_default: self.user_namespaces_default,
             log_limits: crate::logs::LogLimits {
                 max_size: self.container_log_max_size,
                 max_files: self.container_log_max_files,
@@ -306,6 +312,8 @@ async fn agent(
         "qos cgroups",
         crate::cgroups::node::keep_updated(node_cgroups.clone(), QOS_UPDATE_INTERVAL),
     );
+    // As the kubelet, an agent with a malformed subordinate ID entry does not start.
+    let userns = crate::userns::Pool::from_host(&layout.pods())?;
     let deps = Arc::new(Deps {
         images,
         sandbox_helper: runtime.helper().to_path_buf(),
@@ -327,6 +335,8 @@ async fn agent(
         bundle_builds: tokio::sync::Semaphore::new(crate::worker::BUNDLE_BUILDS),
         network: crate::network::Network::new(cfg.network.clone()),
         objects: Default::default(),
+        userns,
+        user_namespaces_default: cfg.user_namespaces_default,
     });
     pod_network_check(&deps);
     tasks.spawn("cni dirs watch", deps.network.watch());

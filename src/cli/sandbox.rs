@@ -28,6 +28,13 @@ pub struct CreateArgs {
     /// A PID namespace whose PID 1 is a pause process (recorded in DIR/pause.json)
     #[arg(long)]
     pub pid: bool,
+    /// A user namespace mapping the pod's IDs 0.. to --userns, owning the new namespaces
+    #[arg(long)]
+    pub user: bool,
+    /// The pod's host ID range HOSTID:SIZE: the namespaces made are owned by its user
+    /// namespace (made with --user, else the one held under DIR/ns)
+    #[arg(long, value_name = "HOSTID:SIZE", value_parser = parse_range)]
+    pub userns: Option<crate::userns::IdRange>,
     /// A cgroup.procs file the pause process goes in; repeatable
     #[arg(long, value_name = "FILE")]
     pub cgroup_procs: Vec<PathBuf>,
@@ -45,8 +52,18 @@ pub fn main(cmd: SandboxCommand) -> i32 {
                 ipc: a.ipc,
                 uts: a.uts,
                 pid: a.pid,
+                user: a.user,
             },
+            a.userns,
             &a.cgroup_procs,
         ),
     }
+}
+
+fn parse_range(s: &str) -> Result<crate::userns::IdRange, String> {
+    let (id, size) = s.split_once(':').ok_or("want HOSTID:SIZE")?;
+    Ok(crate::userns::IdRange {
+        host_id: id.parse().map_err(|_| "HOSTID is not a number")?,
+        size: size.parse().map_err(|_| "SIZE is not a number")?,
+    })
 }

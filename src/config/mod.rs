@@ -32,6 +32,9 @@ pub struct AgentConfig {
     pub read_only_port: Option<u16>,
     /// `--seccomp-default`: RuntimeDefault seccomp when a container names no profile.
     pub seccomp_default: bool,
+    /// `--user-namespaces-default`: pods without `hostUsers` get `hostUsers: false`
+    /// where they can.
+    pub user_namespaces_default: bool,
     /// `--pod-max-pids`: pids.max of every pod cgroup; not positive is no limit.
     pub pod_max_pids: i64,
     /// `--cgroup-driver`, resolved: detected when not given.

@@ -67,7 +67,8 @@ pub const POD_SPEC: &[(&str, Support)] = &[
     ("schedulingGates", Ignored),
     ("enableServiceLinks", Ignored),
     ("automountServiceAccountToken", Only(is_false)),
-    ("hostUsers", Only(is_true)),
+    // false: a user namespace per pod (crate::userns); validate::host_users.
+    ("hostUsers", Implemented),
     ("os", Only(is_linux_os)),
     ("serviceAccountName", Forbidden),
     ("serviceAccount", Forbidden),
@@ -203,10 +204,6 @@ pub const RESOURCE_NAMES: &[&str] = &["cpu", "memory"];
 
 fn is_false(v: &Value) -> bool {
     v.as_bool() == Some(false)
-}
-
-fn is_true(v: &Value) -> bool {
-    v.as_bool() == Some(true)
 }
 
 fn is_linux_os(v: &Value) -> bool {

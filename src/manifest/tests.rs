@@ -563,7 +563,21 @@ fn unsupported_fields() {
             "",
             "spec.activeDeadlineSeconds: not supported",
         ),
-        ("hostUsers: false", "", "spec.hostUsers: not supported"),
+        (
+            "hostUsers: false\nhostNetwork: true",
+            "",
+            "spec.hostNetwork: forbidden when `hostUsers` is false",
+        ),
+        (
+            "hostUsers: false\nhostIPC: true",
+            "",
+            "spec.hostIPC: forbidden when `hostUsers` is false",
+        ),
+        (
+            "hostUsers: false",
+            "securityContext: {privileged: true}",
+            "container \"main\": securityContext.privileged: forbidden when `hostUsers` is false",
+        ),
         (
             "automountServiceAccountToken: true",
             "",

@@ -14,6 +14,7 @@ mod monitors;
 mod oom;
 pub mod proc;
 pub mod teardown;
+mod userns;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use leftovers::Leftovers;
 pub use monitors::{helper_path, Adopted, ExecOutput, Handle, Runtime, HELPER};
+pub use userns::UserNamespace;
 
 /// What a container's log writer dropped so far, as its monitor last reported it; None
 /// when it never dropped anything (or the container is gone).
@@ -62,6 +64,9 @@ pub struct MonitorConfig {
     /// Rotation of the CRI log (absent in records of older agents: the defaults).
     #[serde(default)]
     pub log_limits: crate::logs::LogLimits,
+    /// `hostUsers: false`: the pod's user namespace (absent: the host's users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<UserNamespace>,
 }
 
 /// Written by the monitor once the container's process runs.

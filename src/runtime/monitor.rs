@@ -51,6 +51,8 @@ pub enum MonitorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
     #[error("{0}")]
     Other(String),
 }
@@ -206,6 +208,9 @@ impl Monitor {
             crate::cgroups::systemd::scope_hugepage_limits(&cfg.cgroups_path, &cfg.bundle)
                 .map_err(|e| MonitorError::Other(e.to_string()))?;
         }
+        if let Some(u) = &cfg.userns {
+            super::userns::delegate_cgroup(&cfg.cgroups_path, u.ids)?;
+        }
         container.start()?;
         let init = container
             .pid()
@@ -359,6 +364,9 @@ impl Monitor {
             teardown(&self.cfg, &self.layout);
         }
         let _ = umount2(&self.cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
+        // The idmapped image layers under the overlay: the agent removes this directory
+        // next, and must not walk into the shared layers.
+        super::userns::unmount_layers(&self.dir);
         if let Err(e) = state::write_json(&self.dir.join(EXIT_FILE), &rec) {
             tracing::error!(error = %e, "writing exit record");
         }
@@ -411,9 +419,13 @@ fn mount_rootfs(dir: &Path, cfg: &MonitorConfig) -> Result<(), MonitorError> {
     for d in [&upper, &work, &target] {
         state::create_dir_all(d)?;
     }
+    let lower = match &cfg.userns {
+        Some(u) => super::userns::prepare_rootfs(dir, &cfg.lower, &upper, u)?,
+        None => cfg.lower.clone(),
+    };
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        lowerdirs(&cfg.lower),
+        lowerdirs(&lower),
         upper.display(),
         work.display()
     );

@@ -335,6 +335,9 @@ impl Runtime {
 
     /// Removes a finished container's directory (bundle, overlay dirs, records).
     pub fn remove(&self, id: &str) {
+        // Whatever a killed monitor left mounted of the shared image layers (hostUsers:
+        // false) is detached first: removing the directory must not walk into them.
+        super::userns::unmount_layers(&self.layout.container(id));
         if let Err(e) = state::remove_dir_all(&self.layout.container(id)) {
             tracing::warn!(container_id = %id, error = %e, "removing container directory");
         }

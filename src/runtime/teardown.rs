@@ -85,6 +85,9 @@ pub(super) fn teardown(cfg: &MonitorConfig, layout: &Layout) {
         }
     }
     let _ = umount2(&cfg.bundle.join("rootfs"), MntFlags::MNT_DETACH);
+    if cfg.userns.is_some() {
+        super::userns::unmount_layers(&layout.container(&cfg.id));
+    }
 }
 
 /// The time records carry: RFC 3339 with nanoseconds, as the CRI logs do.

@@ -57,7 +57,7 @@ impl PodFiles {
             dir: pod_dir.to_path_buf(),
         }
     }
-    /// Directory of the namespace bind mounts (`net`, `ipc`, `uts`, `pid`).
+    /// Directory of the namespace bind mounts (`net`, `ipc`, `uts`, `pid`, `user`).
     pub fn ns_dir(&self) -> PathBuf {
         self.dir.join("ns")
     }
@@ -101,6 +101,8 @@ pub struct Shared {
     pub uts: bool,
     /// `shareProcessNamespace`: one PID namespace whose PID 1 is the pause process.
     pub pid: bool,
+    /// `hostUsers: false`: a user namespace that owns the pod's other namespaces.
+    pub user: bool,
 }
 
 impl Shared {
@@ -114,11 +116,12 @@ impl Shared {
             ipc: !spec.host_ipc.unwrap_or(false),
             // Validation refuses hostPID together with shareProcessNamespace.
             pid: spec.share_process_namespace.unwrap_or(false) && !spec.host_pid.unwrap_or(false),
+            user: spec.host_users == Some(false),
         }
     }
 
     pub fn any(self) -> bool {
-        self.net || self.ipc || self.uts || self.pid
+        self.net || self.ipc || self.uts || self.pid || self.user
     }
 }
 

@@ -8,11 +8,19 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
 
 use super::files::{held, io, sys, PodFiles, SandboxError, Shared};
+use super::nsfs::{bind, loopback_up};
 use super::pause;
+use crate::userns::IdRange;
 
 /// The helper: runs single-threaded in its own process; returns the exit code.
-pub fn helper_main(dir: &Path, hostname: &str, want: Shared, cgroup_procs: &[PathBuf]) -> i32 {
-    match helper(dir, hostname, want, cgroup_procs) {
+pub fn helper_main(
+    dir: &Path,
+    hostname: &str,
+    want: Shared,
+    ids: Option<IdRange>,
+    cgroup_procs: &[PathBuf],
+) -> i32 {
+    match helper(dir, hostname, want, ids, cgroup_procs) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hostlet sandbox: {e}");
@@ -33,26 +41,11 @@ fn is_mount_point(path: &Path) -> bool {
         .any(|m| m == want)
 }
 
-fn bind(source: &Path, target: &Path) -> Result<(), SandboxError> {
-    std::fs::File::create(target).map_err(io(target))?;
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(sys(format!(
-        "bind-mounting {} on {}",
-        source.display(),
-        target.display()
-    )))
-}
-
 fn helper(
     dir: &Path,
     hostname: &str,
     want: Shared,
+    ids: Option<IdRange>,
     cgroup_procs: &[PathBuf],
 ) -> Result<(), SandboxError> {
     let files = PodFiles::new(dir);
@@ -68,6 +61,9 @@ fn helper(
         for p in cgroup_procs {
             std::fs::write(p, "0").map_err(io(p))?;
         }
+    }
+    if let Some(ids) = ids {
+        return super::userns::create(&files, hostname, want, ids);
     }
     new_namespaces(&files, hostname, want)?;
     if want.pid {
@@ -169,43 +165,6 @@ fn start_pause(files: &PodFiles, want: Shared) -> Result<(), SandboxError> {
         // SAFETY: kill(2) on the child we just forked and still own (not reaped).
         unsafe { libc::kill(pid, libc::SIGKILL) };
         return Err(e);
-    }
-    Ok(())
-}
-
-/// A new network namespace has `lo` down; pods expect 127.0.0.1 to work.
-fn loopback_up() -> Result<(), nix::Error> {
-    // SAFETY: plain socket(2) call; the fd is owned by `sock` right after.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(nix::Error::last());
-    }
-    // SAFETY: fd is a fresh socket we own.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we pass and own.
-    unsafe {
-        if libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            libc::SIOCGIFFLAGS,
-            &mut ifr,
-        ) < 0
-        {
-            return Err(nix::Error::last());
-        }
-        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            libc::SIOCSIFFLAGS,
-            &ifr,
-        ) < 0
-        {
-            return Err(nix::Error::last());
-        }
     }
     Ok(())
 }

@@ -14,7 +14,9 @@
 mod etc;
 mod files;
 mod helper;
+mod nsfs;
 pub mod pause;
+mod userns;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use nix::mount::{umount2, MntFlags};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+use crate::userns::IdRange;
 
 pub use etc::{hostname, hosts_file, hosts_file_with_ips, resolv_conf, write_etc, write_hosts};
 use files::{held, io};
@@ -40,6 +44,11 @@ pub fn oci_namespaces(pod: &Pod, files: &PodFiles) -> Vec<LinuxNamespace> {
     let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
     let shared = Shared::of(pod);
     let mut namespaces = vec![ns(LinuxNamespaceType::Mount, None)];
+    if shared.user {
+        // Joined first (libcontainer does), so the container's own mount and PID
+        // namespaces are owned by it too.
+        namespaces.push(ns(LinuxNamespaceType::User, Some(files.ns("user"))));
+    }
     if shared.pid {
         // The bind mount, not /proc/<pause>/ns/pid: a recycled PID can never make a
         // container join a stranger's namespace, and a dead pause process makes the
@@ -63,12 +72,17 @@ pub fn oci_namespaces(pod: &Pod, files: &PodFiles) -> Vec<LinuxNamespace> {
 /// The namespaces of `shared` the pod does not hold (yet, or any more): an agent that
 /// restarted while the pod ran reuses what is there. A PID namespace counts as held
 /// only while its pause process lives.
+/// A pod whose user namespace is gone needs all of them anew: each must be owned by it.
 pub fn missing(files: &PodFiles, shared: Shared) -> Shared {
+    if shared.user && !held(files, "user") {
+        return shared;
+    }
     Shared {
         net: shared.net && !held(files, "net"),
         ipc: shared.ipc && !held(files, "ipc"),
         uts: shared.uts && !held(files, "uts"),
         pid: shared.pid && !(held(files, "pid") && pause::alive(files).is_some()),
+        user: false,
     }
 }
 
@@ -78,7 +92,8 @@ pub fn exists(files: &PodFiles, shared: Shared) -> bool {
 }
 
 /// Creates what the pod misses of `shared` through the helper process `exe sandbox
-/// create`, the pause process placed in the pod's cgroup by `placement`. Blocking; one
+/// create`, the pause process placed in the pod's cgroup by `placement`; `ids` is the
+/// pod's host ID range when `shared.user`. Blocking; one
 /// caller at a time per pod (a file lock), so concurrent container starts after the
 /// pause process died make one new sandbox, not several.
 pub fn ensure(
@@ -87,6 +102,7 @@ pub fn ensure(
     shared: Shared,
     hostname: &str,
     placement: &Placement,
+    ids: Option<IdRange>,
 ) -> Result<(), SandboxError> {
     if !shared.any() {
         return Ok(());
@@ -117,7 +133,32 @@ pub fn ensure(
         pause::stop(files);
         release(&files.ns("pid"));
     }
-    create(exe, files, want, hostname, placement, _guard.as_raw_fd())
+    if want.user {
+        // Left by a pod whose user namespace went (or by an older agent): replaced all.
+        pause::stop(files);
+        for kind in ["net", "ipc", "uts", "pid"] {
+            release(&files.ns(kind));
+        }
+    }
+    let ids = match (shared.user, ids) {
+        (false, _) => None,
+        (true, Some(r)) => Some(r),
+        (true, None) => {
+            return Err(SandboxError::Helper {
+                dir: files.dir.clone(),
+                message: "a user namespace without an ID range".into(),
+            })
+        }
+    };
+    create(
+        exe,
+        files,
+        want,
+        hostname,
+        placement,
+        ids,
+        _guard.as_raw_fd(),
+    )
 }
 
 fn create(
@@ -126,6 +167,7 @@ fn create(
     want: Shared,
     hostname: &str,
     placement: &Placement,
+    ids: Option<IdRange>,
     lock: std::os::fd::RawFd,
 ) -> Result<(), SandboxError> {
     let mut cmd = std::process::Command::new(exe);
@@ -144,10 +186,15 @@ fn create(
         (want.ipc, "--ipc"),
         (want.uts, "--uts"),
         (want.pid, "--pid"),
+        (want.user, "--user"),
     ] {
         if on {
             cmd.arg(flag);
         }
+    }
+    if let Some(r) = ids {
+        // Also when the user namespace is held: new namespaces are made inside it.
+        cmd.arg("--userns").arg(format!("{}:{}", r.host_id, r.size));
     }
     if want.pid {
         for p in placement.procs_files().map_err(io(&files.dir))? {
@@ -191,7 +238,7 @@ fn release(p: &Path) {
 /// when nothing was created.
 pub fn remove(files: &PodFiles) {
     pause::stop(files);
-    for kind in ["net", "ipc", "uts", "pid"] {
+    for kind in ["net", "ipc", "uts", "pid", "user"] {
         release(&files.ns(kind));
     }
     for p in [files.ns_dir(), files.shm()] {
@@ -258,6 +305,7 @@ mod tests {
             ipc: true,
             uts: true,
             pid: true,
+            user: true,
         };
         assert_eq!(missing(&files, all), all);
         assert!(exists(&files, Shared::default()));

@@ -243,6 +243,7 @@ fn write_bundle<S: Services>(
             node,
             seccomp_file: &|rel| std::fs::read(node.seccomp_dir.join(rel)).ok(),
             objects: &ctx.deps.objects.current(),
+            user_ids: crate::userns::recorded(&ctx.deps.layout.pod(&ctx.pod.uid))?,
         },
     )
     .inspect_err(|e| {
@@ -267,6 +268,16 @@ fn monitor_config<S: Services>(
     cgroups_path: String,
     image: Box<Image>,
 ) -> MonitorConfig {
+    let pod_dir = ctx.deps.layout.pod(&ctx.pod.uid);
+    // The bundle was built with this range a moment ago; read again rather than carried.
+    let userns = crate::userns::recorded(&pod_dir)
+        .ok()
+        .flatten()
+        .filter(|_| crate::sandbox::Shared::of(&ctx.pod.pod).user)
+        .map(|ids| crate::runtime::UserNamespace {
+            ns: crate::sandbox::PodFiles::new(&pod_dir).ns("user"),
+            ids,
+        });
     MonitorConfig {
         id: id.to_string(),
         pod_uid: ctx.pod.uid.clone(),
@@ -286,5 +297,6 @@ fn monitor_config<S: Services>(
             .as_ref()
             .map_or_else(Default::default, |h| h.driver()),
         log_limits: ctx.deps.log_limits,
+        userns,
     }
 }

@@ -47,6 +47,10 @@ pub struct Deps<S: Services = Real> {
     pub bundle_builds: tokio::sync::Semaphore,
     /// The ConfigMaps and Secrets of the manifest sources, as the manager last saw them.
     pub objects: ObjectStore,
+    /// Host ID ranges of `hostUsers: false` pods.
+    pub userns: crate::userns::Pool,
+    /// `--user-namespaces-default`.
+    pub user_namespaces_default: bool,
 }
 
 /// The latest ConfigMaps and Secrets, shared by the manager (who publishes each

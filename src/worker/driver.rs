@@ -34,6 +34,11 @@ pub async fn run_pod<S: Services>(
     resize: watch::Receiver<Arc<StaticPod>>,
 ) {
     let span = tracing::info_span!("pod", pod = %pod.full_name(), uid = %pod.uid);
+    let pod = if deps.user_namespaces_default {
+        with_user_namespace(pod)
+    } else {
+        pod
+    };
     let mut stop = explicit_stop(stop);
     async move {
         wait_for(predecessors, &mut stop).await;
@@ -86,6 +91,20 @@ pub async fn run_pod<S: Services>(
     }
     .instrument(span)
     .await
+}
+
+/// `--user-namespaces-default`: the pod as the worker runs it, `hostUsers: false` when it
+/// leaves it unset and can (the pod's record on disk says so too, for an orphan's stop).
+fn with_user_namespace(pod: Arc<StaticPod>) -> Arc<StaticPod> {
+    let mut p = pod.pod.clone();
+    if !crate::userns::default_to_user_namespace(&mut p) {
+        return pod;
+    }
+    Arc::new(StaticPod {
+        pod: p,
+        uid: pod.uid.clone(),
+        source: pod.source.clone(),
+    })
 }
 
 /// The manager's stop flag as the pod sees it: set only when the manager sets it. A
@@ -305,11 +324,13 @@ fn volume_index(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> usize {
 
 /// Removes what the pod had on the host once its containers are gone.
 fn release<S: Services>(pod: &StaticPod, pod_dir: &Path, deps: &Deps<S>) {
-    host_resources::teardown(&pod.pod, &pod.uid, pod_dir, deps);
+    let clear = host_resources::teardown(&pod.pod, &pod.uid, pod_dir, deps);
     if let Err(e) = deps.node_cgroups.pod_stopped(&pod.uid) {
         tracing::warn!(error = %e, "updating QoS cgroups");
     }
-    remove_pod_dir(pod_dir);
+    if clear {
+        remove_pod_dir(pod_dir);
+    }
 }
 
 fn remove_pod_dir(pod_dir: &Path) {

@@ -17,6 +17,8 @@ pub enum SetupError {
     Network(#[from] crate::network::NetworkError),
     #[error(transparent)]
     Bundle(#[from] crate::bundle::BundleError),
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
     /// ConfigMaps, Secrets or keys the pod needs and the sources do not declare.
     #[error("{0}")]
     References(String),

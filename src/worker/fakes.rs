@@ -448,6 +448,9 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
         node_cgroups: Arc::new(crate::cgroups::NodeCgroups::new(None, Default::default())),
         housekeeping_interval: Duration::from_secs(1),
         bundle_builds: tokio::sync::Semaphore::new(super::container::BUNDLE_BUILDS),
+        userns: crate::userns::Pool::from_entries(&dir.join("root/pods"), None, None)
+            .expect("the default pool"),
+        user_namespaces_default: false,
         objects: Default::default(),
         network: crate::network::Network::new(crate::network::Options {
             conf_dir: dir.join("cni/conf"),

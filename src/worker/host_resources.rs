@@ -15,7 +15,7 @@ use super::deps::{stopped, stopping, Deps, PodCtx};
 use super::error::SetupError;
 use super::services::{PodReport, Services, StatusSink};
 use super::states::PodLife;
-use super::volumes;
+use super::{idmapped, volumes};
 use crate::cgroups::{self, PodCgroup};
 use crate::network::NetworkError;
 use crate::sandbox::{self, Placement, PodFiles, Shared};
@@ -38,6 +38,11 @@ pub(super) fn prepare<S: Services>(
     }
     let fresh_netns = sandbox::missing(&files, Shared::of(pod)).net;
     ensure_sandbox_blocking(pod, &cg, &files, deps)?;
+    let vols = if Shared::of(pod).user {
+        idmapped::volumes(&files, vols)?
+    } else {
+        vols
+    };
     if Shared::of(pod).net {
         // CNI ADD once the netns exists and before any container (CHECK when adopted).
         let net = (deps.network).setup(pod, uid, &files.ns("net"), fresh_netns)?;
@@ -60,11 +65,20 @@ fn ensure_sandbox_blocking<S: Services>(
     if sandbox::exists(files, shared) {
         return Ok(());
     }
+    let ids = if shared.user {
+        // Refused with the missing piece named, never run with the host's users.
+        crate::userns::idmap::host_support()?;
+        Some(deps.userns.allocate(&files.dir)?)
+    } else {
+        None
+    };
     let hostname = sandbox::hostname(pod)?;
     // The small helper binary: the pause process is a fork of it and maps it for life.
     let exe = &deps.sandbox_helper;
     let placement = Placement::of(deps.cgroups.as_ref(), cg);
-    Ok(sandbox::ensure(exe, files, shared, &hostname, &placement)?)
+    Ok(sandbox::ensure(
+        exe, files, shared, &hostname, &placement, ids,
+    )?)
 }
 
 /// Called before each container start. When the pause process of a shared PID namespace
@@ -150,8 +164,10 @@ pub(super) async fn network_down<S: Services>(uid: &str, deps: &Arc<Deps<S>>) {
 }
 
 /// Removes the sandbox, tmpfs volumes and the pod cgroup; what does not exist is skipped.
-pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) {
+/// False when the pod directory must be kept (an idmapped volume stays mounted in it).
+pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: &Deps<S>) -> bool {
     sandbox::remove(&PodFiles::new(pod_dir));
+    let clear = idmapped::cleanup(pod_dir);
     volumes::cleanup(pod_dir);
     super::secret_env::cleanup(pod_dir);
     if let Some(h) = &deps.cgroups {
@@ -159,4 +175,5 @@ pub(super) fn teardown<S: Services>(pod: &Pod, uid: &str, pod_dir: &Path, deps: 
             tracing::warn!(error = %e, "removing pod cgroup");
         }
     }
+    clear
 }

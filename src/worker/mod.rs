@@ -23,6 +23,7 @@ mod error;
 pub mod eviction;
 mod host_resources;
 pub mod image_volumes;
+mod idmapped;
 mod instance;
 pub mod log_drops;
 pub mod log_gc;

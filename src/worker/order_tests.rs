@@ -114,6 +114,7 @@ fn monitor_config(container: &str, restart_count: u32) -> MonitorConfig {
         restart_count,
         bundle: Default::default(),
         lower: Vec::new(),
+        userns: None,
         image_digest: "sha256:old".into(),
         log_path: Default::default(),
         stop_signal: 15,

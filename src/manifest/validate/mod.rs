@@ -122,11 +122,46 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
             "ShareProcessNamespace and HostPID cannot both be enabled",
         ));
     }
+    host_users(spec, errors);
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
         errors.push(FieldError::new(
             "spec.terminationGracePeriodSeconds",
             "must be greater than or equal to 0",
         ));
+    }
+}
+
+/// The API server's rule (validateHostUsers): a pod in a user namespace shares none of the
+/// host's namespaces; hostlet also refuses privileged containers in it, whose devices and
+/// unmasked /proc would be the host's.
+fn host_users(spec: &PodSpec, errors: &mut Vec<FieldError>) {
+    if spec.host_users != Some(false) {
+        return;
+    }
+    for (on, field) in [
+        (spec.host_network, "spec.hostNetwork"),
+        (spec.host_pid, "spec.hostPID"),
+        (spec.host_ipc, "spec.hostIPC"),
+    ] {
+        if on == Some(true) {
+            errors.push(FieldError::new(
+                field,
+                "forbidden when `hostUsers` is false",
+            ));
+        }
+    }
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for c in all {
+        if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
+            errors.push(FieldError::new(
+                format!("container {:?}: securityContext.privileged", c.name),
+                "forbidden when `hostUsers` is false",
+            ));
+        }
     }
 }
 
