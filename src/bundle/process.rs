@@ -30,7 +30,12 @@ pub fn process(
     let image = inp.image.config().as_ref();
     let vars = container_env(pod, c, inp.node, inp.objects)?;
     let args = argv(c, image, &vars)?;
-    let env = env(image, &vars, hostname);
+    let mut env = env(image, &vars, hostname);
+    let tty = c.tty == Some(true);
+    // containerd's WithTTY: a terminal gets TERM=xterm unless the image or pod sets it.
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let cwd = c
         .working_dir
         .clone()
@@ -59,7 +64,7 @@ pub fn process(
     // inheritable and ambient sets and a nofile rlimit, none of which hostlet sets.
     capabilities.set_inheritable(None).set_ambient(None);
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(tty)
         .user(user.build().map_err(oci)?)
         .args(args)
         .env(env)

@@ -5,7 +5,7 @@
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
 //! Today that rejects, among others: `securityContext` fields such as `seLinuxOptions`,
-//! `seLinuxChangePolicy`, `appArmorProfile`, `fsGroupChangePolicy`; `stdin`/`tty`,
+//! `seLinuxChangePolicy`, `appArmorProfile`, `fsGroupChangePolicy`;
 //! `runtimeClassName`, `overhead`, `activeDeadlineSeconds`, `volumeDevices`, volume types
 //! other than those of [`VOLUME_SOURCES`]. A [`Support::Within`] table names the refused
 //! field inside its object (`spec.securityContext.seLinuxChangePolicy`).
@@ -103,6 +103,10 @@ pub const CONTAINER: &[(&str, Support)] = &[
     ("restartPolicyRules", Implemented),
     // Accepted with the API server's rules (resize_policy); an edit is a new pod.
     ("resizePolicy", Implemented),
+    // The monitor holds stdin (a pipe) and the terminal for `hostlet attach`.
+    ("stdin", Implemented),
+    ("stdinOnce", Implemented),
+    ("tty", Implemented),
 ];
 
 /// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.

@@ -3,6 +3,8 @@
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
+pub mod attach;
+pub mod attach_client;
 mod cgroup_kill;
 mod drop_report;
 pub mod exec;
@@ -10,10 +12,14 @@ pub mod exec_tty;
 mod executor;
 mod leftovers;
 pub mod monitor;
+mod monitor_attach;
+mod monitor_error;
+mod monitor_stdio;
 mod monitors;
 mod oom;
 pub mod proc;
 pub mod teardown;
+mod terminal;
 
 use std::path::PathBuf;
 
@@ -62,6 +68,13 @@ pub struct MonitorConfig {
     /// Rotation of the CRI log (absent in records of older agents: the defaults).
     #[serde(default)]
     pub log_limits: crate::logs::LogLimits,
+    /// The container's `stdin`, `stdinOnce` and `tty` (absent in older records: off).
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Written by the monitor once the container's process runs.

@@ -271,5 +271,8 @@ fn monitor_config<S: Services>(
             .as_ref()
             .map_or_else(Default::default, |h| h.driver()),
         log_limits: ctx.deps.log_limits,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     }
 }
