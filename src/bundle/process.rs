@@ -78,6 +78,7 @@ pub fn process(
     // dropping capabilities whenever the field is present, which fails without
     // no_new_privs (EACCES: "failed to load seccomp context").
     process.set_no_new_privileges(sec.no_new_privs.then_some(true));
+    process.set_apparmor_profile(sec.apparmor.clone());
     Ok(process)
 }
 

@@ -32,6 +32,7 @@ fn node() -> NodeInfo {
         seccomp_dir: PathBuf::from("/var/lib/hostlet/seccomp"),
         pod_max_pids: -1,
         min_oom_score_adj: -1000,
+        apparmor: false,
     }
 }
 
@@ -296,3 +297,34 @@ fn stop_signal_from_image() {
 
 #[path = "rules_tests.rs"]
 mod rules;
+
+#[test]
+fn apparmor_profile_in_the_process() {
+    let yaml = |sc: &str| {
+        format!("metadata: {{name: a-node1, uid: u1}}\nspec:\n  containers:\n  - name: c\n    image: x\n    securityContext: {{{sc}}}\n")
+    };
+    let on = NodeInfo {
+        apparmor: true,
+        ..node()
+    };
+    let profile = |sc: &str, n: &NodeInfo| {
+        render_with(
+            &pod(&yaml(sc)),
+            0,
+            &image(IMAGE),
+            Path::new("/nonexistent"),
+            n,
+        )
+        .map(|s| s.process().as_ref().unwrap().apparmor_profile().clone())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(profile("", &on), Ok(Some("hostlet-default".into())));
+    assert_eq!(profile("privileged: true", &on), Ok(None));
+    let local = "appArmorProfile: {type: Localhost, localhostProfile: k8s-deny}";
+    assert_eq!(profile(local, &on), Ok(Some("k8s-deny".into())));
+    assert_eq!(profile("", &node()), Ok(None));
+    assert_eq!(
+        profile(local, &node()),
+        Err("Cannot enforce AppArmor: AppArmor is not enabled on the host".into())
+    );
+}

@@ -36,7 +36,7 @@ fn flow_values_in_a_block_manifest() {
     assert_eq!(
         shown("mixed.yaml"),
         [
-            "6:49: spec.containers[0].securityContext.appArmorProfile: not supported by hostlet yet",
+            "6:49: spec.containers[0].securityContext.seLinuxOptions: not supported by hostlet yet",
             "9:27: spec.containers[1].lifecycle.preStop.tcpSocket: not supported by hostlet yet",
             "10:26: spec.containers[1].resources.limits[memory]: invalid quantity \"12Gx\": expected a number with an optional suffix (m, k, Mi, Gi, e3, ...)",
         ]

@@ -5,7 +5,7 @@
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
 //! Today that rejects, among others: `securityContext` fields such as `seLinuxOptions`,
-//! `seLinuxChangePolicy`, `appArmorProfile`, `fsGroupChangePolicy`;
+//! `seLinuxChangePolicy`, `fsGroupChangePolicy`;
 //! `runtimeClassName`, `overhead`, `activeDeadlineSeconds`, `volumeDevices`, volume types
 //! other than those of [`VOLUME_SOURCES`]. A [`Support::Within`] table names the refused
 //! field inside its object (`spec.securityContext.seLinuxChangePolicy`).
@@ -219,6 +219,8 @@ pub const POD_SECURITY_CONTEXT: &[(&str, Support)] = &[
     ("fsGroup", Implemented),
     ("sysctls", Implemented),
     ("seccompProfile", Implemented),
+    // bundle::apparmor: the kubelet's precedence, hostlet-default for RuntimeDefault.
+    ("appArmorProfile", Implemented),
 ];
 
 pub const SECURITY_CONTEXT: &[(&str, Support)] = &[
@@ -231,6 +233,7 @@ pub const SECURITY_CONTEXT: &[(&str, Support)] = &[
     ("allowPrivilegeEscalation", Implemented),
     ("procMount", Implemented),
     ("seccompProfile", Implemented),
+    ("appArmorProfile", Implemented),
 ];
 
 /// A value that means the same as an absent field.
@@ -320,9 +323,9 @@ mod lifecycle_tests {
         );
         assert_eq!(pod, ["c.securityContext.seLinuxChangePolicy"]);
         let c = refused(
-            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}, "privileged": true}}),
+            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}, "seLinuxOptions": {"level": "s0"}, "privileged": true}}),
             CONTAINER,
         );
-        assert_eq!(c, ["c.securityContext.appArmorProfile"]);
+        assert_eq!(c, ["c.securityContext.seLinuxOptions"]);
     }
 }
