@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => verb(|| hostlet::cli::pods::ps(args)),
         Command::Inspect(args) => verb(|| hostlet::cli::pods::inspect(args)),
         Command::Logs(args) => verb(|| hostlet::cli::logs::main(args)),
+        Command::Attach(args) => verb(|| hostlet::cli::attach::main(args)),
         Command::AutoUpdate(args) => verb(|| hostlet::cli::auto_update::main(args)),
         Command::Version(args) => verb(|| hostlet::cli::version::version(args)),
         Command::Completion(args) => verb(|| hostlet::cli::version::completion(args)),

@@ -23,6 +23,9 @@ pub struct NodeInfo {
     /// The lowest oom_score_adj hostlet can give: -1000 with CAP_SYS_RESOURCE, else its
     /// own (lowering it needs the capability), as containerd restricts it in that case.
     pub min_oom_score_adj: i32,
+    /// The kernel enforces AppArmor: containers get `hostlet-default` unless they ask
+    /// otherwise; without it, asking for a profile is refused.
+    pub apparmor: bool,
 }
 
 impl NodeInfo {
@@ -38,6 +41,8 @@ impl NodeInfo {
             seccomp_dir: root_dir.join("seccomp"),
             pod_max_pids: -1,
             min_oom_score_adj: min_oom_score_adj(),
+            apparmor: std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+                .is_ok_and(|v| v.trim() == "Y"),
         }
     }
 }

@@ -37,6 +37,19 @@ fn usage(pid: i32) -> (u64, usize, u64, u64) {
     (field("VmRSS:"), fds, field("Threads:"), cpu)
 }
 
+/// The processes with `marker` in their command line whose parent has not: busybox's
+/// shell forks for `sleep`, and the child keeps the shell's command line for a moment.
+fn shells(marker: &str) -> Vec<i32> {
+    find_pids_by_cmdline(marker)
+        .into_iter()
+        .filter(|p| {
+            ppid_of(*p)
+                .and_then(cmdline)
+                .is_none_or(|c| !c.contains(marker))
+        })
+        .collect()
+}
+
 fn pod(name: &str, image: &str, marker: &str, script: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {image}\n    command: [sh, -c, '{script}', {marker}]\n"
@@ -166,12 +179,12 @@ fn soak() {
     }
     f.wait("every steady pod running", || {
         (0..pods)
-            .all(|i| find_pids_by_cmdline(&format!("{tag}-s{i}-end")).len() == 1)
+            .all(|i| shells(&format!("{tag}-s{i}-end")).len() == 1)
             .then_some(())
     });
     let agent = f.agent().pid();
     let steady: Vec<i32> = (0..pods)
-        .map(|i| find_pids_by_cmdline(&format!("{tag}-s{i}-end"))[0])
+        .map(|i| shells(&format!("{tag}-s{i}-end"))[0])
         .collect();
     let started = Instant::now();
     let mut series = Vec::new();
@@ -189,10 +202,10 @@ fn soak() {
         );
     }
     let lost: Vec<usize> = (0..pods)
-        .filter(|i| find_pids_by_cmdline(&format!("{tag}-s{i}-end")) != vec![steady[*i]])
+        .filter(|i| shells(&format!("{tag}-s{i}-end")) != vec![steady[*i]])
         .collect();
     for i in &lost {
-        let now = find_pids_by_cmdline(&format!("{tag}-s{i}-end"));
+        let now = shells(&format!("{tag}-s{i}-end"));
         let log = f.dirs.agent_log();
         let lines: Vec<&str> = log
             .lines()

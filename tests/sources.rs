@@ -37,14 +37,16 @@ fn broken_file_keeps_the_last_good_version_until_fixed() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: [app\n",
     );
     f.log_has("invalid manifest");
-    let broken = pod("app", &f.image(), "marker-good-v2", LOOP, "")
-        .replace("    image:", "    stdin: true\n    image:");
+    let broken = pod("app", &f.image(), "marker-good-v2", LOOP, "").replace(
+        "    image:",
+        "    volumeDevices: [{name: d, devicePath: /dev/d}]\n    image:",
+    );
     write_manifest(&f.dirs, "app.yaml", &broken);
-    f.log_has("spec.containers[0].stdin: not supported by hostlet yet");
+    f.log_has("spec.containers[0].volumeDevices: not supported by hostlet yet");
     // The error names the file and the line of the field.
     let log = f.dirs.agent_log();
     assert!(
-        log.contains("app.yaml:9:5: spec.containers[0].stdin"),
+        log.contains("app.yaml:9:5: spec.containers[0].volumeDevices"),
         "{log}"
     );
     std::thread::sleep(Duration::from_secs(3));

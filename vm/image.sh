@@ -26,6 +26,8 @@ PACKAGES=(
 	# pod network: bridge's ipMasq, portmap and firewall run iptables
 	iptables
 	util-linux procps iproute2 ca-certificates jq inotify-tools file
+	# AppArmor's apparmor_parser: tests/apparmor.rs loads a profile and hostlet its default
+	apparmor
 )
 
 die() {

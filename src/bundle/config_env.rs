@@ -136,6 +136,7 @@ mod tests {
             seccomp_dir: PathBuf::new(),
             pod_max_pids: 0,
             min_oom_score_adj: -1000,
+            apparmor: false,
         };
         crate::bundle::process::container_env(&pod, c, &node, objects).map_err(|e| e.to_string())
     }

@@ -1,6 +1,7 @@
 //! OCI runtime bundles: a pure `build_spec` from the pod, the container and the image
 //! config, and `write` to put it on disk. Runs nothing.
 
+pub mod apparmor;
 mod config_env;
 mod defaults;
 mod mounts;

@@ -30,7 +30,12 @@ pub fn process(
     let image = inp.image.config().as_ref();
     let vars = container_env(pod, c, inp.node, inp.objects)?;
     let args = argv(c, image, &vars)?;
-    let env = env(image, &vars, hostname);
+    let mut env = env(image, &vars, hostname);
+    let tty = c.tty == Some(true);
+    // containerd's WithTTY: a terminal gets TERM=xterm unless the image or pod sets it.
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let cwd = c
         .working_dir
         .clone()
@@ -59,7 +64,7 @@ pub fn process(
     // inheritable and ambient sets and a nofile rlimit, none of which hostlet sets.
     capabilities.set_inheritable(None).set_ambient(None);
     let mut process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(tty)
         .user(user.build().map_err(oci)?)
         .args(args)
         .env(env)
@@ -73,6 +78,7 @@ pub fn process(
     // dropping capabilities whenever the field is present, which fails without
     // no_new_privs (EACCES: "failed to load seccomp context").
     process.set_no_new_privileges(sec.no_new_privs.then_some(true));
+    process.set_apparmor_profile(sec.apparmor.clone());
     Ok(process)
 }
 

@@ -309,6 +309,7 @@ fn oom_score_adj_is_not_lowered_below_what_the_agent_may_set() {
     let adj = |min: i32| {
         let n = NodeInfo {
             min_oom_score_adj: min,
+            apparmor: false,
             ..node()
         };
         let s = render_with(&p, 0, &image(IMAGE), Path::new("/nonexistent"), &n).unwrap();

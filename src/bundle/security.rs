@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use oci_spec::image::Config as ImageConfig;
 use serde_json::Value;
 
-use super::{defaults, seccomp, users, BundleError};
+use super::{apparmor, defaults, seccomp, users, BundleError};
 use crate::node::NodeInfo;
 
 /// What the securityContext decides for one container.
@@ -27,6 +27,8 @@ pub struct Security {
     pub unmasked: bool,
     pub seccomp: Option<Value>,
     pub sysctls: BTreeMap<String, String>,
+    /// OCI `process.apparmorProfile` ([`super::apparmor`]).
+    pub apparmor: Option<String>,
 }
 
 /// Sysctls the kubelet allows without `--allowed-unsafe-sysctls` (pkg/kubelet/sysctl).
@@ -94,6 +96,12 @@ pub fn resolve(pod: &Pod, c: &Container, inp: &Inputs) -> Result<Security, Bundl
         unmasked,
         seccomp,
         sysctls: sysctls(c, &spec, &psc)?,
+        apparmor: apparmor::oci_profile(
+            apparmor::requested(pod, c)?,
+            privileged,
+            inp.node.apparmor,
+        )
+        .map_err(|m| BundleError::Config(m.into()))?,
     })
 }
 

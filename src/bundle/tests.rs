@@ -32,6 +32,7 @@ fn node() -> NodeInfo {
         seccomp_dir: PathBuf::from("/var/lib/hostlet/seccomp"),
         pod_max_pids: -1,
         min_oom_score_adj: -1000,
+        apparmor: false,
     }
 }
 
@@ -383,4 +384,35 @@ fn host_users_false_joins_the_pods_user_namespace_with_its_maps() {
         .filter_map(|n| n["type"].as_str())
         .collect();
     assert!(!types.contains(&"user"), "{types:?}");
+}
+
+#[test]
+fn apparmor_profile_in_the_process() {
+    let yaml = |sc: &str| {
+        format!("metadata: {{name: a-node1, uid: u1}}\nspec:\n  containers:\n  - name: c\n    image: x\n    securityContext: {{{sc}}}\n")
+    };
+    let on = NodeInfo {
+        apparmor: true,
+        ..node()
+    };
+    let profile = |sc: &str, n: &NodeInfo| {
+        render_with(
+            &pod(&yaml(sc)),
+            0,
+            &image(IMAGE),
+            Path::new("/nonexistent"),
+            n,
+        )
+        .map(|s| s.process().as_ref().unwrap().apparmor_profile().clone())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(profile("", &on), Ok(Some("hostlet-default".into())));
+    assert_eq!(profile("privileged: true", &on), Ok(None));
+    let local = "appArmorProfile: {type: Localhost, localhostProfile: k8s-deny}";
+    assert_eq!(profile(local, &on), Ok(Some("k8s-deny".into())));
+    assert_eq!(profile("", &node()), Ok(None));
+    assert_eq!(
+        profile(local, &node()),
+        Err("Cannot enforce AppArmor: AppArmor is not enabled on the host".into())
+    );
 }

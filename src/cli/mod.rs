@@ -1,5 +1,6 @@
 //! Command line: one file per verb.
 
+pub mod attach;
 pub mod auto_update;
 pub mod exec;
 pub mod generate;
@@ -81,6 +82,11 @@ pub enum Command {
         after_help = "Examples:\n  sudo hostlet exec etcd -- etcdctl endpoint health\n  sudo hostlet exec -it web -c nginx -- sh"
     )]
     Exec(exec::ExecArgs),
+    /// Attach to a running container's stdio (stdin: true, tty: true); ctrl-p ctrl-q detaches
+    #[command(
+        after_help = "Examples:\n  sudo hostlet attach web\n  sudo hostlet attach -it shell -c sh"
+    )]
+    Attach(attach::AttachArgs),
     /// Check the images of pods with hostlet.io/auto-update now; restart updated pods
     #[command(
         after_help = "Examples:\n  sudo hostlet auto-update --dry-run\n  sudo hostlet auto-update"

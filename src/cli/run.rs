@@ -438,6 +438,19 @@ fn node(
         pod_max_pids: cfg.pod_max_pids,
         ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
     };
+    if node.apparmor {
+        // RuntimeDefault is hostlet's own profile: loaded once, as containerd loads its own.
+        match crate::bundle::apparmor::ensure_default_loaded() {
+            Ok(true) => tracing::info!(
+                profile = crate::bundle::apparmor::DEFAULT_PROFILE,
+                "AppArmor profile loaded"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "containers that get RuntimeDefault will fail to start")
+            }
+        }
+    }
     let capacity = crate::cgroups::Capacity::detect(node.cpu_milli, node.memory_bytes);
     let allocatable = crate::cgroups::Allocatable::of(
         &capacity,

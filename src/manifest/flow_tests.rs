@@ -26,7 +26,7 @@ fn a_pod_all_in_flow_style() {
         [
             "3:44: spec.securityContext.seLinuxChangePolicy: not supported by hostlet yet",
             "5:42: spec.containers[0].livenessProbe.httpGet.scheme: not supported by hostlet yet",
-            "4:43: spec.containers[0].stdin: not supported by hostlet yet",
+            "4:43: spec.containers[0].volumeDevices: not supported by hostlet yet",
         ]
     );
 }
@@ -36,7 +36,7 @@ fn flow_values_in_a_block_manifest() {
     assert_eq!(
         shown("mixed.yaml"),
         [
-            "6:49: spec.containers[0].securityContext.appArmorProfile: not supported by hostlet yet",
+            "6:49: spec.containers[0].securityContext.seLinuxOptions: not supported by hostlet yet",
             "9:27: spec.containers[1].lifecycle.preStop.tcpSocket: not supported by hostlet yet",
             "10:26: spec.containers[1].resources.limits[memory]: invalid quantity \"12Gx\": expected a number with an optional suffix (m, k, Mi, Gi, e3, ...)",
         ]
@@ -53,7 +53,7 @@ fn type_errors_minified_json_and_missing_fields() {
     );
     assert_eq!(
         shown("minified.json"),
-        ["1:111: spec.containers[0].tty: not supported by hostlet yet"]
+        ["1:111: spec.containers[0].volumeDevices: not supported by hostlet yet"]
     );
     // Nothing to point at: the document's start.
     assert_eq!(shown("no-spec.yaml"), ["2:1: spec: required"]);

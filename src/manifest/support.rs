@@ -5,7 +5,7 @@
 //! newer Kubernetes adds to k8s-openapi — is an error unless it holds its zero value (`false`,
 //! `0`, `""`, `[]`, `{}`), so nothing that changes how a container runs is silently ignored.
 //! Today that rejects, among others: `securityContext` fields such as `seLinuxOptions`,
-//! `seLinuxChangePolicy`, `appArmorProfile`, `fsGroupChangePolicy`; `stdin`/`tty`,
+//! `seLinuxChangePolicy`, `fsGroupChangePolicy`;
 //! `runtimeClassName`, `overhead`, `activeDeadlineSeconds`, `volumeDevices`, volume types
 //! other than those of [`VOLUME_SOURCES`]. A [`Support::Within`] table names the refused
 //! field inside its object (`spec.securityContext.seLinuxChangePolicy`).
@@ -105,6 +105,10 @@ pub const CONTAINER: &[(&str, Support)] = &[
     // Checked with the API server's rules (resize_policy); applied by worker::resize when
     // an edit of the manifest changes only resources.
     ("resizePolicy", Implemented),
+    // The monitor holds stdin (a pipe) and the terminal for `hostlet attach`.
+    ("stdin", Implemented),
+    ("stdinOnce", Implemented),
+    ("tty", Implemented),
 ];
 
 /// Probes run exec, httpGet (HTTP or HTTPS), tcpSocket and grpc.
@@ -219,6 +223,8 @@ pub const POD_SECURITY_CONTEXT: &[(&str, Support)] = &[
     ("fsGroup", Implemented),
     ("sysctls", Implemented),
     ("seccompProfile", Implemented),
+    // bundle::apparmor: the kubelet's precedence, hostlet-default for RuntimeDefault.
+    ("appArmorProfile", Implemented),
 ];
 
 pub const SECURITY_CONTEXT: &[(&str, Support)] = &[
@@ -231,6 +237,7 @@ pub const SECURITY_CONTEXT: &[(&str, Support)] = &[
     ("allowPrivilegeEscalation", Implemented),
     ("procMount", Implemented),
     ("seccompProfile", Implemented),
+    ("appArmorProfile", Implemented),
 ];
 
 /// A value that means the same as an absent field.
@@ -320,9 +327,9 @@ mod lifecycle_tests {
         );
         assert_eq!(pod, ["c.securityContext.seLinuxChangePolicy"]);
         let c = refused(
-            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}, "privileged": true}}),
+            json!({"securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}, "seLinuxOptions": {"level": "s0"}, "privileged": true}}),
             CONTAINER,
         );
-        assert_eq!(c, ["c.securityContext.appArmorProfile"]);
+        assert_eq!(c, ["c.securityContext.seLinuxOptions"]);
     }
 }

@@ -545,8 +545,11 @@ fn unsupported_fields() {
             "",
             "spec.securityContext.seLinuxOptions: not supported",
         ),
-        ("", "stdin: true", "spec.containers[0].stdin: not supported"),
-        ("", "tty: true", "spec.containers[0].tty: not supported"),
+        (
+            "",
+            "volumeDevices: [{name: d, devicePath: /dev/d}]",
+            "spec.containers[0].volumeDevices: not supported",
+        ),
         (
             "shareProcessNamespace: true\nhostPID: true",
             "",

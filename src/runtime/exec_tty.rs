@@ -16,16 +16,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use nix::sys::termios;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use super::exec::CANNOT_EXEC;
 use super::executor::ResetSignalsExecutor;
+use super::terminal::{copy_window_size, RawMode};
 
 /// Why the terminal exec could not be set up.
 #[derive(Debug, thiserror::Error)]
-enum TtyError {
+pub(crate) enum TtyError {
     #[error("{0}")]
     Load(libcontainer::error::LibcontainerError),
     #[error("{0}")]
@@ -56,17 +56,6 @@ impl Drop for Temp {
     fn drop(&mut self) {
         for p in &self.0 {
             let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-/// Restores the terminal's settings on every way out.
-struct RawMode(Option<termios::Termios>);
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, t);
         }
     }
 }
@@ -104,7 +93,7 @@ fn process_file(
     Ok(path)
 }
 
-fn receive_master(listener: &UnixListener) -> Result<OwnedFd, TtyError> {
+pub(crate) fn receive_master(listener: &UnixListener) -> Result<OwnedFd, TtyError> {
     let (conn, _) = listener.accept().map_err(TtyError::Accept)?;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -125,21 +114,6 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, TtyError> {
         }
     }
     Err(TtyError::NoTerminal)
-}
-
-fn copy_window_size(master: &OwnedFd) {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize the kernel knows the size of.
-    unsafe {
-        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
 }
 
 /// Entry point of `hostlet-monitor exec-in --tty`; returns the command's exit status.
@@ -203,12 +177,7 @@ pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>) -> i32 {
     };
     drop(temp);
     copy_window_size(&master);
-    let stdin = std::io::stdin();
-    let _raw = RawMode(termios::tcgetattr(stdin.as_fd()).ok().inspect(|orig| {
-        let mut raw = orig.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
-    }));
+    let _raw = RawMode::enter();
     relay(&master, sigfd.as_ref());
     wait_exit(pid)
 }

@@ -3,6 +3,8 @@
 //! creates, starts, logs, waits for and deletes it. The agent talks to a monitor through
 //! files in the container directory and signals sent through a pidfd.
 
+pub mod attach;
+pub mod attach_client;
 mod cgroup_kill;
 mod drop_report;
 pub mod exec;
@@ -10,11 +12,15 @@ pub mod exec_tty;
 mod executor;
 mod leftovers;
 pub mod monitor;
+mod monitor_attach;
+mod monitor_error;
+mod monitor_stdio;
 mod monitors;
 mod oom;
 pub mod proc;
 pub mod teardown;
 mod userns;
+mod terminal;
 
 use std::path::PathBuf;
 
@@ -67,6 +73,13 @@ pub struct MonitorConfig {
     /// `hostUsers: false`: the pod's user namespace (absent: the host's users).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<UserNamespace>,
+    /// The container's `stdin`, `stdinOnce` and `tty` (absent in older records: off).
+    #[serde(default)]
+    pub stdin: bool,
+    #[serde(default)]
+    pub stdin_once: bool,
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Written by the monitor once the container's process runs.

@@ -26,6 +26,10 @@ use nix::unistd::Pid;
 
 use super::drop_report::DropReport;
 use super::executor::ResetSignalsExecutor;
+use super::monitor_attach::{AttachServer, Target};
+use super::monitor_error::sys;
+pub use super::monitor_error::MonitorError;
+use super::monitor_stdio::Stdio;
 use super::oom::{oom_kills, oom_kills_in, pod_cgroup};
 use super::teardown::{now, teardown};
 use super::{proc, ExitRecord, MonitorConfig, MonitorState};
@@ -37,30 +41,6 @@ use crate::state::{self, Layout};
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// While log lines are dropped and the container is quiet, how often to try writing again.
 const LOG_RETRY: Duration = Duration::from_millis(250);
-
-#[derive(Debug, thiserror::Error)]
-pub enum MonitorError {
-    #[error("{what}: {source}")]
-    Sys { what: String, source: nix::Error },
-    #[error("libcontainer: {0}")]
-    Container(#[from] libcontainer::error::LibcontainerError),
-    #[error(transparent)]
-    State(#[from] state::StateError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Userns(#[from] crate::userns::UsernsError),
-    #[error("{0}")]
-    Other(String),
-}
-
-fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> MonitorError {
-    let what = what.into();
-    move |source| MonitorError::Sys { what, source }
-}
 
 /// Entry point of `hostlet-monitor monitor DIR`; returns the process exit code.
 pub fn main(dir: &Path) -> i32 {
@@ -132,6 +112,7 @@ struct Monitor {
     out: Option<OwnedFd>,
     err: Option<OwnedFd>,
     log: CriWriter,
+    attach: AttachServer,
     drops: DropReport,
     /// OOM kills in the pod's cgroup before this container started.
     pod_oom_base: u64,
@@ -139,8 +120,8 @@ struct Monitor {
 
 /// What a wait in the monitor's loop found.
 enum Wait {
-    /// Signals pending (or not) and the streams with output.
-    Ready(bool, Vec<Stream>),
+    /// Signals pending (or not), the streams with output, the attach descriptors' events.
+    Ready(bool, Vec<Stream>, Vec<(Target, PollFlags)>),
     Interrupted,
     /// The drain time is over, or poll failed.
     Done,
@@ -186,24 +167,18 @@ impl Monitor {
                 source,
             }
         })?;
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let null = std::fs::File::open("/dev/null").map_err(|source| MonitorError::Io {
-            path: "/dev/null".into(),
-            source,
-        })?;
         let pod_oom_base = oom_kills_in(&pod_cgroup(&cfg.cgroups_path));
-        let mut container = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
+        let builder = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
             .with_root_path(layout.runtime())?
-            .with_executor(ResetSignalsExecutor)
-            .with_stdin(OwnedFd::from(null))
-            .with_stdout(out_w)
-            .with_stderr(err_w)
+            .with_executor(ResetSignalsExecutor);
+        let (stdio, builder) = Stdio::new(dir, cfg, builder)?;
+        let mut container = builder
             .validate_id()?
             .as_init(&cfg.bundle)
             .with_systemd(cfg.cgroup_driver == crate::cgroups::Driver::Systemd)
             .with_detach(true)
             .build()?;
+        let (out_r, err_r, attach) = stdio.finish(dir, cfg)?;
         if cfg.cgroup_driver == crate::cgroups::Driver::Systemd {
             crate::cgroups::systemd::scope_hugepage_limits(&cfg.cgroups_path, &cfg.bundle)
                 .map_err(|e| MonitorError::Other(e.to_string()))?;
@@ -227,7 +202,8 @@ impl Monitor {
             started_at: st.started_at,
             sigfd,
             out: Some(out_r),
-            err: Some(err_r),
+            err: err_r,
+            attach,
             log,
             drops: DropReport {
                 path: dir.join(LOG_DROPS_FILE),
@@ -250,7 +226,10 @@ impl Monitor {
                 break;
             }
             let (sig_ready, ready) = match self.wait(drain_until) {
-                Wait::Ready(sig, streams) => (sig, streams),
+                Wait::Ready(sig, streams, attach) => {
+                    self.attach.on_ready(&attach);
+                    (sig, streams)
+                }
                 Wait::Interrupted => continue,
                 Wait::Done => break,
             };
@@ -269,6 +248,7 @@ impl Monitor {
                 }
             }
         }
+        self.attach.close();
         self.log.finish();
         self.drops.update(self.log.stats(), true);
         self.record_exit(status, oom_at_exit);
@@ -306,6 +286,10 @@ impl Monitor {
                 which.push(s);
             }
         }
+        let attach = self.attach.poll_fds();
+        let nstreams = which.len();
+        let targets: Vec<Target> = attach.iter().map(|(t, _, _)| *t).collect();
+        fds.extend(attach.iter().map(|(_, fd, f)| PollFd::new(*fd, *f)));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::Error::EINTR) => return Wait::Interrupted,
@@ -321,7 +305,12 @@ impl Monitor {
             .filter(|(_, f)| ready(f))
             .map(|(s, _)| s)
             .collect();
-        Wait::Ready(ready(&fds[0]), streams)
+        let events = targets
+            .into_iter()
+            .zip(&fds[1 + nstreams..])
+            .map(|(t, f)| (t, f.revents().unwrap_or(PollFlags::empty())))
+            .collect();
+        Wait::Ready(ready(&fds[0]), streams, events)
     }
 
     /// Copies what `stream` has to the log; a closed or broken pipe is dropped.
@@ -333,7 +322,10 @@ impl Monitor {
         let Some(fd) = slot.as_ref() else { return };
         match nix::unistd::read(fd.as_raw_fd(), buf) {
             Ok(0) => *slot = None,
-            Ok(n) => self.log.write(stream, &buf[..n]),
+            Ok(n) => {
+                self.log.write(stream, &buf[..n]);
+                self.attach.output(stream, &buf[..n]);
+            }
             Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => {}
             Err(_) => *slot = None,
         }
@@ -404,10 +396,6 @@ impl Monitor {
         }
         exited
     }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))
 }
 
 /// The container's rootfs: an overlay of the shared read-only image rootfs and this

@@ -298,5 +298,8 @@ fn monitor_config<S: Services>(
             .map_or_else(Default::default, |h| h.driver()),
         log_limits: ctx.deps.log_limits,
         userns,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     }
 }

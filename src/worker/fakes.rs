@@ -428,6 +428,7 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
         seccomp_dir: dir.join("seccomp"),
         pod_max_pids: 0,
         min_oom_score_adj: -1000,
+        apparmor: false,
     };
     Deps {
         images: FakeImages::default(),

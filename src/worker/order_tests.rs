@@ -121,6 +121,9 @@ fn monitor_config(container: &str, restart_count: u32) -> MonitorConfig {
         cgroups_path: String::new(),
         cgroup_driver: Default::default(),
         log_limits: Default::default(),
+        stdin: false,
+        stdin_once: false,
+        tty: false,
     }
 }
 

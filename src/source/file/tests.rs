@@ -187,13 +187,16 @@ async fn broken_file_keeps_last_good() {
     write(
         d,
         "web.yaml",
-        &pod_yaml("web", "nginx:1").replace("image:", "stdin: true\n    image:"),
+        &pod_yaml("web", "nginx:1").replace(
+            "image:",
+            "volumeDevices: [{name: d, devicePath: /dev/d}]\n    image:",
+        ),
     );
     let s = next(&mut rx).await;
     assert_eq!(s.pods, good.pods);
     assert_eq!(
         s.problems[0].message,
-        format!("{web}:8:5: spec.containers[0].stdin: not supported by hostlet yet")
+        format!("{web}:8:5: spec.containers[0].volumeDevices: not supported by hostlet yet")
     );
     assert_quiet(&mut rx, PERIOD * 3).await;
 

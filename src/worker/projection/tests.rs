@@ -30,6 +30,7 @@ fn node() -> NodeInfo {
         seccomp_dir: PathBuf::new(),
         pod_max_pids: 0,
         min_oom_score_adj: -1000,
+        apparmor: false,
     }
 }
 
