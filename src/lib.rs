@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod pressure;
 pub mod probe;
 pub mod runtime;
 pub mod sandbox;

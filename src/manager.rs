@@ -3,6 +3,7 @@
 //! (an edited manifest is a new UID) starts only once the old one is fully gone, as the
 //! kubelet's pod workers do for static pods.
 
+pub mod pressure;
 mod record;
 mod revisions;
 mod updates;
@@ -37,6 +38,9 @@ pub struct Manager {
     last_snapshot: Option<Snapshot>,
     /// Auto-update and rollback (hostlet extensions; `updates.rs`).
     updates: updates::Updates,
+    /// Pods the node stopped on its own (eviction, shutdown) to run again: their
+    /// workers are stopped and, as they are still declared, started anew.
+    node_restarts: Option<mpsc::Receiver<String>>,
 }
 
 impl Manager {
@@ -51,6 +55,7 @@ impl Manager {
             desired: HashMap::new(),
             last_snapshot: None,
             updates,
+            node_restarts: None,
         }
     }
 
@@ -74,7 +79,18 @@ impl Manager {
                     None => std::future::pending().await,
                 }
             };
+            let node_restart = async {
+                match self.node_restarts.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(uid) = node_restart => {
+                    if let Some(e) = self.workers.get(&uid) {
+                        let _ = e.stop.send(true);
+                    }
+                }
                 Some(req) = requests => {
                     self.updates.start_check(&self.deps, &self.desired, req.dry_run, Some(req.reply))
                 }
@@ -166,6 +182,12 @@ impl Manager {
     ) -> Self {
         self.updates.requests = Some(requests);
         self.updates.interval = interval.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Restarts the pods whose UIDs arrive on `rx` (the node stopped them on its own).
+    pub fn with_node_restarts(mut self, rx: mpsc::Receiver<String>) -> Self {
+        self.node_restarts = Some(rx);
         self
     }
 

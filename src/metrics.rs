@@ -3,9 +3,11 @@
 //! through the small functions below; what the status store already knows (pods by
 //! phase, containers by state, restarts) is read from it at scrape time.
 
+mod node;
 mod text;
 mod updates;
 
+pub use node::{eviction, shutdown_stop};
 pub use updates::{auto_update, rollback};
 
 use std::collections::BTreeMap;
@@ -194,6 +196,7 @@ pub fn render(status: &StatusStore) -> String {
     render_log_drops(&mut out, status);
     counters(&mut out, r);
     updates::render(&mut out);
+    node::render(&mut out, status);
     let h = lock(&r.hist);
     h.pull.render(
         &mut out,

@@ -444,6 +444,7 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
         housekeeping_interval: Duration::from_secs(1),
         bundle_builds: tokio::sync::Semaphore::new(super::container::BUNDLE_BUILDS),
         objects: Default::default(),
+        node_kills: Default::default(),
         network: crate::network::Network::new(crate::network::Options {
             conf_dir: dir.join("cni/conf"),
             bin_dirs: vec![dir.join("cni/bin")],
