@@ -26,6 +26,7 @@ pub mod pressure;
 pub mod probe;
 pub mod runtime;
 pub mod sandbox;
+pub mod shutdown;
 pub mod source;
 pub mod state;
 pub mod status;

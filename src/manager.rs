@@ -6,6 +6,7 @@
 pub mod pressure;
 mod record;
 mod revisions;
+pub mod shutdown;
 mod updates;
 
 use std::collections::HashMap;

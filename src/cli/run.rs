@@ -277,7 +277,18 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         interval: args.housekeeping_interval,
         image_min_age: args.images.image_gc_min_age,
     };
+    anyhow::ensure!(
+        args.shutdown_grace_period_critical_pods <= args.shutdown_grace_period,
+        "--shutdown-grace-period-critical-pods ({:?}) must not exceed --shutdown-grace-period ({:?})",
+        args.shutdown_grace_period_critical_pods,
+        args.shutdown_grace_period
+    );
+    let shutdown = crate::manager::shutdown::ShutdownConfig {
+        period: args.shutdown_grace_period,
+        critical: args.shutdown_grace_period_critical_pods,
+    };
     let node_args = NodeArgs {
+        shutdown,
         kube_reserved: args.kube_reserved.clone(),
         system_reserved: args.system_reserved.clone(),
         housekeeping_interval: args.housekeeping_interval,
@@ -308,6 +319,7 @@ struct NodeArgs {
     housekeeping_interval: Duration,
     orphan_cgroup_sweep: bool,
     pressure: crate::manager::pressure::PressureConfig,
+    shutdown: crate::manager::shutdown::ShutdownConfig,
 }
 
 /// How often the QoS cgroups are rewritten besides pod changes (the kubelet's
@@ -405,8 +417,14 @@ async fn agent(
     let (restart_tx, restart_rx) = tokio::sync::mpsc::channel(16);
     tasks.spawn(
         "node pressure",
-        crate::manager::pressure::monitor(node_args.pressure, deps.clone(), restart_tx),
+        crate::manager::pressure::monitor(node_args.pressure, deps.clone(), restart_tx.clone()),
     );
+    if node_args.shutdown.enabled() {
+        tasks.spawn(
+            "node shutdown",
+            crate::manager::shutdown::run(node_args.shutdown, deps.clone(), restart_tx),
+        );
+    }
     let manager = Manager::new(deps, leftovers)
         .with_auto_update(updates_rx, auto_update_interval)
         .with_node_restarts(restart_rx);

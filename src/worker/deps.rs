@@ -98,7 +98,8 @@ impl NodeKills {
     pub fn subscribe(&self) -> watch::Receiver<BTreeMap<String, Kill>> {
         self.tx.subscribe()
     }
-    pub(super) fn done(&self, uid: &str) {
+    /// The pod's worker has stopped its containers and freed what it held.
+    pub fn done(&self, uid: &str) {
         self.tx.send_if_modified(|m| match m.get_mut(uid) {
             Some(k) if !k.done => {
                 k.done = true;

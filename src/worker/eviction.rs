@@ -179,7 +179,7 @@ pub(super) fn guard<St: StatusSink>(
                 }));
             }
             kill = node_kill(kills, &uid) => {
-                tracing::warn!(reason = %kill.reason, message = %kill.message.trim_end(), grace_s = kill.grace.as_secs(), "the node stops the pod");
+                tracing::warn!(reason = %kill.reason, why = %kill.message.trim_end(), grace_s = kill.grace.as_secs(), "the node stops the pod");
                 life.evicted(&kill.reason, &kill.message);
                 let _ = evicted_tx.send(Some(Evicted {
                     message: kill.message,
