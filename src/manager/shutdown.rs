@@ -128,6 +128,11 @@ pub async fn run(cfg: ShutdownConfig, deps: Arc<Deps>, restart: mpsc::Sender<Str
                     .pods()
                     .into_iter()
                     .filter_map(|p| {
+                        // Pods that finished have nothing to stop.
+                        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                        if !matches!(phase, Some("Running" | "Pending")) {
+                            return None;
+                        }
                         let uid = p.metadata.uid.clone()?;
                         let critical = crate::pressure::is_critical(p.spec.as_ref());
                         Some((uid, critical))
