@@ -5,8 +5,10 @@
 //! changes cpu and memory resources resizes the running pod in place when the kubelet's
 //! rules for API pods allow it (`worker::resize`): its worker then serves the new UID.
 
+pub mod pressure;
 mod record;
 mod revisions;
+pub mod shutdown;
 mod updates;
 
 use std::collections::HashMap;
@@ -68,6 +70,9 @@ pub struct Manager {
     last_snapshot: Option<Snapshot>,
     /// Auto-update and rollback (hostlet extensions; `updates.rs`).
     updates: updates::Updates,
+    /// Pods the node stopped on its own (eviction, shutdown) to run again: their
+    /// workers are stopped and, as they are still declared, started anew.
+    node_restarts: Option<mpsc::Receiver<String>>,
 }
 
 impl Manager {
@@ -82,6 +87,7 @@ impl Manager {
             desired: HashMap::new(),
             last_snapshot: None,
             updates,
+            node_restarts: None,
         }
     }
 
@@ -105,7 +111,18 @@ impl Manager {
                     None => std::future::pending().await,
                 }
             };
+            let node_restart = async {
+                match self.node_restarts.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(uid) = node_restart => {
+                    if let Some(e) = self.workers.get(&uid) {
+                        let _ = e.stop.send(true);
+                    }
+                }
                 Some(req) = requests => {
                     self.updates.start_check(&self.deps, &self.desired, req.dry_run, Some(req.reply))
                 }
@@ -222,6 +239,12 @@ impl Manager {
     ) -> Self {
         self.updates.requests = Some(requests);
         self.updates.interval = interval.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Restarts the pods whose UIDs arrive on `rx` (the node stopped them on its own).
+    pub fn with_node_restarts(mut self, rx: mpsc::Receiver<String>) -> Self {
+        self.node_restarts = Some(rx);
         self
     }
 

@@ -4,10 +4,12 @@
 //! phase, containers by state, restarts) is read from it at scrape time.
 
 mod histogram;
+mod node;
 mod probes;
 mod text;
 mod updates;
 
+pub use node::{eviction, shutdown_stop};
 pub use probes::{ProbeLabels, ProbeSeries};
 pub use updates::{auto_update, rollback};
 
@@ -174,6 +176,7 @@ pub fn render(status: &StatusStore) -> String {
     counters(&mut out, r);
     updates::render(&mut out);
     probes::render(&mut out);
+    node::render(&mut out, status);
     let h = lock(&r.hist);
     h.pull.render(
         &mut out,

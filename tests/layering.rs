@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
     // the agent's two faces: the diff of desired pods vs workers, and the HTTP API
     &["manager", "api"],
     // one task per pod: its life from image pull to the last container's exit
-    &["worker", "update"],
+    &["worker", "update", "pressure", "shutdown"],
     // what a worker uses for one step of a pod
     &["image", "bundle", "probe"],
     // the pod's shared namespaces and /etc files (the bundle points containers at them)

@@ -181,11 +181,17 @@ pub fn handle(status: &StatusStore, req: &Request) -> Response {
     let parts: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
     match parts.as_slice() {
         ["healthz"] => {
-            if status.synced() {
-                Response::text(200, "text/plain; charset=utf-8", "ok")
+            let (code, body) = if status.synced() {
+                (200, "ok")
             } else {
-                Response::text(503, "text/plain; charset=utf-8", "sources not synced yet")
-            }
+                (503, "sources not synced yet")
+            };
+            let body = if req.query.split('&').any(|q| q == "verbose") {
+                verbose_health(status, body)
+            } else {
+                body.to_string()
+            };
+            Response::text(code, "text/plain; charset=utf-8", body)
         }
         ["metrics"] => Response::text(
             200,
@@ -202,6 +208,25 @@ pub fn handle(status: &StatusStore, req: &Request) -> Response {
             req.path
         )),
     }
+}
+
+/// `/healthz?verbose`: the sources' state, then the node's conditions, one a line
+/// (`DiskPressure False KubeletHasNoDiskPressure: message`), then the verdict.
+fn verbose_health(status: &StatusStore, verdict: &str) -> String {
+    let mut out = String::new();
+    let sign = if status.synced() { '+' } else { '-' };
+    out += &format!("[{sign}]sources {verdict}\n");
+    for c in status.node_conditions() {
+        out += &format!(
+            "{} {} {}: {}\n",
+            c.type_,
+            c.status,
+            c.reason.unwrap_or_default(),
+            c.message.unwrap_or_default()
+        );
+    }
+    out += verdict;
+    out
 }
 
 fn pod_list(items: Vec<Pod>) -> List<Pod> {
@@ -236,6 +261,30 @@ mod tests {
         assert_eq!(v["reason"], "NotFound");
         assert_eq!(get(&st, "/nope").status, 404);
         assert_eq!(get(&st, "/metrics").status, 200);
+    }
+
+    #[test]
+    fn verbose_health_lists_the_node_conditions() {
+        let st = StatusStore::new();
+        st.set_synced();
+        st.set_node_condition("DiskPressure", true, "KubeletHasDiskPressure", "low");
+        st.set_node_condition("PIDPressure", false, "KubeletHasSufficientPID", "fine");
+        let h = get(&st, "/healthz?verbose");
+        assert_eq!(h.status, 200);
+        assert_eq!(
+            String::from_utf8(h.body).unwrap(),
+            "[+]sources ok\nDiskPressure True KubeletHasDiskPressure: low\nPIDPressure False KubeletHasSufficientPID: fine\nok"
+        );
+        assert_eq!(get(&st, "/healthz").body, b"ok");
+        let m = String::from_utf8(get(&st, "/metrics").body).unwrap();
+        assert!(
+            m.contains("hostlet_node_condition{condition=\"DiskPressure\"} 1\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("hostlet_node_condition{condition=\"PIDPressure\"} 0\n"),
+            "{m}"
+        );
     }
 
     #[tokio::test]

@@ -134,6 +134,39 @@ pub struct RunArgs {
     /// updated (24h, 6h …); default: only on `hostlet auto-update`
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub auto_update_interval: Option<Duration>,
+    /// Hard eviction thresholds (SIGNAL<QUANTITY or SIGNAL<PERCENT%, comma-separated) on
+    /// memory.available, nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree, pid.available; default: the kubelet's, which any value replaces
+    #[arg(
+        long,
+        value_name = "SIGNAL<VALUE,...",
+        overrides_with = "eviction_hard"
+    )]
+    pub eviction_hard: Option<String>,
+    /// Soft eviction thresholds, acted on once met for their --eviction-soft-grace-period
+    #[arg(long, value_name = "SIGNAL<VALUE,...", default_value = "")]
+    pub eviction_soft: String,
+    /// How long each soft threshold must be met before pods are evicted (SIGNAL=DURATION,...)
+    #[arg(long, value_name = "SIGNAL=DURATION,...", default_value = "")]
+    pub eviction_soft_grace_period: String,
+    /// How much more than its threshold a signal must have again before its pressure ends
+    /// (SIGNAL=QUANTITY,...)
+    #[arg(long, value_name = "SIGNAL=VALUE,...", default_value = "")]
+    pub eviction_minimum_reclaim: String,
+    /// How long a pressure condition stays after its thresholds stop being met; evicted
+    /// pods restart once it is gone
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub eviction_pressure_transition_period: Duration,
+    /// Longest grace period (seconds) of a pod evicted for a soft threshold
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub eviction_max_pod_grace_period: u32,
+    /// How long a node shutdown is delayed to stop pods (a logind inhibitor lock);
+    /// 0 turns graceful node shutdown off
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub shutdown_grace_period: Duration,
+    /// The part of --shutdown-grace-period kept for critical pods, stopped last
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub shutdown_grace_period_critical_pods: Duration,
 }
 
 pub(super) fn cidr(s: &str) -> Result<String, String> {
@@ -238,11 +271,35 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
         "no pod source: give --pod-manifest-path or --manifest-url (or staticPodPath or staticPodURL in --config)"
     );
     let image_args = args.images.clone();
+    let pressure = crate::manager::pressure::PressureConfig {
+        thresholds: crate::pressure::thresholds::thresholds(&crate::pressure::ThresholdFlags {
+            hard: args.eviction_hard.clone(),
+            soft: args.eviction_soft.clone(),
+            soft_grace: args.eviction_soft_grace_period.clone(),
+            min_reclaim: args.eviction_minimum_reclaim.clone(),
+        })?,
+        transition: args.eviction_pressure_transition_period,
+        max_pod_grace: Duration::from_secs(args.eviction_max_pod_grace_period.into()),
+        interval: args.housekeeping_interval,
+        image_min_age: args.images.image_gc_min_age,
+    };
+    anyhow::ensure!(
+        args.shutdown_grace_period_critical_pods <= args.shutdown_grace_period,
+        "--shutdown-grace-period-critical-pods ({:?}) must not exceed --shutdown-grace-period ({:?})",
+        args.shutdown_grace_period_critical_pods,
+        args.shutdown_grace_period
+    );
+    let shutdown = crate::manager::shutdown::ShutdownConfig {
+        period: args.shutdown_grace_period,
+        critical: args.shutdown_grace_period_critical_pods,
+    };
     let node_args = NodeArgs {
+        shutdown,
         kube_reserved: args.kube_reserved.clone(),
         system_reserved: args.system_reserved.clone(),
         housekeeping_interval: args.housekeeping_interval,
         orphan_cgroup_sweep: args.orphan_cgroup_sweep,
+        pressure,
     };
     let auto_update_interval = args.auto_update_interval;
     let cfg = args.into_config()?;
@@ -267,6 +324,8 @@ struct NodeArgs {
     system_reserved: crate::cgroups::Reserved,
     housekeeping_interval: Duration,
     orphan_cgroup_sweep: bool,
+    pressure: crate::manager::pressure::PressureConfig,
+    shutdown: crate::manager::shutdown::ShutdownConfig,
 }
 
 /// How often the QoS cgroups are rewritten besides pod changes (the kubelet's
@@ -337,6 +396,7 @@ async fn agent(
         objects: Default::default(),
         userns,
         user_namespaces_default: cfg.user_namespaces_default,
+        node_kills: Default::default(),
     });
     pod_network_check(&deps);
     tasks.spawn("cni dirs watch", deps.network.watch());
@@ -364,7 +424,20 @@ async fn agent(
     }
     let leftovers = crate::runtime::Leftovers::new(adopted, &deps.layout.pods());
     let (updates_tx, updates_rx) = tokio::sync::mpsc::channel(4);
-    let manager = Manager::new(deps, leftovers).with_auto_update(updates_rx, auto_update_interval);
+    let (restart_tx, restart_rx) = tokio::sync::mpsc::channel(16);
+    tasks.spawn(
+        "node pressure",
+        crate::manager::pressure::monitor(node_args.pressure, deps.clone(), restart_tx.clone()),
+    );
+    if node_args.shutdown.enabled() {
+        tasks.spawn(
+            "node shutdown",
+            crate::manager::shutdown::run(node_args.shutdown, deps.clone(), restart_tx),
+        );
+    }
+    let manager = Manager::new(deps, leftovers)
+        .with_auto_update(updates_rx, auto_update_interval)
+        .with_node_restarts(restart_rx);
     tasks.spawn("manager", manager.run(rx));
     let api = crate::api::bind(&cfg.root_dir, cfg.read_only_port)
         .await

@@ -51,6 +51,16 @@ const SCALARS: &[(&str, &str)] = &[
     ("cgroupRoot", "cgroup_root"),
     ("resolvConf", "resolv_conf"),
     ("podCIDR", "pod_cidr"),
+    (
+        "evictionPressureTransitionPeriod",
+        "eviction_pressure_transition_period",
+    ),
+    ("evictionMaxPodGracePeriod", "eviction_max_pod_grace_period"),
+    ("shutdownGracePeriod", "shutdown_grace_period"),
+    (
+        "shutdownGracePeriodCriticalPods",
+        "shutdown_grace_period_critical_pods",
+    ),
     // hostlet's own (no KubeletConfiguration field does this)
     ("autoUpdateInterval", "auto_update_interval"),
 ];
@@ -169,6 +179,33 @@ pub fn parse(text: &str) -> Result<FileFlags, ParseError> {
                     out.flags.push((flag, pairs.join(",")));
                 }
             }
+            // Eviction thresholds: maps of signal to value, as the flags'
+            // `nodefs.available<10%` (thresholds) or `nodefs.available=1m` (the others).
+            "evictionHard"
+            | "evictionSoft"
+            | "evictionSoftGracePeriod"
+            | "evictionMinimumReclaim" => {
+                let Value::Mapping(m) = v else {
+                    return Err(bad("a map of eviction signals to values"));
+                };
+                let op = if key.ends_with("Hard") || key.ends_with("Soft") {
+                    "<"
+                } else {
+                    "="
+                };
+                let pairs = m
+                    .iter()
+                    .map(|(name, q)| Some(format!("{}{op}{}", name.as_str()?, scalar(q)?)))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("a map of eviction signals to values"))?;
+                let flag = match key {
+                    "evictionHard" => "eviction_hard",
+                    "evictionSoft" => "eviction_soft",
+                    "evictionSoftGracePeriod" => "eviction_soft_grace_period",
+                    _ => "eviction_minimum_reclaim",
+                };
+                out.flags.push((flag, pairs.join(",")));
+            }
             "crashLoopBackOff" => {
                 let Value::Mapping(c) = v else {
                     return Err(bad("an object"));
@@ -226,6 +263,16 @@ systemReserved:
 rotateCertificates: true
 resolvConf: /run/systemd/resolve/resolv.conf
 podCIDR: 10.99.0.0/16
+evictionHard: {nodefs.available: 5%, imagefs.available: 1Gi}
+evictionSoft:
+  nodefs.available: 15%
+evictionSoftGracePeriod:
+  nodefs.available: 1m30s
+evictionMinimumReclaim: {nodefs.available: 500Mi}
+evictionPressureTransitionPeriod: 30s
+evictionMaxPodGracePeriod: 20
+shutdownGracePeriod: 30s
+shutdownGracePeriodCriticalPods: 10s
 "#;
 
     #[test]
@@ -249,6 +296,17 @@ podCIDR: 10.99.0.0/16
         assert!(has("system_reserved", "memory=1Gi"));
         assert!(has("resolv_conf", "/run/systemd/resolve/resolv.conf"));
         assert!(has("pod_cidr", "10.99.0.0/16"));
+        assert!(has(
+            "eviction_hard",
+            "nodefs.available<5%,imagefs.available<1Gi"
+        ));
+        assert!(has("eviction_soft", "nodefs.available<15%"));
+        assert!(has("eviction_soft_grace_period", "nodefs.available=1m30s"));
+        assert!(has("eviction_minimum_reclaim", "nodefs.available=500Mi"));
+        assert!(has("eviction_pressure_transition_period", "30s"));
+        assert!(has("eviction_max_pod_grace_period", "20"));
+        assert!(has("shutdown_grace_period", "30s"));
+        assert!(has("shutdown_grace_period_critical_pods", "10s"));
         let mut ignored = f.ignored.clone();
         ignored.sort();
         assert_eq!(

@@ -2,6 +2,7 @@
 //! write transitions here; the API and the CLI read it. Nothing here changes state.
 
 mod log_drops;
+mod node;
 mod phase;
 mod resize;
 mod revisions;
@@ -63,6 +64,8 @@ struct Inner {
     host_ip: Option<String>,
     /// `namespace/name` → the condition of its last rolled-back revision.
     rolled_back: BTreeMap<String, k8s_openapi::api::core::v1::PodCondition>,
+    /// The node's pressure conditions, once the eviction monitor has looked.
+    node_conditions: Vec<k8s_openapi::api::core::v1::NodeCondition>,
 }
 
 fn time(ts: &str) -> Option<Time> {
@@ -122,6 +125,15 @@ impl StatusStore {
 
     pub fn set_host_ip(&self, ip: Option<String>) {
         self.with(|i| i.host_ip = ip)
+    }
+
+    /// Sets the node condition `type_` (DiskPressure, ...).
+    pub fn set_node_condition(&self, type_: &str, on: bool, reason: &str, message: &str) {
+        self.with(|i| node::set(&mut i.node_conditions, type_, on, reason, message))
+    }
+
+    pub fn node_conditions(&self) -> Vec<k8s_openapi::api::core::v1::NodeCondition> {
+        self.with(|i| i.node_conditions.clone())
     }
 
     /// A pod worker started: every container is waiting to be created.

@@ -51,6 +51,67 @@ pub struct Deps<S: Services = Real> {
     pub userns: crate::userns::Pool,
     /// `--user-namespaces-default`.
     pub user_namespaces_default: bool,
+    /// Pods the node stops on its own: node-pressure eviction, node shutdown.
+    pub node_kills: NodeKills,
+}
+
+/// An eviction in force: its message, the grace period of the pod's containers, and
+/// whether it is recorded to outlast the agent (an emptyDir over its limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted {
+    pub message: String,
+    pub grace: std::time::Duration,
+    pub persist: bool,
+}
+
+/// Why and how the node stops a pod on its own (eviction, shutdown): the pod's status
+/// reason and message, and the grace period its containers get (the pod's own at most).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kill {
+    pub reason: String,
+    pub message: String,
+    pub grace: Duration,
+    /// Set by the pod's worker once its containers are gone and its host resources freed.
+    pub done: bool,
+}
+
+/// The pods the node is stopping on its own, by UID: the manager sets and withdraws
+/// them, each pod's worker follows its own entry. A withdrawn kill lets the pod run
+/// again once its worker is restarted.
+#[derive(Default)]
+pub struct NodeKills {
+    tx: watch::Sender<BTreeMap<String, Kill>>,
+}
+
+impl NodeKills {
+    pub fn kill(&self, uid: &str, kill: Kill) {
+        self.tx.send_modify(|m| {
+            m.insert(uid.to_string(), kill);
+        });
+    }
+    /// Withdraws the kill of `uid`; whether there was one.
+    pub fn release(&self, uid: &str) -> bool {
+        self.tx.send_if_modified(|m| m.remove(uid).is_some())
+    }
+    pub fn get(&self, uid: &str) -> Option<Kill> {
+        self.tx.borrow().get(uid).cloned()
+    }
+    pub fn all(&self) -> BTreeMap<String, Kill> {
+        self.tx.borrow().clone()
+    }
+    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<String, Kill>> {
+        self.tx.subscribe()
+    }
+    /// The pod's worker has stopped its containers and freed what it held.
+    pub fn done(&self, uid: &str) {
+        self.tx.send_if_modified(|m| match m.get_mut(uid) {
+            Some(k) if !k.done => {
+                k.done = true;
+                true
+            }
+            _ => false,
+        });
+    }
 }
 
 /// The latest ConfigMaps and Secrets, shared by the manager (who publishes each
@@ -118,8 +179,8 @@ pub struct PodCtx<S: Services> {
     /// terminationGracePeriodSeconds, at least [`rules::MIN_GRACE`]; see [`PodCtx::grace`].
     pub grace: Duration,
     pub restart_policy: RestartPolicy,
-    /// The eviction message once the pod is evicted (eviction::guard).
-    pub evicted: watch::Receiver<Option<String>>,
+    /// The eviction once the pod is evicted or killed by the node (eviction::guard).
+    pub evicted: watch::Receiver<Option<Evicted>>,
     /// In-place resizes (`resizer`): the spec they brought, the containers they restart.
     pub resized: watch::Sender<Resized>,
 }
@@ -135,8 +196,11 @@ pub struct Resized {
 impl<S: Services> PodCtx<S> {
     /// The grace period of a stop now (shorter once the pod is evicted).
     pub fn grace(&self) -> Duration {
-        let evicted = self.evicted.borrow().is_some();
-        rules::stop_grace(self.grace, evicted)
+        let evicted = self.evicted.borrow().as_ref().map(|e| e.grace);
+        match evicted {
+            Some(g) => g.min(self.grace).max(rules::MIN_GRACE),
+            None => self.grace,
+        }
     }
 
     /// The pod's init containers and app containers.

@@ -71,8 +71,8 @@ pub async fn run_pod<S: Services>(
         // Boxed, as the other phases below: each lives in the task only while it runs.
         Box::pin(pod::run_containers(ctx, adopted, run_stop)).await;
         let evicted = evicted.borrow().clone();
-        if let Some(message) = evicted {
-            Box::pin(eviction::hold(&pod, &pod_dir, &deps, &message, &mut stop)).await;
+        if let Some(e) = evicted {
+            Box::pin(eviction::hold(&pod, &pod_dir, &deps, &e, &mut stop)).await;
         }
         watch_stop.abort();
         resizer.abort();
@@ -209,7 +209,14 @@ fn pod_ctx<S: Services>(
 ) -> (PodCtx<S>, watch::Receiver<bool>) {
     let spec = pod.pod.spec.as_ref();
     let interval = deps.housekeeping_interval;
-    let (run_stop, evicted) = eviction::guard(pod, &volumes, interval, life.clone(), stop.clone());
+    let (run_stop, evicted) = eviction::guard(
+        pod,
+        &volumes,
+        interval,
+        life.clone(),
+        stop.clone(),
+        &deps.node_kills,
+    );
     let ctx = PodCtx {
         log_dir: crate::logs::pod_log_dir(
             &deps.pod_logs_dir,

@@ -10,6 +10,11 @@
 //! disk emptyDir of a static pod is not enforced there. hostlet enforces it. The evicted
 //! pod stays `Failed`, without restarts, until its manifest changes (a new UID) or goes
 //! away; a marker in the pod directory keeps it so across agent restarts.
+//!
+//! The node stops pods on its own the same way (node-pressure eviction, node shutdown:
+//! [`NodeKills`]): the pod is reported with the kill's reason and message, its containers
+//! get the kill's grace period, what it held on the host is freed, and it waits, without
+//! a marker, until the manager restarts it or its manifest goes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +24,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::watch;
 
-use super::deps::{stopped, Deps};
+pub use super::deps::Evicted;
+use super::deps::{stopped, Deps, Kill, NodeKills};
 use super::host_resources;
 use super::services::{Services, StatusSink};
 use super::states::PodLife;
@@ -64,6 +70,18 @@ pub fn limits(pod: &Pod, volumes: &BTreeMap<String, PathBuf>) -> Vec<EmptyDirLim
             })
         })
         .collect()
+}
+
+/// Resolves with the kill of `uid` once the node sets one.
+async fn node_kill(mut kills: watch::Receiver<BTreeMap<String, Kill>>, uid: &str) -> Kill {
+    loop {
+        if let Some(k) = kills.borrow_and_update().get(uid) {
+            return k.clone();
+        }
+        if kills.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The kubelet's message (emptyDirMessageFmt, trailing space included).
@@ -130,10 +148,12 @@ pub(super) fn guard<St: StatusSink>(
     interval: std::time::Duration,
     life: PodLife<St>,
     mut stop: watch::Receiver<bool>,
-) -> (watch::Receiver<bool>, watch::Receiver<Option<String>>) {
+    kills: &NodeKills,
+) -> (watch::Receiver<bool>, watch::Receiver<Option<Evicted>>) {
     let (run_tx, run_rx) = watch::channel(*stop.borrow());
     let (evicted_tx, evicted_rx) = watch::channel(None);
     let limits = limits(&pod.pod, volumes);
+    let (kills, uid) = (kills.subscribe(), pod.uid.clone());
     tokio::spawn(async move {
         let over_limit = async {
             if limits.is_empty() {
@@ -152,7 +172,20 @@ pub(super) fn guard<St: StatusSink>(
             message = over_limit => {
                 tracing::warn!(reason = REASON, message = %message.trim_end(), "evicting pod");
                 life.evicted(REASON, &message);
-                let _ = evicted_tx.send(Some(message));
+                let _ = evicted_tx.send(Some(Evicted {
+                    message,
+                    grace: super::rules::MIN_GRACE,
+                    persist: true,
+                }));
+            }
+            kill = node_kill(kills, &uid) => {
+                tracing::warn!(reason = %kill.reason, why = %kill.message.trim_end(), grace_s = kill.grace.as_secs(), "the node stops the pod");
+                life.evicted(&kill.reason, &kill.message);
+                let _ = evicted_tx.send(Some(Evicted {
+                    message: kill.message,
+                    grace: kill.grace,
+                    persist: false,
+                }));
             }
         }
         let _ = run_tx.send(true);
@@ -161,17 +194,19 @@ pub(super) fn guard<St: StatusSink>(
 }
 
 /// After an eviction stopped the containers: frees what the pod held on the host (its
-/// cgroup, sandbox and volume data), records the eviction, and waits for the pod to be
-/// stopped (its manifest changed or went away).
+/// cgroup, sandbox and volume data), records the eviction when it persists, and waits for
+/// the pod to be stopped (its manifest changed or went away, or the node restarts it).
 pub(super) async fn hold<S: Services>(
     pod: &StaticPod,
     pod_dir: &Path,
     deps: &Arc<Deps<S>>,
-    message: &str,
+    evicted: &Evicted,
     stop: &mut watch::Receiver<bool>,
 ) {
-    if let Err(e) = std::fs::write(pod_dir.join(MARKER), message) {
-        tracing::warn!(error = %e, "recording the eviction");
+    if evicted.persist {
+        if let Err(e) = std::fs::write(pod_dir.join(MARKER), &evicted.message) {
+            tracing::warn!(error = %e, "recording the eviction");
+        }
     }
     let (p, uid, dir, d) = (
         pod.pod.clone(),
@@ -189,6 +224,7 @@ pub(super) async fn hold<S: Services>(
         }
     })
     .await;
+    deps.node_kills.done(&pod.uid);
     stopped(stop).await;
 }
 

@@ -453,6 +453,7 @@ pub fn deps(dir: &std::path::Path, runtime: FakeRuntime, status: FakeStatus) -> 
             .expect("the default pool"),
         user_namespaces_default: false,
         objects: Default::default(),
+        node_kills: Default::default(),
         network: crate::network::Network::new(crate::network::Options {
             conf_dir: dir.join("cni/conf"),
             bin_dirs: vec![dir.join("cni/bin")],

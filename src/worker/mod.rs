@@ -51,7 +51,7 @@ mod tests;
 
 pub(crate) use container::container_id;
 pub use container::BUNDLE_BUILDS;
-pub use deps::{Deps, HandleOf, ObjectStore};
+pub use deps::{Deps, HandleOf, Kill, NodeKills, ObjectStore};
 pub use driver::{run_pod, stop_orphan};
 pub use resize::{decide as decide_resize, Decision as ResizeDecision};
 pub use rules::RestartPolicy;

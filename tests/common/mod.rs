@@ -517,6 +517,9 @@ impl Agent {
             .arg(&dirs.logs)
             .args(["--hostname-override", NODE_NAME])
             .args(["--file-check-frequency", "1s"])
+            // The kubelet's default eviction thresholds would act on a shared test host
+            // with little free disk; tests of eviction set their own.
+            .arg("--eviction-hard=")
             .args(dirs.net.args());
         match &dirs.cgroup_root {
             Some(root) => cmd.args(["--cgroup-root", root]),

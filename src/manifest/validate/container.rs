@@ -166,6 +166,11 @@ pub(super) fn resources(
             match name.as_str() {
                 "cpu" => parsed[k][0] = quantity(q, &field, parse_cpu_millis, errors),
                 "memory" => parsed[k][1] = quantity(q, &field, parse_memory_bytes, errors),
+                // Node-pressure eviction ranks pods by usage over this request; an
+                // ephemeral-storage limit (per-pod eviction) is not implemented.
+                "ephemeral-storage" if kind == "requests" => {
+                    quantity(q, &field, parse_memory_bytes, errors);
+                }
                 n if n.starts_with(crate::manifest::quantity::HUGEPAGES_PREFIX) => {
                     super::hugepages::check_value(n, q, &field, errors)
                 }
