@@ -286,10 +286,24 @@ pub(crate) fn write_hugetlb(
     for part in rel.trim_start_matches('/').split('/') {
         delegate_hugetlb(&dir)?;
         dir = dir.join(part);
+        // StartTransientUnit answers once the job is queued; systemd makes the slice's
+        // cgroup when the job runs, later on a busy host (seen in the VM under load:
+        // `hugetlb.2MB.max: No such file or directory`).
+        wait_for_dir(&dir, SLICE_REALIZED);
     }
     hugepages::write_v2(&dir, values)?;
     // The container scopes below a pod slice need the controller too.
     delegate_hugetlb(&dir)
+}
+
+/// How long a started slice may take to get its cgroup directory.
+const SLICE_REALIZED: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn wait_for_dir(dir: &Path, limit: std::time::Duration) {
+    let end = std::time::Instant::now() + limit;
+    while !dir.is_dir() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn delegate_hugetlb(dir: &Path) -> Result<(), CgroupError> {

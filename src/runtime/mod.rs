@@ -19,8 +19,8 @@ mod monitors;
 mod oom;
 pub mod proc;
 pub mod teardown;
-mod userns;
 mod terminal;
+mod userns;
 
 use std::path::PathBuf;
 
