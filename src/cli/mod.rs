@@ -15,6 +15,7 @@ pub mod pull;
 pub mod render;
 pub mod rmi;
 pub mod run;
+mod run_args;
 pub mod sandbox;
 pub mod validate;
 pub mod version;

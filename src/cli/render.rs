@@ -44,7 +44,7 @@ pub struct RenderArgs {
     pub cni_bin_dir: String,
     /// As for `hostlet run`: the built-in network's pod addresses; default: the config
     /// file's podCIDR, else 10.87.0.0/16
-    #[arg(long, value_name = "CIDR", value_parser = super::run::cidr)]
+    #[arg(long, value_name = "CIDR", value_parser = super::run_args::cidr)]
     pub pod_cidr: Option<String>,
     /// Print the pod network's CNI config instead (the list in use, where it comes from,
     /// whether its plugins are there, and each plugin's ADD config as hostlet pipes it)
