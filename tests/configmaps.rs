@@ -20,22 +20,6 @@ fn secret(name: &str, password: &str) -> String {
     format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  password: {password}\n")
 }
 
-fn hostlet(root: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .arg(args[0])
-        .arg("--root-dir")
-        .arg(root)
-        .args(&args[1..])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// The pod's directory under the root dir (the only pod of the test).
 fn pod_dir(f: &Fixture) -> std::path::PathBuf {
     f.wait("the pod directory", || {
@@ -188,10 +172,10 @@ spec:
     // The secret value is nowhere the operator looks.
     let root = f.dirs.root.clone();
     let mut seen = vec![("agent log", log)];
-    let (ok, inspect) = hostlet(&root, &["inspect", "cmpod"]);
+    let (ok, inspect) = hostlet_cli(&root, &["inspect", "cmpod"]);
     assert!(ok, "{inspect}");
     seen.push(("inspect", inspect));
-    let (ok, pods) = hostlet(&root, &["pods", "-o", "json"]);
+    let (ok, pods) = hostlet_cli(&root, &["pods", "-o", "json"]);
     assert!(ok, "{pods}");
     seen.push(("status api", pods));
     let addr = format!("127.0.0.1:{port}");
@@ -202,7 +186,7 @@ spec:
     seen.push(("read-only /pods", api_pods));
     let manifest = f.dirs.manifests.join("pod.yaml");
     let manifest = manifest.to_str().unwrap();
-    let (ok, render) = hostlet(
+    let (ok, render) = hostlet_cli(
         &root,
         &[
             "render",
@@ -244,7 +228,7 @@ spec:
     );
     write_manifest(&f.dirs, "pod.yaml", &pod);
     let status = f.wait("CreateContainerConfigError in the status", || {
-        let (ok, out) = hostlet(&f.dirs.root, &["pods", "-o", "json"]);
+        let (ok, out) = hostlet_cli(&f.dirs.root, &["pods", "-o", "json"]);
         (ok && out.contains("CreateContainerConfigError")).then_some(out)
     });
     assert!(
@@ -259,7 +243,7 @@ spec:
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\ndata: {other: x}\n",
     );
     f.wait("the missing key in the status", || {
-        let (ok, out) = hostlet(&f.dirs.root, &["pods", "-o", "json"]);
+        let (ok, out) = hostlet_cli(&f.dirs.root, &["pods", "-o", "json"]);
         (ok && out.contains("couldn't find key level in ConfigMap default/later")).then_some(())
     });
     write_manifest(&f.dirs, "cm.yaml", &config_map("later", "x"));

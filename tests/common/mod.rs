@@ -235,6 +235,24 @@ impl Drop for Registry {
 }
 
 /// Whether the drills' long profile runs (`HOSTLET_DRILLS=long`, RELIABILITY.md).
+/// `hostlet SUBCOMMAND --root-dir ROOT ARGS…` (the flag right after the subcommand, so it
+/// never lands after an `exec … --`): (success, stdout then stderr).
+pub fn hostlet_cli(root: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .arg(args[0])
+        .arg("--root-dir")
+        .arg(root)
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 pub fn long() -> bool {
     std::env::var("HOSTLET_DRILLS").is_ok_and(|v| v == "long")
 }
