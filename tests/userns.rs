@@ -70,6 +70,22 @@ fn root_inside_is_the_pods_own_range_outside() {
     let pid = std::process::id();
     let mut f = Fixture::with_args(&["--user-namespaces-default"]);
     let img = f.image();
+    if std::path::Path::new("/run/systemd/system").exists() {
+        // Under systemd the agent uses the systemd cgroup driver, with which hostlet
+        // refuses user-namespaced pods for now (README): the refusal must name why.
+        let marker = format!("userns-refused-{pid}");
+        write_manifest(
+            &f.dirs,
+            "a.yaml",
+            &pod_yaml("a", &img, &marker, "  hostUsers: false\n", ""),
+        );
+        f.log_has("hostUsers: false is not supported with the systemd cgroup driver yet");
+        assert!(
+            find_pids_by_cmdline(&marker).is_empty(),
+            "a refused pod runs"
+        );
+        return;
+    }
     let vol = f.dirs.base.join("vol");
     fs::create_dir_all(&vol).unwrap();
     // A host user's file shows as that user's inside; another range's root-only file
