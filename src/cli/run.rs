@@ -263,7 +263,7 @@ fn node(
     cfg: &AgentConfig,
     node_args: &NodeArgs,
 ) -> (crate::node::NodeInfo, crate::cgroups::Allocatable) {
-    let node = crate::node::NodeInfo {
+    let mut node = crate::node::NodeInfo {
         seccomp_default: cfg.seccomp_default,
         pod_max_pids: cfg.pod_max_pids,
         ..crate::node::NodeInfo::detect(cfg.node_name.clone(), &cfg.root_dir)
@@ -276,8 +276,12 @@ fn node(
                 "AppArmor profile loaded"
             ),
             Ok(false) => {}
+            // A host whose kernel has AppArmor but no apparmor_parser (an appliance built
+            // without the `apparmor` package) cannot load profiles: containers run without
+            // one, as on a host without AppArmor, instead of all failing to start.
             Err(e) => {
-                tracing::warn!(error = %e, "containers that get RuntimeDefault will fail to start")
+                tracing::warn!(error = %e, "AppArmor profiles cannot be loaded (install the apparmor package); containers run unconfined and pods asking for a profile are refused");
+                node.apparmor = false;
             }
         }
     }
