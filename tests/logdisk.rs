@@ -9,7 +9,6 @@ mod common;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -35,18 +34,6 @@ spec:
     command: ["sh", "-c", {script:?}]
 "#
     )
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 struct Flood {
@@ -228,7 +215,7 @@ impl Flood {
 #[test]
 fn a_full_log_disk_costs_lines_not_memory_and_logging_resumes() {
     let flood = Flood::start("flood", "exec yes flooding-the-log-disk", &[], |logs| {
-        run(
+        run_ok(
             "mount",
             &[
                 "-t",
@@ -246,7 +233,7 @@ fn a_full_log_disk_costs_lines_not_memory_and_logging_resumes() {
     assert!(message.contains("No space left on device"), "{message}");
 
     // Space returns: logging resumes by itself, starting with the drop record.
-    run(
+    run_ok(
         "mount",
         &[
             "-o",
@@ -294,8 +281,8 @@ fn a_read_only_log_dir_bounds_the_live_file_and_logging_resumes() {
     let d = dir.to_str().unwrap();
     // A read-only bind mount over the directory: the open log file stays writable (it
     // belongs to the mount underneath), but rotation can rename and create nothing.
-    run("mount", &["--bind", d, d]);
-    run("mount", &["-o", "remount,bind,ro", d]);
+    run_ok("mount", &["--bind", d, d]);
+    run_ok("mount", &["-o", "remount,bind,ro", d]);
     let (_, message) = flood.drops_reported(true);
     assert!(message.contains("Read-only file system"), "{message}");
     let live = dir.join("0.log");
@@ -307,7 +294,7 @@ fn a_read_only_log_dir_bounds_the_live_file_and_logging_resumes() {
     flood.monitor_memory_bounded_over(Duration::from_secs(2));
     flood.still_running();
 
-    run("umount", &[d]);
+    run_ok("umount", &[d]);
     let record = flood.resumed_with("steady-line-");
     assert!(record.contains("Read-only file system"), "{record}");
     flood.drops_reported(false);

@@ -12,24 +12,12 @@ use std::process::Command;
 
 use common::*;
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A 64 MiB tmpfs under the test's base dir, with the root and logs dirs in it (the
 /// fixture's paths become symlinks into it; the test dirs' cleanup detaches it).
 fn small_fs(dirs: &AgentDirs) {
     let small = dirs.base.join("small");
     fs::create_dir_all(&small).unwrap();
-    run(
+    run_ok(
         "mount",
         &[
             "-t",

@@ -235,6 +235,19 @@ impl Drop for Registry {
 }
 
 /// Whether the drills' long profile runs (`HOSTLET_DRILLS=long`, RELIABILITY.md).
+/// Runs `cmd ARGS…` and fails the test, with its stderr, unless it succeeds.
+pub fn run_ok(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `hostlet SUBCOMMAND --root-dir ROOT ARGS…` (the flag right after the subcommand, so it
 /// never lands after an `exec … --`): (success, stdout then stderr).
 pub fn hostlet_cli(root: &Path, args: &[&str]) -> (bool, String) {
