@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -359,7 +359,7 @@ fn fork_bomb_under_pod_max_pids() {
         &f.dirs,
         "b.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: b}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {}\n    resources: {{limits: {{cpu: 200m, memory: 128Mi}}}}\n    command: [sh, -c, 'while :; do sleep 1000 & done', {marker}]\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: b}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {}\n    resources: {{limits: {{cpu: 200m, memory: 128Mi}}}}\n    command: [sh, -c, 'while :; do sh -c \"while :; do sleep 1000 & done\"; done', {marker}]\n",
             f.image()
         ),
     );
@@ -380,15 +380,37 @@ fn fork_bomb_under_pod_max_pids() {
             .unwrap_or(0)
     };
     let limit: u64 = read_num("pids.max");
-    // busybox sh exits when a fork fails, so the bomb crash-loops: each round grows to the
-    // limit, its PID 1 gives up, the kernel kills the rest, the agent starts it again.
+    // busybox sh exits when a fork fails: the inner shell is the bomb and dies at the limit,
+    // its sleeps stay, and the outer one forks a new bomb into the one pid it freed, so the
+    // pod sits at its limit with forks refused all along instead of crash-looping (a round
+    // that peaked and died between two samples once hid the limit from this drill).
+    // The kernel counts each fork refused by pids.max in pids.events: cgroup v1 in the
+    // forking (container) cgroup, v2 in the limiting (pod) one.
+    let refused_forks = || -> u64 {
+        let events = |dir: &Path| -> u64 {
+            fs::read_to_string(dir.join("pids.events"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("max ").and_then(|n| n.trim().parse().ok()))
+                })
+                .unwrap_or(0)
+        };
+        let children = fs::read_dir(&pids_dir).into_iter().flatten().flatten();
+        events(&pids_dir)
+            + children
+                .filter(|e| e.path().is_dir())
+                .map(|e| events(&e.path()))
+                .sum::<u64>()
+    };
     let started = Instant::now();
     let (mut peak, mut samples, mut host_spawn_failures) = (0, 0, 0);
     let (mut slowest_api_ms, mut api_failures) = (0, 0);
-    while started.elapsed() < Duration::from_secs(secs) || peak + 2 < max {
+    while started.elapsed() < Duration::from_secs(secs) || (peak + 2 < max && refused_forks() == 0)
+    {
         assert!(
             started.elapsed() < Duration::from_secs(secs + 60),
-            "the bomb never reached its limit (peak {peak})"
+            "the bomb never reached its limit (peak {peak}, no fork refused in pids.events)"
         );
         for _ in 0..20 {
             peak = peak.max(read_num("pids.current"));
@@ -403,6 +425,7 @@ fn fork_bomb_under_pod_max_pids() {
             _ => api_failures += 1,
         }
     }
+    let refused = refused_forks();
     let t = Instant::now();
     remove_manifest(&f.dirs, "b.yaml");
     f.gone(&marker);
@@ -416,7 +439,7 @@ fn fork_bomb_under_pod_max_pids() {
             .then_some(())
     });
     println!(
-        "DRILL fork_bomb pids_max={limit} peak={peak} samples={samples} secs={secs} host_spawn_failures={host_spawn_failures} api_failures={api_failures} slowest_api_ms={slowest_api_ms} stop_ms={}",
+        "DRILL fork_bomb pids_max={limit} peak={peak} refused_forks={refused} samples={samples} secs={secs} host_spawn_failures={host_spawn_failures} api_failures={api_failures} slowest_api_ms={slowest_api_ms} stop_ms={}",
         t.elapsed().as_millis()
     );
     let raw = fs::read_to_string(pids_dir.join("pids.max")).unwrap_or_default();
