@@ -440,8 +440,15 @@ fn registry_faults_then_recovery() {
             || waiting_reason().filter(|r| r == "ErrImagePull" || r == "ImagePullBackOff"),
         );
         errors_reported += usize::from(!reason.is_empty());
-        // Back-off is 10 s, then 20 s: the healed registry is met on a retry.
-        let limit = Duration::from_secs(15 + 20 * rounds as u64);
+        // The image back-off doubles from 10 s after each failed pull, and each retry of a
+        // stalled body waits out the read timeout again, before the healed registry is met.
+        let backoffs = 10 * ((1u64 << rounds) - 1);
+        let stalls = if matches!(fault, Fault::Stalled) {
+            30 * (rounds as u64 - 1)
+        } else {
+            0
+        };
+        let limit = Duration::from_secs(backoffs + stalls + 30);
         wait_until(
             limit,
             &format!("{fault:?}: the pod running after the registry healed"),
