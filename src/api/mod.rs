@@ -26,6 +26,28 @@ pub fn socket_path(root_dir: &Path) -> PathBuf {
     root_dir.join(SOCKET)
 }
 
+/// A listening socket at `path` that is private (0600) from its first instant. Linux
+/// gives the socket file the mode of the unbound socket's inode less the umask, so the
+/// mode is set on the socket before `bind`; changing the umask instead would be
+/// process-wide, and workers already running would create pod dirs and volumes under it.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    nix::sys::stat::fchmod(
+        fd.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )?;
+    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    socket::listen(&fd, Backlog::MAXCONN)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{path}: {source}")]
@@ -67,12 +89,7 @@ pub async fn bind(root_dir: &Path, read_only_port: Option<u16>) -> Result<Server
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
         _ => {}
     }
-    // Bind under a umask that leaves the socket private from its first instant, then
-    // make the mode explicit.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let unix = UnixListener::bind(&path);
-    nix::sys::stat::umask(old);
-    let unix = unix.map_err(err)?;
+    let unix = bind_private(&path).map_err(err)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     let tcp = match read_only_port {
         Some(port) => Some(
@@ -242,6 +259,19 @@ mod tests {
 
     fn get(status: &StatusStore, path: &str) -> Response {
         handle(status, &Request::get(path))
+    }
+
+    /// The socket file is born 0600 under the usual 022 umask (a plain bind gives 0755).
+    #[tokio::test]
+    async fn socket_is_private_from_its_first_instant() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _l = bind_private(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
     }
 
     #[test]
