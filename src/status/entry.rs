@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::log_drops::{self, LogDrops};
 use super::phase::{self, pod_phase, PodPhase};
-use super::resize;
+use super::{pod_resources, resize};
+use crate::cgroups::PodLimits;
 use crate::manifest::StaticPod;
 
 /// Which list of the pod spec a container belongs to.
@@ -36,6 +37,8 @@ pub(super) struct PodEntry {
     pub pod_ips: Vec<String>,
     /// An in-place resize being applied.
     pub resizing: Option<resize::Resizing>,
+    /// The limits the pod cgroup has, once the worker made it.
+    pub cgroup: Option<PodLimits>,
 }
 
 pub(super) fn last_app_start(p: &PodEntry) -> Option<Timestamp> {
@@ -86,7 +89,10 @@ pub(super) fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
             .collect();
         (p.pod_ips.first().cloned(), (!ips.is_empty()).then_some(ips))
     };
+    let (allocated_resources, resources) = pod_resources::of(&p.pod.pod, p.cgroup.as_ref());
     pod.status = Some(PodStatus {
+        allocated_resources,
+        resources,
         phase: Some(phase.as_str().into()),
         conditions: Some({
             let mut c = phase::conditions(&spec, &init, &app, p.started, phase);

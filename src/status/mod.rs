@@ -5,6 +5,7 @@ mod entry;
 mod log_drops;
 mod node;
 mod phase;
+mod pod_resources;
 mod resize;
 mod revisions;
 
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::cgroups::PodLimits;
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
 
@@ -150,6 +152,7 @@ impl StatusStore {
             log_drops: Vec::new(),
             pod_ips: Vec::new(),
             resizing: None,
+            cgroup: None,
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
     }
@@ -174,6 +177,15 @@ impl StatusStore {
             if let Some(p) = i.pods.get_mut(uid) {
                 p.pod = spec.clone();
                 p.resizing = progress.map(|pr| resize::Resizing::of(pr, p.resizing.as_ref()));
+            }
+        })
+    }
+
+    /// The limits the pod cgroup has now: made, or resized in place.
+    pub fn pod_cgroup(&self, uid: &str, limits: &PodLimits) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.cgroup = Some(limits.clone());
             }
         })
     }
