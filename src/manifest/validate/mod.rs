@@ -141,17 +141,22 @@ fn host_users(spec: &PodSpec, errors: &mut Vec<FieldError>) {
             ));
         }
     }
-    let all = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    for c in all {
-        if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
-            errors.push(FieldError::new(
-                format!("container {:?}: securityContext.privileged", c.name),
-                "forbidden when `hostUsers` is false",
-            ));
+    let lists = [
+        ("containers", &spec.containers[..]),
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+    ];
+    for (list, containers) in lists {
+        for (i, c) in containers.iter().enumerate() {
+            if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
+                // A field path, so the refusal is located in the manifest.
+                errors.push(FieldError::new(
+                    format!("spec.{list}[{i}].securityContext.privileged"),
+                    "forbidden when `hostUsers` is false",
+                ));
+            }
         }
     }
 }
