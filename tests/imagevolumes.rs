@@ -109,3 +109,95 @@ fn an_image_volume_is_read_only_noexec_with_subpath_and_a_pull_failure_waits() {
     remove_manifest(&f.dirs, "imgvol.yaml");
     f.gone(&format!("imgvol-{pid}"));
 }
+
+/// Pushes, as `layered-PID`, the test image with a second layer that overrides
+/// `/etc/group`, deletes `/etc/passwd` and `/root` (whiteouts) and adds `/added/new.txt`.
+fn push_two_layer_image(f: &Fixture, pid: u32) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let bundle = tmp.path().join("bundle");
+    let (l, b) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
+    run_ok("cp", &["-a", test_image_layout().to_str().unwrap(), l]);
+    run_ok("umoci", &["unpack", "--image", &format!("{l}:test"), b]);
+    let root = bundle.join("rootfs");
+    std::fs::write(root.join("etc/group"), "overridden\n").unwrap();
+    std::fs::remove_file(root.join("etc/passwd")).unwrap();
+    std::fs::remove_dir_all(root.join("root")).unwrap();
+    std::fs::create_dir(root.join("added")).unwrap();
+    std::fs::write(root.join("added/new.txt"), "added\n").unwrap();
+    let tagged = format!("{l}:layered");
+    run_ok("umoci", &["repack", "--image", &tagged, b]);
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci:{tagged}")])
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = manifest["layers"].as_array().map_or(0, Vec::len);
+    assert_eq!(layers, 2, "{manifest:#}");
+    let image = f.reg.image(&format!("layered-{pid}"));
+    run_ok(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{tagged}"),
+            &format!("docker://{image}"),
+        ],
+    );
+    image
+}
+
+#[test]
+fn a_multi_layer_image_volume_shows_the_merged_layers_read_only() {
+    let f = Fixture::new();
+    let img = f.image();
+    let pid = std::process::id();
+    let layered = push_two_layer_image(&f, pid);
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: layered}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: data
+    image: {{reference: "{layered}", pullPolicy: IfNotPresent}}
+  containers:
+  - name: app
+    image: {img}
+    command:
+    - sh
+    - -c
+    - |
+      echo "group=$(cat /data/etc/group)"
+      echo "added=$(cat /data/added/new.txt)"
+      test -e /data/etc/passwd && echo passwd-present || echo passwd-gone
+      test -e /data/root && echo root-present || echo root-gone
+      test -f /data/bin/busybox && echo lower-ok
+      ls -a /data/etc /data | grep -q '^\.wh\.' && echo whiteout-visible
+      echo x > /data/etc/group 2>/dev/null && echo write-ok || echo write-refused
+      touch /data/new 2>/dev/null && echo create-ok || echo create-refused
+      echo done; while :; do sleep 1; done
+    - layered-{pid}
+    volumeMounts:
+    - {{name: data, mountPath: /data}}
+"#
+    );
+    write_manifest(&f.dirs, "layered.yaml", &yaml);
+    let text = f.output("layered", "app", "done").join("\n");
+    for want in [
+        "group=overridden",
+        "added=added",
+        "passwd-gone",
+        "root-gone",
+        "lower-ok",
+        "write-refused",
+        "create-refused",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(!text.contains("whiteout-visible"), "{text}");
+    remove_manifest(&f.dirs, "layered.yaml");
+    f.gone(&format!("layered-{pid}"));
+}

@@ -174,4 +174,38 @@ spec:
     }
     // The downward API gives a container without limits the pod's.
     assert_eq!(f.output("podres", "a", "mem=")[0], "mem=64 cpu=500");
+    // The pod status reports the pod-level allocation and what the pod cgroup has, as the
+    // kubelet does (PodStatus.allocatedResources, PodStatus.resources).
+    let st = f.pod_status("podres").expect("status of podres");
+    assert_eq!(st["allocatedResources"]["cpu"], "250m", "{st:#}");
+    assert_eq!(st["allocatedResources"]["memory"], "64Mi", "{st:#}");
+    let r = &st["resources"];
+    assert_eq!(r["requests"]["cpu"], "250m", "{st:#}");
+    assert_eq!(r["requests"]["memory"], "64Mi", "{st:#}");
+    assert_eq!(r["limits"]["cpu"], "500m", "{st:#}");
+    assert_eq!(r["limits"]["memory"], "64Mi", "{st:#}");
+    // A pod-level cpu limit edited in place: the pod cgroup and its status follow, the
+    // containers keep running.
+    write_manifest(
+        &f.dirs,
+        "podres.yaml",
+        &yaml.replace("cpu: 500m", "cpu: 750m"),
+    );
+    let st = f.wait("the pod status reports the resized pod cgroup", || {
+        let st = f.pod_status("podres")?;
+        (st["resources"]["limits"]["cpu"] == "750m").then_some(st)
+    });
+    assert_eq!(st["resources"]["limits"]["memory"], "64Mi", "{st:#}");
+    assert_eq!(st["allocatedResources"]["cpu"], "250m", "{st:#}");
+    assert_eq!(pod_cgroup_limits(a).cpu_max, (Some(75_000), 100_000));
+    assert_eq!(
+        f.container_pid(&format!("podres-a-{pid}")),
+        a,
+        "not restarted"
+    );
+    assert_eq!(
+        f.container_pid(&format!("podres-b-{pid}")),
+        b,
+        "not restarted"
+    );
 }

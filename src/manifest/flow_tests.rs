@@ -58,3 +58,24 @@ fn type_errors_minified_json_and_missing_fields() {
     // Nothing to point at: the document's start.
     assert_eq!(shown("no-spec.yaml"), ["2:1: spec: required"]);
 }
+
+#[test]
+fn a_flow_document_without_anything_before_its_brace() {
+    // Not JSON (its keys are not quoted): YAML in flow style, as the kubelet reads it.
+    assert_eq!(
+        shown("bare.yaml"),
+        [
+            "1:40: metadata.name: \"Bare_Flow\" must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.'; at most 253 characters)",
+            "2:27: spec.restartPolicy: unsupported value \"Sometimes\": must be one of Always, OnFailure, Never",
+            "3:67: spec.initContainers[0].securityContext.privileged: forbidden when `hostUsers` is false",
+            "4:53: spec.containers[0].ports[0].containerPort: must be between 1 and 65535, inclusive",
+        ]
+    );
+    // A JSON document (its first key quoted) keeps JSON's error and location.
+    let path = std::path::Path::new("bad.json");
+    let bytes = br#"{"apiVersion": "v1", "kind": "Pod",}"#;
+    let d = decode(path, bytes, "node1").unwrap_err().diagnostics(bytes);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].line, d[0].column), (Some(1), Some(36)), "{d:?}");
+    assert!(d[0].message.contains("trailing comma"), "{d:?}");
+}

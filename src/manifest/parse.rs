@@ -6,15 +6,25 @@ use std::path::Path;
 use super::depth;
 use super::{jsonpath, locate_or_start, FieldError, ManifestError};
 
-/// The document as a generic value, and whether it was written as JSON.
+/// The document as a generic value, and whether it was written as JSON. A document that
+/// opens with `{` but is not JSON is YAML in flow style (`{apiVersion: v1, …}`), which the
+/// kubelet reads as YAML too (`yaml.ToJSON`); its error is JSON's only when its first key
+/// is quoted as JSON's are.
 pub(super) fn parse_value(
     path: &Path,
     bytes: &[u8],
 ) -> Result<(serde_json::Value, bool), ManifestError> {
-    let is_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let value = if is_json {
-        serde_json::from_slice(bytes).map_err(|e| json_error(path, &e))?
-    } else if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
+    let mut rest = bytes.iter().skip_while(|b| b.is_ascii_whitespace());
+    if rest.next() == Some(&b'{') {
+        match serde_json::from_slice(bytes) {
+            Ok(value) => return Ok((value, true)),
+            Err(e) if rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'"') => {
+                return Err(json_error(path, &e))
+            }
+            Err(_) => {}
+        }
+    }
+    let value = if depth::too_deep(bytes, depth::MAX_FLOW_DEPTH) {
         return Err(ManifestError::Invalid {
             path: path.to_path_buf(),
             errors: vec![FieldError::new(
@@ -25,7 +35,7 @@ pub(super) fn parse_value(
     } else {
         serde_yaml::from_slice(bytes).map_err(|e| yaml_error(path, &e))?
     };
-    Ok((value, is_json))
+    Ok((value, false))
 }
 
 /// The typed document of `bytes` (already parsed into `value`), errors named by field.

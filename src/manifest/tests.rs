@@ -579,7 +579,7 @@ fn unsupported_fields() {
         (
             "hostUsers: false",
             "securityContext: {privileged: true}",
-            "container \"main\": securityContext.privileged: forbidden when `hostUsers` is false",
+            "spec.containers[0].securityContext.privileged: forbidden when `hostUsers` is false",
         ),
         (
             "automountServiceAccountToken: true",

@@ -5,11 +5,13 @@
 
 pub mod file;
 mod list;
+mod manifest_file;
 pub mod merge;
 pub mod security;
 pub mod url;
 
-pub use list::{is_manifest_name, MAX_MANIFEST_SIZE};
+pub use list::is_manifest_name;
+pub use manifest_file::MAX_MANIFEST_SIZE;
 
 use std::sync::Arc;
 

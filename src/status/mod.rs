@@ -1,9 +1,11 @@
 //! What every pod and container is doing, in the Kubernetes `PodStatus` shape. Workers
 //! write transitions here; the API and the CLI read it. Nothing here changes state.
 
+mod entry;
 mod log_drops;
 mod node;
 mod phase;
+mod pod_resources;
 mod resize;
 mod revisions;
 
@@ -13,43 +15,20 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, ContainerUser, LinuxContainerUser, Pod, PodIP, PodStatus,
+    ContainerStatus, ContainerUser, LinuxContainerUser, Pod,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::cgroups::PodLimits;
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
 
+pub use entry::Kind;
+use entry::{last_app_start, render, PodEntry};
 pub use log_drops::{LogDrops, CONDITION as LOG_DROPS_CONDITION};
 pub use phase::{pod_phase, PodPhase};
 pub use resize::{ResizeProgress, IN_PROGRESS as RESIZE_IN_PROGRESS_CONDITION};
 pub use revisions::CONDITION as ROLLED_BACK_CONDITION;
-
-/// Which list of the pod spec a container belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
-    Init,
-    App,
-}
-
-#[derive(Debug, Clone)]
-struct PodEntry {
-    /// Shared with the pod's worker, not a copy.
-    pod: Arc<StaticPod>,
-    started: Timestamp,
-    /// In spec order, init containers first. A Vec, not a map: a B-tree node holds room
-    /// for eleven ContainerStatus (~7.8 KB) even for the usual one container.
-    containers: Vec<(Kind, ContainerStatus)>,
-    terminating_since: Option<Timestamp>,
-    /// Set when the pod was evicted: (reason, message); the phase is then Failed.
-    evicted: Option<(String, String)>,
-    /// Containers whose log lines were dropped; empty for nearly every pod.
-    log_drops: Vec<LogDrops>,
-    /// The pod network's addresses (CNI ADD result); empty for hostNetwork pods.
-    pod_ips: Vec<String>,
-    /// An in-place resize being applied.
-    resizing: Option<resize::Resizing>,
-}
 
 /// Shared, cheap to clone; every method takes a short lock.
 #[derive(Debug, Clone, Default)]
@@ -173,6 +152,7 @@ impl StatusStore {
             log_drops: Vec::new(),
             pod_ips: Vec::new(),
             resizing: None,
+            cgroup: None,
         };
         self.with(|i| i.pods.insert(sp.uid.clone(), entry));
     }
@@ -197,6 +177,15 @@ impl StatusStore {
             if let Some(p) = i.pods.get_mut(uid) {
                 p.pod = spec.clone();
                 p.resizing = progress.map(|pr| resize::Resizing::of(pr, p.resizing.as_ref()));
+            }
+        })
+    }
+
+    /// The limits the pod cgroup has now: made, or resized in place.
+    pub fn pod_cgroup(&self, uid: &str, limits: &PodLimits) {
+        self.with(|i| {
+            if let Some(p) = i.pods.get_mut(uid) {
+                p.cgroup = Some(limits.clone());
             }
         })
     }
@@ -490,75 +479,4 @@ impl StatusStore {
                 && p.metadata.name.as_deref() == Some(name)
         })
     }
-}
-
-fn last_app_start(p: &PodEntry) -> Option<Timestamp> {
-    let mut last = p.started;
-    let mut any = false;
-    for (kind, c) in &p.containers {
-        if *kind != Kind::App {
-            continue;
-        }
-        let s = c.state.as_ref()?;
-        let at = s
-            .running
-            .as_ref()
-            .and_then(|r| r.started_at.as_ref())
-            .or_else(|| s.terminated.as_ref().and_then(|t| t.started_at.as_ref()))?;
-        last = last.max(at.0);
-        any = true;
-    }
-    any.then_some(last)
-}
-
-fn render(p: &PodEntry, host_ip: Option<String>) -> Pod {
-    let mut pod = p.pod.pod.clone();
-    let spec = pod.spec.clone().unwrap_or_default();
-    // Spec order, as the kubelet reports.
-    let list = |kind: Kind| -> Vec<ContainerStatus> {
-        p.containers
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, c)| c.clone())
-            .collect()
-    };
-    let mut init = list(Kind::Init);
-    let mut app = list(Kind::App);
-    resize::fill(&spec, &mut init);
-    resize::fill(&spec, &mut app);
-    let phase = match p.evicted {
-        Some(_) => PodPhase::Failed,
-        None => pod_phase(&spec, &init, &app),
-    };
-    let (pod_ip, pod_ips) = if spec.host_network.unwrap_or(false) {
-        (host_ip.clone(), None)
-    } else {
-        let ips: Vec<PodIP> = p
-            .pod_ips
-            .iter()
-            .map(|ip| PodIP { ip: ip.clone() })
-            .collect();
-        (p.pod_ips.first().cloned(), (!ips.is_empty()).then_some(ips))
-    };
-    pod.status = Some(PodStatus {
-        phase: Some(phase.as_str().into()),
-        conditions: Some({
-            let mut c = phase::conditions(&spec, &init, &app, p.started, phase);
-            c.extend(log_drops::condition(&p.log_drops));
-            c.extend(p.resizing.as_ref().map(resize::Resizing::condition));
-            c
-        }),
-        host_ip,
-        pod_ip,
-        pod_ips,
-        start_time: Some(Time(p.started)),
-        init_container_statuses: (!init.is_empty()).then_some(init),
-        container_statuses: Some(app),
-        reason: p.evicted.as_ref().map(|e| e.0.clone()),
-        message: p.evicted.as_ref().map(|e| e.1.clone()),
-        ..Default::default()
-    });
-    // What `kubectl get` reads to print Terminating.
-    pod.metadata.deletion_timestamp = p.terminating_since.map(Time);
-    pod
 }

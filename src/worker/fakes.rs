@@ -381,6 +381,7 @@ impl StatusSink for FakeStatus {
             PodReport::Terminating => "pod Terminating".to_string(),
             PodReport::Ips(ips) => format!("pod Ips {ips:?}"),
             PodReport::Resize { progress, .. } => format!("pod Resize {progress:?}"),
+            PodReport::Cgroup(l) => format!("pod Cgroup {:?}", l.memory),
         };
         g.0.push(text);
     }

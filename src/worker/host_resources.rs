@@ -34,7 +34,9 @@ pub(super) fn prepare<S: Services>(
     let cg = PodCgroup::under(deps.node_cgroups.root(), pod, uid);
     // The pod cgroup first: the pause process is started in it.
     if let Some(h) = &deps.cgroups {
-        cgroups::create(h, &cg, &cgroups::pod_limits(pod, deps.node.pod_max_pids))?;
+        let limits = cgroups::pod_limits(pod, deps.node.pod_max_pids);
+        cgroups::create(h, &cg, &limits)?;
+        deps.status.pod(uid, PodReport::Cgroup(&limits));
     }
     let fresh_netns = sandbox::missing(&files, Shared::of(pod)).net;
     ensure_sandbox_blocking(pod, &cg, &files, deps)?;

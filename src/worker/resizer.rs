@@ -59,6 +59,10 @@ pub(super) fn follow<S: Services>(
                         tracing::info!("pod resized in place");
                         ctx.life.resize(&spec, None);
                         report_resources(&ctx, &spec, &plan);
+                        if plan.pod_level && ctx.deps.cgroups.is_some() {
+                            let max_pids = ctx.deps.node.pod_max_pids;
+                            ctx.life.pod_cgroup(&pod_limits(&spec.pod, max_pids));
+                        }
                     }
                     Ok(Some(why)) => {
                         tracing::info!(reason = "Error", message = %why, retry_in_s = RETRY.as_secs(), "pod resize in progress");

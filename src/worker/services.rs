@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::cgroups::PodLimits;
 use crate::image::{Image, ImageError, ImageStore, Keyring, PullPolicy};
 use crate::manifest::StaticPod;
 use crate::probe::Checker;
@@ -77,6 +78,8 @@ pub enum PodReport<'a> {
         spec: &'a Arc<StaticPod>,
         progress: Option<ResizeProgress<'a>>,
     },
+    /// The limits the pod cgroup has now: made, or resized in place.
+    Cgroup(&'a PodLimits),
 }
 
 /// What happened to one container, for its status.
@@ -198,6 +201,7 @@ impl StatusSink for StatusStore {
             PodReport::Terminating => self.pod_terminating(uid),
             PodReport::Removed => self.pod_removed(uid),
             PodReport::Resize { spec, progress } => self.pod_resize(uid, spec, progress),
+            PodReport::Cgroup(limits) => self.pod_cgroup(uid, limits),
         }
     }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::rules::{Outcome, Role};
 use super::services::{ContainerReport, PodReport, ResizeProgress, StatusSink};
+use crate::cgroups::PodLimits;
 use crate::manifest::StaticPod;
 use crate::runtime::ExitRecord;
 use crate::status::Kind;
@@ -165,6 +166,11 @@ impl<St: StatusSink> PodLife<St> {
         tracing::info!(in_progress = progress.is_some(), "pod resize");
         self.status
             .pod(&self.uid, PodReport::Resize { spec, progress });
+    }
+
+    /// The limits the pod cgroup has after a resize in place.
+    pub fn pod_cgroup(&self, limits: &PodLimits) {
+        self.status.pod(&self.uid, PodReport::Cgroup(limits));
     }
 
     /// The resources container `name`'s cgroup has after a resize in place.
