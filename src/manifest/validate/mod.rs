@@ -14,6 +14,7 @@ use super::{resize_policy, restart_rules};
 mod container;
 mod groups_policy;
 mod hugepages;
+mod profiles;
 mod volumes;
 use container::validate_container;
 use volumes::validate_volumes;
@@ -80,6 +81,7 @@ fn pod_fields(spec: &PodSpec, value: &Value, errors: &mut Vec<FieldError>) {
     }
     check_fields(value, "spec", support::POD_SPEC, errors);
     groups_policy::validate(spec, errors);
+    profiles::validate(spec, errors);
     if let Some(res) = &spec.resources {
         container::resources(res, "spec", value, errors);
         super::pod_resources::validate(spec, errors);
