@@ -314,7 +314,10 @@ impl FaultServer {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
+            // Dropping the server stops it (also when a test panics); the deadline only
+            // bounds a leaked one. It must outlive the slowest drill: three stalled bodies
+            // and the back-off between them outlasted the 120 s it once was.
+            let deadline = Instant::now() + Duration::from_secs(30 * 60);
             while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((conn, _)) => {
