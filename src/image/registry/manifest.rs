@@ -40,6 +40,15 @@ pub enum ManifestError {
     Index(serde_json::Error),
     #[error("invalid image manifest: {0}")]
     Manifest(serde_json::Error),
+    /// registries.conf blocks the registry the image is named in (or a mirror's).
+    #[error("registry blocked by {path}: {entry} sets blocked = true")]
+    Blocked { entry: String, path: String },
+    /// A registries.conf location turned the name into something that is not a reference.
+    #[error("rewritten reference: {0}")]
+    Rewrite(String),
+    /// Every source (mirrors, then the primary) failed; each with its reason.
+    #[error("no source served the image: {}", .0.iter().map(|(s, e)| format!("{s}: {e}")).collect::<Vec<_>>().join("; "))]
+    Sources(Vec<(String, ManifestError)>),
 }
 
 const MANIFEST_TYPES: &[&str] = &[

@@ -14,6 +14,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::keyring::{Credential, Keyring};
+use super::mirrors::{self, RegistriesConf, Source};
 #[cfg(test)]
 pub use manifest::host_arch;
 pub use manifest::{host_platform, select_platform, ManifestError};
@@ -44,16 +45,20 @@ pub struct Registry {
     extra_roots: Vec<Vec<u8>>,
     credentials: Vec<PathBuf>,
     providers: Option<std::sync::Arc<super::provider::Providers>>,
+    /// Mirrors and blocked registries (registries.conf); empty: every name is its own source.
+    conf: RegistriesConf,
 }
 
 /// One pull's client, bound to the credential it authenticates with.
 pub struct Session {
     client: Client,
     auth: RegistryAuth,
-    /// The reference the registry is asked for.
+    /// The reference the registry is asked for (a mirror's, when a mirror serves).
     pub reference: Reference,
     /// Which credential served (`anonymous` or its origin), for logs.
     pub credential: String,
+    /// The source that served: `mirror <location>` or `primary <location>`.
+    pub served_by: String,
 }
 
 impl Registry {
@@ -64,19 +69,24 @@ impl Registry {
         extra_roots: Vec<Vec<u8>>,
         credentials: Vec<PathBuf>,
         providers: Option<std::sync::Arc<super::provider::Providers>>,
+        conf: RegistriesConf,
     ) -> Self {
         Self {
             insecure,
             extra_roots,
             credentials,
             providers,
+            conf,
         }
     }
 
-    fn client(&self) -> Client {
+    /// A client reaching the `insecure` registries, and `plain_http` too, over plain HTTP.
+    fn client(&self, plain_http: Option<&str>) -> Client {
         crate::tls::provider();
+        let mut insecure = self.insecure.clone();
+        insecure.extend(plain_http.map(str::to_string));
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
+            protocol: ClientProtocol::HttpsExcept(insecure),
             platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
             extra_root_certificates: self
                 .extra_roots
@@ -112,13 +122,87 @@ impl Registry {
         found
     }
 
-    /// Resolves `reference` with each matching credential in turn (anonymously when none
-    /// matches), as the kubelet tries every credential its keyring returns; the first that
-    /// works is the session the blobs are fetched with. Credentials are read afresh for
-    /// each pull (edited files apply at once).
+    /// Where `reference` may be pulled from, in order: its registries.conf entry's mirrors
+    /// that apply, then the primary; the name itself when no entry matches. A blocked entry
+    /// refuses the pull.
+    fn sources(&self, reference: &Reference) -> Result<Vec<Source>, ManifestError> {
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        let whole = reference.whole();
+        let own = || Source {
+            reference: whole.clone(),
+            location: reference.registry().to_string(),
+            insecure: false,
+            mirror: false,
+        };
+        let Some(entry) = self.conf.find(&name) else {
+            return Ok(vec![own()]);
+        };
+        if entry.blocked {
+            return Err(self.blocked(entry));
+        }
+        Ok(entry
+            .sources(&whole, reference.digest().is_some())
+            .unwrap_or_else(|| vec![own()]))
+    }
+
+    fn blocked(&self, entry: &mirrors::Entry) -> ManifestError {
+        ManifestError::Blocked {
+            entry: entry.describe(),
+            path: self
+                .conf
+                .path
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        }
+    }
+
+    /// Resolves `reference` from each of its sources in turn (mirrors first), as
+    /// containers/image does; the first that serves the manifest is the session the blobs
+    /// are fetched with. A single source's failure is returned as it is; several are listed.
     pub async fn open(
         &self,
         reference: &Reference,
+        secrets: &Keyring,
+    ) -> Result<(Session, Resolved), ManifestError> {
+        let sources = self.sources(reference)?;
+        let mut failures = Vec::new();
+        for source in &sources {
+            let target = match super::reference::parse(&source.reference) {
+                Ok(t) => t,
+                Err(e) => {
+                    failures.push((source.describe(), ManifestError::Rewrite(e.to_string())));
+                    continue;
+                }
+            };
+            // A mirror that is itself a blocked registry is never asked.
+            let name = format!("{}/{}", target.registry(), target.repository());
+            if let Some(entry) = self.conf.find(&name).filter(|e| e.blocked && source.mirror) {
+                failures.push((source.describe(), self.blocked(entry)));
+                continue;
+            }
+            match self.open_at(&target, source, secrets).await {
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    if sources.len() > 1 {
+                        tracing::info!(reference = %reference, source = %source.describe(), error = %e, "source did not serve the image");
+                    }
+                    failures.push((source.describe(), e));
+                }
+            }
+        }
+        if failures.len() == 1 {
+            return Err(failures.pop().expect("one failure").1);
+        }
+        Err(ManifestError::Sources(failures))
+    }
+
+    /// Resolves `reference` at one source with each matching credential in turn
+    /// (anonymously when none matches), as the kubelet tries every credential its keyring
+    /// returns. Credentials are read afresh for each pull (edited files apply at once).
+    async fn open_at(
+        &self,
+        reference: &Reference,
+        source: &Source,
         secrets: &Keyring,
     ) -> Result<(Session, Resolved), ManifestError> {
         let mut attempts: Vec<(RegistryAuth, String)> = self
@@ -130,19 +214,21 @@ impl Registry {
         if attempts.is_empty() {
             attempts.push((RegistryAuth::Anonymous, "anonymous".into()));
         }
+        let plain_http = source.insecure.then(|| reference.registry());
         let mut last = None;
         for (auth, credential) in attempts {
             // A client per credential: its token cache must not carry one credential's
             // tokens into another's attempt.
             let session = Session {
-                client: self.client(),
+                client: self.client(plain_http),
                 auth,
                 reference: reference.clone(),
                 credential,
+                served_by: source.describe(),
             };
             match session.resolve(reference).await {
                 Ok(resolved) => {
-                    tracing::debug!(reference = %reference, credential = %session.credential, "manifest resolved");
+                    tracing::debug!(reference = %reference, credential = %session.credential, served_by = %session.served_by, "manifest resolved");
                     return Ok((session, resolved));
                 }
                 Err(e) => {
@@ -176,4 +262,60 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         next = cause.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(conf: &str) -> Registry {
+        let path = std::path::Path::new("/etc/containers/registries.conf");
+        let conf = RegistriesConf::parse(path, conf).unwrap();
+        Registry::new(Vec::new(), Vec::new(), Vec::new(), None, conf)
+    }
+
+    #[tokio::test]
+    async fn a_blocked_registry_is_refused_before_any_request() {
+        let r = registry(
+            "[[registry]]\nprefix = \"quay.io/bad\"\nlocation = \"quay.io/bad\"\nblocked = true\n",
+        );
+        let reference = crate::image::reference::parse("quay.io/bad/app:1").unwrap();
+        let Err(e) = r.open(&reference, &Keyring::default()).await else {
+            panic!("a blocked registry was opened")
+        };
+        assert_eq!(
+            e.to_string(),
+            "registry blocked by /etc/containers/registries.conf: [[registry]] #1 (prefix \"quay.io/bad\") sets blocked = true"
+        );
+        let other = crate::image::reference::parse("quay.io/good/app:1").unwrap();
+        assert_eq!(r.sources(&other).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn mirrors_come_first_and_the_primary_last() {
+        let r = registry(
+            "[[registry]]\nlocation = \"docker.io\"\n[[registry.mirror]]\nlocation = \"10.0.0.5:5000/hub\"\ninsecure = true\n",
+        );
+        let reference = crate::image::reference::parse("busybox").unwrap();
+        let sources = r.sources(&reference).unwrap();
+        let shown: Vec<_> = sources
+            .iter()
+            .map(|s| (s.describe(), s.reference.as_str(), s.insecure))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "mirror 10.0.0.5:5000/hub".to_string(),
+                    "10.0.0.5:5000/hub/library/busybox:latest",
+                    true
+                ),
+                (
+                    "primary docker.io".to_string(),
+                    "docker.io/library/busybox:latest",
+                    false
+                ),
+            ]
+        );
+    }
 }
