@@ -434,3 +434,12 @@ registries = ["registry-b.com////", "registry-d.com", "registry-e.com", "registr
     let empty = conf("# unqualified-search-registries = [\"example.com\"]\n[aliases]\n\"x\" = \"docker.io/library/x\"\n");
     assert!(empty.entries.is_empty());
 }
+
+#[test]
+fn the_fuzz_seed_parses() {
+    let c = conf(include_str!("../../testdata/registries/registries.conf"));
+    let e = c.find("registry.example.com/ns/app").unwrap();
+    let s = e.sources("registry.example.com/ns/app:v1", false).unwrap();
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert!(c.find("a.b.example.org/x").unwrap().blocked);
+}
