@@ -353,7 +353,8 @@ fn waiting(f: &Fixture, pod: &str) -> Option<(String, String)> {
     Some((w["reason"].as_str()?.into(), w["message"].as_str()?.into()))
 }
 
-/// registries.conf (issue 18): with the primary stopped a mirror serves the pull; a
+/// registries.conf (issue 18): with the primary stopped the mirrors are tried in order and
+/// one serves the pull (a failing pull lists every source); a
 /// `digest-only` mirror serves digests but not tags; a blocked registry is refused with the
 /// entry named; a mirror that serves other content under a signed tag, with the real
 /// signature beside it, is caught by the signature check made for the name asked for.
@@ -419,6 +420,9 @@ fn mirrors_serve_pulls_but_cannot_substitute_signed_content() {
 location = "{p}"
 insecure = true
 [[registry.mirror]]
+location = "{dead}"
+insecure = true
+[[registry.mirror]]
 location = "{m}"
 insecure = true
 
@@ -448,6 +452,7 @@ blocked = true
     let marker = format!("mirrors-{}", std::process::id());
     let pods = [
         ("mirrored", format!("{p}/library/busybox:test")),
+        ("nowhere", format!("{p}/library/busybox:absent")),
         ("bytag", format!("{dead}/library/busybox:test")),
         ("bydigest", format!("{dead}/library/busybox@{entry_digest}")),
         ("blocked", "registry.blocked.test/app:1".to_string()),
@@ -472,6 +477,21 @@ blocked = true
         })
         .1
     };
+    // Every source tried, in order, each with its reason.
+    let message = refused("nowhere", "ErrImagePull");
+    let order: Vec<_> = [
+        format!("mirror {dead}:"),
+        format!("mirror {m}:"),
+        format!("primary {p}:"),
+    ]
+    .iter()
+    .map(|s| message.find(s.as_str()))
+    .collect();
+    assert!(
+        message.contains("no source served the image")
+            && order.windows(2).all(|w| w[0].is_some() && w[0] < w[1]),
+        "{message}"
+    );
     let message = refused("bytag", "ErrImagePull");
     assert!(
         message.contains(&dead) && !message.contains(&m),
@@ -508,9 +528,14 @@ blocked = true
         row(&format!("{dead}/library/busybox@")).ends_with(&format!("mirror {m}/library")),
         "{images}"
     );
+    // Records are per digest (this one shares `mirrored`'s): the pull's own log line says
+    // how it was verified.
+    let log = f.dirs.agent_log();
     assert!(
-        row(&format!("{p}/signed/ok:v1")).contains("sigstoreSigned"),
-        "{images}"
+        log.lines().any(|l| l.contains("pulled image")
+            && l.contains(&format!("reference={p}/signed/ok:v1 "))
+            && l.contains("verified=sigstoreSigned")),
+        "no sigstoreSigned pull of {p}/signed/ok:v1 in the agent log"
     );
     assert!(!images.contains("signed/app"), "{images}");
     for (name, _) in &pods {
