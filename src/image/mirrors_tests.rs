@@ -443,3 +443,18 @@ fn the_fuzz_seed_parses() {
     assert_eq!(s.len(), 2, "{s:?}");
     assert!(c.find("a.b.example.org/x").unwrap().blocked);
 }
+
+#[test]
+fn a_named_file_must_exist_and_unknown_keys_are_not_errors() {
+    let e = RegistriesConf::load(Some(Path::new("/nonexistent/registries.conf"))).unwrap_err();
+    assert_eq!(e.field, "file");
+    assert!(
+        e.to_string().starts_with(
+            "registries configuration /nonexistent/registries.conf: file: cannot read"
+        ),
+        "{e}"
+    );
+    // containers/image ignores keys it does not know (a newer file on an older tool).
+    let c = conf("future-setting = 1\n[[registry]]\nlocation = \"r.com\"\nnew-key = true\n[[registry.mirror]]\nlocation = \"m.com\"\nother = \"x\"\n");
+    assert_eq!(c.entries[0].mirrors.len(), 1);
+}
