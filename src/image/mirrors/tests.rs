@@ -437,7 +437,7 @@ registries = ["registry-b.com////", "registry-d.com", "registry-e.com", "registr
 
 #[test]
 fn the_fuzz_seed_parses() {
-    let c = conf(include_str!("../../testdata/registries/registries.conf"));
+    let c = conf(include_str!("../../../testdata/registries/registries.conf"));
     let e = c.find("registry.example.com/ns/app").unwrap();
     let s = e.sources("registry.example.com/ns/app:v1", false).unwrap();
     assert_eq!(s.len(), 2, "{s:?}");
