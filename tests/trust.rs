@@ -1,7 +1,8 @@
 //! Image trust (issue 18): cosign signatures made by a small signer that follows cosign's
 //! signature spec (simple-signing payload, ECDSA P-256 over it, the
 //! `dev.cosignproject.cosign/signature` annotation, the `sha256-<hex>.sig` tag) and pushed
-//! with skopeo; and policy scope matching cross-checked against `skopeo copy --policy`.
+//! with skopeo; policy scope matching cross-checked against `skopeo copy --policy`; and
+//! registries.conf mirrors, which serve pulls but cannot substitute signed content.
 
 mod common;
 #[path = "images_support/mod.rs"]
@@ -40,6 +41,19 @@ fn push_test_image(tag: &str, dst: &str, scratch: &Path) -> String {
 /// Signs `digest` as `identity` with `key` and pushes the signature as cosign does: an OCI
 /// manifest tagged `sha256-<hex>.sig` in `repo`, its one layer the payload.
 fn sign(addr: &str, repo: &str, identity: &str, digest: &str, key: &SigningKey, scratch: &Path) {
+    sign_beside(addr, repo, identity, digest, digest, key, scratch)
+}
+
+/// [`sign`], the signature pushed beside `beside` (a substitution when it is not `digest`).
+fn sign_beside(
+    addr: &str,
+    repo: &str,
+    identity: &str,
+    digest: &str,
+    beside: &str,
+    key: &SigningKey,
+    scratch: &Path,
+) {
     let payload = format!(
         r#"{{"critical":{{"identity":{{"docker-reference":"{identity}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
     );
@@ -74,7 +88,7 @@ fn sign(addr: &str, repo: &str, identity: &str, digest: &str, key: &SigningKey, 
         r#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    let tag = format!("sha256-{}.sig", &digest[7..]);
+    let tag = format!("sha256-{}.sig", &beside[7..]);
     skopeo_copy(
         &format!("oci:{}:sig", layout.display()),
         &format!("docker://{addr}/{repo}:{tag}"),
@@ -329,5 +343,240 @@ fn scope_matching_agrees_with_skopeo() {
     assert!(
         results.iter().any(|r| r.2) && results.iter().any(|r| !r.2),
         "{results:?}"
+    );
+}
+
+/// The waiting (reason, message) of the pod's first container.
+fn waiting(f: &Fixture, pod: &str) -> Option<(String, String)> {
+    let status = f.pod_status(pod)?;
+    let w = &status["containerStatuses"][0]["state"]["waiting"];
+    Some((w["reason"].as_str()?.into(), w["message"].as_str()?.into()))
+}
+
+/// registries.conf (issue 18): with the primary stopped the mirrors are tried in order and
+/// one serves the pull (a failing pull lists every source); a
+/// `digest-only` mirror serves digests but not tags; a blocked registry is refused with the
+/// entry named; a mirror that serves other content under a signed tag, with the real
+/// signature beside it, is caught by the signature check made for the name asked for.
+#[test]
+fn mirrors_serve_pulls_but_cannot_substitute_signed_content() {
+    let signer = key(7);
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let mirror = Registry::start();
+    let primary = Registry::start();
+    let (m, p) = (mirror.addr.clone(), primary.addr.clone());
+    let dead = format!("127.0.0.1:{}", free_port());
+
+    // Signed on the primary: `app` is the test image; the mirror serves `entry` under its tag
+    // with the primary's signature moved beside it, and `ok` with its signature.
+    let signed = push_test_image("test", &format!("{p}/signed/app:v1"), s);
+    sign(
+        &p,
+        "signed/app",
+        &format!("{p}/signed/app"),
+        &signed,
+        &signer,
+        s,
+    );
+    let swapped = push_test_image("entry", &format!("{m}/signed/app:v1"), s);
+    sign_beside(
+        &m,
+        "signed/app",
+        &format!("{p}/signed/app"),
+        &signed,
+        &swapped,
+        &signer,
+        s,
+    );
+    let ok = push_test_image("test", &format!("{m}/signed/ok:v1"), s);
+    sign(&m, "signed/ok", &format!("{p}/signed/ok"), &ok, &signer, s);
+    // Its own content, so that its image record is its own (records are per digest).
+    let entry_digest = push_test_image("entry", &format!("{m}/library/busybox:entry"), s);
+    drop(primary);
+
+    let pem = signer
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let key_path = s.join("cosign.pub");
+    fs::write(&key_path, &pem).unwrap();
+    let policy = s.join("policy.json");
+    fs::write(
+        &policy,
+        format!(
+            r#"{{"default": [{{"type": "insecureAcceptAnything"}}], "transports": {{"docker": {{"{p}/signed": [{{"type": "sigstoreSigned", "keyPath": "{}", "signedIdentity": {{"type": "matchRepository"}}}}]}}}}}}"#,
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let conf = s.join("registries.conf");
+    fs::write(
+        &conf,
+        format!(
+            r#"unqualified-search-registries = ["docker.io"]
+
+[[registry]]
+location = "{p}"
+insecure = true
+[[registry.mirror]]
+location = "{dead}"
+insecure = true
+[[registry.mirror]]
+location = "{m}"
+insecure = true
+
+[[registry]]
+prefix = "{dead}/library"
+location = "{dead}/library"
+insecure = true
+[[registry.mirror]]
+location = "{m}/library"
+insecure = true
+pull-from-mirror = "digest-only"
+
+[[registry]]
+location = "registry.blocked.test"
+blocked = true
+"#
+        ),
+    )
+    .unwrap();
+    let (policy_arg, conf_arg) = (policy.to_str().unwrap(), conf.to_str().unwrap());
+    let f = Fixture::with_args(&[
+        "--signature-policy",
+        policy_arg,
+        "--registries-conf",
+        conf_arg,
+    ]);
+    let marker = format!("mirrors-{}", std::process::id());
+    let pods = [
+        ("mirrored", format!("{p}/library/busybox:test")),
+        ("nowhere", format!("{p}/library/busybox:absent")),
+        ("bytag", format!("{dead}/library/busybox:test")),
+        ("bydigest", format!("{dead}/library/busybox@{entry_digest}")),
+        ("blocked", "registry.blocked.test/app:1".to_string()),
+        ("swapped", format!("{p}/signed/app:v1")),
+        ("signedok", format!("{p}/signed/ok:v1")),
+    ];
+    for (name, image) in &pods {
+        write_manifest(
+            &f.dirs,
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [\"sh\", \"-c\", \"echo {marker}-{name}; sleep 300; true\"]\n"
+            ),
+        );
+    }
+    for name in ["mirrored", "bydigest", "signedok"] {
+        f.container_pid(&format!("{marker}-{name}"));
+    }
+    let refused = |pod: &str, reason: &str| {
+        f.wait(&format!("{pod} refused with {reason}"), || {
+            waiting(&f, pod).filter(|(r, _)| r == reason)
+        })
+        .1
+    };
+    // Every source tried, in order, each with its reason.
+    let message = refused("nowhere", "ErrImagePull");
+    let order: Vec<_> = [
+        format!("mirror {dead}:"),
+        format!("mirror {m}:"),
+        format!("primary {p}:"),
+    ]
+    .iter()
+    .map(|s| message.find(s.as_str()))
+    .collect();
+    assert!(
+        message.contains("no source served the image")
+            && order.windows(2).all(|w| w[0].is_some() && w[0] < w[1]),
+        "{message}"
+    );
+    let message = refused("bytag", "ErrImagePull");
+    assert!(
+        message.contains(&dead) && !message.contains(&m),
+        "{message}"
+    );
+    let message = refused("blocked", "ErrImagePull");
+    assert!(
+        message.contains(&format!("registry blocked by {conf_arg}"))
+            && message
+                .contains("[[registry]] #3 (prefix \"registry.blocked.test\") sets blocked = true"),
+        "{message}"
+    );
+    let message = refused("swapped", "SignatureValidationFailed");
+    assert!(
+        message.contains(&format!(
+            "signed manifest {signed} is not the one pulled ({swapped})"
+        )),
+        "{message}"
+    );
+
+    let images = hostlet(&f.dirs.root, &["images", "-o", "wide"]).stdout;
+    let row = |r: &str| {
+        images
+            .lines()
+            .find(|l| l.starts_with(r))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row(&format!("{p}/library/busybox:test")).ends_with(&format!("mirror {m}")),
+        "{images}"
+    );
+    assert!(
+        row(&format!("{dead}/library/busybox@")).ends_with(&format!("mirror {m}/library")),
+        "{images}"
+    );
+    // Records are per digest (this one shares `mirrored`'s): the pull's own log line says
+    // how it was verified.
+    let log = f.dirs.agent_log();
+    assert!(
+        log.lines().any(|l| l.contains("pulled image")
+            && l.contains(&format!("reference={p}/signed/ok:v1 "))
+            && l.contains("verified=sigstoreSigned")),
+        "no sigstoreSigned pull of {p}/signed/ok:v1 in the agent log"
+    );
+    assert!(!images.contains("signed/app"), "{images}");
+    for (name, _) in &pods {
+        remove_manifest(&f.dirs, &format!("{name}.yaml"));
+    }
+    for name in ["mirrored", "bydigest", "signedok"] {
+        f.gone(&format!("{marker}-{name}"));
+    }
+
+    // `hostlet pull` says which source served; a bad file is refused naming the field.
+    let root = tempfile::tempdir().unwrap();
+    let pull = |conf: &str| {
+        let args = [
+            "pull",
+            "--signature-policy",
+            policy_arg,
+            "--registries-conf",
+            conf,
+        ];
+        hostlet(
+            root.path(),
+            &[&args[..], &[&format!("{p}/library/busybox:test")]].concat(),
+        )
+    };
+    let out = pull(conf_arg);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("served by: mirror {m}\n")),
+        "{}",
+        out.stdout
+    );
+    let bad = s.join("bad.conf");
+    fs::write(&bad, "[[registry]]\nlocation = \"r.test\"\n[[registry.mirror]]\nlocation = \"m.test\"\npull-from-mirror = \"sometimes\"\n").unwrap();
+    let out = pull(bad.to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(&format!(
+            "registries configuration {}: registry[1].mirror[1].pull-from-mirror: expected \"all\", \"digest-only\" or \"tag-only\", got \"sometimes\"",
+            bad.display()
+        )),
+        "{}",
+        out.stderr
     );
 }

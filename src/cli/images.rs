@@ -1,4 +1,5 @@
-//! `hostlet images`: the stored images (reference, digest, size, last used).
+//! `hostlet images`: the stored images (reference, digest, size, last used; with `-o wide`
+//! how each was verified and which registry source served it).
 
 use crate::image::ImageInfo;
 
@@ -7,7 +8,8 @@ use super::pull::StoreArgs;
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Output {
     Table,
-    /// The table with how the signature policy accepted each image
+    /// The table with how the signature policy accepted each image and which registry
+    /// source (mirror or primary) served it
     Wide,
     Json,
 }
@@ -40,6 +42,7 @@ fn table(images: &[ImageInfo], now: i64, wide: bool) -> String {
         "LAST USED".to_string(),
         "IN USE".to_string(),
         "VERIFIED".to_string(),
+        "SERVED BY".to_string(),
     ]];
     for i in images {
         let refs = if i.references.is_empty() {
@@ -59,10 +62,11 @@ fn table(images: &[ImageInfo], now: i64, wide: bool) -> String {
                 },
                 i.containers.len().to_string(),
                 i.verified.clone().unwrap_or_else(|| "-".into()),
+                i.served_by.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
     }
-    let columns = if wide { 6 } else { 5 };
+    let columns = if wide { 7 } else { 5 };
     let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -118,6 +122,7 @@ mod tests {
             last_used: 1000,
             containers: vec!["c1".into()],
             verified: Some("sigstoreSigned (localhost:5000/app)".into()),
+            served_by: Some("mirror 10.0.0.5:5000/hub".into()),
         };
         let t = table(std::slice::from_ref(&img), 1090, false);
         let lines: Vec<&str> = t.lines().collect();
@@ -132,9 +137,15 @@ mod tests {
         );
         assert!(lines[1].ends_with('1'), "{t}");
         let wide = table(&[img], 1090, true);
-        assert!(wide.lines().next().unwrap().ends_with("VERIFIED"), "{wide}");
         assert!(
-            wide.contains("1       sigstoreSigned (localhost:5000/app)"),
+            wide.lines()
+                .next()
+                .unwrap()
+                .ends_with("VERIFIED                             SERVED BY"),
+            "{wide}"
+        );
+        assert!(
+            wide.contains("1       sigstoreSigned (localhost:5000/app)  mirror 10.0.0.5:5000/hub"),
             "{wide}"
         );
     }

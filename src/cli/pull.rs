@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::image::mirrors::RegistriesConf;
 use crate::image::{ImageStore, PullPolicy, StoreOptions, DEFAULT_MAX_LAYER_SIZE};
 
 /// Where the store is and how registries are reached: shared by the image verbs.
@@ -30,6 +31,10 @@ pub struct StoreArgs {
     /// every image is accepted
     #[arg(long, value_name = "FILE")]
     pub signature_policy: Option<PathBuf>,
+    /// containers-registries.conf(5) (version 2): mirrors tried before a registry, blocked
+    /// registries; default /etc/containers/registries.conf when it exists
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -44,6 +49,7 @@ impl StoreArgs {
                 credentials: None,
                 providers: None,
                 policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
+                registries: RegistriesConf::load(self.registries_conf.as_deref())?,
             },
         )
         .with_context(|| format!("opening the image store in {}", images.display()))
@@ -123,6 +129,10 @@ pub struct RunImageArgs {
     /// every image is accepted
     #[arg(long, value_name = "FILE")]
     pub signature_policy: Option<PathBuf>,
+    /// containers-registries.conf(5) (version 2): mirrors tried before a registry, blocked
+    /// registries; default /etc/containers/registries.conf when it exists
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -151,6 +161,7 @@ impl RunImageArgs {
                 credentials: None,
                 providers: self.credential_providers()?,
                 policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
+                registries: RegistriesConf::load(self.registries_conf.as_deref())?,
             },
         )
         .context("opening the image store")
@@ -228,8 +239,11 @@ pub fn main(args: PullArgs) -> anyhow::Result<()> {
         }
         let image = result.map_err(|e| anyhow::anyhow!("{}: {e}", e.reason()))?;
         println!("{} {}", image.reference, image.digest);
-        let verified = store.list()?.into_iter().find(|i| i.digest == image.digest);
-        if let Some(v) = verified.and_then(|i| i.verified) {
+        let info = store.list()?.into_iter().find(|i| i.digest == image.digest);
+        if let Some(by) = info.as_ref().and_then(|i| i.served_by.clone()) {
+            println!("served by: {by}");
+        }
+        if let Some(v) = info.and_then(|i| i.verified) {
             println!("signature policy: {v}");
         }
         Ok(())

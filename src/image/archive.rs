@@ -184,6 +184,7 @@ impl ImageStore {
                     size,
                     index: index.clone(),
                     verified: verified.clone(),
+                    served_by: None,
                 };
                 self.record(None, &digest, Some(added), false).await?;
             }
@@ -192,6 +193,7 @@ impl ImageStore {
                     size,
                     index: index.clone(),
                     verified: verified.clone(),
+                    served_by: None,
                 };
                 self.record(Some(name), &digest, Some(added), false).await?;
             }

@@ -33,6 +33,9 @@ pub struct ImageInfo {
     /// The signature policy requirement that accepted it, when it was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<String>,
+    /// The registry source its last pull came from (`mirror <location>`, `primary <location>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 /// `--image-gc-high-threshold` / `--image-gc-low-threshold` and the minimum age.
@@ -97,6 +100,7 @@ impl ImageStore {
                 last_used: rec.last_used,
                 containers: in_use.images.get(digest).cloned().unwrap_or_default(),
                 verified: rec.verified.clone(),
+                served_by: rec.served_by.clone(),
             })
             .collect();
         out.sort_by(|a, b| b.last_used.cmp(&a.last_used).then(a.digest.cmp(&b.digest)));

@@ -18,6 +18,7 @@ mod fsutil;
 mod gc;
 mod keyring;
 mod layers;
+pub mod mirrors;
 mod preload;
 mod provider;
 mod pull;
@@ -106,6 +107,8 @@ pub struct StoreOptions {
     pub providers: Option<Arc<Providers>>,
     /// The signature policy images must satisfy before they are stored (`trust::load`).
     pub policy: Arc<trust::Policy>,
+    /// Mirrors and blocked registries (`mirrors::RegistriesConf::load`).
+    pub registries: mirrors::RegistriesConf,
 }
 
 impl Default for StoreOptions {
@@ -117,6 +120,7 @@ impl Default for StoreOptions {
             credentials: None,
             providers: None,
             policy: Arc::new(trust::Policy::accept_anything()),
+            registries: mirrors::RegistriesConf::default(),
         }
     }
 }
@@ -241,6 +245,7 @@ impl ImageStore {
                 extra_roots,
                 credentials,
                 opts.providers,
+                opts.registries,
             ),
             max_layer_size: opts.max_layer_size,
             progress: Arc::new(Progress::default()),
@@ -355,11 +360,15 @@ impl ImageStore {
                     size,
                     index,
                     verified,
+                    served_by,
                 }) = added
                 {
                     rec.size = size;
                     if verified.is_some() {
                         rec.verified = verified;
+                    }
+                    if served_by.is_some() {
+                        rec.served_by = served_by;
                     }
                     rec.extra.extend(index);
                     rec.extra.sort();
@@ -419,6 +428,8 @@ struct Added {
     index: Option<String>,
     /// The policy requirement that accepted it (`sigstoreSigned (scope)`).
     verified: Option<String>,
+    /// The registry source a pull got it from (`mirror <location>`, `primary <location>`).
+    served_by: Option<String>,
 }
 
 struct PinGuard {

@@ -20,12 +20,13 @@ impl ImageStore {
                 reference: key.to_string(),
                 reason,
             })?;
-        // The registry may be a mirror: blobs come from where the manifest came from.
-        let parsed = &session.reference.clone();
         let digest = resolved.digest.clone();
         // Before anything of the image is stored: a refused image leaves nothing usable.
+        // Judged as the name asked for, whichever source served it.
         let top = resolved.index.as_ref().map_or(&digest, |(d, _)| d);
         let verdict = self.verify(&session, parsed, key, top).await?;
+        // The registry may be a mirror: blobs come from where the manifest came from.
+        let parsed = &session.reference.clone();
         let manifest = &resolved.manifest;
         let mut pins = vec![digest.clone(), manifest.config.digest.clone()];
         pins.extend(manifest.layers.iter().map(|l| l.digest.clone()));
@@ -55,6 +56,7 @@ impl ImageStore {
             size,
             index,
             verified: Some(verdict.to_string()),
+            served_by: Some(session.served_by.clone()),
         };
         self.record(Some(key), &digest, Some(added), true).await?;
         tracing::info!(
@@ -64,6 +66,7 @@ impl ImageStore {
             layers = manifest.layers.len(),
             elapsed_ms = start.elapsed().as_millis() as u64,
             verified = %verdict,
+            served_by = %session.served_by,
             "pulled image"
         );
         Ok(Image {

@@ -268,6 +268,9 @@ pub struct ImageRecord {
     /// How the signature policy accepted it when it was stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<String>,
+    /// Which registry source served its last pull (`mirror <location>`, `primary <location>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl Db {

@@ -6,23 +6,27 @@ use super::trust::{self, fetch, Requirement};
 use super::*;
 
 impl ImageStore {
-    /// Judges the image `parsed` resolved to (`digest`: the manifest or index the reference
+    /// Judges the image `asked` resolved to (`digest`: the manifest or index the reference
     /// names) under the signature policy. A refusal is counted and is the pull's error.
+    ///
+    /// The scope and the signed identity are those of `asked`, the name the pod gave, even
+    /// when a mirror served: the signatures are read beside the manifest where it was found,
+    /// and one only counts if it signs `digest`, the digest of the bytes that source served.
     pub(super) async fn verify(
         &self,
         session: &registry::Session,
-        parsed: &Reference,
+        asked: &Reference,
         key: &str,
         digest: &str,
     ) -> Result<trust::Verdict, ImageError> {
         let started = std::time::Instant::now();
-        let intended = intended(parsed);
+        let intended = intended(asked);
         let (scope, reqs) = self.policy.requirements_for(&intended);
         let wants = reqs
             .iter()
             .any(|r| matches!(r, Requirement::SigstoreSigned { .. }));
         let (signatures, note) = if wants {
-            fetch::from_registry(session, parsed, digest).await
+            fetch::from_registry(session, &session.reference, digest).await
         } else {
             (Vec::new(), String::new())
         };

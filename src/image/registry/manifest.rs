@@ -1,25 +1,15 @@
-//! The registry side: resolving a reference to this host's image manifest and streaming blobs
-//! into the blob store (verified while written, never held whole in memory).
+//! Manifests: fetching one (digest computed and checked here), telling an image manifest
+//! from an index, and choosing this host's platform from an index.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
-    ImageIndexEntry, OciDescriptor, OciImageIndex, OciImageManifest,
-    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
-    OCI_IMAGE_MEDIA_TYPE,
+    ImageIndexEntry, OciImageIndex, OciImageManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
 };
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use sha2::{Digest, Sha256};
 
-use super::keyring::{Credential, Keyring};
-use super::store::{BlobWriter, Blobs};
-use super::ImageError;
+use super::{chain, Resolved, Session};
 
 /// Why the manifest a reference names could not be fetched or used.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +40,15 @@ pub enum ManifestError {
     Index(serde_json::Error),
     #[error("invalid image manifest: {0}")]
     Manifest(serde_json::Error),
+    /// registries.conf blocks the registry the image is named in (or a mirror's).
+    #[error("registry blocked by {path}: {entry} sets blocked = true")]
+    Blocked { entry: String, path: String },
+    /// A registries.conf location turned the name into something that is not a reference.
+    #[error("rewritten reference: {0}")]
+    Rewrite(String),
+    /// Every source (mirrors, then the primary) failed; each with its reason.
+    #[error("no source served the image: {}", .0.iter().map(|(s, e)| format!("{s}: {e}")).collect::<Vec<_>>().join("; "))]
+    Sources(Vec<(String, ManifestError)>),
 }
 
 const MANIFEST_TYPES: &[&str] = &[
@@ -58,142 +57,6 @@ const MANIFEST_TYPES: &[&str] = &[
     OCI_IMAGE_INDEX_MEDIA_TYPE,
     IMAGE_MANIFEST_LIST_MEDIA_TYPE,
 ];
-
-/// A platform image manifest, with the raw bytes of everything that led to it.
-pub struct Resolved {
-    /// `sha256:` of `manifest_bytes`.
-    pub digest: String,
-    pub manifest_bytes: Vec<u8>,
-    pub manifest: OciImageManifest,
-    /// The image index / manifest list the reference named, if any: (digest, bytes).
-    pub index: Option<(String, Vec<u8>)>,
-}
-
-/// Byte and layer counters of the pulls in progress, for progress displays.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub bytes_total: AtomicU64,
-    pub bytes_done: AtomicU64,
-    pub blobs_total: AtomicU64,
-    pub blobs_done: AtomicU64,
-}
-
-/// How registries are reached: fixed for the life of the store.
-pub struct Registry {
-    insecure: Vec<String>,
-    extra_roots: Vec<Vec<u8>>,
-    credentials: Vec<PathBuf>,
-    providers: Option<std::sync::Arc<super::provider::Providers>>,
-}
-
-/// One pull's client, bound to the credential it authenticates with.
-pub struct Session {
-    client: Client,
-    auth: RegistryAuth,
-    /// The reference the registry is asked for.
-    pub reference: Reference,
-    /// Which credential served (`anonymous` or its origin), for logs.
-    pub credential: String,
-}
-
-impl Registry {
-    /// `extra_roots` are PEM bundles trusted besides the system roots; `credentials` the
-    /// docker config files searched for registry credentials, in order.
-    pub fn new(
-        insecure: Vec<String>,
-        extra_roots: Vec<Vec<u8>>,
-        credentials: Vec<PathBuf>,
-        providers: Option<std::sync::Arc<super::provider::Providers>>,
-    ) -> Self {
-        Self {
-            insecure,
-            extra_roots,
-            credentials,
-            providers,
-        }
-    }
-
-    fn client(&self) -> Client {
-        crate::tls::provider();
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
-            platform_resolver: None, // we resolve indexes ourselves, keeping the raw bytes
-            extra_root_certificates: self
-                .extra_roots
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            connect_timeout: Some(Duration::from_secs(15)),
-            // A registry that stops sending fails the pull instead of hanging it.
-            read_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
-        Client::new(config)
-    }
-
-    /// The credentials tried for `reference`, in the kubelet's keyring order: the pod's
-    /// imagePullSecrets, then the credential provider plugins, then the node's config.json
-    /// files. Empty: anonymous.
-    async fn candidates(&self, reference: &Reference, secrets: &Keyring) -> Vec<Credential> {
-        let image = format!(
-            "{}/{}",
-            super::keyring::normalise_key(reference.resolve_registry()),
-            reference.repository()
-        );
-        let mut found: Vec<Credential> = secrets.lookup(&image).into_iter().cloned().collect();
-        if let Some(p) = &self.providers {
-            let ring = p.lookup(&image).await;
-            found.extend(ring.lookup(&image).into_iter().cloned());
-        }
-        found.extend(super::auth::lookup(&self.credentials, &image));
-        found
-    }
-
-    /// Resolves `reference` with each matching credential in turn (anonymously when none
-    /// matches), as the kubelet tries every credential its keyring returns; the first that
-    /// works is the session the blobs are fetched with. Credentials are read afresh for
-    /// each pull (edited files apply at once).
-    pub async fn open(
-        &self,
-        reference: &Reference,
-        secrets: &Keyring,
-    ) -> Result<(Session, Resolved), ManifestError> {
-        let mut attempts: Vec<(RegistryAuth, String)> = self
-            .candidates(reference, secrets)
-            .await
-            .into_iter()
-            .map(|c| (c.auth(), format!("{} ({})", c.origin, c.user)))
-            .collect();
-        if attempts.is_empty() {
-            attempts.push((RegistryAuth::Anonymous, "anonymous".into()));
-        }
-        let mut last = None;
-        for (auth, credential) in attempts {
-            // A client per credential: its token cache must not carry one credential's
-            // tokens into another's attempt.
-            let session = Session {
-                client: self.client(),
-                auth,
-                reference: reference.clone(),
-                credential,
-            };
-            match session.resolve(reference).await {
-                Ok(resolved) => {
-                    tracing::debug!(reference = %reference, credential = %session.credential, "manifest resolved");
-                    return Ok((session, resolved));
-                }
-                Err(e) => {
-                    tracing::debug!(reference = %reference, credential = %session.credential, error = %e, "manifest not resolved");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
-    }
-}
 
 impl Session {
     /// Fetches the manifest `reference` names, descending through an index to this host's
@@ -256,137 +119,15 @@ impl Session {
         }
         Ok((bytes.to_vec(), digest))
     }
-
-    /// Streams the blob `desc` into the store unless it is already there; returns bytes fetched.
-    pub async fn fetch_blob(
-        &self,
-        reference: &Reference,
-        desc: &OciDescriptor,
-        blobs: &Blobs,
-        progress: &Progress,
-    ) -> Result<u64, ImageError> {
-        if blobs.contains(&desc.digest) {
-            progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-            progress
-                .bytes_done
-                .fetch_add(u64::try_from(desc.size).unwrap_or(0), Ordering::Relaxed);
-            return Ok(0);
-        }
-        let err = |message: String| ImageError::Pull {
-            reference: reference.whole(),
-            message: format!("blob {}: {message}", desc.digest),
-        };
-        let writer = blobs.writer(&desc.digest).map_err(|e| match e {
-            ImageError::Digest { .. } => err(format!("{e}")),
-            other => other,
-        })?;
-        let mut stream = self
-            .client
-            .pull_blob_stream(reference, desc)
-            .await
-            .map_err(|e| err(chain(&e)))?;
-        let limit = u64::try_from(desc.size).unwrap_or(0);
-
-        // The file is written, hashed and fsynced on a blocking thread fed through a small channel.
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        let sink = tokio::task::spawn_blocking(move || write_chunks(rx, writer));
-        let mut total = 0u64;
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    total += chunk.len() as u64;
-                    progress
-                        .bytes_done
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if total > limit {
-                        failure = Some(format!(
-                            "registry sent more than the {limit} bytes declared"
-                        ));
-                        break;
-                    }
-                    if tx.send(Some(chunk)).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    failure = Some(format!("download: {e}"));
-                    break;
-                }
-            }
-        }
-        if failure.is_none() {
-            let _ = tx.send(None).await; // None = complete: verify and rename
-        }
-        drop(tx); // closed without None = abort: the temp file is removed
-        let written = sink.await.map_err(|e| err(format!("writer task: {e}")))?;
-        if let Some(message) = failure {
-            return Err(err(message));
-        }
-        match written {
-            Ok(Some(_)) => {
-                progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-                Ok(total)
-            }
-            Ok(None) => Err(err("download ended early".into())),
-            Err(ImageError::Digest { expected, actual }) => Err(err(format!(
-                "digest mismatch: expected {expected}, got {actual}"
-            ))),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Raw access for image trust, which reads a signature manifest and its small blobs with
-/// the pull's client and credentials.
-impl Session {
-    pub(super) fn raw(&self) -> (&Client, &RegistryAuth) {
-        (&self.client, &self.auth)
-    }
-}
-
-/// An error and its sources, `: `-separated (reqwest hides "connection refused" in a source).
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-        next = cause.source();
-    }
-    s
-}
-
-/// Writes chunks until `None` (then finishes the blob) or until the channel closes (abort).
-fn write_chunks<B: AsRef<[u8]>>(
-    mut rx: tokio::sync::mpsc::Receiver<Option<B>>,
-    mut writer: BlobWriter,
-) -> Result<Option<std::path::PathBuf>, ImageError> {
-    use std::io::Write;
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            Some(chunk) => writer
-                .write_all(chunk.as_ref())
-                .map_err(|source| ImageError::Io {
-                    path: writer.tmp_path().to_path_buf(),
-                    source,
-                })?,
-            None => return writer.finish().map(Some),
-        }
-    }
-    Ok(None)
 }
 
 #[allow(clippy::large_enum_variant)] // short-lived
-pub(super) enum Parsed {
+pub(crate) enum Parsed {
     Image(OciImageManifest),
     Index(OciImageIndex),
 }
 
-pub(super) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, ManifestError> {
+pub(crate) fn parse_manifest(bytes: &[u8]) -> Result<Parsed, ManifestError> {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "schemaVersion")]
