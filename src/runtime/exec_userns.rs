@@ -67,19 +67,10 @@ pub(super) fn enter(runtime_root: &Path, id: &str) -> Result<(), String> {
 /// `cgroupsPath` is the absolute cgroup directory of the systemd form `slice:prefix:name`.
 fn cgroup_by_path(config: &Path) -> Result<(), String> {
     let at = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-    let mut spec = Spec::load(config).map_err(|e| at(&config.display().to_string(), &e))?;
-    let Some(mut linux) = spec.linux().clone() else {
+    let spec = Spec::load(config).map_err(|e| at(&config.display().to_string(), &e))?;
+    let Some(spec) = with_cgroup_dir(spec) else {
         return Ok(());
     };
-    let Some(path) = linux.cgroups_path().as_ref().and_then(|p| p.to_str()) else {
-        return Ok(());
-    };
-    if path.starts_with('/') {
-        return Ok(());
-    }
-    let dir = crate::cgroups::systemd::fs_path(path);
-    linux.set_cgroups_path(Some(dir.into()));
-    spec.set_linux(Some(linux));
 
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| at("a mount namespace of its own", &e))?;
     // Nothing mounted here may reach the host.
@@ -96,7 +87,7 @@ fn cgroup_by_path(config: &Path) -> Result<(), String> {
         SCRATCH,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=0700,size=4m"),
+        Some("mode=0700"),
     )
     .map_err(|e| at(&format!("a tmpfs on {SCRATCH}"), &e))?;
     let copy = Path::new(SCRATCH).join("config.json");
@@ -110,4 +101,54 @@ fn cgroup_by_path(config: &Path) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| at(&format!("covering {}", config.display()), &e))
+}
+
+/// `spec` with its systemd-form `cgroupsPath` replaced by the scope's absolute cgroup
+/// directory; None when the path is absent or already a directory.
+fn with_cgroup_dir(mut spec: Spec) -> Option<Spec> {
+    let mut linux = spec.linux().clone()?;
+    let path = linux.cgroups_path().as_ref()?.to_str()?;
+    if path.starts_with('/') {
+        return None;
+    }
+    let dir = crate::cgroups::systemd::fs_path(path);
+    linux.set_cgroups_path(Some(dir.into()));
+    spec.set_linux(Some(linux));
+    Some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxBuilder;
+
+    fn spec(cgroups_path: Option<&str>) -> Spec {
+        let mut s = Spec::default();
+        let mut linux = LinuxBuilder::default().build().unwrap();
+        linux.set_cgroups_path(cgroups_path.map(Into::into));
+        s.set_linux(Some(linux));
+        s
+    }
+
+    fn dir(s: &Spec) -> Option<String> {
+        let p = s.linux().as_ref()?.cgroups_path().as_ref()?;
+        Some(p.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn a_systemd_cgroups_path_becomes_the_scope_directory() {
+        let s = with_cgroup_dir(spec(Some("kubepods-besteffort.slice:hostlet:abc-c-0"))).unwrap();
+        assert_eq!(
+            dir(&s).as_deref(),
+            Some("/kubepods.slice/kubepods-besteffort.slice/hostlet-abc-c-0.scope")
+        );
+        // Everything else is kept.
+        assert_eq!(s.process(), Spec::default().process());
+    }
+
+    #[test]
+    fn a_directory_or_no_cgroups_path_is_left_alone() {
+        assert!(with_cgroup_dir(spec(Some("/kubepods/pod1/c"))).is_none());
+        assert!(with_cgroup_dir(spec(None)).is_none());
+    }
 }
