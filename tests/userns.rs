@@ -194,6 +194,26 @@ fn root_inside_is_the_pods_own_range_outside() {
     }
     signal(e_pid, 9);
     let _ = exec.wait();
+    // `exec -t` (the helper's terminal path) likewise.
+    let (ok, text) = hostlet_cli(
+        &f.dirs.root,
+        &[
+            "exec",
+            "-t",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "tty; echo uid=$(id -u); cat /proc/self/cgroup",
+        ],
+    );
+    assert!(
+        ok && text.contains("/dev/pts/") && text.contains("uid=0"),
+        "{text}"
+    );
+    for line in cgroup(a_pid).lines() {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 
     // attach: a terminal in the pod's user namespace.
     let t_marker = format!("userns-tty-{pid}");
