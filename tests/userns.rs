@@ -1,14 +1,17 @@
 //! `hostUsers: false` (issue 23) with real containers: root inside is an unprivileged
-//! range outside, volumes through idmapped mounts, ranges kept across an agent kill -9,
-//! and the pool as it was after create/remove cycles. One agent for all of it (the file
+//! range outside, volumes through idmapped mounts, exec probes, `hostlet exec` and
+//! `hostlet attach` inside (with either cgroup driver), ranges kept across an agent kill
+//! -9, and the pool as it was after create/remove cycles. One agent for all of it (the file
 //! also runs in the VM suite).
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use common::*;
 
@@ -70,22 +73,6 @@ fn root_inside_is_the_pods_own_range_outside() {
     let pid = std::process::id();
     let mut f = Fixture::with_args(&["--user-namespaces-default"]);
     let img = f.image();
-    if std::path::Path::new("/run/systemd/system").exists() {
-        // Under systemd the agent uses the systemd cgroup driver, with which hostlet
-        // refuses user-namespaced pods for now (README): the refusal must name why.
-        let marker = format!("userns-refused-{pid}");
-        write_manifest(
-            &f.dirs,
-            "a.yaml",
-            &pod_yaml("a", &img, &marker, "  hostUsers: false\n", ""),
-        );
-        f.log_has("hostUsers: false is not supported with the systemd cgroup driver yet");
-        assert!(
-            find_pids_by_cmdline(&marker).is_empty(),
-            "a refused pod runs"
-        );
-        return;
-    }
     let vol = f.dirs.base.join("vol");
     fs::create_dir_all(&vol).unwrap();
     // A host user's file shows as that user's inside; another range's root-only file
@@ -95,6 +82,9 @@ fn root_inside_is_the_pods_own_range_outside() {
     fs::write(vol.join("foreign"), "secret").unwrap();
     std::os::unix::fs::chown(vol.join("foreign"), Some(3_000_000), Some(3_000_000)).unwrap();
     fs::set_permissions(vol.join("foreign"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Host root's root-only file shows as the pod root's (README): it reads it.
+    fs::write(vol.join("rootonly"), "host-root").unwrap();
+    fs::set_permissions(vol.join("rootonly"), fs::Permissions::from_mode(0o600)).unwrap();
 
     let a_marker = format!("userns-a-{pid}");
     let script = "echo uid=$(id -u); cat /proc/self/uid_map; touch /vol/by-root; \
@@ -102,7 +92,7 @@ fn root_inside_is_the_pods_own_range_outside() {
         echo ping=$(cat /proc/sys/net/ipv4/ping_group_range); \
         echo x > /tmp/m.ko; insmod /tmp/m.ko; echo insmod=$?; \
         echo 3 > /proc/sys/vm/drop_caches; echo sysctl=$?; \
-        cat /vol/foreign; echo foreign=$?;";
+        cat /vol/foreign; echo foreign=$?; echo rootonly=$(cat /vol/rootonly);";
     let spec = format!(
         "  hostUsers: false\n  securityContext:\n    sysctls: [{{name: net.ipv4.ping_group_range, value: '0 1000'}}]\n  volumes:\n  - {{name: vol, hostPath: {{path: {}}}}}\n  - {{name: scratch, emptyDir: {{}}}}\n",
         vol.display()
@@ -156,6 +146,7 @@ fn root_inside_is_the_pods_own_range_outside() {
         assert!(out.contains(denied), "{denied}: {out}");
     }
     assert!(!out.contains("secret"), "{out}");
+    assert!(out.contains("rootonly=host-root"), "{out}");
 
     // Outside: the processes run as the mapped IDs.
     let a_pid = f.container_pid(&a_marker);
@@ -164,23 +155,99 @@ fn root_inside_is_the_pods_own_range_outside() {
     let b_pid = f.container_pid(&b_marker);
     assert_eq!(status_id(b_pid, "Uid:"), b_base);
 
-    // exec joins the pod's user namespace too.
-    let exec = std::process::Command::new(env!("CARGO_BIN_EXE_hostlet"))
-        .args(["exec", "--root-dir"])
-        .arg(&f.dirs.root)
-        .args(["a", "--", "sh", "-c", "id -u; cat /proc/self/uid_map"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&exec.stdout);
-    assert!(
-        exec.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&exec.stderr)
+    // exec joins the pod's user namespace too (the readiness probes above are execs).
+    let (ok, text) = hostlet_cli(
+        &f.dirs.root,
+        &[
+            "exec",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map",
+        ],
     );
     assert!(
-        text.starts_with("0\n") && text.contains(&a_base.to_string()),
+        ok && text.starts_with("0\n") && text.contains(&a_base.to_string()),
         "{text}"
     );
+    // Outside, an exec's process runs as the pod's root and sits in the container's
+    // cgroup: under systemd, its scope, joined by path (never through a session bus).
+    let e_marker = format!("userns-exec-{pid}");
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["exec", "--root-dir"])
+        .arg(&f.dirs.root)
+        .args(["a", "--", "sh", "-c", "sleep 600; :", &e_marker])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let e_pid = f.wait("the exec's shell", || {
+        find_pids_by_cmdline(&e_marker)
+            .into_iter()
+            .find(|&p| cmdline(p).is_some_and(|c| c.starts_with("sh -c")))
+    });
+    assert_eq!(status_id(e_pid, "Uid:"), a_base);
+    let cgroup = |p: i32| fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+    assert_eq!(cgroup(e_pid), cgroup(a_pid));
+    if Path::new("/run/systemd/system").exists() {
+        assert!(cgroup(e_pid).contains(".scope\n"), "{}", cgroup(e_pid));
+    }
+    signal(e_pid, 9);
+    let _ = exec.wait();
+    // `exec -t` (the helper's terminal path) likewise.
+    let (ok, text) = hostlet_cli(
+        &f.dirs.root,
+        &[
+            "exec",
+            "-t",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "tty; echo uid=$(id -u); cat /proc/self/cgroup",
+        ],
+    );
+    assert!(
+        ok && text.contains("/dev/pts/") && text.contains("uid=0"),
+        "{text}"
+    );
+    for line in cgroup(a_pid).lines() {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+
+    // attach: a terminal in the pod's user namespace.
+    let t_marker = format!("userns-tty-{pid}");
+    write_manifest(
+        &f.dirs,
+        "t.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: t}}\nspec:\n  hostUsers: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    stdin: true\n    tty: true\n    command: [sh, -i, -s, {t_marker}]\n"
+        ),
+    );
+    f.container_pid(&t_marker);
+    let mut attach = Command::new(env!("CARGO_BIN_EXE_hostlet"))
+        .args(["attach", "--root-dir"])
+        .arg(&f.dirs.root)
+        .args(["-it", "t"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    attach
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo tty-$(id -u)-$((40+2))\n")
+        .unwrap();
+    let out = attach.wait_with_output().unwrap();
+    assert!(out.status.success(), "attach -it t: {out:?}");
+    f.output("t", "c", "tty-0-42");
+    remove_manifest(&f.dirs, "t.yaml");
+    f.gone(&t_marker);
+    f.wait("t's range free", || {
+        (ranges(&f.dirs.root).len() == 2).then_some(())
+    });
 
     // kill -9 and a new agent: the same containers, the same ranges.
     f.agent.as_mut().unwrap().kill9();

@@ -14,34 +14,6 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::executor::ResetSignalsExecutor;
 
-/// Joins the user namespace of the container's init when it has its own (`hostUsers:
-/// false`). libcontainer 0.7's tenant builder joins the init's other
-/// namespaces but not its user namespace: without this, the command would run as host
-/// root inside the pod's namespaces. Host root may join a child user namespace and then
-/// still the pod's namespaces, which that user namespace owns.
-pub(super) fn join_user_namespace(runtime_root: &Path, id: &str) -> Result<(), String> {
-    let c = libcontainer::container::Container::load(runtime_root.join(id))
-        .map_err(|e| format!("loading the container: {e}"))?;
-    let Some(init) = c.pid() else {
-        return Ok(());
-    };
-    let theirs = format!("/proc/{init}/ns/user");
-    let (Ok(mine), Ok(other)) = (
-        std::fs::read_link("/proc/self/ns/user"),
-        std::fs::read_link(&theirs),
-    ) else {
-        return Err(format!("reading {theirs}"));
-    };
-    if mine == other {
-        return Ok(());
-    }
-    let ns = std::fs::File::open(&theirs).map_err(|e| format!("{theirs}: {e}"))?;
-    // The helper keeps its host IDs (it still reads the container's root-only records);
-    // libcontainer sets the command's IDs, mapped ones, before it runs it.
-    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| format!("joining {theirs}: {e}"))
-}
-
 /// Exit status of the helper when the command ran past its timeout (as timeout(1)).
 pub const TIMED_OUT: i32 = 124;
 /// Exit status of the helper when the command could not be started in the container.
@@ -50,7 +22,7 @@ pub const CANNOT_EXEC: i32 = 126;
 /// Entry point of `hostlet-monitor exec-in`; returns the process exit code: the command's code,
 /// 128 + signal, [`TIMED_OUT`] or [`CANNOT_EXEC`].
 pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>, timeout: Option<Duration>) -> i32 {
-    if let Err(e) = join_user_namespace(runtime_root, id) {
+    if let Err(e) = super::exec_userns::enter(runtime_root, id) {
         eprintln!("exec in container {id}: {e}");
         return CANNOT_EXEC;
     }

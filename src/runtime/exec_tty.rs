@@ -142,7 +142,7 @@ pub fn main(runtime_root: &Path, id: &str, argv: Vec<String>) -> i32 {
     mask.add(Signal::SIGCHLD);
     let _ = mask.thread_block();
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
-    if let Err(e) = super::exec::join_user_namespace(runtime_root, id) {
+    if let Err(e) = super::exec_userns::enter(runtime_root, id) {
         eprintln!("exec in container {id}: {e}");
         return CANNOT_EXEC;
     }

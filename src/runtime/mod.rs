@@ -9,6 +9,7 @@ mod cgroup_kill;
 mod drop_report;
 pub mod exec;
 pub mod exec_tty;
+mod exec_userns;
 mod executor;
 mod leftovers;
 pub mod monitor;

@@ -70,15 +70,6 @@ fn ensure_sandbox_blocking<S: Services>(
     let ids = if shared.user {
         // Refused with the missing piece named, never run with the host's users.
         crate::userns::idmap::host_support()?;
-        // libcontainer 0.7 puts an exec into a user-namespaced container's scope through
-        // the session bus, which a system agent has none of: probes and `hostlet exec`
-        // would fail (seen in the VM suite). Refused until that path is fixed.
-        if deps.cgroups.as_ref().map(|h| h.driver()) == Some(crate::cgroups::Driver::Systemd) {
-            return Err(crate::userns::UsernsError::Unsupported(
-                "hostUsers: false is not supported with the systemd cgroup driver yet (libcontainer joins an exec to the container's scope through a session bus); use --cgroup-driver cgroupfs".into(),
-            )
-            .into());
-        }
         Some(deps.userns.allocate(&files.dir)?)
     } else {
         None
