@@ -4,7 +4,7 @@
 //! `hostlet validate` and the sources refuse such a pod with its line, instead of each
 //! container failing to start.
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{AppArmorProfile, PodSpec, SeccompProfile};
 
 use crate::manifest::field_error::FieldError;
 
@@ -14,25 +14,8 @@ const MAX_APPARMOR_PROFILE: usize = 4095;
 
 pub(super) fn validate(spec: &PodSpec, errors: &mut Vec<FieldError>) {
     if let Some(sc) = &spec.security_context {
-        let path = "spec.securityContext";
-        if let Some(p) = &sc.seccomp_profile {
-            check(
-                path,
-                "seccompProfile",
-                &p.type_,
-                p.localhost_profile.as_deref(),
-                errors,
-            );
-        }
-        if let Some(p) = &sc.app_armor_profile {
-            check(
-                path,
-                "appArmorProfile",
-                &p.type_,
-                p.localhost_profile.as_deref(),
-                errors,
-            );
-        }
+        let (seccomp, apparmor) = (sc.seccomp_profile.as_ref(), sc.app_armor_profile.as_ref());
+        both("spec.securityContext", seccomp, apparmor, errors);
     }
     let containers = spec
         .containers
@@ -46,27 +29,36 @@ pub(super) fn validate(spec: &PodSpec, errors: &mut Vec<FieldError>) {
         .enumerate()
         .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
     for (path, c) in containers.chain(inits) {
-        container(&path, c, errors);
+        if let Some(sc) = &c.security_context {
+            let (seccomp, apparmor) = (sc.seccomp_profile.as_ref(), sc.app_armor_profile.as_ref());
+            both(
+                &format!("{path}.securityContext"),
+                seccomp,
+                apparmor,
+                errors,
+            );
+        }
     }
 }
 
-fn container(path: &str, c: &Container, errors: &mut Vec<FieldError>) {
-    let Some(sc) = &c.security_context else {
-        return;
-    };
-    let path = format!("{path}.securityContext");
-    if let Some(p) = &sc.seccomp_profile {
+fn both(
+    path: &str,
+    seccomp: Option<&SeccompProfile>,
+    apparmor: Option<&AppArmorProfile>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(p) = seccomp {
         check(
-            &path,
+            path,
             "seccompProfile",
             &p.type_,
             p.localhost_profile.as_deref(),
             errors,
         );
     }
-    if let Some(p) = &sc.app_armor_profile {
+    if let Some(p) = apparmor {
         check(
-            &path,
+            path,
             "appArmorProfile",
             &p.type_,
             p.localhost_profile.as_deref(),
