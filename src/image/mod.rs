@@ -19,6 +19,7 @@ mod gc;
 mod keyring;
 mod layers;
 pub mod mirrors;
+mod pins;
 mod preload;
 mod provider;
 mod pull;
@@ -402,23 +403,6 @@ impl ImageStore {
         locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(key.to_string()).or_default().clone()
     }
-
-    /// Protects `digests` from GC until the guard is dropped.
-    fn pin(&self, digests: impl IntoIterator<Item = String>) -> PinGuard {
-        let digests: Vec<String> = digests.into_iter().collect();
-        let mut pins = self.pins.lock().expect("pins");
-        for d in &digests {
-            *pins.entry(d.clone()).or_default() += 1;
-        }
-        PinGuard {
-            pins: self.pins.clone(),
-            digests,
-        }
-    }
-
-    fn is_pinned(&self, digest: &str) -> bool {
-        self.pins.lock().expect("pins").contains_key(digest)
-    }
 }
 
 /// What a pull or an import learnt about an image it stored.
@@ -430,25 +414,6 @@ struct Added {
     verified: Option<String>,
     /// The registry source a pull got it from (`mirror <location>`, `primary <location>`).
     served_by: Option<String>,
-}
-
-struct PinGuard {
-    pins: Arc<Mutex<HashMap<String, usize>>>,
-    digests: Vec<String>,
-}
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        let mut pins = self.pins.lock().expect("pins");
-        for d in &self.digests {
-            if let Some(n) = pins.get_mut(d) {
-                *n -= 1;
-                if *n == 0 {
-                    pins.remove(d);
-                }
-            }
-        }
-    }
 }
 
 /// The bytes an image's blobs take in the store: its manifest, config and layers.
