@@ -309,6 +309,15 @@ fn api_references(spec: &PodSpec, errors: &mut Vec<FieldError>) {
 }
 
 /// The API server's IsEnvVarName: printable ASCII but '=', not starting with a digit.
+/// What a pod-spec check says of the spec in `yaml`, an error a line (for its unit tests).
+#[cfg(test)]
+fn spec_errors(yaml: &str, check: fn(&PodSpec, &mut Vec<FieldError>)) -> Vec<String> {
+    let spec: PodSpec = serde_yaml::from_str(yaml).unwrap();
+    let mut errors = Vec::new();
+    check(&spec, &mut errors);
+    errors.iter().map(ToString::to_string).collect()
+}
+
 pub fn is_env_var_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())

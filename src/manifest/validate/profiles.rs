@@ -109,10 +109,7 @@ mod tests {
     use super::*;
 
     fn errors(yaml: &str) -> Vec<String> {
-        let spec: PodSpec = serde_yaml::from_str(yaml).unwrap();
-        let mut errors = Vec::new();
-        validate(&spec, &mut errors);
-        errors.iter().map(ToString::to_string).collect()
+        crate::manifest::validate::spec_errors(yaml, validate)
     }
 
     #[test]
