@@ -11,6 +11,33 @@ use anyhow::Context;
 use crate::image::mirrors::RegistriesConf;
 use crate::image::{ImageStore, PullPolicy, StoreOptions, DEFAULT_MAX_LAYER_SIZE};
 
+/// The files that say which images may run and where they come from: shared by the agent
+/// and the image verbs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustArgs {
+    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
+    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
+    /// every image is accepted
+    #[arg(long, value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
+    /// containers-registries.conf(5) (version 2): mirrors tried before a registry, blocked
+    /// registries; default /etc/containers/registries.conf when it exists
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    pub fn policy(&self) -> anyhow::Result<Arc<crate::image::trust::Policy>> {
+        Ok(Arc::new(crate::image::trust::load(
+            self.signature_policy.as_deref(),
+        )?))
+    }
+
+    pub fn registries(&self) -> anyhow::Result<RegistriesConf> {
+        Ok(RegistriesConf::load(self.registries_conf.as_deref())?)
+    }
+}
+
 /// Where the store is and how registries are reached: shared by the image verbs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
@@ -26,15 +53,8 @@ pub struct StoreArgs {
     /// Refuse a layer whose unpacked size exceeds this (bytes; K, M, G, Ki, Mi, Gi suffixes)
     #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_MAX_LAYER_SIZE, value_parser = parse_size)]
     pub max_layer_size: u64,
-    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
-    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
-    /// every image is accepted
-    #[arg(long, value_name = "FILE")]
-    pub signature_policy: Option<PathBuf>,
-    /// containers-registries.conf(5) (version 2): mirrors tried before a registry, blocked
-    /// registries; default /etc/containers/registries.conf when it exists
-    #[arg(long, value_name = "FILE")]
-    pub registries_conf: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 impl StoreArgs {
@@ -48,8 +68,8 @@ impl StoreArgs {
                 max_layer_size: self.max_layer_size,
                 credentials: None,
                 providers: None,
-                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
-                registries: RegistriesConf::load(self.registries_conf.as_deref())?,
+                policy: self.trust.policy()?,
+                registries: self.trust.registries()?,
             },
         )
         .with_context(|| format!("opening the image store in {}", images.display()))
@@ -124,15 +144,8 @@ pub struct RunImageArgs {
     /// How long a credential provider plugin may run before it is killed
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = duration)]
     pub image_credential_provider_timeout: Duration,
-    /// containers-policy.json(5) images must satisfy (sigstoreSigned, reject,
-    /// insecureAcceptAnything); default /etc/containers/policy.json when it exists, else
-    /// every image is accepted
-    #[arg(long, value_name = "FILE")]
-    pub signature_policy: Option<PathBuf>,
-    /// containers-registries.conf(5) (version 2): mirrors tried before a registry, blocked
-    /// registries; default /etc/containers/registries.conf when it exists
-    #[arg(long, value_name = "FILE")]
-    pub registries_conf: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -160,8 +173,8 @@ impl RunImageArgs {
                 max_layer_size: self.max_layer_size,
                 credentials: None,
                 providers: self.credential_providers()?,
-                policy: Arc::new(crate::image::trust::load(self.signature_policy.as_deref())?),
-                registries: RegistriesConf::load(self.registries_conf.as_deref())?,
+                policy: self.trust.policy()?,
+                registries: self.trust.registries()?,
             },
         )
         .context("opening the image store")
